@@ -1,0 +1,116 @@
+"""Readers that turn the embedded set, CIFAR pickles or a class-folder of images into an `ImageSet`."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from fastgan.data.image_set import ImageSet
+from fastgan.data.procedural import CLASS_NAMES, render_uint8, sample_scenes
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
+_CIFAR = {
+    # layout: (train files, class-name meta file, meta key, label key)
+    "cifar10": ([f"data_batch_{i}" for i in range(1, 6)], "batches.meta", b"label_names", b"labels"),
+    "cifar100": (["train"], "meta", b"fine_label_names", b"fine_labels"),
+}
+
+
+class DataSourceError(ValueError):
+    """A data source is missing, corrupt or inconsistent; the message names the file."""
+
+
+def embedded_image_set(num_images: int, seed: int, resolution: int = 32) -> ImageSet:
+    """The procedural set rendered at `resolution` (32 for training; 64/128 are its high-resolution truth)."""
+    scenes = sample_scenes(num_images, seed)
+    return ImageSet(
+        render_uint8(scenes, resolution), scenes.labels, CLASS_NAMES, f"embedded(n={num_images},seed={seed})"
+    )
+
+
+def _unpickle(path: Path) -> dict:
+    if not path.is_file():
+        raise DataSourceError(
+            f"CIFAR file {path} is missing; point data.path at the extracted "
+            "cifar-10-batches-py or cifar-100-python folder"
+        )
+    try:
+        with path.open("rb") as f:
+            return pickle.load(f, encoding="bytes")
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        raise DataSourceError(f"CIFAR file {path} is corrupt ({exc}); re-extract the archive") from exc
+
+
+def cifar_image_set(root: str | Path, variant: str) -> ImageSet:
+    """CIFAR-10/100 training images from the standard python-pickle files under `root`."""
+    if variant not in _CIFAR:
+        raise DataSourceError(f"unknown CIFAR variant {variant!r}; use one of {sorted(_CIFAR)}")
+    root = Path(root).expanduser()
+    files, meta_file, names_key, label_key = _CIFAR[variant]
+    names = tuple(n.decode() for n in _unpickle(root / meta_file)[names_key])
+    images, labels = [], []
+    for name in files:
+        batch = _unpickle(root / name)
+        if b"data" not in batch or label_key not in batch:
+            raise DataSourceError(
+                f"CIFAR file {root / name} has no {b'data'!r}/{label_key!r} entries: is it {variant}?"
+            )
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(batch[label_key]) != data.shape[0]:
+            raise DataSourceError(
+                f"CIFAR file {root / name}: expected (N, 3072) pixels and N labels, got "
+                f"{data.shape} and {len(batch[label_key])}"
+            )
+        images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32)))
+        labels.append(torch.as_tensor(batch[label_key], dtype=torch.int64))
+    labels_all = torch.cat(labels)
+    if int(labels_all.min()) < 0 or int(labels_all.max()) >= len(names):
+        raise DataSourceError(
+            f"CIFAR labels under {root} span [{int(labels_all.min())}, {int(labels_all.max())}] "
+            f"but {meta_file} names {len(names)} classes: mixed-up CIFAR-10/100 files?"
+        )
+    return ImageSet(torch.cat(images), labels_all, names, f"{variant}:{root}")
+
+
+def _load_square(path: Path, resolution: int) -> torch.Tensor:
+    """Centre-crop an image file to a square and resize it (anti-aliased) -> (3, R, R) uint8."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode.startswith("I"):  # 16/32-bit integer greyscale: scale, don't clip, to 8 bits
+                grey = np.asarray(image, dtype=np.float64) * (255.0 / 65535.0)
+                array = np.repeat(grey.clip(0, 255).round().astype(np.uint8)[..., None], 3, axis=2)
+            else:
+                array = np.array(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataSourceError(f"cannot read image {path}: {exc}; remove or replace the file") from exc
+    x = torch.from_numpy(array).permute(2, 0, 1).float().unsqueeze(0)  # (1, 3, H, W)
+    side = min(x.shape[-2:])
+    top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
+    x = x[..., top : top + side, left : left + side]
+    if side != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)[0]
+
+
+def folder_image_set(root: str | Path, resolution: int = 32) -> ImageSet:
+    """Images under root/<class name>/ (any size and mode), centre-cropped and resized to `resolution`."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataSourceError(f"image folder {root} does not exist")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    if not class_dirs:
+        raise DataSourceError(f"image folder {root} has no class subfolders; put each class's images in root/<class>/")
+    images, labels = [], []
+    for label, class_dir in enumerate(class_dirs):
+        files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataSourceError(f"class folder {class_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        images.extend(_load_square(path, resolution) for path in files)
+        labels.extend([label] * len(files))
+    return ImageSet(torch.stack(images), torch.tensor(labels), tuple(p.name for p in class_dirs), f"folder:{root}")

@@ -1,0 +1,1 @@
+"""Networks only; training logic lives in fastgan.train."""

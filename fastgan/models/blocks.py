@@ -1,0 +1,117 @@
+"""Residual building blocks of the HRGAN generator and discriminator (BigGAN/SNGAN style)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from fastgan.ops import cbn_relu_upsample, nearest_upsample
+
+
+def xavier_init_(module: nn.Module) -> None:
+    """Xavier-uniform weights and zero biases for every conv and linear layer (HRGAN Algorithm 1, line 1)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
+def sn_xavier(layer: nn.Module) -> nn.Module:
+    """Xavier-uniform-initialise `layer` (zero bias), then spectrally normalise it.
+
+    The order matters: spectral norm estimates σ by power iteration when it is attached, so the
+    weights must already be final.
+    """
+    nn.init.xavier_uniform_(layer.weight)
+    if getattr(layer, "bias", None) is not None:
+        nn.init.zeros_(layer.bias)
+    return spectral_norm(layer)
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """Batch norm whose affine parameters depend on the class: gain = 1 + embed_g(y), bias = embed_b(y).
+
+    Batch statistics in training, running statistics in eval. The normalisation itself happens inside
+    `fastgan.ops.cbn_relu_upsample`, together with the ReLU and up-sampling that always follow it.
+    """
+
+    def __init__(self, channels: int, num_classes: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.gain = nn.Embedding(num_classes, channels)
+        self.bias = nn.Embedding(num_classes, channels)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def relu_upsample(self, x: torch.Tensor, y: torch.Tensor, scale: int) -> torch.Tensor:
+        """(N, C, H, W), labels (N,) -> relu(CBN(x)) nearest-upsampled by `scale`: (N, C, sH, sW)."""
+        return cbn_relu_upsample(
+            x,
+            1.0 + self.gain(y),
+            self.bias(y),
+            self.running_mean,
+            self.running_var,
+            training=self.training,
+            momentum=self.momentum,
+            eps=self.eps,
+            scale=scale,
+        )
+
+
+class ResBlockUp(nn.Module):
+    """Main: CBN → ReLU → nearest ×2 → conv3×3 → CBN → ReLU → conv3×3; shortcut: nearest ×2 → conv1×1."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_classes: int):
+        super().__init__()
+        self.bn1 = ConditionalBatchNorm2d(in_channels, num_classes)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.bn2 = ConditionalBatchNorm2d(out_channels, num_classes)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(N, Cin, H, W), labels (N,) -> (N, Cout, 2H, 2W)."""
+        h = self.conv1(self.bn1.relu_upsample(x, y, scale=2))  # (N, Cout, 2H, 2W)
+        h = self.conv2(self.bn2.relu_upsample(h, y, scale=1))
+        return h + self.shortcut(nearest_upsample(x, 2))
+
+
+class ResBlockDown(nn.Module):
+    """Main: [ReLU] → conv3×3 → ReLU → conv3×3 → avgpool ×½; shortcut: conv1×1 → avgpool ×½ (spectral norm).
+
+    The first block of the discriminator sees the image, not a feature map, so it has no leading ReLU
+    and pools its shortcut before the 1×1 convolution (SNGAN's "optimized" block).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, first: bool = False):
+        super().__init__()
+        self.first = first
+        self.conv1 = sn_xavier(nn.Conv2d(in_channels, out_channels, 3, padding=1))
+        self.conv2 = sn_xavier(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        self.shortcut = sn_xavier(nn.Conv2d(in_channels, out_channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, Cin, H, W) -> (N, Cout, H/2, W/2)."""
+        h = x if self.first else F.relu(x)
+        h = F.avg_pool2d(self.conv2(F.relu(self.conv1(h))), 2)
+        skip = self.shortcut(F.avg_pool2d(x, 2)) if self.first else F.avg_pool2d(self.shortcut(x), 2)
+        return h + skip
+
+
+class ResBlock(nn.Module):
+    """Main: ReLU → conv3×3 → ReLU → conv3×3; shortcut: conv1×1 (spectral norm); resolution unchanged."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv1 = sn_xavier(nn.Conv2d(in_channels, out_channels, 3, padding=1))
+        self.conv2 = sn_xavier(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        self.shortcut = sn_xavier(nn.Conv2d(in_channels, out_channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, Cin, H, W) -> (N, Cout, H, W)."""
+        return self.conv2(F.relu(self.conv1(F.relu(x)))) + self.shortcut(x)

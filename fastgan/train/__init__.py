@@ -1,0 +1,1 @@
+"""The training core and the per-family steps; `python -m fastgan.train`."""

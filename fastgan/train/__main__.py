@@ -1,0 +1,107 @@
+"""python -m fastgan.train: train an HRGAN (more families plug into the same core).
+
+Examples:
+    python -m fastgan.train --config embedded-64              # the shipped CPU-sized preset
+    python -m fastgan.train --data cifar10 --data-path ~/data/cifar-10-batches-py --resolution 128
+    python -m fastgan.train --resume runs/embedded-64 --iterations 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from fastgan.data.sources import DataSourceError
+from fastgan.eval.evaluator import EvaluatorWeightsError
+from fastgan.train.checkpoint import CheckpointError
+from fastgan.train.config import DATA_SOURCES, MODELS, ConfigError, load_config, merge, parse_override
+from fastgan.train.core import NonFiniteLossError, TrainingInterrupted
+from fastgan.train.run import resume, train
+
+# CLI flag -> config key it overrides
+_FLAG_KEYS = {
+    "model": "model.name",
+    "resolution": "model.resolution",
+    "iterations": "train.iterations",
+    "data": "data.source",
+    "data_path": "data.path",
+    "lambda_ms": "loss.lambda_ms",
+    "evaluator_weights": "loss.evaluator_weights",
+    "out": "output.out_dir",
+    "device": "train.device",
+    "seed": "train.seed",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m fastgan.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config", help="YAML config file, or a shipped preset name (e.g. embedded-64)")
+    p.add_argument("--model", choices=MODELS)
+    p.add_argument("--resolution", type=int, choices=(32, 64, 128), help="generator output side")
+    p.add_argument("--iterations", type=int, help="generator updates")
+    p.add_argument("--data", choices=DATA_SOURCES, help="training data source")
+    p.add_argument("--data-path", help="CIFAR pickle folder or class-folder root")
+    p.add_argument("--lambda-ms", type=float, help="weight of the MobileNet-score loss (0 disables it)")
+    p.add_argument("--evaluator-weights", help="MobileNetV3-small weights file (torchvision or fastgan format)")
+    p.add_argument("--out", help="run directory")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override any config key, e.g. --set train.n_dis=2 (repeatable)",
+    )
+    return p
+
+
+def _flag_updates(args: argparse.Namespace) -> dict[str, Any]:
+    updates: dict[str, Any] = {}
+    for flag, key in _FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            section, name = key.split(".")
+            updates.setdefault(section, {})[name] = value
+    for text in args.overrides:
+        for section, values in parse_override(text).items():
+            updates.setdefault(section, {}).update(values)
+    return updates
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        updates = _flag_updates(args)
+        if args.resume:
+            if args.config:
+                raise ConfigError("--resume uses the run's saved config; drop --config")
+            trainer = resume(args.resume, updates)
+        else:
+            trainer = train(merge(load_config(args.config), updates))
+    except TrainingInterrupted as exc:
+        logging.getLogger("fastgan.train").warning("%s", exc)
+        return 130
+    except (
+        ConfigError,
+        DataSourceError,
+        EvaluatorWeightsError,
+        CheckpointError,
+        NonFiniteLossError,
+        ValueError,
+    ) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("fastgan.train").info("finished %d iterations in %s", trainer.step, trainer.run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

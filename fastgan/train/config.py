@@ -1,0 +1,197 @@
+"""Typed training configuration: dataclass defaults, YAML files and `section.key=value` overrides.
+
+Unknown sections or keys, and values of the wrong type, are errors that name the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MODELS = ("hrgan",)
+DATA_SOURCES = ("embedded", "cifar10", "cifar100", "folder")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration: unknown key, wrong type or out-of-range value."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "hrgan"
+    resolution: int = 64  # generator output side: 32, 64 or 128 (training images are 32×32)
+    z_dim: int = 128
+    g_channels: int = 256
+    d_channels: int = 128
+
+    def __post_init__(self) -> None:
+        if self.name not in MODELS:
+            raise ConfigError(f"model.name must be one of {MODELS}, got {self.name!r}")
+        if self.resolution not in (32, 64, 128):
+            raise ConfigError(f"model.resolution must be 32, 64 or 128, got {self.resolution}")
+
+
+@dataclass
+class DataConfig:
+    source: str = "embedded"  # embedded | cifar10 | cifar100 | folder
+    path: str | None = None  # CIFAR pickle folder or class-folder root
+    num_images: int = 50000  # size of the embedded set
+    seed: int = 0  # embedded scenes and loader order
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.source not in DATA_SOURCES:
+            raise ConfigError(f"data.source must be one of {DATA_SOURCES}, got {self.source!r}")
+        if self.source != "embedded" and not self.path:
+            raise ConfigError(f"data.source={self.source} needs data.path (--data-path)")
+
+
+@dataclass
+class LossConfig:
+    hinge_margin: float = 1.0  # K of the generalized hinge loss (Eq. 2)
+    lambda_ms: float = 1.0  # weight of L_MS (Eq. 3); 0 trains without the evaluator
+    evaluator_weights: str | None = None  # None: shipped evaluator (embedded) or torchvision's cache
+    ms_real_batch_size: int = 250
+
+    def __post_init__(self) -> None:
+        if self.hinge_margin <= 0 or self.lambda_ms < 0:
+            raise ConfigError("loss.hinge_margin must be > 0 and loss.lambda_ms >= 0")
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 100_000  # generator updates
+    n_dis: int = 1  # discriminator updates per generator update
+    batch_size_d: int = 64
+    batch_size_g: int = 128
+    lr_d: float = 2e-4
+    lr_g: float = 1e-4
+    betas: tuple[float, float] = (0.0, 0.99)
+    ema_decay: float = 0.9999
+    ema_start: int = 1000
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        if min(self.iterations, self.n_dis, self.batch_size_d, self.batch_size_g) < 1:
+            raise ConfigError("train.iterations, n_dis and batch sizes must be positive")
+        if len(self.betas) != 2 or not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError("train.betas must be two numbers and train.ema_decay in [0, 1)")
+
+
+@dataclass
+class OutputConfig:
+    out_dir: str = "runs/hrgan"
+    checkpoint_every: int = 1000
+    sample_every: int = 1000
+    log_every: int = 50
+    samples_per_class: int = 8
+    tensorboard: bool = True
+    cache_dir: str = "~/.cache/fastgan"  # MS_real cache
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check `value` against a field annotation (int, float, bool, str, optional, 2-tuple)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        return _coerce(value, next(a for a in options if a is not type(None)), key)
+    if origin is tuple:
+        items = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)) or len(value) != len(items):
+            raise ConfigError(f"{key} must be a list of {len(items)} values, got {value!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, items, strict=True))
+    if annotation is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:  # YAML 1.1 reads 2e-4 (no dot) as a string
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if annotation is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if not isinstance(value, annotation):
+        raise ConfigError(f"{key} must be of type {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _section_fields(section_type: type) -> dict[str, Any]:
+    return typing.get_type_hints(section_type)
+
+
+def merge(base: Config, updates: dict[str, Any]) -> Config:
+    """A new Config with nested `updates` ({section: {key: value}}) applied; unknown keys are errors."""
+    sections = _section_fields(Config)
+    merged = base.to_dict()
+    for section, values in updates.items():
+        if section not in sections:
+            raise ConfigError(f"unknown config section {section!r}; known: {', '.join(sections)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section {section!r} must be a mapping, got {values!r}")
+        known = _section_fields(sections[section])
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"unknown config key {section}.{key}; known: {', '.join(known)}")
+            merged[section][key] = _coerce(value, known[key], f"{section}.{key}")
+    return Config(**{name: sections[name](**merged[name]) for name in sections})
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """'section.key=value' (value in YAML syntax) -> {section: {key: value}}."""
+    name, sep, raw = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not key:
+        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. train.iterations=500")
+    return {section: {key: yaml.safe_load(raw)}}
+
+
+def preset_path(name: str) -> Path:
+    """A config file path, or the name of a preset shipped in fastgan/configs/ (without .yaml)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    shipped = Path(str(resources.files("fastgan") / "configs" / f"{name}.yaml"))
+    if shipped.is_file():
+        return shipped
+    presets = sorted(p.stem for p in shipped.parent.glob("*.yaml"))
+    raise ConfigError(f"config {name!r} is neither a file nor a shipped preset ({', '.join(presets)})")
+
+
+def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults, then the YAML file or preset `path`, then each override in order."""
+    config = Config()
+    if path is not None:
+        file = preset_path(path)
+        try:
+            loaded = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {file} must be a mapping of sections")
+        config = merge(config, loaded)
+    for text in overrides:
+        config = merge(config, parse_override(text))
+    return config

@@ -1,0 +1,167 @@
+"""The training core: loop, checkpoints, resume, samples, metrics, signals and non-finite-loss guard.
+
+A model family supplies `train_step(loader, step) -> metrics`, `sample_grid()`, `state_dict()` and
+`load_state_dict()`; everything else about a run lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torchvision.utils
+import yaml
+from tqdm import tqdm
+
+from fastgan.data.loader import InMemoryLoader
+from fastgan.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from fastgan.train.config import Config
+from fastgan.train.metrics import MetricsLog
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT/SIGTERM stopped the run after writing a checkpoint."""
+
+
+class ModelFamily(Protocol):
+    def train_step(self, loader: InMemoryLoader, step: int) -> dict[str, float]: ...
+
+    def sample_grid(self) -> torch.Tensor: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def _rng_state() -> dict[str, Any]:
+    """torch's global CPU and CUDA generators (the families draw their own noise from checkpointed generators)."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def _stop_on_signals():
+    """Turn SIGINT/SIGTERM into a flag the loop checks after each step, so a checkpoint can be written."""
+    received: list[int] = []
+    handlers = {
+        sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield received
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Runs a model family for `config.train.iterations` steps in `config.output.out_dir`.
+
+    Args:
+        config: the run configuration (saved beside the checkpoints).
+        family: the model family.
+        loader: the real-data loader (its position is checkpointed).
+        start_state: a loaded checkpoint to resume from, or None for a fresh run.
+    """
+
+    def __init__(
+        self, config: Config, family: ModelFamily, loader: InMemoryLoader, start_state: dict[str, Any] | None = None
+    ):
+        self.config, self.family, self.loader = config, family, loader
+        self.run_dir = Path(config.output.out_dir).expanduser()
+        self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
+        self.step = 0
+        if start_state is not None:
+            family.load_state_dict(start_state["family"])
+            loader.load_state_dict(start_state["loader"])
+            _set_rng_state(start_state["rng"])
+            self.step = int(start_state["step"])
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    def save(self) -> Path:
+        state = {
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "family": self.family.state_dict(),
+            "loader": self.loader.state_dict(),
+            "rng": _rng_state(),
+        }
+        return save_checkpoint(state, self.checkpoint_path)
+
+    def save_samples(self) -> Path:
+        path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        grid = self.family.sample_grid()
+        torchvision.utils.save_image(
+            grid, path, nrow=self.config.output.samples_per_class, normalize=True, value_range=(-1, 1)
+        )
+        return path
+
+    def _check_finite(self, metrics: dict[str, float]) -> None:
+        bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+        if bad:
+            where = f"{self.checkpoint_path} (untouched)" if self.checkpoint_path.exists() else "none written yet"
+            raise NonFiniteLossError(
+                f"non-finite loss at step {self.step + 1}: {bad}. Last good checkpoint: {where}. Resume from it "
+                "with lower learning rates (train.lr_g, train.lr_d) or a smaller loss.lambda_ms."
+            )
+
+    def run(self) -> None:
+        """Train to `train.iterations`; raises NonFiniteLossError or TrainingInterrupted."""
+        out, total = self.config.output, self.config.train.iterations
+        metrics_log = MetricsLog(self.run_dir, out.tensorboard, resume_step=self.step)
+        window: dict[str, list[float]] = {}
+        window_start = time.perf_counter()
+        progress = tqdm(total=total, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
+        try:
+            with _stop_on_signals() as received:
+                while self.step < total:
+                    metrics = self.family.train_step(self.loader, self.step)
+                    self._check_finite(metrics)
+                    self.step += 1
+                    for name, value in metrics.items():
+                        window.setdefault(name, []).append(value)
+                    progress.update()
+                    if self.step % out.log_every == 0 or self.step == total:
+                        elapsed = time.perf_counter() - window_start
+                        record = {k: sum(v) / len(v) for k, v in window.items()}
+                        record["it_per_s"] = len(next(iter(window.values()))) / elapsed
+                        metrics_log.write(self.step, record)
+                        progress.set_postfix(
+                            {k: f"{record[k]:.3f}" for k in ("d_loss", "g_loss", "ms_fake") if k in record}
+                        )
+                        window, window_start = {}, time.perf_counter()
+                    if self.step % out.sample_every == 0 or self.step == total:
+                        self.save_samples()
+                    if self.step % out.checkpoint_every == 0 or self.step == total:
+                        self.save()
+                    if received:
+                        path = self.save()
+                        raise TrainingInterrupted(
+                            f"stopped by signal {received[0]} at step {self.step}; checkpoint written to {path}. "
+                            f"Continue with: python -m fastgan.train --resume {self.run_dir}"
+                        )
+        finally:
+            progress.close()
+            metrics_log.close()

@@ -1,0 +1,152 @@
+"""The HRGAN model family for the training core: its networks, optimisers and one iteration (Algorithm 1)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from fastgan.data.image_set import ImageSet
+from fastgan.data.loader import InMemoryLoader
+from fastgan.eval.evaluator import Evaluator, embedded_evaluator_path, load_evaluator
+from fastgan.eval.real_score import cached_real_score
+from fastgan.losses import discriminator_hinge_loss, generator_loss
+from fastgan.models.hrgan import TRAINING_RESOLUTION, Discriminator, Generator, downsample_to_training
+from fastgan.train.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def build_evaluator(config: Config, image_set: ImageSet, device: torch.device) -> Evaluator:
+    """The frozen evaluator: the configured file, the shipped one for the embedded set, or torchvision's cache."""
+    weights = config.loss.evaluator_weights
+    if weights is None and config.data.source == "embedded":
+        weights = embedded_evaluator_path()
+    evaluator = load_evaluator(weights, device)
+    if evaluator.spec.num_classes < 2:
+        raise ValueError("the evaluator must have at least two classes")
+    return evaluator
+
+
+class HRGANFamily:
+    """G, D, the EMA generator, the evaluator and their optimisers, and the HRGAN iteration.
+
+    Args:
+        config: the run configuration.
+        image_set: the 32×32 real training images.
+        device: where everything runs.
+    """
+
+    def __init__(self, config: Config, image_set: ImageSet, device: torch.device):
+        if image_set.resolution != TRAINING_RESOLUTION:
+            raise ValueError(
+                f"HRGAN trains on {TRAINING_RESOLUTION}×{TRAINING_RESOLUTION} images, "
+                f"{image_set.name} has {image_set.resolution}×{image_set.resolution}"
+            )
+        self.config, self.device = config, device
+        self.num_classes = image_set.num_classes
+        self.hr = config.model.resolution // TRAINING_RESOLUTION
+        m, t = config.model, config.train
+        self.generator = Generator(m.resolution, self.num_classes, m.z_dim, m.g_channels).to(device)
+        self.discriminator = Discriminator(self.num_classes, m.d_channels).to(device)
+        self.generator_ema = AveragedModel(
+            self.generator, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True
+        )
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=t.betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=t.betas)
+        self.noise = torch.Generator(device=device).manual_seed(t.seed)
+        self.evaluator: Evaluator | None = None
+        self.ms_real = float("nan")
+        if config.loss.lambda_ms > 0:
+            self.evaluator = build_evaluator(config, image_set, device)
+            self.ms_real = cached_real_score(
+                self.evaluator, image_set, config.output.cache_dir, config.loss.ms_real_batch_size
+            )
+            log.info("MS_real = %.4f; L_MS target MS_real·√HR = %.4f", self.ms_real, self.ms_real * self.hr**0.5)
+        fixed = torch.Generator().manual_seed(t.seed + 1)
+        per_class = config.output.samples_per_class
+        self.sample_z = torch.randn(self.num_classes * per_class, m.z_dim, generator=fixed).to(device)
+        self.sample_y = torch.arange(self.num_classes).repeat_interleave(per_class).to(device)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        enabled = self.device.type == "cuda" and self.config.train.amp
+        return torch.autocast("cuda", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+    def _noise(self, batch: int) -> torch.Tensor:
+        return torch.randn(batch, self.config.model.z_dim, device=self.device, generator=self.noise)
+
+    def discriminator_step(self, loader: InMemoryLoader) -> dict[str, float]:
+        """One D update on a real batch and a generated batch with the real labels (Algorithm 1, lines 4–8)."""
+        real, labels = loader.next_batch(self.config.train.batch_size_d)
+        with torch.no_grad(), self._autocast():
+            fake = downsample_to_training(self.generator(self._noise(len(labels)), labels))
+        with self._autocast():
+            real_scores = self.discriminator(real, labels).float()
+            fake_scores = self.discriminator(fake, labels).float()
+        loss = discriminator_hinge_loss(real_scores, fake_scores, self.config.loss.hinge_margin)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return {"d_loss": loss.item(), "d_real": real_scores.mean().item(), "d_fake": fake_scores.mean().item()}
+
+    def generator_step(self) -> dict[str, float]:
+        """One G update with the adversarial and MobileNet-score terms (Algorithm 1, lines 10–16)."""
+        batch = self.config.train.batch_size_g
+        labels = torch.randint(self.num_classes, (batch,), device=self.device, generator=self.noise)
+        self.discriminator.requires_grad_(False)
+        try:
+            with self._autocast():
+                images = self.generator(self._noise(batch), labels)  # (B, 3, R, R)
+                scores = self.discriminator(downsample_to_training(images), labels).float()
+                logits = self.evaluator(images) if self.evaluator is not None else None
+            loss, parts = generator_loss(scores, logits, self.ms_real, self.hr, self.config.loss.lambda_ms)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
+        finally:
+            self.discriminator.requires_grad_(True)
+        return {"g_loss": loss.item(), **parts}
+
+    def train_step(self, loader: InMemoryLoader, step: int) -> dict[str, float]:
+        """One iteration: n_dis D updates, one G update, then the EMA update (from train.ema_start on)."""
+        metrics: dict[str, float] = {}
+        for _ in range(self.config.train.n_dis):
+            metrics = self.discriminator_step(loader)
+        metrics.update(self.generator_step())
+        if step >= self.config.train.ema_start:
+            self.generator_ema.update_parameters(self.generator)
+        return metrics
+
+    @torch.no_grad()
+    def sample_grid(self) -> torch.Tensor:
+        """Fixed-noise samples of the EMA generator (the live one before EMA starts): (C·k, 3, R, R) in [-1, 1]."""
+        averaged = int(self.generator_ema.n_averaged) > 0
+        model = self.generator_ema.module if averaged else self.generator
+        was_training = model.training
+        model.eval()
+        try:
+            return model(self.sample_z, self.sample_y).float()
+        finally:
+            model.train(was_training)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "generator_ema": self.generator_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "noise": self.noise.get_state(),
+            "ms_real": self.ms_real,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.generator_ema.load_state_dict(state["generator_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.noise.set_state(state["noise"])

@@ -1,0 +1,38 @@
+"""The run's metrics log: JSON lines (one record per logged step) and, optionally, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+
+class MetricsLog:
+    """Appends records to `run_dir/metrics.jsonl` and mirrors scalars to TensorBoard under `run_dir/tb`.
+
+    On resume from step S, records after S (written after the checkpoint, before the interruption)
+    are dropped, so the log matches the state the run continues from.
+    """
+
+    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int = 0):
+        self.path = run_dir / "metrics.jsonl"
+        if resume_step and self.path.is_file():
+            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        elif self.path.exists():
+            self.path.unlink()
+        self.file = self.path.open("a")
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step or None) if tensorboard else None
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        self.file.write(json.dumps({"step": step, **values}) + "\n")
+        self.file.flush()
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,94 @@
+"""Assemble a run from a config: device, data, model family, trainer; fresh or resumed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fastgan.data.image_set import ImageSet
+from fastgan.data.loader import InMemoryLoader
+from fastgan.data.sources import cifar_image_set, embedded_image_set, folder_image_set
+from fastgan.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from fastgan.train.config import Config, ConfigError, DataConfig, merge
+from fastgan.train.core import Trainer
+from fastgan.train.hrgan_step import HRGANFamily
+
+log = logging.getLogger(__name__)
+RESUMABLE_CHANGES = ("train.iterations", "output.")  # what a resumed run may change
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA without a GPU is an error, not a silent CPU run."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but no CUDA device is available; use train.device=cpu or auto")
+    return device
+
+
+def load_image_set(data: DataConfig) -> ImageSet:
+    """The 32×32 training images named by the data config."""
+    if data.source == "embedded":
+        return embedded_image_set(data.num_images, data.seed)
+    if data.source == "folder":
+        return folder_image_set(data.path)
+    return cifar_image_set(data.path, data.source)
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [f"{s}.{k}" for s in new for k in new[s] if old[s][k] != new[s][k]]
+
+
+def resume_config(checkpoint: dict[str, Any], updates: dict[str, Any]) -> Config:
+    """The checkpoint's config with `updates` applied; only iterations and output settings may change."""
+    saved = merge(Config(), checkpoint["config"])
+    config = merge(saved, updates)
+    frozen = [k for k in _changed_keys(saved.to_dict(), config.to_dict()) if not k.startswith(RESUMABLE_CHANGES)]
+    if frozen:
+        raise ConfigError(f"a resumed run cannot change {', '.join(frozen)}; start a new run (--out) instead")
+    return config
+
+
+def build_trainer(config: Config, checkpoint: dict[str, Any] | None = None) -> Trainer:
+    """Everything a run needs, restored from `checkpoint` when given."""
+    run_dir = Path(config.output.out_dir).expanduser()
+    if checkpoint is None and (run_dir / CHECKPOINT_NAME).exists():
+        raise ConfigError(
+            f"{run_dir} already holds a checkpoint: continue it with --resume {run_dir}, "
+            "or choose another output directory (--out)"
+        )
+    device = resolve_device(config.train.device)
+    torch.manual_seed(config.train.seed)
+    image_set = load_image_set(config.data)
+    log.info(
+        "data: %s, %d images, %d classes; device: %s; ops backend: torch (eager)",
+        image_set.name,
+        len(image_set),
+        image_set.num_classes,
+        device,
+    )
+    family = HRGANFamily(config, image_set, device)
+    loader = InMemoryLoader(image_set, config.data.seed, config.data.flip, device)
+    return Trainer(config, family, loader, checkpoint)
+
+
+def train(config: Config) -> Trainer:
+    """Run a fresh training job to completion."""
+    trainer = build_trainer(config)
+    trainer.run()
+    return trainer
+
+
+def resume(run_dir: str | Path, updates: dict[str, Any] | None = None) -> Trainer:
+    """Continue the run in `run_dir` (or at a checkpoint file) exactly where its checkpoint left it."""
+    checkpoint = load_checkpoint(run_dir)
+    updates = dict(updates or {})
+    path = Path(run_dir).expanduser()
+    updates.setdefault("output", {}).setdefault("out_dir", str(path if path.is_dir() else path.parent))
+    trainer = build_trainer(resume_config(checkpoint, updates), checkpoint)
+    trainer.run()
+    return trainer

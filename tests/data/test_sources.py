@@ -1,0 +1,105 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastgan.data.image_set import ImageSet
+from fastgan.data.sources import DataSourceError, cifar_image_set, embedded_image_set, folder_image_set
+
+
+def _write_cifar10(root, labels_per_batch=20, bad_label=False):
+    root.mkdir()
+    with open(root / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, f)
+    rng = np.random.default_rng(0)
+    for i in range(1, 6):
+        labels = list(rng.integers(0, 10, labels_per_batch))
+        if bad_label and i == 3:
+            labels[0] = 10
+        data = rng.integers(0, 256, (labels_per_batch, 3072), dtype=np.uint8)
+        with open(root / f"data_batch_{i}", "wb") as f:
+            pickle.dump({b"data": data, b"labels": labels}, f)
+    return root
+
+
+def test_cifar10_pickles_load_in_order(tmp_path):
+    root = _write_cifar10(tmp_path / "cifar-10-batches-py")
+    s = cifar_image_set(root, "cifar10")
+    assert s.images.shape == (100, 3, 32, 32) and s.num_classes == 10
+    with open(root / "data_batch_1", "rb") as f:
+        first = pickle.load(f, encoding="bytes")
+    assert torch.equal(s.images[0], torch.from_numpy(first[b"data"][0].reshape(3, 32, 32)))
+    assert s.labels[0] == first[b"labels"][0]
+
+
+def test_cifar100_uses_fine_labels(tmp_path):
+    root = tmp_path / "cifar-100-python"
+    root.mkdir()
+    with open(root / "meta", "wb") as f:
+        pickle.dump({b"fine_label_names": [f"f{i}".encode() for i in range(100)]}, f)
+    with open(root / "train", "wb") as f:
+        pickle.dump(
+            {b"data": np.zeros((3, 3072), np.uint8), b"fine_labels": [99, 0, 5], b"coarse_labels": [1, 2, 3]}, f
+        )
+    s = cifar_image_set(root, "cifar100")
+    assert s.labels.tolist() == [99, 0, 5] and s.num_classes == 100
+
+
+def test_cifar_missing_corrupt_and_mislabelled_files_name_the_file(tmp_path):
+    with pytest.raises(DataSourceError, match="batches.meta"):
+        cifar_image_set(tmp_path / "nowhere", "cifar10")
+    root = _write_cifar10(tmp_path / "c10")
+    (root / "data_batch_2").write_bytes(b"not a pickle at all")
+    with pytest.raises(DataSourceError, match="data_batch_2.*corrupt"):
+        cifar_image_set(root, "cifar10")
+    bad = _write_cifar10(tmp_path / "c10bad", bad_label=True)
+    with pytest.raises(DataSourceError, match="span"):
+        cifar_image_set(bad, "cifar10")
+
+
+def _save(path, array, mode=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode=mode).save(path)
+
+
+def test_folder_converts_modes_and_sizes(tmp_path):
+    rng = np.random.default_rng(0)
+    _save(tmp_path / "cats" / "rgb.png", rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    _save(tmp_path / "cats" / "grey.jpg", rng.integers(0, 256, (50, 50), dtype=np.uint8))
+    _save(tmp_path / "dogs" / "rgba.png", rng.integers(0, 256, (32, 32, 4), dtype=np.uint8))
+    _save(tmp_path / "dogs" / "deep.png", np.full((64, 48), 60000, dtype=np.uint16))  # 16-bit grey
+    (tmp_path / "dogs" / "notes.txt").write_text("ignored")
+    s = folder_image_set(tmp_path)
+    assert s.class_names == ("cats", "dogs")
+    assert s.images.shape == (4, 3, 32, 32) and s.labels.tolist() == [0, 0, 1, 1]
+    deep = s.images[2]  # dogs/deep.png sorts first; 60000/65535 of full scale, not clipped to 255
+    assert deep.min() == deep.max() == round(60000 / 65535 * 255)
+
+
+def test_folder_errors_name_the_problem(tmp_path):
+    with pytest.raises(DataSourceError, match="does not exist"):
+        folder_image_set(tmp_path / "missing")
+    (tmp_path / "empty_root").mkdir()
+    with pytest.raises(DataSourceError, match="no class subfolders"):
+        folder_image_set(tmp_path / "empty_root")
+    _save(tmp_path / "set" / "a" / "ok.png", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "set" / "b").mkdir()
+    with pytest.raises(DataSourceError, match="holds no images"):
+        folder_image_set(tmp_path / "set")
+    (tmp_path / "set" / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(DataSourceError, match="broken.png"):
+        folder_image_set(tmp_path / "set")
+
+
+def test_image_set_validates_its_tensors():
+    with pytest.raises(ValueError, match="uint8"):
+        ImageSet(torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long), ("a",), "t")
+    with pytest.raises(ValueError, match="labels span"):
+        ImageSet(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 2]), ("a", "b"), "t")
+
+
+def test_embedded_fingerprint_tracks_content():
+    a, b = embedded_image_set(30, seed=0), embedded_image_set(30, seed=1)
+    assert a.fingerprint() == embedded_image_set(30, seed=0).fingerprint() != b.fingerprint()

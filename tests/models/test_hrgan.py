@@ -1,0 +1,84 @@
+import pytest
+import torch
+from torch import nn
+
+from fastgan.models.blocks import ConditionalBatchNorm2d, ResBlockUp
+from fastgan.models.hrgan import Discriminator, Generator, downsample_to_training, generator_channels
+
+
+@pytest.mark.parametrize("resolution,blocks", [(32, 3), (64, 4), (128, 5)])
+def test_generator_shape_range_and_block_count(resolution, blocks):
+    g = Generator(resolution, num_classes=10, z_dim=32, channels=32)
+    z, y = torch.randn(3, 32), torch.tensor([0, 4, 9])
+    x = g(z, y)
+    assert x.shape == (3, 3, resolution, resolution)
+    assert x.min() >= -1 and x.max() <= 1
+    assert len(g.blocks) == blocks and all(isinstance(b, ResBlockUp) for b in g.blocks)
+
+
+@pytest.mark.parametrize("resolution", [32, 64, 128])
+def test_discriminator_scores_downsampled_output(resolution):
+    g, d = Generator(resolution, 10, z_dim=16, channels=16), Discriminator(10, channels=16)
+    y = torch.tensor([1, 2])
+    fake = downsample_to_training(g(torch.randn(2, 16), y))
+    assert fake.shape == (2, 3, 32, 32)
+    assert d(fake, y).shape == (2,)
+
+
+def test_downsample_is_average_pool():
+    x = torch.arange(64 * 64, dtype=torch.float32).view(1, 1, 64, 64).expand(1, 3, 64, 64)
+    out = downsample_to_training(x)
+    assert torch.allclose(out[0, 0, 0, 0], x[0, 0, :2, :2].mean())
+
+
+def test_discriminator_rejects_high_resolution_input():
+    with pytest.raises(ValueError, match="downsample_to_training"):
+        Discriminator(10, channels=16)(torch.randn(1, 3, 64, 64), torch.tensor([0]))
+
+
+def test_every_discriminator_layer_is_spectrally_normalised():
+    d = Discriminator(10, channels=16)
+    layers = [m for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]
+    assert len(layers) == 4 * 3 + 2
+    for layer in layers:
+        assert hasattr(layer, "parametrizations") and "weight" in layer.parametrizations
+        sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2)
+        assert sigma < 1.5  # one power iteration from a random u already brings σ near 1
+
+
+def test_xavier_uniform_init_and_zero_biases():
+    g = Generator(32, 10, z_dim=16, channels=32)
+    conv = g.blocks[0].conv1
+    fan_in, fan_out = conv.in_channels * 9, conv.out_channels * 9
+    bound = (6 / (fan_in + fan_out)) ** 0.5
+    assert conv.weight.abs().max() <= bound and conv.weight.abs().max() > 0.9 * bound
+    assert torch.count_nonzero(conv.bias) == 0
+
+
+def test_generator_is_class_conditional():
+    g = Generator(32, 10, z_dim=16, channels=16)
+    for bn in (m for m in g.modules() if isinstance(m, ConditionalBatchNorm2d)):
+        nn.init.normal_(bn.gain.weight, std=0.5)
+    g.eval()
+    z = torch.randn(1, 16).expand(2, 16)
+    x = g(z, torch.tensor([0, 1]))
+    assert not torch.allclose(x[0], x[1])
+
+
+def test_conditional_batch_norm_uses_running_statistics_in_eval():
+    bn = ConditionalBatchNorm2d(4, num_classes=3)
+    x, y = torch.randn(8, 4, 5, 5) * 3 + 2, torch.randint(3, (8,))
+    bn.train()
+    bn.relu_upsample(x, y, scale=1)
+    assert torch.allclose(bn.running_mean, 0.1 * x.mean(dim=(0, 2, 3)), atol=1e-5)
+    bn.eval()
+    single = bn.relu_upsample(x[:1], y[:1], scale=2)
+    batch = bn.relu_upsample(x, y, scale=2)
+    assert single.shape == (1, 4, 10, 10)
+    assert torch.allclose(single, batch[:1])  # eval output does not depend on the rest of the batch
+
+
+def test_generator_channels_halve_above_32():
+    assert generator_channels(128, 64) == [64, 64, 64, 32, 16]
+    with pytest.raises(ValueError, match="32, 64, 128"):
+        generator_channels(256, 64)

@@ -1,0 +1,60 @@
+import pytest
+
+from fastgan.train.config import Config, ConfigError, load_config, merge, parse_override, preset_path
+from fastgan.train.run import resume_config
+
+
+def test_defaults_follow_the_paper():
+    c = Config()
+    assert (c.train.batch_size_d, c.train.batch_size_g) == (64, 128)
+    assert (c.train.lr_d, c.train.lr_g, c.train.betas) == (2e-4, 1e-4, (0.0, 0.99))
+    assert c.train.iterations == 100_000 and c.loss.hinge_margin == 1.0
+
+
+def test_yaml_file_and_overrides_apply_in_order(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  resolution: 128\ntrain:\n  iterations: 10\n  betas: [0.5, 0.9]\n")
+    c = load_config(str(path), ["train.iterations=20", "loss.lambda_ms=0", "train.lr_d=2e-4"])
+    assert c.train.lr_d == 2e-4
+    assert c.model.resolution == 128 and c.train.iterations == 20 and c.train.betas == (0.5, 0.9)
+    assert c.loss.lambda_ms == 0.0 and isinstance(c.loss.lambda_ms, float)
+
+
+def test_unknown_keys_and_sections_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key train.iteratons"):
+        merge(Config(), {"train": {"iteratons": 5}})
+    with pytest.raises(ConfigError, match="unknown config section 'trian'"):
+        load_config(None, ["trian.iterations=5"])
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  resolutoin: 64\n")
+    with pytest.raises(ConfigError, match="model.resolutoin"):
+        load_config(str(path))
+
+
+def test_wrong_types_and_values_are_errors():
+    with pytest.raises(ConfigError, match="train.iterations must be an integer"):
+        load_config(None, ["train.iterations=lots"])
+    with pytest.raises(ConfigError, match="train.lr_g must be a number"):
+        load_config(None, ["train.lr_g=fast"])
+    with pytest.raises(ConfigError, match="must be true or false"):
+        load_config(None, ["train.amp=3"])
+    with pytest.raises(ConfigError, match="32, 64 or 128"):
+        load_config(None, ["model.resolution=96"])
+    with pytest.raises(ConfigError, match="needs data.path"):
+        load_config(None, ["data.source=cifar10"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_override("iterations=5")
+
+
+def test_shipped_preset_resolves_and_unknown_preset_lists_them():
+    assert preset_path("embedded-64").is_file()
+    assert load_config("embedded-64").data.source == "embedded"
+    with pytest.raises(ConfigError, match="embedded-64"):
+        preset_path("no-such-preset")
+
+
+def test_resume_may_extend_iterations_but_not_change_the_model():
+    saved = {"config": Config().to_dict()}
+    assert resume_config(saved, {"train": {"iterations": 5}}).train.iterations == 5
+    with pytest.raises(ConfigError, match="model.resolution"):
+        resume_config(saved, {"model": {"resolution": 128}})

@@ -1,0 +1,93 @@
+import dataclasses
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+from PIL import Image
+
+from fastgan.train import __main__ as cli
+from fastgan.train.checkpoint import load_checkpoint
+from fastgan.train.config import ConfigError, merge
+from fastgan.train.core import NonFiniteLossError, TrainingInterrupted
+from fastgan.train.run import build_trainer, resume, train
+
+
+def _metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_writes_checkpoint_samples_and_metrics(tiny_config):
+    trainer = train(tiny_config)
+    run = trainer.run_dir
+    assert load_checkpoint(run)["step"] == 4
+    records = _metrics(run)
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert {"d_loss", "g_loss", "g_adv", "ms_fake", "l_ms", "it_per_s"} <= set(records[0])
+    assert 1.0 <= records[-1]["ms_fake"] <= 10.0
+    grid = Image.open(run / "samples" / "step_0000004.png")
+    rows, cols = 10, tiny_config.output.samples_per_class  # one row per class
+    assert grid.size == (cols * (64 + 2) + 2, rows * (64 + 2) + 2)
+
+
+def test_resume_continues_exactly(tiny_config, tmp_path):
+    straight = train(tiny_config)
+    half = merge(tiny_config, {"train": {"iterations": 2}, "output": {"out_dir": str(tmp_path / "resumed")}})
+    train(half)
+    resumed = resume(tmp_path / "resumed", {"train": {"iterations": 4}})
+    a, b = _metrics(straight.run_dir), _metrics(resumed.run_dir)
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    for ra, rb in zip(a, b, strict=True):
+        for key in ("d_loss", "g_loss", "ms_fake", "d_real"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-6), (ra["step"], key)
+    for name, tensor in straight.family.generator_ema.state_dict().items():
+        assert torch.allclose(tensor.float(), resumed.family.generator_ema.state_dict()[name].float(), atol=1e-6)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config):
+    trainer = build_trainer(tiny_config)
+    real_step = trainer.family.train_step
+    calls = {"n": 0}
+
+    def step_then_nan(loader, step):
+        calls["n"] += 1
+        metrics = real_step(loader, step)
+        return {**metrics, "d_loss": math.nan} if calls["n"] == 3 else metrics
+
+    trainer.family.train_step = step_then_nan
+    with pytest.raises(NonFiniteLossError, match="step 3.*untouched"):
+        trainer.run()
+    assert load_checkpoint(trainer.run_dir)["step"] == 2
+
+
+def test_sigterm_writes_a_checkpoint_and_stops(tiny_config):
+    trainer = build_trainer(dataclasses.replace(tiny_config))
+    real_step = trainer.family.train_step
+
+    def step_then_signal(loader, step):
+        metrics = real_step(loader, step)
+        if step == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return metrics
+
+    trainer.family.train_step = step_then_signal
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        trainer.run()
+    assert load_checkpoint(trainer.run_dir)["step"] == 1
+
+
+def test_existing_run_is_not_overwritten(tiny_config):
+    train(tiny_config)
+    with pytest.raises(ConfigError, match="--resume"):
+        build_trainer(tiny_config)
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
+    assert cli.main(["--set", "train.bogus=1", "--out", str(tmp_path / "r")]) == 2
+    assert "unknown config key train.bogus" in capsys.readouterr().err
+    assert cli.main(["--data", "cifar10", "--data-path", str(tmp_path / "none"), "--out", str(tmp_path / "r")]) == 2
+    assert "batches.meta" in capsys.readouterr().err
+    assert cli.main(["--resume", str(tmp_path / "nothing")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
