@@ -1,10 +1,11 @@
 """The embedded dataset: ten classes of anti-aliased vector scenes, renderable at any resolution.
 
-Every image is a bright shape (the class) with a thin darker outline over a dark two-colour
-linear-gradient background. Scene parameters (position, size, rotation, colours) are drawn once per seed; rendering
-is a pure function of those parameters and the resolution, so the 32×32 training images and the
-64×64/128×128 high-resolution truth show the same scenes. Coverage is analytic (signed distance
-over pixel size), so an R×R render is close to the area-average of a 2R×2R render.
+Every image is a bright, upright (tilted by at most 20°) shape (the class) with a thin darker
+outline over a dark two-colour linear-gradient background. Scene parameters (position, size, tilt,
+colours) are drawn once per seed; rendering is a pure function of those parameters and the
+resolution, so the 32×32 training images and the 64×64/128×128 high-resolution truth show the same
+scenes. Coverage is analytic (signed distance over pixel size), so an R×R render is close to the
+area-average of a 2R×2R render.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 CLASS_NAMES = ("disc", "ring", "crescent", "triangle", "square", "hexagon", "star", "cross", "arrow", "bars")
 NUM_CLASSES = len(CLASS_NAMES)
+MAX_TILT = math.radians(20)  # shapes stand upright, tilted by at most this much
 OUTLINE_WIDTH = 0.025  # half-width of the outline stroke, in scene units (the scene spans [-1, 1])
 _PIXELS_PER_CHUNK = 1 << 22  # bounds the (images × pixels × vertices) temporaries of one chunk
 
@@ -104,7 +106,7 @@ class Scenes:
     labels: torch.Tensor  # (N,) int64 class index
     center: torch.Tensor  # (N, 2) in scene units
     size: torch.Tensor  # (N,) shape radius
-    angle: torch.Tensor  # (N,) rotation, radians
+    angle: torch.Tensor  # (N,) tilt, radians
     fill: torch.Tensor  # (N, 3) RGB in [0, 1]
     outline: torch.Tensor  # (N, 3)
     background: torch.Tensor  # (N, 2, 3) the two gradient end colours
@@ -140,7 +142,7 @@ def sample_scenes(num_images: int, seed: int) -> Scenes:
         labels=labels,
         center=uniform(num_images, 2, low=-0.2, high=0.2),
         size=uniform(num_images, low=0.45, high=0.7),
-        angle=uniform(num_images, high=2 * math.pi),
+        angle=uniform(num_images, low=-MAX_TILT, high=MAX_TILT),
         fill=fill,
         outline=fill * 0.35,
         background=background,

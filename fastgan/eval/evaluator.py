@@ -81,6 +81,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def default_evaluator_weights(weights: str | Path | None, data_source: str) -> str | Path | None:
+    """`weights` if given; the shipped evaluator for the embedded dataset; else None (torchvision's cache)."""
+    if weights is None and data_source == "embedded":
+        return embedded_evaluator_path()
+    return weights
+
+
 def resolve_evaluator_weights(weights: str | Path | None) -> Path:
     """The file to load: `weights` if given, else torchvision's cache; a clear error if neither exists."""
     if weights is not None:

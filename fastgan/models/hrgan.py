@@ -3,6 +3,7 @@ its projection discriminator only ever sees 32×32 images."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import pairwise
 
 import torch
@@ -27,13 +28,28 @@ class Generator(nn.Module):
     """G(z, y): noise and class label -> (N, 3, R, R) image in [-1, 1].
 
     A linear projection to 4×4×C, one ResBlockUp per ×2 (3 for R=32, 4 for R=64, 5 for R=128),
-    then BN → ReLU → conv3×3 → tanh.
+    then BN → ReLU → conv3×3 → tanh. Widths follow `generator_channels(resolution, channels)` unless
+    `widths` lists them explicitly (the projection's, then each block's output).
     """
 
-    def __init__(self, resolution: int, num_classes: int, z_dim: int = 128, channels: int = 256):
+    def __init__(
+        self,
+        resolution: int,
+        num_classes: int,
+        z_dim: int = 128,
+        channels: int = 256,
+        widths: Sequence[int] | None = None,
+    ):
         super().__init__()
         self.resolution, self.num_classes, self.z_dim = resolution, num_classes, z_dim
-        widths = [channels, *generator_channels(resolution, channels)]
+        default = [channels, *generator_channels(resolution, channels)]
+        if widths is not None and len(widths) != len(default):
+            raise ValueError(
+                f"HRGAN-{resolution} has {len(default) - 1} ResBlockUps, so widths needs {len(default)} entries "
+                f"(the 4×4 projection, then each block's output), got {list(widths)}"
+            )
+        widths = list(widths) if widths is not None else default
+        channels = widths[0]
         self.project = nn.Linear(z_dim, 4 * 4 * channels)
         self.blocks = nn.ModuleList(ResBlockUp(cin, cout, num_classes) for cin, cout in pairwise(widths))
         self.out_bn = nn.BatchNorm2d(widths[-1])

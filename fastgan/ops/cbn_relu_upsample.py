@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fastgan.ops.nearest_upsample import nearest_upsample
+
 
 def cbn_relu_upsample(
     x: torch.Tensor,
@@ -40,15 +42,3 @@ def cbn_relu_upsample(
     normalised = F.batch_norm(x, running_mean, running_var, None, None, training, momentum, eps)
     out = F.relu(normalised * gain[:, :, None, None] + bias[:, :, None, None])
     return nearest_upsample(out, scale)
-
-
-def nearest_upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """Nearest-neighbour up-sampling by an integer factor: (N, C, H, W) -> (N, C, sH, sW).
-
-    Equal to `F.interpolate(x, scale_factor=scale, mode="nearest")`, written as a broadcast and one copy,
-    which is several times faster than interpolate's CPU kernel (forward and backward).
-    """
-    if scale == 1:
-        return x
-    n, c, h, w = x.shape
-    return x[:, :, :, None, :, None].expand(n, c, h, scale, w, scale).reshape(n, c, h * scale, w * scale)

@@ -29,6 +29,7 @@ class ModelConfig:
     resolution: int = 64  # generator output side: 32, 64 or 128 (training images are 32×32)
     z_dim: int = 128
     g_channels: int = 256
+    g_widths: tuple[int, ...] | None = None  # explicit generator widths: 4×4 projection, then each block
     d_channels: int = 128
 
     def __post_init__(self) -> None:
@@ -119,6 +120,10 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if value is None and type(None) in options:
             return None
         return _coerce(value, next(a for a in options if a is not type(None)), key)
+    if origin is tuple and typing.get_args(annotation)[1:] == (Ellipsis,):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return tuple(_coerce(v, typing.get_args(annotation)[0], key) for v in value)
     if origin is tuple:
         items = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)) or len(value) != len(items):

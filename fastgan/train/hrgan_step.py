@@ -11,24 +11,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from fastgan.data.image_set import ImageSet
 from fastgan.data.loader import InMemoryLoader
-from fastgan.eval.evaluator import Evaluator, embedded_evaluator_path, load_evaluator
+from fastgan.eval.evaluator import Evaluator, default_evaluator_weights, load_evaluator
 from fastgan.eval.real_score import cached_real_score
 from fastgan.losses import discriminator_hinge_loss, generator_loss
 from fastgan.models.hrgan import TRAINING_RESOLUTION, Discriminator, Generator, downsample_to_training
 from fastgan.train.config import Config
 
 log = logging.getLogger(__name__)
-
-
-def build_evaluator(config: Config, image_set: ImageSet, device: torch.device) -> Evaluator:
-    """The frozen evaluator: the configured file, the shipped one for the embedded set, or torchvision's cache."""
-    weights = config.loss.evaluator_weights
-    if weights is None and config.data.source == "embedded":
-        weights = embedded_evaluator_path()
-    evaluator = load_evaluator(weights, device)
-    if evaluator.spec.num_classes < 2:
-        raise ValueError("the evaluator must have at least two classes")
-    return evaluator
 
 
 class HRGANFamily:
@@ -50,7 +39,7 @@ class HRGANFamily:
         self.num_classes = image_set.num_classes
         self.hr = config.model.resolution // TRAINING_RESOLUTION
         m, t = config.model, config.train
-        self.generator = Generator(m.resolution, self.num_classes, m.z_dim, m.g_channels).to(device)
+        self.generator = Generator(m.resolution, self.num_classes, m.z_dim, m.g_channels, m.g_widths).to(device)
         self.discriminator = Discriminator(self.num_classes, m.d_channels).to(device)
         self.generator_ema = AveragedModel(
             self.generator, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True
@@ -61,7 +50,8 @@ class HRGANFamily:
         self.evaluator: Evaluator | None = None
         self.ms_real = float("nan")
         if config.loss.lambda_ms > 0:
-            self.evaluator = build_evaluator(config, image_set, device)
+            weights = default_evaluator_weights(config.loss.evaluator_weights, config.data.source)
+            self.evaluator = load_evaluator(weights, device)
             self.ms_real = cached_real_score(
                 self.evaluator, image_set, config.output.cache_dir, config.loss.ms_real_batch_size
             )

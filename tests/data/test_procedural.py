@@ -31,7 +31,8 @@ def test_high_resolution_holds_detail_the_low_resolution_lacks():
     scenes = sample_scenes(50, seed=2)
     high = render(scenes, 128)
     blurred = F.interpolate(render(scenes, 32), size=128, mode="bilinear", align_corners=False)
-    assert (high - blurred).abs().mean() > 0.01
+    sharpest = (high - blurred).abs().amax(dim=(1, 2, 3))  # per image: edges and outline the 32×32 render blurs
+    assert sharpest.min() > 0.1
 
 
 def test_images_are_in_range_and_chunking_does_not_change_them():

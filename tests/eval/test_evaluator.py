@@ -28,7 +28,7 @@ def test_evaluator_is_frozen_but_passes_gradients_to_its_input(shipped):
     shipped.train()
     assert not shipped.training and not shipped.network.training
     assert all(not p.requires_grad for p in shipped.parameters())
-    x = torch.zeros(2, 3, 128, 128, requires_grad=True)  # any resolution is mapped to the evaluator's
+    x = (torch.rand(2, 3, 128, 128) * 2 - 1).requires_grad_()  # any resolution is mapped to the evaluator's
     mobilenet_score(shipped(x)).backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
 

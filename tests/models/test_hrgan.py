@@ -82,3 +82,11 @@ def test_generator_channels_halve_above_32():
     assert generator_channels(128, 64) == [64, 64, 64, 32, 16]
     with pytest.raises(ValueError, match="32, 64, 128"):
         generator_channels(256, 64)
+
+
+def test_explicit_widths_and_their_validation():
+    g = Generator(64, 10, z_dim=16, widths=[64, 64, 32, 16, 8])
+    assert [b.conv1.out_channels for b in g.blocks] == [64, 32, 16, 8]
+    assert g(torch.randn(2, 16), torch.tensor([0, 1])).shape == (2, 3, 64, 64)
+    with pytest.raises(ValueError, match="needs 5 entries"):
+        Generator(64, 10, widths=[64, 32, 16])

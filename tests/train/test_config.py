@@ -58,3 +58,9 @@ def test_resume_may_extend_iterations_but_not_change_the_model():
     assert resume_config(saved, {"train": {"iterations": 5}}).train.iterations == 5
     with pytest.raises(ConfigError, match="model.resolution"):
         resume_config(saved, {"model": {"resolution": 128}})
+
+
+def test_variable_length_width_list():
+    assert load_config(None, ["model.g_widths=[64, 32, 16, 8, 4]"]).model.g_widths == (64, 32, 16, 8, 4)
+    with pytest.raises(ConfigError, match="model.g_widths must be a list"):
+        load_config(None, ["model.g_widths=64"])

@@ -1,0 +1,88 @@
+"""How often the evaluator recognises the class a conditional generator was asked for.
+
+    python -m fastgan.eval.class_agreement runs/embedded-64 [--per-class 100] [--evaluator-weights FILE]
+
+A direct measure of "recognisable class-conditional images": for each class y, generate samples
+G(z, y) with the EMA generator and count how often argmax E(G(z, y)) = y. Chance is 1/num_classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch.optim.swa_utils import AveragedModel
+
+from fastgan.data.procedural import CLASS_NAMES
+from fastgan.eval.evaluator import Evaluator, EvaluatorWeightsError, default_evaluator_weights, load_evaluator
+from fastgan.models.hrgan import Generator
+from fastgan.train.checkpoint import CheckpointError, load_checkpoint
+from fastgan.train.config import Config, merge
+
+
+def ema_generator_from_checkpoint(path: str | Path) -> tuple[Generator, Config]:
+    """The EMA generator of a training checkpoint (the live one if EMA had not started), in eval mode."""
+    state = load_checkpoint(path)
+    config = merge(Config(), state["config"])
+    family = state["family"]
+    num_classes = family["generator"]["blocks.0.bn1.gain.weight"].shape[0]
+    m = config.model
+    generator = Generator(m.resolution, num_classes, m.z_dim, m.g_channels, m.g_widths)
+    ema = AveragedModel(generator, use_buffers=True)
+    ema.load_state_dict(family["generator_ema"])
+    if int(ema.n_averaged) == 0:
+        generator.load_state_dict(family["generator"])
+    else:
+        generator = ema.module
+    return generator.eval(), config
+
+
+@torch.no_grad()
+def class_agreement(
+    generator: Generator, evaluator: Evaluator, per_class: int = 100, seed: int = 0, batch_size: int = 250
+) -> torch.Tensor:
+    """Per-class fraction of samples G(z, y) that the evaluator classifies as y: (num_classes,) in [0, 1]."""
+    if evaluator.spec.num_classes != generator.num_classes:
+        raise ValueError(
+            f"the evaluator knows {evaluator.spec.num_classes} classes, the generator "
+            f"{generator.num_classes}: use the evaluator of the generator's dataset"
+        )
+    device = evaluator.mean.device
+    noise = torch.Generator().manual_seed(seed)
+    labels = torch.arange(generator.num_classes).repeat_interleave(per_class)
+    hits = torch.zeros(generator.num_classes)
+    for start in range(0, len(labels), batch_size):
+        y = labels[start : start + batch_size]
+        z = torch.randn(len(y), generator.z_dim, generator=noise)
+        predicted = evaluator(generator(z.to(device), y.to(device))).argmax(1).cpu()
+        hits.index_add_(0, y, (predicted == y).float())
+    return hits / per_class
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="run directory or checkpoint file")
+    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--evaluator-weights", help="default: the run's evaluator (the shipped one for embedded)")
+    args = parser.parse_args(argv)
+    try:
+        generator, config = ema_generator_from_checkpoint(args.checkpoint)
+        weights = default_evaluator_weights(args.evaluator_weights or config.loss.evaluator_weights, config.data.source)
+        scores = class_agreement(generator, load_evaluator(weights), args.per_class, args.seed)
+    except (CheckpointError, EvaluatorWeightsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    names = CLASS_NAMES if config.data.source == "embedded" else [str(i) for i in range(len(scores))]
+    for name, score in zip(names, scores.tolist(), strict=True):
+        print(f"{name:>10s}  {score:.3f}")
+    print(
+        f"{'mean':>10s}  {scores.mean().item():.3f}  (chance {1 / len(scores):.3f}, {args.per_class} samples per class)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Nearest-neighbour up-sampling by an integer factor, with a sum-pooling backward."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class _NearestUpsample(torch.autograd.Function):
+    """Forward broadcasts each pixel to a scale×scale block; backward sums each block of the gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: int) -> torch.Tensor:
+        ctx.scale = scale
+        n, c, h, w = x.shape
+        return x[:, :, :, None, :, None].expand(n, c, h, scale, w, scale).reshape(n, c, h * scale, w * scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return F.avg_pool2d(grad, ctx.scale, divisor_override=1), None
+
+
+def nearest_upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, scale·H, scale·W), equal to `F.interpolate(x, scale_factor=scale, mode="nearest")`.
+
+    A broadcast and one copy forward, a sum-pool backward: several times faster than interpolate's CPU
+    kernels, and than autograd's backward of the broadcast (a strided reduction).
+    """
+    if scale == 1:
+        return x
+    if x.dim() != 4:
+        raise ValueError(f"nearest_upsample expects (N, C, H, W), got {tuple(x.shape)}")
+    return _NearestUpsample.apply(x, scale)
