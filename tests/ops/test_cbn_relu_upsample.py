@@ -25,9 +25,11 @@ def test_equals_batch_norm_relu_interpolate(training, scale):
 
 
 def test_gradients_match_the_composition():
-    args = [torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True),
-            torch.rand(2, 3, dtype=torch.float64, requires_grad=True),
-            torch.randn(2, 3, dtype=torch.float64, requires_grad=True)]
+    args = [
+        torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True),
+        torch.rand(2, 3, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, 3, dtype=torch.float64, requires_grad=True),
+    ]
     assert torch.autograd.gradcheck(lambda x, g, b: cbn_relu_upsample(x, g, b, scale=2), args)
 
 
