@@ -15,7 +15,7 @@ def tiny_config(tmp_path) -> Config:
         {
             "model": {"resolution": 64, "g_channels": 16, "d_channels": 16, "z_dim": 32},
             "data": {"num_images": 200},
-            "train": {"iterations": 4, "batch_size_d": 8, "batch_size_g": 8, "ema_start": 2, "device": "cpu"},
+            "train": {"iterations": 4, "batch_size_d": 8, "batch_size_g": 8, "ema_start": 1, "device": "cpu"},
             "output": {
                 "out_dir": str(tmp_path / "run"),
                 "checkpoint_every": 2,

@@ -37,6 +37,8 @@ class ModelConfig:
             raise ConfigError(f"model.name must be one of {MODELS}, got {self.name!r}")
         if self.resolution not in (32, 64, 128):
             raise ConfigError(f"model.resolution must be 32, 64 or 128, got {self.resolution}")
+        if min(self.z_dim, self.g_channels, self.d_channels, *(self.g_widths or (1,))) < 1:
+            raise ConfigError("model.z_dim, g_channels, d_channels and g_widths must be positive")
 
 
 @dataclass
@@ -62,7 +64,7 @@ class LossConfig:
     ms_real_batch_size: int = 250
 
     def __post_init__(self) -> None:
-        if self.hinge_margin <= 0 or self.lambda_ms < 0:
+        if not (self.hinge_margin > 0 and self.lambda_ms >= 0):  # also rejects NaN
             raise ConfigError("loss.hinge_margin must be > 0 and loss.lambda_ms >= 0")
 
 
@@ -87,6 +89,8 @@ class TrainConfig:
             raise ConfigError("train.iterations, n_dis and batch sizes must be positive")
         if len(self.betas) != 2 or not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError("train.betas must be two numbers and train.ema_decay in [0, 1)")
+        if not (self.lr_d > 0 and self.lr_g > 0):  # also rejects NaN
+            raise ConfigError(f"train.lr_d and train.lr_g must be positive, got {self.lr_d} and {self.lr_g}")
 
 
 @dataclass
@@ -98,6 +102,10 @@ class OutputConfig:
     samples_per_class: int = 8
     tensorboard: bool = True
     cache_dir: str = "~/.cache/fastgan"  # MS_real cache
+
+    def __post_init__(self) -> None:
+        if min(self.checkpoint_every, self.sample_every, self.log_every, self.samples_per_class) < 1:
+            raise ConfigError("output.checkpoint_every, sample_every, log_every and samples_per_class must be >= 1")
 
 
 @dataclass

@@ -59,14 +59,29 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _float_tensors(tree: Any, prefix: str = ""):
+    """(name, tensor) for every floating-point tensor in a nested dict/list state."""
+    if isinstance(tree, torch.Tensor):
+        if tree.is_floating_point():
+            yield prefix, tree
+    elif isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _float_tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(tree, (list, tuple)):
+        for i, value in enumerate(tree):
+            yield from _float_tensors(value, f"{prefix}.{i}")
+
+
 @contextmanager
 def _stop_on_signals():
     """Turn SIGINT/SIGTERM into a flag the loop checks after each step, so a checkpoint can be written."""
     received: list[int] = []
-    handlers = {
-        sig: signal.signal(sig, lambda signum, frame: received.append(signum))
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        signal.signal(signum, signal.SIG_DFL)  # a second signal stops the process at once
+
+    handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield received
     finally:
@@ -100,10 +115,18 @@ class Trainer:
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     def save(self) -> Path:
+        """Write the checkpoint; refuses (NonFiniteLossError) if any network or optimiser tensor is NaN/inf."""
+        family_state = self.family.state_dict()
+        bad = [name for name, value in _float_tensors(family_state) if not torch.isfinite(value).all()]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite weights at step {self.step} ({', '.join(bad[:3])}); the checkpoint was not overwritten. "
+                "Resume from it with lower learning rates (train.lr_g, train.lr_d)."
+            )
         state = {
             "step": self.step,
             "config": self.config.to_dict(),
-            "family": self.family.state_dict(),
+            "family": family_state,
             "loader": self.loader.state_dict(),
             "rng": _rng_state(),
         }

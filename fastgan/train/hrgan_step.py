@@ -46,7 +46,7 @@ class HRGANFamily:
         )
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=t.betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=t.betas)
-        self.noise = torch.Generator(device=device).manual_seed(t.seed)
+        self.noise = torch.Generator().manual_seed(t.seed)  # on the CPU, so a run resumes on any device
         self.evaluator: Evaluator | None = None
         self.ms_real = float("nan")
         if config.loss.lambda_ms > 0:
@@ -66,7 +66,7 @@ class HRGANFamily:
         return torch.autocast("cuda", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
     def _noise(self, batch: int) -> torch.Tensor:
-        return torch.randn(batch, self.config.model.z_dim, device=self.device, generator=self.noise)
+        return torch.randn(batch, self.config.model.z_dim, generator=self.noise).to(self.device, non_blocking=True)
 
     def discriminator_step(self, loader: InMemoryLoader) -> dict[str, float]:
         """One D update on a real batch and a generated batch with the real labels (Algorithm 1, lines 4–8)."""
@@ -85,7 +85,7 @@ class HRGANFamily:
     def generator_step(self) -> dict[str, float]:
         """One G update with the adversarial and MobileNet-score terms (Algorithm 1, lines 10–16)."""
         batch = self.config.train.batch_size_g
-        labels = torch.randint(self.num_classes, (batch,), device=self.device, generator=self.noise)
+        labels = torch.randint(self.num_classes, (batch,), generator=self.noise).to(self.device, non_blocking=True)
         self.discriminator.requires_grad_(False)
         try:
             with self._autocast():
@@ -131,9 +131,18 @@ class HRGANFamily:
             "opt_d": self.opt_d.state_dict(),
             "noise": self.noise.get_state(),
             "ms_real": self.ms_real,
+            "evaluator_sha256": self.evaluator.spec.fingerprint if self.evaluator is not None else "",
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        current = self.evaluator.spec.fingerprint if self.evaluator is not None else ""
+        if state["evaluator_sha256"] != current:
+            raise ValueError(
+                "this checkpoint was trained with another evaluator (weights sha256 "
+                f"{state['evaluator_sha256'][:12] or 'none'}, now {current[:12] or 'none'}): resume with the same "
+                "--evaluator-weights, or start a new run"
+            )
+        self.ms_real = float(state["ms_real"])
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.generator_ema.load_state_dict(state["generator_ema"])

@@ -8,6 +8,14 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 
+def _step_of(line: str) -> float:
+    """The step of a JSONL record; a line cut short by a crash counts as after any resume point."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError):
+        return float("inf")
+
+
 class MetricsLog:
     """Appends records to `run_dir/metrics.jsonl` and mirrors scalars to TensorBoard under `run_dir/tb`.
 
@@ -18,12 +26,16 @@ class MetricsLog:
     def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int = 0):
         self.path = run_dir / "metrics.jsonl"
         if resume_step and self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
+            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
             self.path.write_text("".join(line + "\n" for line in kept))
         elif self.path.exists():
             self.path.unlink()
         self.file = self.path.open("a")
-        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step or None) if tensorboard else None
+        self.writer = (
+            SummaryWriter(str(run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None)
+            if tensorboard
+            else None
+        )
 
     def write(self, step: int, values: dict[str, float]) -> None:
         self.file.write(json.dumps({"step": step, **values}) + "\n")

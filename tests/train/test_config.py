@@ -42,6 +42,12 @@ def test_wrong_types_and_values_are_errors():
         load_config(None, ["model.resolution=96"])
     with pytest.raises(ConfigError, match="needs data.path"):
         load_config(None, ["data.source=cifar10"])
+    with pytest.raises(ConfigError, match="log_every"):
+        load_config(None, ["output.log_every=0"])
+    with pytest.raises(ConfigError, match="lr_d and train.lr_g must be positive"):
+        load_config(None, ["train.lr_d=-1"])
+    with pytest.raises(ConfigError, match="hinge_margin"):
+        load_config(None, ["loss.hinge_margin=.nan"])
     with pytest.raises(ConfigError, match="section.key=value"):
         parse_override("iterations=5")
 

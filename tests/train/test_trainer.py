@@ -1,13 +1,14 @@
-import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 
 import pytest
 import torch
 from PIL import Image
 
+from fastgan.eval.evaluator import embedded_evaluator_path
 from fastgan.train import __main__ as cli
 from fastgan.train.checkpoint import load_checkpoint
 from fastgan.train.config import ConfigError, merge
@@ -42,8 +43,25 @@ def test_resume_continues_exactly(tiny_config, tmp_path):
     for ra, rb in zip(a, b, strict=True):
         for key in ("d_loss", "g_loss", "ms_fake", "d_real"):
             assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-6), (ra["step"], key)
-    for name, tensor in straight.family.generator_ema.state_dict().items():
-        assert torch.allclose(tensor.float(), resumed.family.generator_ema.state_dict()[name].float(), atol=1e-6)
+    a_state, b_state = straight.family.state_dict(), resumed.family.state_dict()
+    assert int(a_state["generator_ema"]["n_averaged"]) == 3  # the EMA was running across the resume
+    for part in ("generator", "discriminator", "generator_ema"):
+        for name, tensor in a_state[part].items():
+            assert torch.allclose(tensor.float(), b_state[part][name].float(), atol=1e-6), (part, name)
+    assert torch.equal(a_state["noise"], b_state["noise"])
+    exp_a = a_state["opt_g"]["state"][0]["exp_avg"]
+    assert torch.allclose(exp_a, b_state["opt_g"]["state"][0]["exp_avg"], atol=1e-6)
+
+
+def test_resume_refuses_another_evaluator(tiny_config, tmp_path):
+    import torchvision
+
+    weights = tmp_path / "evaluator.pt"
+    shutil.copy(embedded_evaluator_path(), weights)
+    train(merge(tiny_config, {"train": {"iterations": 1}, "loss": {"evaluator_weights": str(weights)}}))
+    torch.save(torchvision.models.mobilenet_v3_small(num_classes=10).state_dict(), weights)  # same path, new weights
+    with pytest.raises(ValueError, match="another evaluator"):
+        resume(tiny_config.output.out_dir, {"train": {"iterations": 2}})
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config):
@@ -62,8 +80,25 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config):
     assert load_checkpoint(trainer.run_dir)["step"] == 2
 
 
+def test_non_finite_weights_are_never_checkpointed(tiny_config):
+    trainer = build_trainer(tiny_config)
+    real_step = trainer.family.train_step
+
+    def step_then_corrupt(loader, step):
+        metrics = real_step(loader, step)
+        if step == 3:  # finite loss, but the weights went bad before the step-4 checkpoint
+            with torch.no_grad():
+                next(trainer.family.generator.parameters()).fill_(float("inf"))
+        return metrics
+
+    trainer.family.train_step = step_then_corrupt
+    with pytest.raises(NonFiniteLossError, match="non-finite weights"):
+        trainer.run()
+    assert load_checkpoint(trainer.run_dir)["step"] == 2
+
+
 def test_sigterm_writes_a_checkpoint_and_stops(tiny_config):
-    trainer = build_trainer(dataclasses.replace(tiny_config))
+    trainer = build_trainer(tiny_config)
     real_step = trainer.family.train_step
 
     def step_then_signal(loader, step):
