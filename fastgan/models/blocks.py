@@ -10,13 +10,17 @@ from torch.nn.utils.parametrizations import spectral_norm
 from fastgan.ops import cbn_relu_upsample, nearest_upsample
 
 
+def _xavier_layer_(layer: nn.Module) -> None:
+    nn.init.xavier_uniform_(layer.weight)
+    if getattr(layer, "bias", None) is not None:
+        nn.init.zeros_(layer.bias)
+
+
 def xavier_init_(module: nn.Module) -> None:
     """Xavier-uniform weights and zero biases for every conv and linear layer (HRGAN Algorithm 1, line 1)."""
     for layer in module.modules():
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(layer.weight)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
+            _xavier_layer_(layer)
 
 
 def sn_xavier(layer: nn.Module) -> nn.Module:
@@ -25,9 +29,7 @@ def sn_xavier(layer: nn.Module) -> nn.Module:
     The order matters: spectral norm estimates σ by power iteration when it is attached, so the
     weights must already be final.
     """
-    nn.init.xavier_uniform_(layer.weight)
-    if getattr(layer, "bias", None) is not None:
-        nn.init.zeros_(layer.bias)
+    _xavier_layer_(layer)
     return spectral_norm(layer)
 
 
