@@ -31,6 +31,8 @@ class KernelBuild:
         constexprs: values of the constexpr arguments.
         label: what distinguishes this build in reports, e.g. ``"bf16 scale=2"``.
         num_warps: as the launcher passes it.
+        multiples_of_16: integer arguments specialised as multiples of 16, as the JIT does when they are
+            (e.g. plane strides of 16×16 and larger feature maps).
     """
 
     kernel: JITFunction
@@ -38,6 +40,7 @@ class KernelBuild:
     constexprs: dict[str, object]
     label: str
     num_warps: int = 4
+    multiples_of_16: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -47,9 +50,14 @@ class KernelBuild:
 def compile_build(build: KernelBuild, capability: int) -> triton.compiler.CompiledKernel:
     """Compile `build` to PTX and cubin for `capability` (80, 90, ...) on a machine without a GPU.
 
-    Pointer arguments are specialised as 16-byte aligned, as the JIT does for freshly allocated tensors.
+    Pointer arguments are specialised as 16-byte aligned, as the JIT does for freshly allocated tensors, and the
+    integers named in `build.multiples_of_16` as multiples of 16.
     """
-    aligned = {(i,): [["tt.divisibility", 16]] for i, ty in enumerate(build.signature.values()) if ty.startswith("*")}
+    aligned = {
+        (i,): [["tt.divisibility", 16]]
+        for i, (name, ty) in enumerate(build.signature.items())
+        if ty.startswith("*") or name in build.multiples_of_16
+    }
     source = ASTSource(fn=build.kernel, signature=build.signature, constexprs=build.constexprs, attrs=aligned)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32), options={"num_warps": build.num_warps})
 

@@ -2,19 +2,66 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Callable, Iterator
 
 import torch
-from triton.runtime.interpreter import InterpretedFunction
+from triton.runtime.interpreter import InterpretedFunction, _patch_lang
 from triton.runtime.jit import JITFunction
 
 
 @functools.cache
-def _interpreted(kernel: JITFunction) -> InterpretedFunction:
-    return InterpretedFunction(kernel.fn)
+def _interpreted_python(fn: Callable) -> InterpretedFunction:
+    return InterpretedFunction(fn)
 
 
-def on_device_of(kernel: JITFunction, *tensors: torch.Tensor) -> JITFunction | InterpretedFunction:
+def _interpreted(function: JITFunction) -> InterpretedFunction:
+    """The interpreted twin of a jit'd function, cached by its Python function (JITFunction's hash compiles)."""
+    return _interpreted_python(function.fn)
+
+
+def _interpreted_device_call(function: JITFunction, *args, **kwargs):
+    """A call from interpreted code to a jit'd function (e.g. `tl.zeros`, `tl.sum`), interpreted in turn."""
+    scope = _patch_lang(function.fn)
+    try:
+        return _interpreted(function).rewrite()(*args, **kwargs)
+    finally:
+        scope.restore()
+
+
+@contextlib.contextmanager
+def _device_calls_interpreted() -> Iterator[None]:
+    """Interpret jit'd device functions while an interpreted kernel runs.
+
+    Triton decides at decoration time whether `@triton.jit` builds a compiled or an interpreted function, so
+    in a process that was not started with ``TRITON_INTERPRET=1`` (the normal case: the same process compiles
+    for CUDA tensors) `triton.language`'s own jit'd helpers are compiled-only; this routes their calls from
+    interpreted code through the interpreter, restoring everything afterwards.
+    """
+    compiled_call = JITFunction.__call__
+    JITFunction.__call__ = _interpreted_device_call
+    try:
+        yield
+    finally:
+        JITFunction.__call__ = compiled_call
+
+
+class _InterpretedKernel:
+    """``kernel[grid](*args)`` run by Triton's interpreter on CPU tensors."""
+
+    def __init__(self, kernel: JITFunction):
+        self._function = _interpreted(kernel)
+
+    def __getitem__(self, grid: tuple[int, ...]) -> Callable[..., None]:
+        def launch(*args, **kwargs) -> None:
+            with _device_calls_interpreted():
+                self._function[grid](*args, **kwargs)
+
+        return launch
+
+
+def on_device_of(kernel: JITFunction, *tensors: torch.Tensor) -> JITFunction | _InterpretedKernel:
     """`kernel` ready to launch (``kernel[grid](...)``) on the device all `tensors` live on.
 
     CUDA tensors get the compiled kernel; CPU tensors get Triton's interpreter (how the kernels are tested
@@ -30,7 +77,7 @@ def on_device_of(kernel: JITFunction, *tensors: torch.Tensor) -> JITFunction | I
     if device.type == "cuda":
         return kernel
     if device.type == "cpu":
-        return _interpreted(kernel)
+        return _InterpretedKernel(kernel)
     raise ValueError(f"{kernel.__name__}: Triton kernels run on CUDA (or interpreted on CPU), not on {device}")
 
 

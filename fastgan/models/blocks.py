@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from fastgan.ops import cbn_relu_upsample, nearest_upsample
+from fastgan.ops import nearest_upsample
+from fastgan.ops.cbn_relu_upsample import CBNReLUUpsample
 
 
 def _xavier_layer_(layer: nn.Module) -> None:
@@ -33,7 +34,7 @@ def sn_xavier(layer: nn.Module) -> nn.Module:
     return spectral_norm(layer)
 
 
-class ConditionalBatchNorm2d(nn.Module):
+class ConditionalBatchNorm2d(CBNReLUUpsample):
     """Batch norm whose affine parameters depend on the class: gain = 1 + embed_g(y), bias = embed_b(y).
 
     Batch statistics in training, running statistics in eval. The normalisation itself happens inside
@@ -41,32 +42,28 @@ class ConditionalBatchNorm2d(nn.Module):
     """
 
     def __init__(self, channels: int, num_classes: int, momentum: float = 0.1, eps: float = 1e-5):
-        super().__init__()
-        self.momentum, self.eps = momentum, eps
+        super().__init__(channels, momentum, eps)
         self.gain = nn.Embedding(num_classes, channels)
         self.bias = nn.Embedding(num_classes, channels)
         nn.init.zeros_(self.gain.weight)
         nn.init.zeros_(self.bias.weight)
-        self.register_buffer("running_mean", torch.zeros(channels))
-        self.register_buffer("running_var", torch.ones(channels))
 
-    def relu_upsample(self, x: torch.Tensor, y: torch.Tensor, scale: int) -> torch.Tensor:
-        """(N, C, H, W), labels (N,) -> relu(CBN(x)) nearest-upsampled by `scale`: (N, C, sH, sW)."""
-        return cbn_relu_upsample(
-            x,
-            1.0 + self.gain(y),
-            self.bias(y),
-            self.running_mean,
-            self.running_var,
-            training=self.training,
-            momentum=self.momentum,
-            eps=self.eps,
-            scale=scale,
-        )
+    def relu_upsample_conv(self, x: torch.Tensor, y: torch.Tensor, conv: nn.Conv2d, scale: int) -> torch.Tensor:
+        """(N, C, H, W), labels (N,) -> conv(relu(CBN(x)) nearest-upsampled by `scale`): (N, Cout, sH, sW).
+
+        Fused backends recompute the up-sampled input of `conv` in backward instead of keeping it.
+        """
+        return self.forward_conv(x, 1.0 + self.gain(y), self.bias(y), conv, scale)
 
 
 class ResBlockUp(nn.Module):
-    """Main: CBN → ReLU → nearest ×2 → conv3×3 → CBN → ReLU → conv3×3; shortcut: nearest ×2 → conv1×1."""
+    """Main: CBN → ReLU → nearest ×2 → conv3×3 → CBN → ReLU → conv3×3; shortcut: conv1×1 → nearest ×2.
+
+    The shortcut convolves before up-sampling: a 1×1 convolution commutes with nearest up-sampling, so this is
+    the same function at a quarter of the cost and memory. Each CBN → ReLU (→ up-sample) feeds its convolution
+    through `cbn_relu_upsample_conv`, which on the fused backends keeps only the block's input and the first
+    convolution's output for backward.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, num_classes: int):
         super().__init__()
@@ -78,9 +75,9 @@ class ResBlockUp(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(N, Cin, H, W), labels (N,) -> (N, Cout, 2H, 2W)."""
-        h = self.conv1(self.bn1.relu_upsample(x, y, scale=2))  # (N, Cout, 2H, 2W)
-        h = self.conv2(self.bn2.relu_upsample(h, y, scale=1))
-        return h + self.shortcut(nearest_upsample(x, 2))
+        h = self.bn1.relu_upsample_conv(x, y, self.conv1, scale=2)  # (N, Cout, 2H, 2W)
+        h = self.bn2.relu_upsample_conv(h, y, self.conv2, scale=1)
+        return h + nearest_upsample(self.shortcut(x), 2)
 
 
 class ResBlockDown(nn.Module):

@@ -1,11 +1,202 @@
-"""Conditional batch-norm → ReLU → nearest up-sampling, the generator's hot elementwise chain."""
+"""Conditional batch-norm → ReLU → nearest up-sampling, the generator's hot elementwise chain, and its variant
+that feeds a convolution without keeping the up-sampled activation for backward.
+
+Three faces (see `fastgan.ops.backend`): `cbn_relu_upsample_ref` (eager torch, the truth), and one autograd
+Function whose kernels are either torch arithmetic (``"fused-torch"``) or Triton (``"triton"``,
+`fastgan.kernels.cbn_relu_upsample`). The Function saves x, the (C,) statistics and the (N, C) gain/bias — never
+the normalised, activated or up-sampled tensors — and recomputes what backward needs.
+"""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from fastgan.ops.nearest_upsample import nearest_upsample
+from fastgan.ops.backend import current_backend
+from fastgan.ops.nearest_upsample import nearest_upsample, repeat_blocks
+from fastgan.ops.traffic import Traffic
+
+
+def cbn_relu_upsample_ref(
+    x: torch.Tensor,
+    gain: torch.Tensor,
+    bias: torch.Tensor,
+    running_mean: torch.Tensor | None = None,
+    running_var: torch.Tensor | None = None,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    scale: int = 2,
+) -> torch.Tensor:
+    """Eager reference: `F.batch_norm` (no affine), gain/bias, `F.relu`, nearest up-sampling."""
+    normalised = F.batch_norm(x, running_mean, running_var, None, None, training, momentum, eps)
+    out = F.relu(normalised * gain[:, :, None, None] + bias[:, :, None, None])
+    return nearest_upsample(out, scale)
+
+
+def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
+    """fp32 for fp32/fp16/bf16, fp64 for fp64 (so gradcheck sees the exact maths)."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+class _TorchKernels:
+    """The Triton launchers' contract (`fastgan.kernels.cbn_relu_upsample`) in torch arithmetic, fp32 inside."""
+
+    @staticmethod
+    def forward_batch_stats(x, gain, bias, running_mean, running_var, momentum, eps, scale):
+        var, mean = torch.var_mean(x.to(_accumulation_dtype(x)), dim=(0, 2, 3), correction=0)
+        if running_mean is not None and running_var is not None:
+            count = x.numel() // x.shape[1]
+            running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+            running_var.lerp_((var * (count / max(count - 1, 1))).to(running_var.dtype), momentum)
+        rstd = torch.rsqrt(var + eps)
+        return _TorchKernels.forward_given_stats(x, mean, rstd, gain, bias, scale), mean, rstd
+
+    @staticmethod
+    def forward_given_stats(x, mean, rstd, gain, bias, scale):
+        acc = _accumulation_dtype(x)
+        multiplier = gain.to(acc) * rstd  # (N, C)
+        offset = bias.to(acc) - mean * multiplier
+        y = torch.addcmul(offset[:, :, None, None], x, multiplier[:, :, None, None]).clamp_(min=0).to(x.dtype)
+        return repeat_blocks(y, scale) if scale > 1 else y
+
+    @staticmethod
+    def backward(grad_out, x, mean, rstd, gain, bias, scale, batch_stats):
+        acc = _accumulation_dtype(x)
+        if scale > 1:
+            g = F.avg_pool2d(grad_out.to(acc), scale, divisor_override=1)  # (N, C, H, W): each block summed
+        else:
+            g = grad_out.to(acc, copy=True)  # modified in place below
+        gain32 = gain.to(acc)
+        x_hat = (x.to(acc) - mean[:, None, None]) * rstd[:, None, None]
+        gz = g.masked_fill_(torch.addcmul(bias.to(acc)[:, :, None, None], x_hat, gain32[:, :, None, None]) <= 0, 0)
+        dbias = gz.sum(dim=(2, 3))
+        dgain = (gz * x_hat).sum(dim=(2, 3))
+        multiplier = (gain32 * rstd)[:, :, None, None]
+        if batch_stats:
+            count = x.numel() // x.shape[1]
+            mean_dbias = (gain32 * dbias).sum(0) / count  # (C,)
+            mean_dgain = (gain32 * dgain).sum(0) / count
+            correction = torch.addcmul(mean_dbias[:, None, None], x_hat, mean_dgain[:, None, None])
+            dx = gz.mul_(multiplier).sub_(correction.mul_(rstd[:, None, None]))
+        else:
+            dx = gz.mul_(multiplier)
+        return dx.to(x.dtype), dgain.to(gain.dtype), dbias.to(bias.dtype)
+
+
+def _kernels(name: str):
+    if name == "triton":
+        from fastgan.kernels import cbn_relu_upsample as triton_kernels
+
+        return triton_kernels
+    return _TorchKernels
+
+
+def _statistics(kernels, x, gain, bias, running_mean, running_var, training, momentum, eps, scale):
+    """(out, mean, rstd) of the forward: batch statistics in training, running ones (copied, fp32) in eval."""
+    if training:
+        return kernels.forward_batch_stats(x, gain, bias, running_mean, running_var, momentum, eps, scale)
+    acc = _accumulation_dtype(x)
+    mean = running_mean.to(acc, copy=True)
+    rstd = torch.rsqrt(running_var.to(acc) + eps)
+    return kernels.forward_given_stats(x, mean, rstd, gain, bias, scale), mean, rstd
+
+
+class _CBNReluUpsample(torch.autograd.Function):
+    """Fused forward; backward from x, statistics and gain/bias in one pass over the up-sampled gradient."""
+
+    @staticmethod
+    def forward(ctx, x, gain, bias, running_mean, running_var, training, momentum, eps, scale, kernels):
+        with torch.no_grad():
+            out, mean, rstd = _statistics(
+                kernels, x, gain, bias, running_mean, running_var, training, momentum, eps, scale
+            )
+        ctx.save_for_backward(x, mean, rstd, gain, bias)
+        ctx.scale, ctx.training, ctx.kernels = scale, training, kernels
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, mean, rstd, gain, bias = ctx.saved_tensors
+        dx, dgain, dbias = ctx.kernels.backward(grad_out, x, mean, rstd, gain, bias, ctx.scale, ctx.training)
+        return dx, dgain, dbias, None, None, None, None, None, None, None
+
+
+def _autocast_dtype(device_type: str, default: torch.dtype) -> torch.dtype:
+    """The dtype autocast would run a convolution in on `device_type`, or `default` outside autocast."""
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return default
+
+
+def _without_autocast(device_type: str) -> contextlib.AbstractContextManager:
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+class _CBNReluUpsampleConv(torch.autograd.Function):
+    """conv2d(cbn_relu_upsample(x)) that keeps x, not the up-sampled activation: backward recomputes it."""
+
+    @staticmethod
+    def forward(
+        ctx, x, gain, bias, weight, conv_bias, running_mean, running_var, training, momentum, eps, scale, kernels
+    ):
+        conv_dtype = _autocast_dtype(x.device.type, weight.dtype)
+        with torch.no_grad(), _without_autocast(x.device.type):
+            h, mean, rstd = _statistics(
+                kernels, x, gain, bias, running_mean, running_var, training, momentum, eps, scale
+            )
+            conv_bias_cast = None if conv_bias is None else conv_bias.to(conv_dtype)
+            out = F.conv2d(h.to(conv_dtype), weight.to(conv_dtype), conv_bias_cast, padding=weight.shape[-1] // 2)
+        ctx.save_for_backward(x, mean, rstd, gain, bias, weight)
+        ctx.scale, ctx.training, ctx.kernels = scale, training, kernels
+        ctx.conv_dtype, ctx.has_conv_bias = conv_dtype, conv_bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, mean, rstd, gain, bias, weight = ctx.saved_tensors
+        with _without_autocast(x.device.type):
+            h = ctx.kernels.forward_given_stats(x, mean, rstd, gain, bias, ctx.scale).to(ctx.conv_dtype)
+            padding = weight.shape[-1] // 2
+            grad_h, grad_weight, grad_conv_bias = torch.ops.aten.convolution_backward(
+                grad_out.to(ctx.conv_dtype),
+                h,
+                weight.to(ctx.conv_dtype),
+                [weight.shape[0]] if ctx.has_conv_bias else None,
+                [1, 1],
+                [padding, padding],
+                [1, 1],
+                False,
+                [0, 0],
+                1,
+                [True, ctx.needs_input_grad[3], ctx.has_conv_bias and ctx.needs_input_grad[4]],
+            )
+            del h
+            dx, dgain, dbias = ctx.kernels.backward(
+                grad_h.to(x.dtype), x, mean, rstd, gain, bias, ctx.scale, ctx.training
+            )
+        grad_weight = None if grad_weight is None else grad_weight.to(weight.dtype)
+        grad_conv_bias = None if grad_conv_bias is None else grad_conv_bias.to(weight.dtype)
+        return dx, dgain, dbias, grad_weight, grad_conv_bias, None, None, None, None, None, None, None
+
+
+def _validate(x, gain, bias, running_mean, running_var, training, scale) -> None:
+    if x.dim() != 4 or gain.shape != x.shape[:2] or bias.shape != x.shape[:2]:
+        raise ValueError(
+            f"cbn_relu_upsample expects x (N, C, H, W) and gain, bias (N, C); got x {tuple(x.shape)}, "
+            f"gain {tuple(gain.shape)}, bias {tuple(bias.shape)}"
+        )
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("eval mode (training=False) normalises with running_mean and running_var; pass both")
+    if training and x.numel() == x.shape[1]:
+        raise ValueError(f"batch statistics need more than one value per channel, got x {tuple(x.shape)}")
 
 
 def cbn_relu_upsample(
@@ -22,23 +213,121 @@ def cbn_relu_upsample(
     """nearest_upsample(relu(gain · x̂ + bias), scale), x̂ batch-normalised without affine.
 
     Args:
-        x: (N, C, H, W) activations.
+        x: (N, C, H, W) activations (fp32, fp16 or bf16 on the fused backends).
         gain, bias: (N, C) per-sample (class-conditional) affine parameters.
-        running_mean, running_var: (C,) buffers; updated in place in training mode like `F.batch_norm`.
+        running_mean, running_var: (C,) fp32 buffers; updated in place in training mode like `F.batch_norm`.
         training: use batch statistics (True) or the running ones (False).
         momentum, eps: as in `F.batch_norm`.
         scale: integer nearest up-sampling factor; 1 skips the up-sampling.
 
     Returns:
-        (N, C, scale·H, scale·W).
+        (N, C, scale·H, scale·W) in x's dtype, computed by the current backend.
     """
-    if x.dim() != 4 or gain.shape != x.shape[:2] or bias.shape != x.shape[:2]:
-        raise ValueError(
-            f"cbn_relu_upsample expects x (N, C, H, W) and gain, bias (N, C); got x {tuple(x.shape)}, "
-            f"gain {tuple(gain.shape)}, bias {tuple(bias.shape)}"
+    _validate(x, gain, bias, running_mean, running_var, training, scale)
+    name = current_backend()
+    if name == "torch":
+        return cbn_relu_upsample_ref(x, gain, bias, running_mean, running_var, training, momentum, eps, scale)
+    return _CBNReluUpsample.apply(
+        x, gain, bias, running_mean, running_var, training, momentum, eps, scale, _kernels(name)
+    )
+
+
+def cbn_relu_upsample_conv(
+    x: torch.Tensor,
+    gain: torch.Tensor,
+    bias: torch.Tensor,
+    weight: torch.Tensor,
+    conv_bias: torch.Tensor | None,
+    running_mean: torch.Tensor | None = None,
+    running_var: torch.Tensor | None = None,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    scale: int = 2,
+) -> torch.Tensor:
+    """conv2d(cbn_relu_upsample(x, ...), weight, conv_bias) with "same" padding (odd square kernels).
+
+    On the fused backends the up-sampled activation (scale² times x) is not kept for backward but recomputed
+    from x and the statistics. Shapes: x (N, Cin, H, W), weight (Cout, Cin, k, k) -> (N, Cout, sH, sW).
+    """
+    _validate(x, gain, bias, running_mean, running_var, training, scale)
+    if weight.dim() != 4 or weight.shape[1] != x.shape[1] or weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
+        raise ValueError(f"weight must be (Cout, {x.shape[1]}, k, k) with k odd, got {tuple(weight.shape)}")
+    name = current_backend()
+    if name == "torch":
+        h = cbn_relu_upsample_ref(x, gain, bias, running_mean, running_var, training, momentum, eps, scale)
+        return F.conv2d(h, weight, conv_bias, padding=weight.shape[-1] // 2)
+    return _CBNReluUpsampleConv.apply(
+        x, gain, bias, weight, conv_bias, running_mean, running_var, training, momentum, eps, scale, _kernels(name)
+    )
+
+
+class CBNReLUUpsample(nn.Module):
+    """Batch-norm statistics (running buffers) for `cbn_relu_upsample`; gain and bias come per call.
+
+    forward(x (N, C, H, W), gain (N, C), bias (N, C), scale) -> (N, C, sH, sW);
+    forward_conv(x, gain, bias, conv, scale) -> conv(that), without keeping the up-sampled activation.
+    """
+
+    def __init__(self, channels: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, scale: int = 2) -> torch.Tensor:
+        return cbn_relu_upsample(
+            x, gain, bias, self.running_mean, self.running_var, self.training, self.momentum, self.eps, scale
         )
-    if scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale}")
-    normalised = F.batch_norm(x, running_mean, running_var, None, None, training, momentum, eps)
-    out = F.relu(normalised * gain[:, :, None, None] + bias[:, :, None, None])
-    return nearest_upsample(out, scale)
+
+    def forward_conv(
+        self, x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, conv: nn.Conv2d, scale: int = 2
+    ) -> torch.Tensor:
+        return cbn_relu_upsample_conv(
+            x,
+            gain,
+            bias,
+            conv.weight,
+            conv.bias,
+            self.running_mean,
+            self.running_var,
+            self.training,
+            self.momentum,
+            self.eps,
+            scale,
+        )
+
+
+def traffic(shape: tuple[int, int, int, int], dtype: torch.dtype, scale: int = 2, training: bool = True) -> dict:
+    """Analytic bytes of the forward and backward passes for x of `shape`: {"forward": Traffic, "backward": ...}.
+
+    Counts the (N, C, H, W)-sized and larger tensors; (C,) and (N, C) vectors are negligible and left out.
+    Eager counts each kernel of `cbn_relu_upsample_ref` and its autograd backward reading its inputs and writing
+    its output; fused counts the Triton launchers of `fastgan.kernels.cbn_relu_upsample`.
+    """
+    n, c, h, w = shape
+    unit = n * c * h * w * torch.finfo(dtype).bits // 8  # one x-sized tensor in x's dtype
+    fp32_unit = n * c * h * w * 4
+    up = scale * scale
+    upsample_fwd = (1 + up) * unit if scale > 1 else 0
+    upsample_bwd = (up + 1) * unit if scale > 1 else 0
+    forward = Traffic(
+        minimum=(1 + up) * unit,
+        fused=((2 if training else 1) + up) * unit,  # (plane sums: read x) + (read x, write out)
+        eager=(2 + (1 if training else 0)) * unit  # batch_norm: stats read + normalise read/write
+        + 3 * unit  # mul by gain
+        + 3 * unit  # add bias
+        + 2 * unit  # relu
+        + upsample_fwd,
+    )
+    backward = Traffic(
+        minimum=(up + 2) * unit,  # read grad and x, write dx
+        fused=(up + 1) * unit + (2 * fp32_unit + 2 * unit if training else unit),
+        eager=upsample_bwd  # sum-pool of the up-sampled gradient
+        + 3 * unit  # relu backward: grad, saved output -> grad
+        + 3 * unit  # mul backward to the normalised input: grad, gain -> grad (and a reduction for dgain)
+        + 2 * unit  # dgain reduction reads grad and the saved normalised tensor
+        + unit  # dbias reduction
+        + (4 * unit if training else 2 * unit),  # batch_norm backward: reads grad and x (twice), writes dx
+    )
+    return {"forward": forward, "backward": backward}

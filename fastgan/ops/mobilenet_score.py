@@ -1,12 +1,35 @@
-"""The MobileNet score (HRGAN Eq. 5): an Inception-score-style statistic of classifier logits."""
+"""The MobileNet score (HRGAN Eq. 5): an Inception-score-style statistic of classifier logits.
+
+Three faces (see `fastgan.ops.backend`):
+
+- ``"torch"``: `mobilenet_score_ref`, the eager truth, differentiable by plain autograd (twice, too).
+- ``"fused-torch"``: `_MobileNetScoreFunction` over `_TorchKernels` — the same forward/backward maths as the
+  Triton kernels in torch arithmetic, saving only the logits, lse (B,), log q (K,) and the score.
+- ``"triton"``: the same Function over `fastgan.kernels.mobilenet_score`: one launch forward, one backward.
+
+fp64 logits always take the eager reference (the kernels take fp32/fp16/bf16), whatever the backend.
+"""
 
 from __future__ import annotations
 
+import math
+from types import ModuleType
+
 import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from fastgan.ops.backend import current_backend
+from fastgan.ops.traffic import Traffic
 
 
-def mobilenet_score(logits: torch.Tensor) -> torch.Tensor:
-    """exp(mean_x KL(p(y|x) ‖ p(y))) with p(y) the batch-mean of p(y|x); differentiable.
+def _check_shape(logits: torch.Tensor) -> None:
+    if logits.dim() != 2 or logits.shape[0] < 1 or logits.shape[1] < 2:
+        raise ValueError(f"mobilenet_score expects logits of shape (B >= 1, K >= 2), got {tuple(logits.shape)}")
+
+
+def mobilenet_score_ref(logits: torch.Tensor) -> torch.Tensor:
+    """exp(mean_x KL(p(y|x) ‖ p(y))) with p(y) the batch-mean of p(y|x); differentiable (eager reference).
 
     Computed in fp32 (fp64 for fp64 input) from logits with log-softmax (never the log of a softmax), so confident
     predictions do not produce log(0).
@@ -17,10 +40,190 @@ def mobilenet_score(logits: torch.Tensor) -> torch.Tensor:
     Returns:
         () scalar in [1, K], fp32 (fp64 for fp64 logits).
     """
-    if logits.dim() != 2 or logits.shape[0] < 1 or logits.shape[1] < 2:
-        raise ValueError(f"mobilenet_score expects logits of shape (B >= 1, K >= 2), got {tuple(logits.shape)}")
+    _check_shape(logits)
     precise = logits if logits.dtype == torch.float64 else logits.float()
     log_p = torch.log_softmax(precise, dim=1)  # (B, K) log p(y|x)
     log_marginal = torch.logsumexp(log_p, dim=0) - torch.log(log_p.new_tensor(float(logits.shape[0])))  # (K,)
     kl = (log_p.exp() * (log_p - log_marginal)).sum(dim=1)  # (B,)
     return kl.mean().exp()
+
+
+class _TorchKernels:
+    """The kernels' contract in torch arithmetic ("fused-torch"): fp32 inside (fp64 for fp64 logits)."""
+
+    @staticmethod
+    def forward(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(score (), lse (B,), log_marginal (K,)) from (B, K) logits; fp32 (fp64 for fp64 logits)."""
+        x = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        lse = torch.logsumexp(x, dim=1)  # (B,)
+        log_p = x - lse[:, None]  # (B, K)
+        log_marginal = torch.logsumexp(log_p, dim=0) - math.log(x.shape[0])  # (K,)
+        kl = (log_p.exp() * (log_p - log_marginal)).sum(dim=1)  # (B,)
+        return kl.mean().exp(), lse, log_marginal
+
+    @staticmethod
+    def backward(
+        grad_score: torch.Tensor,
+        logits: torch.Tensor,
+        lse: torch.Tensor,
+        log_marginal: torch.Tensor,
+        score: torch.Tensor,
+    ) -> torch.Tensor:
+        """dlogits (B, K) in the logits' dtype: grad · S/B · p · (log p − log q − KL_b)."""
+        x = logits.to(lse.dtype)
+        log_p = x - lse[:, None]  # (B, K)
+        p = log_p.exp()
+        d = log_p - log_marginal  # (B, K)
+        kl = (p * d).sum(dim=1, keepdim=True)  # (B, 1)
+        coefficient = grad_score.to(lse.dtype) * score / x.shape[0]
+        return (coefficient * p * (d - kl)).to(logits.dtype)
+
+
+class _MobileNetScoreFunction(torch.autograd.Function):
+    """score = kernels.forward(logits)[0]; the backward recomputes p from the logits, lse and log q."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, kernels) -> torch.Tensor:
+        score, lse, log_marginal = kernels.forward(logits)
+        ctx.kernels = kernels
+        ctx.save_for_backward(logits, lse, log_marginal, score)
+        return score
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_score: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logits, lse, log_marginal, score = ctx.saved_tensors
+        return ctx.kernels.backward(grad_score, logits, lse, log_marginal, score), None
+
+
+def _triton_kernels() -> ModuleType:
+    from fastgan.kernels import mobilenet_score as kernels  # imports triton: only when asked for
+
+    return kernels
+
+
+def _kernels_for(backend: str):
+    return _triton_kernels() if backend == "triton" else _TorchKernels
+
+
+def mobilenet_score(logits: torch.Tensor) -> torch.Tensor:
+    """exp(mean_x KL(p(y|x) ‖ p(y))) with p(y) the batch-mean of p(y|x); differentiable, on the current backend.
+
+    Computed in fp32 (fp64 for fp64 input) from logits with log-softmax (never the log of a softmax), so confident
+    predictions do not produce log(0). On the fused backends ("fused-torch", "triton") the backward is one fused
+    pass saving only the logits and O(B + K) statistics (not twice-differentiable); fp64 logits, and the "torch"
+    backend, use `mobilenet_score_ref`.
+
+    Args:
+        logits: (B, K) classifier logits, any float dtype.
+
+    Returns:
+        () scalar in [1, K], fp32 (fp64 for fp64 logits).
+    """
+    _check_shape(logits)
+    backend = current_backend()
+    if backend == "torch" or logits.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return mobilenet_score_ref(logits)
+    if logits.stride(1) != 1:
+        logits = logits.contiguous()  # the kernels read rows with unit stride along K
+    return _MobileNetScoreFunction.apply(logits, _kernels_for(backend))
+
+
+class MobileNetScore(nn.Module):
+    """`mobilenet_score` as a module: forward((B, K) logits) -> () score, on the current ops backend."""
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return mobilenet_score(logits)
+
+
+def _eager_forward_launches(batch: int, classes: int, size: int) -> list[tuple[str, int]]:
+    """(kernel, bytes read + written) of `mobilenet_score_ref`'s forward, launch by launch."""
+    bk, f32 = batch * classes * 4, 4
+    k = classes * f32
+    launches = [("to fp32", batch * classes * size + bk)] if size != 4 else []
+    return launches + [
+        ("log_softmax", 2 * bk),
+        # logsumexp(log_p, 0) as ATen runs it: amax, |max| == inf masking, sub, exp_, sum, log_, add_
+        ("logsumexp amax", bk + k),
+        ("logsumexp abs", 2 * k),
+        ("logsumexp eq inf", k + classes),
+        ("logsumexp masked_fill_", 2 * k + classes),
+        ("logsumexp sub", 2 * bk + k),
+        ("logsumexp exp_", 2 * bk),
+        ("logsumexp sum", bk + k),
+        ("logsumexp log_", 2 * k),
+        ("logsumexp add_", 3 * k),
+        ("new_tensor(B) copy", f32),
+        ("log(B)", 2 * f32),
+        ("sub log(B)", 2 * k + f32),
+        ("exp", 2 * bk),
+        ("sub log q", 2 * bk + k),
+        ("mul", 3 * bk),
+        ("sum dim 1", bk + batch * f32),
+        ("mean", batch * f32 + f32),
+        ("exp", 2 * f32),
+    ]
+
+
+def _eager_backward_launches(batch: int, classes: int, size: int) -> list[tuple[str, int]]:
+    """(kernel, bytes read + written) of autograd's backward through `mobilenet_score_ref`, launch by launch."""
+    bk, f32 = batch * classes * 4, 4
+    k, b = classes * f32, batch * f32
+    launches = [
+        ("ExpBackward mul", 3 * f32),
+        ("MeanBackward expand / B", f32 + b),
+        # SumBackward expands (B, 1) -> (B, K) as a view: no launch
+        ("MulBackward grad·(log p − log q)", bk + b + bk),
+        ("MulBackward grad·p", bk + b + bk),
+        ("SubBackward neg", 2 * bk),
+        ("SubBackward sum_to (K,)", bk + k),
+        ("ExpBackward mul", 3 * bk),
+        ("accumulate into log p", 3 * bk),
+        # SubBackward of log(B) passes the (K,) gradient through; LogsumexpBackward: grad · exp(log p − lse)
+        ("LogsumexpBackward sub", 2 * bk + k),
+        ("LogsumexpBackward exp", 2 * bk),
+        ("LogsumexpBackward mul", 2 * bk + k),
+        ("accumulate into log p", 3 * bk),
+        ("LogSoftmaxBackward", 3 * bk),
+    ]
+    if size != 4:
+        launches.append(("ToCopyBackward to logits dtype", bk + batch * classes * size))
+    return launches
+
+
+def traffic(batch: int, classes: int, dtype: torch.dtype = torch.float32) -> dict[str, Traffic]:
+    """Analytic global-memory bytes of one forward and one backward for (batch, classes) logits of `dtype`.
+
+    minimum: logits read once and the score written (forward); grad and logits read once, dlogits written
+    (backward). fused: what the Triton kernels load and store as `fastgan.kernels.mobilenet_score.launch_plan`
+    launches them (lse, log q, the scalars; log q once per backward program; twice the logits when K > TILE).
+    eager: the launches of `mobilenet_score_ref` and of autograd's backward through it.
+    """
+    plan = _triton_kernels().launch_plan(batch, classes)
+    size = torch.empty((), dtype=dtype).element_size()
+    logits, f32 = batch * classes * size, 4
+    passes = 1 if plan["whole_rows"] else 2
+    # forward: logits (twice for split rows, with lse re-read per K block), lse and log q written, score written
+    fused_forward = passes * logits + batch * f32 + classes * f32 + f32
+    if not plan["whole_rows"]:
+        fused_forward += plan["k_blocks"] * batch * f32
+    # backward: per program the grad and score scalars and log q (per K block and pass for split rows); per row
+    # the lse; the logits (twice for split rows) read and dlogits written once
+    programs = plan["backward_programs"]
+    if plan["whole_rows"]:
+        log_q_reads = programs * classes * f32
+    else:
+        log_q_reads = 2 * plan["row_blocks"] * classes * f32
+    fused_backward = programs * 2 * f32 + batch * f32 + log_q_reads + passes * logits + logits
+    return {
+        "forward": Traffic(
+            minimum=logits + f32,
+            fused=fused_forward,
+            eager=sum(bytes_ for _, bytes_ in _eager_forward_launches(batch, classes, size)),
+        ),
+        "backward": Traffic(
+            minimum=f32 + 2 * logits,
+            fused=fused_backward,
+            eager=sum(bytes_ for _, bytes_ in _eager_backward_launches(batch, classes, size)),
+        ),
+    }

@@ -6,14 +6,19 @@ import torch
 import torch.nn.functional as F
 
 
+def repeat_blocks(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, scale·H, scale·W), each pixel repeated over a scale×scale block (one copy)."""
+    n, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(n, c, h, scale, w, scale).reshape(n, c, h * scale, w * scale)
+
+
 class _NearestUpsample(torch.autograd.Function):
     """Forward broadcasts each pixel to a scale×scale block; backward sums each block of the gradient."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, scale: int) -> torch.Tensor:
         ctx.scale = scale
-        n, c, h, w = x.shape
-        return x[:, :, :, None, :, None].expand(n, c, h, scale, w, scale).reshape(n, c, h * scale, w * scale)
+        return repeat_blocks(x, scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:

@@ -4,6 +4,7 @@ from torch import nn
 
 from fastgan.models.blocks import ConditionalBatchNorm2d, ResBlockUp
 from fastgan.models.hrgan import Discriminator, Generator, downsample_to_training, generator_channels
+from fastgan.ops import backend
 
 
 @pytest.mark.parametrize("resolution,blocks", [(32, 3), (64, 4), (128, 5)])
@@ -65,17 +66,19 @@ def test_generator_is_class_conditional():
     assert not torch.allclose(x[0], x[1])
 
 
-def test_conditional_batch_norm_uses_running_statistics_in_eval():
-    bn = ConditionalBatchNorm2d(4, num_classes=3)
+@pytest.mark.parametrize("name", ["torch", "fused-torch"])
+def test_conditional_batch_norm_uses_running_statistics_in_eval(name):
+    bn, conv = ConditionalBatchNorm2d(4, num_classes=3), nn.Conv2d(4, 2, 3, padding=1)
     x, y = torch.randn(8, 4, 5, 5) * 3 + 2, torch.randint(3, (8,))
     bn.train()
-    bn.relu_upsample(x, y, scale=1)
-    assert torch.allclose(bn.running_mean, 0.1 * x.mean(dim=(0, 2, 3)), atol=1e-5)
-    bn.eval()
-    single = bn.relu_upsample(x[:1], y[:1], scale=2)
-    batch = bn.relu_upsample(x, y, scale=2)
-    assert single.shape == (1, 4, 10, 10)
-    assert torch.allclose(single, batch[:1])  # eval output does not depend on the rest of the batch
+    with backend(name):
+        bn.relu_upsample_conv(x, y, conv, scale=1)
+        assert torch.allclose(bn.running_mean, 0.1 * x.mean(dim=(0, 2, 3)), atol=1e-5)
+        bn.eval()
+        single = bn.relu_upsample_conv(x[:1], y[:1], conv, scale=2)
+        batch = bn.relu_upsample_conv(x, y, conv, scale=2)
+    assert single.shape == (1, 2, 10, 10)
+    assert torch.allclose(single, batch[:1], atol=1e-5)  # eval output does not depend on the rest of the batch
 
 
 def test_generator_channels_halve_above_32():

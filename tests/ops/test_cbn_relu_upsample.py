@@ -1,8 +1,15 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import LOW_PRECISION
 
-from fastgan.ops import cbn_relu_upsample
+from fastgan.kernels.aot import CAPABILITIES, compile_build, resource_usage
+from fastgan.kernels.cbn_relu_upsample import aot_builds
+from fastgan.models.blocks import ResBlockUp
+from fastgan.ops import backend, cbn_relu_upsample, cbn_relu_upsample_conv
+from fastgan.ops.cbn_relu_upsample import cbn_relu_upsample_ref, traffic
+
+FUSED = ["fused-torch", "triton"]
 
 
 def _composed(x, gain, bias, running_mean, running_var, training, scale):
@@ -13,7 +20,7 @@ def _composed(x, gain, bias, running_mean, running_var, training, scale):
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("scale", [1, 2])
-def test_equals_batch_norm_relu_interpolate(training, scale):
+def test_reference_equals_batch_norm_relu_interpolate(training, scale):
     x, gain, bias = torch.randn(3, 4, 5, 5) * 2 + 1, torch.rand(3, 4) + 0.5, torch.randn(3, 4)
     mean_a, var_a = torch.randn(4), torch.rand(4) + 0.5
     mean_b, var_b = mean_a.clone(), var_a.clone()
@@ -24,15 +31,153 @@ def test_equals_batch_norm_relu_interpolate(training, scale):
     assert torch.allclose(mean_a, mean_b) and torch.allclose(var_a, var_b)  # running stats updated alike
 
 
-def test_gradients_match_the_composition():
-    args = [
-        torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True),
-        torch.rand(2, 3, dtype=torch.float64, requires_grad=True),
-        torch.randn(2, 3, dtype=torch.float64, requires_grad=True),
-    ]
-    assert torch.autograd.gradcheck(lambda x, g, b: cbn_relu_upsample(x, g, b, scale=2), args)
+def _inputs(shape, seed=0):
+    """fp64 x (offset mean, so statistics matter), gain around 1 with some negatives, bias, running stats."""
+    generator = torch.Generator().manual_seed(seed)
+    n, c = shape[:2]
+    x = torch.randn(shape, generator=generator, dtype=torch.float64) * 2 + 3
+    gain = torch.randn(n, c, generator=generator, dtype=torch.float64) * 0.5 + 1
+    bias = torch.randn(n, c, generator=generator, dtype=torch.float64) * 0.5
+    running = torch.randn(c, generator=generator) + 3, torch.rand(c, generator=generator) * 3 + 1
+    return x, gain, bias, running
+
+
+def _run(name, x, gain, bias, running, training, scale, dtype, grad_out, layout=lambda t: t):
+    """Output, (dx, dgain, dbias) and updated running stats of one backend in `dtype`."""
+    leaves = [layout(x.to(dtype, copy=True)), gain.to(dtype), bias.to(dtype)]
+    leaves = [leaf.detach().requires_grad_() for leaf in leaves]
+    buffer_dtype = torch.float64 if dtype == torch.float64 else torch.float32  # CPU batch_norm: fp64 needs fp64
+    mean, var = running[0].to(buffer_dtype, copy=True), running[1].to(buffer_dtype, copy=True)
+    with backend(name):
+        out = cbn_relu_upsample(*leaves, mean, var, training=training, scale=scale)
+    out.backward(grad_out.to(out.dtype))
+    return out, [leaf.grad for leaf in leaves], (mean, var)
+
+
+def _check_backend(name, shape, training, scale, dtype, matches_reference, layout=lambda t: t):
+    x, gain, bias, running = _inputs(shape)
+    n, c, h, w = shape
+    grad_out = torch.randn(n, c, h * scale, w * scale, dtype=torch.float64)
+    truth = _run("torch", x, gain, bias, running, training, scale, torch.float64, grad_out)
+    eager = _run("torch", x, gain, bias, running, training, scale, dtype, grad_out)
+    fused = _run(name, x, gain, bias, running, training, scale, dtype, grad_out, layout)
+    matches_reference(fused[0], eager[0], truth[0], what="out")
+    for label, got, same, exact in zip(("dx", "dgain", "dbias"), fused[1], eager[1], truth[1], strict=True):
+        matches_reference(got, same, exact, what=label)
+    for got, exact in zip(fused[2], truth[2], strict=True):  # running stats are fp32 buffers
+        assert torch.allclose(got.double(), exact.double(), rtol=1e-3 if dtype != torch.float32 else 1e-5)
+
+
+@pytest.mark.parametrize("name", FUSED)
+@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("scale", [1, 2])
+def test_fused_matches_reference(name, dtype, training, scale, matches_reference):
+    _check_backend(name, (3, 4, 5, 5), training, scale, dtype, matches_reference)
+
+
+@pytest.mark.parametrize("name", FUSED)
+@pytest.mark.parametrize("shape", [(1, 3, 5, 5), (2, 64, 2, 3), (4, 2, 16, 16)], ids=str)
+def test_fused_odd_shapes(name, shape, matches_reference):
+    _check_backend(name, shape, True, 2, torch.float32, matches_reference)
+
+
+@pytest.mark.parametrize("name", FUSED)
+@pytest.mark.parametrize(
+    "layout",
+    [
+        lambda t: t.contiguous(memory_format=torch.channels_last),
+        lambda t: t.transpose(2, 3).contiguous().transpose(2, 3),  # column-major planes
+        lambda t: torch.cat([t, t], dim=3)[..., : t.shape[3]],  # rows with a gap
+    ],
+    ids=["channels_last", "transposed", "strided"],
+)
+def test_fused_non_contiguous_inputs(name, layout, matches_reference):
+    _check_backend(name, (2, 3, 4, 6), True, 2, torch.float32, matches_reference, layout)
+
+
+@pytest.mark.parametrize("name", FUSED)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_conv_variant_matches_reference(name, training):
+    x, gain, bias, (mean, var) = _inputs((2, 4, 5, 5))
+    weight, conv_bias = torch.randn(3, 4, 3, 3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    grad_out = torch.randn(2, 3, 10, 10, dtype=torch.float64)
+    results = {}
+    for label in ("torch", name):
+        leaves = [t.float().requires_grad_() for t in (x, gain, bias, weight, conv_bias)]
+        with backend(label):
+            out = cbn_relu_upsample_conv(*leaves, mean.clone(), var.clone(), training=training, scale=2)
+        out.backward(grad_out.float())
+        results[label] = [out] + [leaf.grad for leaf in leaves]
+    for got, ref in zip(results[name], results["torch"], strict=True):
+        assert torch.allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_fused_torch_gradcheck():
+    x, gain, bias, (mean, var) = _inputs((2, 3, 4, 4))
+    args = [t[:, :3].clone().requires_grad_() if t.dim() == 4 else t.clone().requires_grad_() for t in (x, gain, bias)]
+    with backend("fused-torch"):
+        assert torch.autograd.gradcheck(lambda a, g, b: cbn_relu_upsample(a, g, b, scale=2), args)
+        weight = torch.randn(2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(
+            lambda a, g, b, wt: cbn_relu_upsample_conv(a, g, b, wt, None, mean.double(), var.double(), training=False),
+            [*args, weight],
+        )
 
 
 def test_shape_errors_say_what_was_expected():
     with pytest.raises(ValueError, match="gain, bias \\(N, C\\)"):
         cbn_relu_upsample(torch.randn(2, 3, 4, 4), torch.ones(3), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="running_mean and running_var"):
+        cbn_relu_upsample(torch.randn(2, 3, 4, 4), torch.ones(2, 3), torch.zeros(2, 3), training=False)
+    with pytest.raises(ValueError, match="k odd"):
+        cbn_relu_upsample_conv(torch.randn(2, 3, 4, 4), torch.ones(2, 3), torch.zeros(2, 3), torch.ones(5, 3, 2, 2), None)
+
+
+def test_triton_launcher_rejects_unsupported_dtype():
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    with backend("triton"), pytest.raises(ValueError, match="fp32, fp16 or bf16"):
+        cbn_relu_upsample(x, torch.ones(2, 3), torch.zeros(2, 3))
+
+
+def _saved_bytes(name: str, batch: int, in_channels: int, out_channels: int, size: int) -> int:
+    """Bytes of distinct storages a ResBlockUp keeps for backward (on the meta device: shapes only)."""
+    block = ResBlockUp(in_channels, out_channels, num_classes=10).to("meta")
+    x = torch.empty(batch, in_channels, size, size, device="meta", requires_grad=True)
+    y = torch.zeros(batch, dtype=torch.long, device="meta")
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage()._cdata] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with backend(name), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        block(x, y)
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("in_channels,out_channels,size", [(256, 128, 16), (128, 64, 32), (64, 32, 64)])
+def test_res_block_up_keeps_at_most_35_percent_of_eager_activations(in_channels, out_channels, size):
+    """HRGAN-128 ResBlockUp shapes at batch 64: the fused block keeps x and conv1's output only."""
+    eager = _saved_bytes("torch", 64, in_channels, out_channels, size)
+    fused = _saved_bytes("fused-torch", 64, in_channels, out_channels, size)
+    assert fused <= 0.35 * eager, f"fused keeps {fused / eager:.1%} of eager's activation bytes"
+
+
+def test_traffic_of_the_fused_forward():
+    eval_mode = traffic((64, 128, 32, 32), torch.bfloat16, scale=2, training=False)["forward"]
+    assert eval_mode.fused == eval_mode.minimum < eval_mode.eager
+    training = traffic((64, 128, 32, 32), torch.bfloat16, scale=2, training=True)["forward"]
+    assert training.fused_overhead == pytest.approx(1 / 5)  # the statistics pass reads x once more
+    backward = traffic((64, 128, 32, 32), torch.bfloat16, scale=2)["backward"]
+    assert backward.fused < backward.eager
+
+
+@pytest.mark.parametrize("capability", CAPABILITIES, ids=lambda cap: f"sm_{cap}")
+@pytest.mark.parametrize(
+    "build", [b for b in aot_builds() if b.label.startswith("bf16")], ids=lambda b: f"{b.name}[{b.label}]"
+)
+def test_kernels_compile_for_real_gpus_without_spills(build, capability):
+    usage = resource_usage(compile_build(build, capability), capability)
+    assert usage.spill_store_bytes == 0 and usage.spill_load_bytes == 0
+    assert usage.registers <= 128

@@ -1,0 +1,556 @@
+"""Triton kernels for conditional batch-norm → ReLU → nearest up-sampling, forward and backward.
+
+Maths (per sample n, channel c; M = N·H·W elements per channel; S the up-sampling factor):
+
+    mean_c, var_c = batch statistics of x[:, c] (training) or the running ones (eval); rstd_c = 1/sqrt(var_c + eps)
+    x̂ = (x − mean_c)·rstd_c,   z = gain_nc·x̂ + bias_nc,   y = relu(z),   out = y repeated over S×S blocks
+
+Backward, with g = ∂L/∂out summed over each S×S block and gz = g·[z > 0]:
+
+    dbias_nc = Σ_hw gz,   dgain_nc = Σ_hw gz·x̂
+    training: dx = rstd_c·(gain_nc·gz − (Σ_n gain_nc·dbias_nc + x̂·Σ_n gain_nc·dgain_nc) / M)
+    eval:     dx = gain_nc·rstd_c·gz
+
+Every reduction and every elementwise step runs in fp32; outputs are stored in the input's dtype. Statistics use
+sums shifted by a pivot (x[0, c, 0, 0]) so that a large mean does not cancel the variance away.
+
+Launch plan (every grid is one program per (n, c) plane, looping over the plane in blocks):
+    training forward: plane partial sums → normalise/activate/up-sample (also finalises the statistics and
+                      updates the running buffers); eval forward: the second kernel alone
+    backward:         block-sum + masked reductions (writes gz, or dx directly in eval) → dx (training only)
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from fastgan.kernels.aot import KernelBuild
+from fastgan.kernels.launch import element_type, on_device_of
+
+BLOCK = 1024
+NUM_WARPS = 4
+
+
+@triton.jit
+def cbn_plane_sums_kernel(
+    # pointers
+    x_ptr,
+    sums_ptr,
+    squares_ptr,
+    # sizes
+    C,
+    H,
+    W,
+    # strides of x
+    stride_xn,
+    stride_xc,
+    stride_xh,
+    stride_xw,
+    # constexprs
+    X_DENSE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """sums[n, c] = Σ_hw (x − pivot_c), squares[n, c] = Σ_hw (x − pivot_c)², fp32; pivot_c = x[0, c, 0, 0]."""
+    plane = tl.program_id(0).to(tl.int64)
+    n = plane // C
+    c = plane % C
+    pivot = tl.load(x_ptr + c * stride_xc).to(tl.float32)
+    base = x_ptr + n * stride_xn + c * stride_xc
+    total = tl.zeros([BLOCK], dtype=tl.float32)
+    total_sq = tl.zeros([BLOCK], dtype=tl.float32)
+    for start in range(0, H * W, BLOCK):
+        i = start + tl.arange(0, BLOCK)
+        mask = i < H * W
+        if X_DENSE:  # row-major plane: offsets are i itself, so loads vectorise
+            offsets = i
+        else:
+            offsets = (i // W) * stride_xh + (i % W) * stride_xw
+        v = tl.load(base + offsets, mask=mask, other=0.0).to(tl.float32)
+        v = tl.where(mask, v - pivot, 0.0)
+        total += v
+        total_sq += v * v
+    tl.store(sums_ptr + plane, tl.sum(total, axis=0))
+    tl.store(squares_ptr + plane, tl.sum(total_sq, axis=0))
+
+
+@triton.jit
+def cbn_relu_upsample_forward_kernel(
+    # pointers
+    x_ptr,
+    gain_ptr,
+    bias_ptr,
+    out_ptr,
+    mean_ptr,
+    rstd_ptr,
+    sums_ptr,
+    squares_ptr,
+    running_mean_ptr,
+    running_var_ptr,
+    # sizes
+    N,
+    C,
+    H,
+    W,
+    # strides of x, gain, bias (out is contiguous)
+    stride_xn,
+    stride_xc,
+    stride_xh,
+    stride_xw,
+    stride_gn,
+    stride_gc,
+    stride_bn,
+    stride_bc,
+    # scalars
+    momentum,
+    eps,
+    # constexprs
+    SCALE: tl.constexpr,
+    BATCH_STATS: tl.constexpr,
+    UPDATE_RUNNING: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """out[n, c] = relu(gain_nc·(x − mean_c)·rstd_c + bias_nc), up-sampled ×SCALE; one program per plane.
+
+    BATCH_STATS: finalise mean/rstd from the plane sums (and the pivot), store them to mean_ptr/rstd_ptr (program
+    n = 0 of each channel) and, with UPDATE_RUNNING, blend them into the running buffers like F.batch_norm
+    (unbiased variance). Otherwise mean/rstd are read from mean_ptr/rstd_ptr.
+    """
+    plane = tl.program_id(0).to(tl.int64)
+    n = plane // C
+    c = plane % C
+    if BATCH_STATS:
+        count = N * H * W
+        rows = tl.arange(0, BLOCK_N)
+        total = tl.sum(tl.load(sums_ptr + rows * C + c, mask=rows < N, other=0.0), axis=0)
+        total_sq = tl.sum(tl.load(squares_ptr + rows * C + c, mask=rows < N, other=0.0), axis=0)
+        shifted_mean = total / count
+        var = tl.maximum(total_sq / count - shifted_mean * shifted_mean, 0.0)
+        mean = tl.load(x_ptr + c * stride_xc).to(tl.float32) + shifted_mean
+        rstd = 1.0 / tl.sqrt(var + eps)
+        first = n == 0
+        tl.store(mean_ptr + c, mean, mask=first)
+        tl.store(rstd_ptr + c, rstd, mask=first)
+        if UPDATE_RUNNING:
+            unbiased = var * count / tl.maximum(count - 1, 1)
+            old_mean = tl.load(running_mean_ptr + c)
+            old_var = tl.load(running_var_ptr + c)
+            tl.store(running_mean_ptr + c, (1.0 - momentum) * old_mean + momentum * mean, mask=first)
+            tl.store(running_var_ptr + c, (1.0 - momentum) * old_var + momentum * unbiased, mask=first)
+    else:
+        mean = tl.load(mean_ptr + c)
+        rstd = tl.load(rstd_ptr + c)
+    multiplier = tl.load(gain_ptr + n * stride_gn + c * stride_gc).to(tl.float32) * rstd
+    offset = tl.load(bias_ptr + n * stride_bn + c * stride_bc).to(tl.float32) - mean * multiplier
+    x_base = x_ptr + n * stride_xn + c * stride_xc
+    out_base = out_ptr + plane * (H * W * SCALE * SCALE)
+    out_w = W * SCALE
+    for start in range(0, H * W * SCALE * SCALE, BLOCK):
+        o = start + tl.arange(0, BLOCK)
+        mask = o < H * W * SCALE * SCALE
+        h = (o // out_w) // SCALE
+        w = (o % out_w) // SCALE
+        v = tl.load(x_base + h * stride_xh + w * stride_xw, mask=mask, other=0.0).to(tl.float32)
+        y = tl.maximum(v * multiplier + offset, 0.0)
+        tl.store(out_base + o, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def cbn_relu_upsample_backward_reduce_kernel(
+    # pointers
+    grad_ptr,
+    x_ptr,
+    gain_ptr,
+    bias_ptr,
+    mean_ptr,
+    rstd_ptr,
+    dest_ptr,
+    dgain_ptr,
+    dbias_ptr,
+    # sizes
+    C,
+    H,
+    W,
+    # strides of grad (N, C, SH, SW), x, gain, bias (dest is contiguous)
+    stride_dn,
+    stride_dc,
+    stride_dh,
+    stride_dw,
+    stride_xn,
+    stride_xc,
+    stride_xh,
+    stride_xw,
+    stride_gn,
+    stride_gc,
+    stride_bn,
+    stride_bc,
+    # constexprs
+    SCALE: tl.constexpr,
+    BATCH_STATS: tl.constexpr,
+    X_DENSE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """Sum each SCALE×SCALE block of grad, mask by z > 0 (z recomputed from x), reduce dgain/dbias per plane.
+
+    dest receives gz (fp32) with BATCH_STATS — the dx kernel finishes it — or dx = gain·rstd·gz in dest's dtype.
+    """
+    plane = tl.program_id(0).to(tl.int64)
+    n = plane // C
+    c = plane % C
+    mean = tl.load(mean_ptr + c)
+    rstd = tl.load(rstd_ptr + c)
+    gain = tl.load(gain_ptr + n * stride_gn + c * stride_gc).to(tl.float32)
+    bias = tl.load(bias_ptr + n * stride_bn + c * stride_bc).to(tl.float32)
+    x_base = x_ptr + n * stride_xn + c * stride_xc
+    grad_base = grad_ptr + n * stride_dn + c * stride_dc
+    acc_dbias = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_dgain = tl.zeros([BLOCK], dtype=tl.float32)
+    for start in range(0, H * W, BLOCK):
+        i = start + tl.arange(0, BLOCK)
+        mask = i < H * W
+        h = i // W
+        w = i % W
+        g = tl.zeros([BLOCK], dtype=tl.float32)
+        for dh in tl.static_range(SCALE):
+            for dw in tl.static_range(SCALE):
+                offset = (h * SCALE + dh) * stride_dh + (w * SCALE + dw) * stride_dw
+                g += tl.load(grad_base + offset, mask=mask, other=0.0).to(tl.float32)
+        if X_DENSE:
+            x_offsets = i
+        else:
+            x_offsets = h * stride_xh + w * stride_xw
+        x_hat = (tl.load(x_base + x_offsets, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
+        gz = tl.where(gain * x_hat + bias > 0.0, g, 0.0)
+        acc_dbias += gz
+        acc_dgain += gz * x_hat
+        if BATCH_STATS:
+            tl.store(dest_ptr + plane * H * W + i, gz, mask=mask)
+        else:
+            tl.store(dest_ptr + plane * H * W + i, (gz * gain * rstd).to(dest_ptr.dtype.element_ty), mask=mask)
+    tl.store(dgain_ptr + plane, tl.sum(acc_dgain, axis=0))
+    tl.store(dbias_ptr + plane, tl.sum(acc_dbias, axis=0))
+
+
+@triton.jit
+def cbn_relu_upsample_backward_dx_kernel(
+    # pointers
+    gz_ptr,
+    x_ptr,
+    gain_ptr,
+    mean_ptr,
+    rstd_ptr,
+    dgain_ptr,
+    dbias_ptr,
+    dx_ptr,
+    # sizes
+    N,
+    C,
+    H,
+    W,
+    # strides of x, gain (gz, dgain, dbias and dx are contiguous)
+    stride_xn,
+    stride_xc,
+    stride_xh,
+    stride_xw,
+    stride_gn,
+    stride_gc,
+    # constexprs
+    X_DENSE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """dx = rstd·(gain·gz − (Σ_n gain·dbias + x̂·Σ_n gain·dgain)/M) for one plane; dx may alias gz (fp32)."""
+    plane = tl.program_id(0).to(tl.int64)
+    n = plane // C
+    c = plane % C
+    rows = tl.arange(0, BLOCK_N)
+    column_gain = tl.load(gain_ptr + rows * stride_gn + c * stride_gc, mask=rows < N, other=0.0).to(tl.float32)
+    sum_dbias = tl.sum(column_gain * tl.load(dbias_ptr + rows * C + c, mask=rows < N, other=0.0), axis=0)
+    sum_dgain = tl.sum(column_gain * tl.load(dgain_ptr + rows * C + c, mask=rows < N, other=0.0), axis=0)
+    count = N * H * W
+    mean = tl.load(mean_ptr + c)
+    rstd = tl.load(rstd_ptr + c)
+    gain = tl.load(gain_ptr + n * stride_gn + c * stride_gc).to(tl.float32)
+    x_base = x_ptr + n * stride_xn + c * stride_xc
+    for start in range(0, H * W, BLOCK):
+        i = start + tl.arange(0, BLOCK)
+        mask = i < H * W
+        if X_DENSE:
+            x_offsets = i
+        else:
+            x_offsets = (i // W) * stride_xh + (i % W) * stride_xw
+        x_hat = (tl.load(x_base + x_offsets, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
+        gz = tl.load(gz_ptr + plane * H * W + i, mask=mask, other=0.0)
+        dx = rstd * (gain * gz - (sum_dbias + x_hat * sum_dgain) / count)
+        tl.store(dx_ptr + plane * H * W + i, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+def _block(elements: int) -> int:
+    return min(BLOCK, triton.next_power_of_2(max(elements, 16)))
+
+
+def _dense_planes(x: torch.Tensor) -> bool:
+    """Whether each (n, c) plane of x is row-major and gap-free, so plane offsets are plain indices."""
+    return x.stride(3) == 1 and x.stride(2) == x.shape[3]
+
+
+def _check(x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> None:
+    if x.dim() != 4 or gain.shape != x.shape[:2] or bias.shape != x.shape[:2]:
+        raise ValueError(
+            f"cbn_relu_upsample kernels expect x (N, C, H, W) and gain, bias (N, C); got x {tuple(x.shape)}, "
+            f"gain {tuple(gain.shape)}, bias {tuple(bias.shape)}"
+        )
+    for name, tensor in (("x", x), ("gain", gain), ("bias", bias)):
+        element_type(tensor.dtype)  # raises for dtypes the kernels do not take
+        if tensor.device != x.device:
+            raise ValueError(f"cbn_relu_upsample: {name} is on {tensor.device} but x is on {x.device}; move it")
+
+
+def _fp32_buffer(tensor: torch.Tensor | None, name: str, channels: int) -> None:
+    if tensor is not None and (tensor.dtype != torch.float32 or tensor.shape != (channels,) or tensor.stride() != (1,)):
+        raise ValueError(f"cbn_relu_upsample: {name} must be a contiguous fp32 ({channels},) tensor")
+
+
+def forward_batch_stats(
+    x: torch.Tensor,
+    gain: torch.Tensor,
+    bias: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    momentum: float,
+    eps: float,
+    scale: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training forward: (out (N, C, sH, sW), mean (C,) fp32, rstd (C,) fp32); running buffers updated in place."""
+    _check(x, gain, bias)
+    n, c, h, w = x.shape
+    for name, buffer in (("running_mean", running_mean), ("running_var", running_var)):
+        _fp32_buffer(buffer, name, c)
+    fp32 = dict(device=x.device, dtype=torch.float32)
+    sums, squares = torch.empty(n, c, **fp32), torch.empty(n, c, **fp32)
+    mean, rstd = torch.empty(c, **fp32), torch.empty(c, **fp32)
+    out = torch.empty(n, c, h * scale, w * scale, device=x.device, dtype=x.dtype)
+    on_device_of(cbn_plane_sums_kernel, x, sums)[(n * c,)](
+        x, sums, squares, c, h, w, *x.stride(), X_DENSE=_dense_planes(x), BLOCK=_block(h * w), num_warps=NUM_WARPS
+    )
+    update = running_mean is not None and running_var is not None
+    on_device_of(cbn_relu_upsample_forward_kernel, x, out)[(n * c,)](
+        x,
+        gain,
+        bias,
+        out,
+        mean,
+        rstd,
+        sums,
+        squares,
+        running_mean if update else mean,
+        running_var if update else rstd,
+        n,
+        c,
+        h,
+        w,
+        *x.stride(),
+        *gain.stride(),
+        *bias.stride(),
+        momentum,
+        eps,
+        SCALE=scale,
+        BATCH_STATS=True,
+        UPDATE_RUNNING=update,
+        BLOCK_N=triton.next_power_of_2(n),
+        BLOCK=_block(h * w * scale * scale),
+        num_warps=NUM_WARPS,
+    )
+    return out, mean, rstd
+
+
+def forward_given_stats(
+    x: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, scale: int
+) -> torch.Tensor:
+    """Forward with known fp32 (C,) mean and rstd (eval mode, or recomputation in backward): (N, C, sH, sW)."""
+    _check(x, gain, bias)
+    n, c, h, w = x.shape
+    _fp32_buffer(mean, "mean", c)
+    _fp32_buffer(rstd, "rstd", c)
+    out = torch.empty(n, c, h * scale, w * scale, device=x.device, dtype=x.dtype)
+    on_device_of(cbn_relu_upsample_forward_kernel, x, out)[(n * c,)](
+        x,
+        gain,
+        bias,
+        out,
+        mean,
+        rstd,
+        mean,
+        rstd,
+        mean,
+        rstd,
+        n,
+        c,
+        h,
+        w,
+        *x.stride(),
+        *gain.stride(),
+        *bias.stride(),
+        0.0,
+        0.0,
+        SCALE=scale,
+        BATCH_STATS=False,
+        UPDATE_RUNNING=False,
+        BLOCK_N=triton.next_power_of_2(n),
+        BLOCK=_block(h * w * scale * scale),
+        num_warps=NUM_WARPS,
+    )
+    return out
+
+
+def backward(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    rstd: torch.Tensor,
+    gain: torch.Tensor,
+    bias: torch.Tensor,
+    scale: int,
+    batch_stats: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx (N, C, H, W) in x's dtype, dgain (N, C) and dbias (N, C) in gain's/bias's dtypes) from one pass over
+    the up-sampled gradient `grad_out` (N, C, sH, sW); `batch_stats` says whether mean/rstd were batch statistics."""
+    _check(x, gain, bias)
+    n, c, h, w = x.shape
+    if grad_out.shape != (n, c, h * scale, w * scale) or grad_out.dtype != x.dtype:
+        raise ValueError(
+            f"cbn_relu_upsample backward: grad_out must be {(n, c, h * scale, w * scale)} in {x.dtype}, "
+            f"got {tuple(grad_out.shape)} in {grad_out.dtype}"
+        )
+    fp32 = dict(device=x.device, dtype=torch.float32)
+    dgain, dbias = torch.empty(n, c, **fp32), torch.empty(n, c, **fp32)
+    dx = torch.empty(n, c, h, w, device=x.device, dtype=x.dtype)
+    gz = (dx if x.dtype == torch.float32 else torch.empty(n, c, h, w, **fp32)) if batch_stats else dx
+    block = _block(h * w)
+    on_device_of(cbn_relu_upsample_backward_reduce_kernel, grad_out, x, gz)[(n * c,)](
+        grad_out,
+        x,
+        gain,
+        bias,
+        mean,
+        rstd,
+        gz,
+        dgain,
+        dbias,
+        c,
+        h,
+        w,
+        *grad_out.stride(),
+        *x.stride(),
+        *gain.stride(),
+        *bias.stride(),
+        SCALE=scale,
+        BATCH_STATS=batch_stats,
+        X_DENSE=_dense_planes(x),
+        BLOCK=block,
+        num_warps=NUM_WARPS,
+    )
+    if batch_stats:
+        on_device_of(cbn_relu_upsample_backward_dx_kernel, x, gz, dx)[(n * c,)](
+            gz,
+            x,
+            gain,
+            mean,
+            rstd,
+            dgain,
+            dbias,
+            dx,
+            n,
+            c,
+            h,
+            w,
+            *x.stride(),
+            *gain.stride(),
+            X_DENSE=_dense_planes(x),
+            BLOCK_N=triton.next_power_of_2(n),
+            BLOCK=block,
+            num_warps=NUM_WARPS,
+        )
+    return dx, dgain.to(gain.dtype), dbias.to(bias.dtype)
+
+
+def _ints(*names: str) -> dict[str, str]:
+    """i32 arguments, except the unit strides of contiguous tensors, which the JIT specialises to constant 1."""
+    return {name: "constexpr" if name in UNIT_STRIDES else "i32" for name in names}
+
+
+#: Innermost strides of contiguous NCHW activations and (N, C) gain/bias: 1, hence constants in the JIT's build.
+UNIT_STRIDES = {"stride_xw": 1, "stride_dw": 1, "stride_gc": 1, "stride_bc": 1}
+#: Sizes and strides that are multiples of 16 for feature maps of 16×16 and more (the JIT specialises on it).
+MULTIPLES_OF_16 = ("W", "stride_xn", "stride_xc", "stride_xh", "stride_dn", "stride_dc", "stride_dh")
+UNIT_STRIDES_OF_X_GAIN_BIAS = {"stride_xw": 1, "stride_gc": 1, "stride_bc": 1}
+
+
+def aot_builds() -> list[KernelBuild]:
+    """Each kernel as the launchers specialise it, for fp32/fp16/bf16 activations (fp32 gain/bias, BLOCK 1024)."""
+    builds = []
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        ty = element_type(dtype)
+        builds.append(
+            KernelBuild(
+                cbn_plane_sums_kernel,
+                {"x_ptr": f"*{ty}", "sums_ptr": "*fp32", "squares_ptr": "*fp32"}
+                | _ints("C", "H", "W", "stride_xn", "stride_xc", "stride_xh", "stride_xw")
+                | {"X_DENSE": "constexpr", "BLOCK": "constexpr"},
+                {"X_DENSE": True, "BLOCK": BLOCK, "stride_xw": 1},
+                f"{ty}",
+                NUM_WARPS,
+                MULTIPLES_OF_16,
+            )
+        )
+        for scale, batch_stats in ((2, True), (1, True), (2, False)):
+            builds.append(
+                KernelBuild(
+                    cbn_relu_upsample_forward_kernel,
+                    {"x_ptr": f"*{ty}", "gain_ptr": "*fp32", "bias_ptr": "*fp32", "out_ptr": f"*{ty}"}
+                    | {name: "*fp32" for name in ("mean_ptr", "rstd_ptr", "sums_ptr", "squares_ptr")}
+                    | {"running_mean_ptr": "*fp32", "running_var_ptr": "*fp32"}
+                    | _ints("N", "C", "H", "W", "stride_xn", "stride_xc", "stride_xh", "stride_xw")
+                    | _ints("stride_gn", "stride_gc", "stride_bn", "stride_bc")
+                    | {"momentum": "fp32", "eps": "fp32"}
+                    | {name: "constexpr" for name in ("SCALE", "BATCH_STATS", "UPDATE_RUNNING", "BLOCK_N", "BLOCK")},
+                    {"SCALE": scale, "BATCH_STATS": batch_stats, "UPDATE_RUNNING": batch_stats, "BLOCK_N": 64}
+                    | {"BLOCK": BLOCK}
+                    | UNIT_STRIDES_OF_X_GAIN_BIAS,
+                    f"{ty} scale={scale} {'batch' if batch_stats else 'given'} stats",
+                    NUM_WARPS,
+                    MULTIPLES_OF_16,
+                )
+            )
+            builds.append(
+                KernelBuild(
+                    cbn_relu_upsample_backward_reduce_kernel,
+                    {"grad_ptr": f"*{ty}", "x_ptr": f"*{ty}", "gain_ptr": "*fp32", "bias_ptr": "*fp32"}
+                    | {"mean_ptr": "*fp32", "rstd_ptr": "*fp32", "dest_ptr": "*fp32" if batch_stats else f"*{ty}"}
+                    | {"dgain_ptr": "*fp32", "dbias_ptr": "*fp32"}
+                    | _ints("C", "H", "W", "stride_dn", "stride_dc", "stride_dh", "stride_dw")
+                    | _ints("stride_xn", "stride_xc", "stride_xh", "stride_xw")
+                    | _ints("stride_gn", "stride_gc", "stride_bn", "stride_bc")
+                    | {name: "constexpr" for name in ("SCALE", "BATCH_STATS", "X_DENSE", "BLOCK")},
+                    {"SCALE": scale, "BATCH_STATS": batch_stats, "X_DENSE": True, "BLOCK": BLOCK} | UNIT_STRIDES,
+                    f"{ty} scale={scale} {'batch' if batch_stats else 'given'} stats",
+                    NUM_WARPS,
+                    MULTIPLES_OF_16,
+                )
+            )
+        builds.append(
+            KernelBuild(
+                cbn_relu_upsample_backward_dx_kernel,
+                {"gz_ptr": "*fp32", "x_ptr": f"*{ty}", "gain_ptr": "*fp32", "mean_ptr": "*fp32", "rstd_ptr": "*fp32"}
+                | {"dgain_ptr": "*fp32", "dbias_ptr": "*fp32", "dx_ptr": f"*{ty}"}
+                | _ints("N", "C", "H", "W", "stride_xn", "stride_xc", "stride_xh", "stride_xw", "stride_gn", "stride_gc")
+                | {"X_DENSE": "constexpr", "BLOCK_N": "constexpr", "BLOCK": "constexpr"},
+                {"X_DENSE": True, "BLOCK_N": 64, "BLOCK": BLOCK, "stride_xw": 1, "stride_gc": 1},
+                f"{ty}",
+                NUM_WARPS,
+                MULTIPLES_OF_16,
+            )
+        )
+    return builds
