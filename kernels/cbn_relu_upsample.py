@@ -545,7 +545,9 @@ def aot_builds() -> list[KernelBuild]:
                 cbn_relu_upsample_backward_dx_kernel,
                 {"gz_ptr": "*fp32", "x_ptr": f"*{ty}", "gain_ptr": "*fp32", "mean_ptr": "*fp32", "rstd_ptr": "*fp32"}
                 | {"dgain_ptr": "*fp32", "dbias_ptr": "*fp32", "dx_ptr": f"*{ty}"}
-                | _ints("N", "C", "H", "W", "stride_xn", "stride_xc", "stride_xh", "stride_xw", "stride_gn", "stride_gc")
+                | _ints(
+                    "N", "C", "H", "W", "stride_xn", "stride_xc", "stride_xh", "stride_xw", "stride_gn", "stride_gc"
+                )
                 | {"X_DENSE": "constexpr", "BLOCK_N": "constexpr", "BLOCK": "constexpr"},
                 {"X_DENSE": True, "BLOCK_N": 64, "BLOCK": BLOCK, "stride_xw": 1, "stride_gc": 1},
                 f"{ty}",

@@ -2,8 +2,8 @@
 
 Maths, for logits l (B, K), row b, class k:
 
-    lse_b   = log Σ_k exp(l_bk)                      row log-sum-exp
-    log p_bk = l_bk − lse_b,   p_bk = exp(log p_bk)   p(y|x)
+    m_b     = max_k l_bk,   z_b = log Σ_k exp(l_bk − m_b)      row statistics (lse_b = m_b + z_b)
+    log p_bk = (l_bk − m_b) − z_b,   p_bk = exp(log p_bk)       p(y|x)
     C_k     = Σ_b p_bk,   log q_k = log(C_k / B)      p(y), the batch marginal
     A_k     = Σ_b p_bk · log p_bk
     KL_b    = Σ_k p_bk (log p_bk − log q_k),   Σ_b KL_b = Σ_k (A_k − C_k · log q_k)
@@ -17,16 +17,17 @@ through the softmax:
 Every step runs in fp32 (logits are converted on load); dlogits are stored in the logits' dtype. A class that no
 row gives a representable probability (C_k underflows to 0) gets log q_k = max_b log p_bk − log B instead of −inf:
 it contributes 0 to the score and to the gradient either way, and the saved log q stays finite (like the eager
-logsumexp form).
+logsumexp form). The row log-sum-exp is kept as (m_b, z_b) rather than one fp32 lse_b: lse_b rounds at
+eps·|lse_b|, and for logits of magnitude ~100 that shift of every log p_bk moves dlogits by ~10× eager's error.
 
 Launch plan (tiles of at most TILE = 4096 fp32 elements, e.g. 4 × 1024 for K = 1000 or 256 × 16 for K = 10):
     forward:  ONE single-program launch. With whole rows in a tile (K ≤ TILE) the logits are read once: each
-              row-block tile gives lse (stored), p, and the per-column accumulators of p, p·log p and max log p;
-              the column sums then give log q (stored) and the score. Wider rows (K > TILE) take two passes:
-              online row lse over K blocks, then K blocks outer × row blocks inner for the column sums.
+              row-block tile gives (m, z) (stored), p, and the per-column accumulators of p, p·log p and
+              max log p; the column sums then give log q (stored) and the score. Wider rows (K > TILE) take two
+              passes: online (m, z) over K blocks, then K blocks outer × row blocks inner for the column sums.
     backward: ONE launch, a grid over groups of row blocks (about 16 rows per program). With whole rows each
               tile is read once (KL_b over the tile, then dlogits); wider rows take a KL pass and a dlogits pass.
-Saved for backward: the logits, lse (B,), log q (K,) and the score — no (B, K) intermediates.
+Saved for backward: the logits, row_stats (2, B) = (m, z), log q (K,) and the score — no (B, K) intermediates.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def mobilenet_score_forward_kernel(
     # pointers
     logits_ptr,
     score_ptr,
-    lse_ptr,
+    row_stats_ptr,
     log_marginal_ptr,
     # sizes
     B,
@@ -70,9 +71,9 @@ def mobilenet_score_forward_kernel(
     WHOLE_ROWS: tl.constexpr,
     ROW_ALIGN: tl.constexpr,
 ):
-    """score = exp(Σ_k (A_k − C_k·log q_k) / B), lse_b and log q_k stored; one program (grid (1,)).
+    """score = exp(Σ_k (A_k − C_k·log q_k) / B); row_stats = (m (B,), z (B,)) and log q_k stored; grid (1,).
 
-    WHOLE_ROWS (K ≤ BLOCK_K): one pass over row blocks. Otherwise pass 1 stores lse over K blocks, pass 2 reads
+    WHOLE_ROWS (K ≤ BLOCK_K): one pass over row blocks. Otherwise pass 1 stores (m, z) over K blocks, pass 2 reads
     it back (after a barrier) for K blocks outer × row blocks inner. ROW_ALIGN divides stride_lb and K, so that
     masked rows of logits are loaded in vectors of ROW_ALIGN elements.
     """
@@ -94,11 +95,13 @@ def mobilenet_score_forward_kernel(
             x = tl.load(logits_ptr + offsets[:, None] + cols[None, :], mask=mask, other=float("-inf"))
             x = tl.where(row_mask[:, None], x.to(tl.float32), 0.0)  # rows past B: zeros, never -inf − -inf
             m = tl.max(x, axis=1)
-            e = tl.exp(x - m[:, None])
+            shifted = x - m[:, None]
+            e = tl.exp(shifted)
             s = tl.sum(e, axis=1)
-            lse = m + tl.log(s)
-            tl.store(lse_ptr + rows, lse, mask=row_mask)
-            log_p = x - lse[:, None]
+            z = tl.log(s)
+            tl.store(row_stats_ptr + rows, m, mask=row_mask)
+            tl.store(row_stats_ptr + B + rows, z, mask=row_mask)
+            log_p = shifted - z[:, None]
             p = tl.where(mask, e * (1.0 / s)[:, None], 0.0)
             acc_p += p
             acc_plogp += p * tl.where(mask, log_p, 0.0)
@@ -126,8 +129,9 @@ def mobilenet_score_forward_kernel(
                 m_new = tl.maximum(m, tl.max(x, axis=1))
                 s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new[:, None]), axis=1)
                 m = m_new
-            tl.store(lse_ptr + rows, m + tl.log(s), mask=row_mask)
-        tl.debug_barrier()  # pass 2 reads lse written by other threads of this program
+            tl.store(row_stats_ptr + rows, m, mask=row_mask)
+            tl.store(row_stats_ptr + B + rows, tl.log(s), mask=row_mask)
+        tl.debug_barrier()  # pass 2 reads row_stats written by other threads of this program
         # pass 2: column sums, K blocks outer
         for k0 in range(0, K, BLOCK_K):
             cols = k0 + col_range.to(tl.int64)
@@ -141,8 +145,9 @@ def mobilenet_score_forward_kernel(
                 mask = row_mask[:, None] & col_mask[None, :]
                 offsets = tl.multiple_of(rows * stride_lb, ROW_ALIGN)
                 x = tl.load(logits_ptr + offsets[:, None] + cols[None, :], mask=mask, other=float("-inf"))
-                lse = tl.load(lse_ptr + rows, mask=row_mask, other=0.0)
-                log_p = x.to(tl.float32) - lse[:, None]
+                m = tl.load(row_stats_ptr + rows, mask=row_mask, other=0.0)
+                z = tl.load(row_stats_ptr + B + rows, mask=row_mask, other=0.0)
+                log_p = (x.to(tl.float32) - m[:, None]) - z[:, None]
                 p = tl.where(mask, tl.exp(log_p), 0.0)
                 acc_p += p
                 acc_plogp += p * tl.where(mask, log_p, 0.0)
@@ -161,7 +166,7 @@ def mobilenet_score_forward_kernel(
 def mobilenet_score_backward_kernel(
     # pointers
     logits_ptr,
-    lse_ptr,
+    row_stats_ptr,
     log_marginal_ptr,
     score_ptr,
     grad_ptr,
@@ -201,8 +206,9 @@ def mobilenet_score_backward_kernel(
             mask = row_mask[:, None] & col_mask[None, :]
             offsets = tl.multiple_of(rows * stride_lb, ROW_ALIGN)
             x = tl.load(logits_ptr + offsets[:, None] + cols[None, :], mask=mask, other=float("-inf"))
-            lse = tl.load(lse_ptr + rows, mask=row_mask, other=0.0)
-            log_p = x.to(tl.float32) - lse[:, None]
+            m = tl.load(row_stats_ptr + rows, mask=row_mask, other=0.0)
+            z = tl.load(row_stats_ptr + B + rows, mask=row_mask, other=0.0)
+            log_p = (x.to(tl.float32) - m[:, None]) - z[:, None]
             p = tl.exp(log_p)  # 0 wherever masked
             d = tl.where(mask, log_p - log_q[None, :], 0.0)
             kl = tl.sum(p * d, axis=1)
@@ -215,7 +221,8 @@ def mobilenet_score_backward_kernel(
             row_mask = rows < B
             offsets = tl.multiple_of(rows * stride_lb, ROW_ALIGN)
             out_offsets = tl.multiple_of(rows * stride_db, ROW_ALIGN)
-            lse = tl.load(lse_ptr + rows, mask=row_mask, other=0.0)
+            m = tl.load(row_stats_ptr + rows, mask=row_mask, other=0.0)
+            z = tl.load(row_stats_ptr + B + rows, mask=row_mask, other=0.0)
             acc_kl = tl.zeros([BLOCK_B, BLOCK_K], dtype=tl.float32)
             for k0 in range(0, K, BLOCK_K):
                 cols = k0 + col_range.to(tl.int64)
@@ -223,7 +230,7 @@ def mobilenet_score_backward_kernel(
                 mask = row_mask[:, None] & col_mask[None, :]
                 x = tl.load(logits_ptr + offsets[:, None] + cols[None, :], mask=mask, other=float("-inf"))
                 log_q = tl.load(log_marginal_ptr + cols, mask=col_mask, other=0.0)
-                log_p = x.to(tl.float32) - lse[:, None]
+                log_p = (x.to(tl.float32) - m[:, None]) - z[:, None]
                 acc_kl += tl.exp(log_p) * tl.where(mask, log_p - log_q[None, :], 0.0)
             kl = tl.sum(acc_kl, axis=1)
             for k0 in range(0, K, BLOCK_K):
@@ -232,7 +239,7 @@ def mobilenet_score_backward_kernel(
                 mask = row_mask[:, None] & col_mask[None, :]
                 x = tl.load(logits_ptr + offsets[:, None] + cols[None, :], mask=mask, other=float("-inf"))
                 log_q = tl.load(log_marginal_ptr + cols, mask=col_mask, other=0.0)
-                log_p = x.to(tl.float32) - lse[:, None]
+                log_p = (x.to(tl.float32) - m[:, None]) - z[:, None]
                 p = tl.exp(log_p)
                 d = tl.where(mask, log_p - log_q[None, :], 0.0)
                 dl = coefficient * p * (d - kl[:, None])
@@ -301,7 +308,8 @@ def _check_fp32(tensor: torch.Tensor, name: str, shape: tuple[int, ...], device:
 
 
 def forward(logits: torch.Tensor, *, tile: int = TILE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One launch: (score () fp32, lse (B,) fp32, log_marginal (K,) fp32) from (B, K) fp32/fp16/bf16 logits.
+    """One launch: (score () fp32, row_stats (2, B) fp32, log_marginal (K,) fp32) from (B, K) fp32/fp16/bf16
+    logits; row_stats = (row max m, log Σ exp(l − m)), so that row_stats.sum(0) is the row log-sum-exp.
 
     `tile` bounds BLOCK_B · BLOCK_K (a power of two; smaller values force the two-pass path, for tests).
     """
@@ -309,12 +317,13 @@ def forward(logits: torch.Tensor, *, tile: int = TILE) -> tuple[torch.Tensor, to
     batch, classes = logits.shape
     block_b, block_k, whole = _blocks(classes, tile)
     fp32 = dict(device=logits.device, dtype=torch.float32)
-    score, lse, log_marginal = torch.empty((), **fp32), torch.empty(batch, **fp32), torch.empty(classes, **fp32)
+    score, row_stats = torch.empty((), **fp32), torch.empty(2, batch, **fp32)
+    log_marginal = torch.empty(classes, **fp32)
     stride_lb = logits.stride(0) if batch > 1 else classes
     on_device_of(mobilenet_score_forward_kernel, logits, score)[(1,)](
         logits,
         score,
-        lse,
+        row_stats,
         log_marginal,
         batch,
         classes,
@@ -327,13 +336,13 @@ def forward(logits: torch.Tensor, *, tile: int = TILE) -> tuple[torch.Tensor, to
         ROW_ALIGN=_row_align(logits.element_size(), stride_lb, classes),
         num_warps=NUM_WARPS,
     )
-    return score, lse, log_marginal
+    return score, row_stats, log_marginal
 
 
 def backward(
     grad_score: torch.Tensor,
     logits: torch.Tensor,
-    lse: torch.Tensor,
+    row_stats: torch.Tensor,
     log_marginal: torch.Tensor,
     score: torch.Tensor,
     *,
@@ -343,7 +352,7 @@ def backward(
     _check_logits(logits, "backward")
     batch, classes = logits.shape
     device = logits.device
-    _check_fp32(lse, "lse", (batch,), device)
+    _check_fp32(row_stats, "row_stats", (2, batch), device)
     _check_fp32(log_marginal, "log_marginal", (classes,), device)
     _check_fp32(score, "score", (), device)
     if grad_score.numel() != 1 or grad_score.device != device:
@@ -358,7 +367,7 @@ def backward(
     programs = _backward_programs(batch, block_b)
     on_device_of(mobilenet_score_backward_kernel, logits, dlogits)[(programs,)](
         logits,
-        lse,
+        row_stats,
         log_marginal,
         score,
         grad,
@@ -377,17 +386,18 @@ def backward(
     return dlogits
 
 
-#: (label, classes) of the specialisations `aot_builds` compiles: ImageNet-1k, CIFAR-10, ImageNet-21k (two-pass).
-AOT_CLASSES = (("K=1000", 1000), ("K=10", 10), ("K=21843", 21843))
+#: Classes of the specialisations `aot_builds` compiles: ImageNet-1k, CIFAR-10, ImageNet-21k (two-pass rows).
+AOT_CLASSES = (1000, 10, 21843)
 
 
 def aot_builds() -> list[KernelBuild]:
-    """Both kernels as the launchers specialise them for contiguous fp32/fp16/bf16 logits with AOT_CLASSES."""
+    """Both kernels as the launchers specialise them for contiguous fp32/fp16/bf16 (128, K) logits, K in
+    AOT_CLASSES: the JIT sees B = 128 as a multiple of 16 (K and the row strides are not)."""
     builds = []
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         ty = element_type(dtype)
         size = torch.empty((), dtype=dtype).element_size()
-        for label, classes in AOT_CLASSES:
+        for classes in AOT_CLASSES:
             block_b, block_k, whole = _blocks(classes, TILE)
             align = _row_align(size, classes)
             constexprs = {"BLOCK_B": block_b, "BLOCK_K": block_k, "WHOLE_ROWS": whole, "ROW_ALIGN": align}
@@ -395,24 +405,36 @@ def aot_builds() -> list[KernelBuild]:
             builds.append(
                 KernelBuild(
                     mobilenet_score_forward_kernel,
-                    {"logits_ptr": f"*{ty}", "score_ptr": "*fp32", "lse_ptr": "*fp32", "log_marginal_ptr": "*fp32"}
+                    {
+                        "logits_ptr": f"*{ty}",
+                        "score_ptr": "*fp32",
+                        "row_stats_ptr": "*fp32",
+                        "log_marginal_ptr": "*fp32",
+                    }
                     | {"B": "i32", "K": "i32", "stride_lb": "i32", "inv_batch": "fp32", "log_batch": "fp32"}
                     | flags,
                     constexprs,
-                    f"{ty} {label}",
+                    f"{ty} B=128 K={classes}",
                     NUM_WARPS,
+                    multiples_of_16=("B",),
                 )
             )
             builds.append(
                 KernelBuild(
                     mobilenet_score_backward_kernel,
-                    {"logits_ptr": f"*{ty}", "lse_ptr": "*fp32", "log_marginal_ptr": "*fp32", "score_ptr": "*fp32"}
+                    {
+                        "logits_ptr": f"*{ty}",
+                        "row_stats_ptr": "*fp32",
+                        "log_marginal_ptr": "*fp32",
+                        "score_ptr": "*fp32",
+                    }
                     | {"grad_ptr": "*fp32", "dlogits_ptr": f"*{ty}"}
                     | {"B": "i32", "K": "i32", "stride_lb": "i32", "stride_db": "i32", "inv_batch": "fp32"}
                     | flags,
                     constexprs,
-                    f"{ty} {label}",
+                    f"{ty} B=128 K={classes}",
                     NUM_WARPS,
+                    multiples_of_16=("B",),
                 )
             )
     return builds

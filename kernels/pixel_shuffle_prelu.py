@@ -16,11 +16,13 @@ program writes the fp32 sum of its tile to a small buffer (N, C, bands) that tor
 then casts to the slopes' dtype.
 
 Launch design: a 2-D grid (N·C, bands). Axis 0 is one output plane (n, c), so every program needs one slope;
-axis 1 is a band of BLOCK_H rows. A program loops over its band in BLOCK_H × BLOCK_W tiles (BLOCK_H·BLOCK_W =
-1024, BLOCK_W fitted to the image width). The forward tiles the *output* band: contiguous stores, loads gathered
-from r² input channels. The backward tiles the *input* rows of plane (n, c) and walks the r² input channels
-c·r² + k of that plane: contiguous dx stores, gathered grad_out loads, one partial slope-gradient per program.
-Inputs may have any strides (channels_last, transposed or sliced views); outputs are contiguous NCHW.
+axis 1 is a band of BLOCK_H rows. A program loops over its band in BLOCK_H × BLOCK_W tiles, BLOCK_W fitted to the
+image width. The forward tiles the *output* band (1024-element tiles): contiguous stores, loads gathered from r²
+input channels. The backward tiles the *input* rows of plane (n, c) (512-element tiles) and loops over the r²
+input channels c·r² + k of that plane: contiguous x loads and dx stores, gathered grad_out loads, one partial
+slope gradient per program. Plane bases are int64; offsets inside a plane are int32 (a launcher copies an input
+whose strides would overflow them to contiguous first). Inputs may have any strides (channels_last, transposed
+or sliced views); outputs are contiguous NCHW.
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ import triton.language as tl
 from fastgan.kernels.aot import KernelBuild
 from fastgan.kernels.launch import element_type, on_device_of
 
-#: Elements per tile (BLOCK_H · BLOCK_W); with 4 warps that is 8 elements per thread.
+#: Elements per tile (BLOCK_H · BLOCK_W), forward: 8 per thread with 4 warps.
 BLOCK = 1024
+#: Elements per tile and input channel, backward (which walks r² channels per tile and holds x, g and the
+#: slope-gradient accumulator): 4 per thread, which keeps it well clear of spills.
+BLOCK_BACKWARD = 512
 NUM_WARPS = 4
 #: Tile widths the launchers pick from (the smallest that covers the row, at most 128).
 BLOCK_WIDTHS = (32, 64, 128)
@@ -64,26 +69,26 @@ def _pixel_shuffle_prelu_fwd_kernel(
 ):
     """out[n, c, oh, ow] = PReLU(x[n, c·R² + (oh % R)·R + ow % R, oh // R, ow // R]); grid (N·C, cdiv(OH, BLOCK_H))."""
     plane = tl.program_id(0).to(tl.int64)  # n·C + c
-    band = tl.program_id(1).to(tl.int64)
+    band = tl.program_id(1)
     n = plane // C
     c = plane % C
     slope = tl.load(weight_ptr + c * stride_weight).to(tl.float32)
+    # int64 plane bases; int32 offsets inside a plane (the launcher makes sure they fit)
     x_plane = x_ptr + n * stride_xn + c * (R * R) * stride_xc
     out_plane = out_ptr + plane * OH * OW
 
-    oh = band * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]  # (BLOCK_H, 1) int64
+    oh = band * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]  # (BLOCK_H, 1)
     h = oh // R
     i = oh - h * R
-    x_rows = h * stride_xh + (i * R) * stride_xc  # (BLOCK_H, 1)
+    x_rows = h * stride_xh + (i * R) * stride_xc
     out_rows = oh * OW
     row_mask = oh < OH
     for col in range(0, OW, BLOCK_W):
-        ow = col + tl.arange(0, BLOCK_W)[None, :]  # (1, BLOCK_W) int32
+        ow = col + tl.arange(0, BLOCK_W)[None, :]  # (1, BLOCK_W)
         w = ow // R
         j = ow - w * R
-        x_cols = j.to(tl.int64) * stride_xc + w.to(tl.int64) * stride_xw
         mask = row_mask & (ow < OW)  # (BLOCK_H, BLOCK_W)
-        s = tl.load(x_plane + (x_rows + x_cols), mask=mask, other=0.0).to(tl.float32)
+        s = tl.load(x_plane + (x_rows + (j * stride_xc + w * stride_xw)), mask=mask, other=0.0).to(tl.float32)
         out = tl.where(s > 0, s, s * slope)
         tl.store(out_plane + (out_rows + ow), out.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -120,28 +125,28 @@ def _pixel_shuffle_prelu_bwd_kernel(
     grid (N·C, cdiv(H, BLOCK_H)); dweight_partial[n, c, band] = Σ_tile [s ≤ 0] · s · g.
     """
     plane = tl.program_id(0).to(tl.int64)  # n·C + c
-    band = tl.program_id(1).to(tl.int64)
+    band = tl.program_id(1)
     n = plane // C
     c = plane % C
     slope = tl.load(weight_ptr + c * stride_weight).to(tl.float32)
+    # int64 plane bases; int32 offsets inside a plane (the launcher makes sure they fit)
     g_plane = grad_out_ptr + n * stride_gn + c * stride_gc
-    x_sample = x_ptr + n * stride_xn
+    x_plane = x_ptr + n * stride_xn + c * (R * R) * stride_xc
     dx_plane = dx_ptr + plane * (R * R) * H * W  # dx channel c·R² + k of sample n is plane n·C·R² + c·R² + k
 
-    h = band * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]  # (BLOCK_H, 1) int64
+    h = band * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]  # (BLOCK_H, 1)
     row_mask = h < H
     acc = tl.zeros((BLOCK_H, BLOCK_W), dtype=tl.float32)
     for col in range(0, W, BLOCK_W):
-        w = (col + tl.arange(0, BLOCK_W)[None, :]).to(tl.int64)  # (1, BLOCK_W)
+        w = col + tl.arange(0, BLOCK_W)[None, :]  # (1, BLOCK_W)
         mask = row_mask & (w < W)
         x_offsets = h * stride_xh + w * stride_xw
         g_offsets = (h * R) * stride_gh + (w * R) * stride_gw
         dx_offsets = h * W + w
-        for k in tl.static_range(R * R):  # input channel c·R² + k holds output sub-pixel (i, j) = (k // R, k % R)
-            s = tl.load(x_sample + (c * (R * R) + k) * stride_xc + x_offsets, mask=mask, other=0.0).to(tl.float32)
-            g = tl.load(
-                g_plane + (k // R) * stride_gh + (k % R) * stride_gw + g_offsets, mask=mask, other=0.0
-            ).to(tl.float32)
+        for k in range(R * R):  # input channel c·R² + k holds output sub-pixel (i, j) = (k // R, k % R)
+            s = tl.load(x_plane + k * stride_xc + x_offsets, mask=mask, other=0.0).to(tl.float32)
+            g = tl.load(g_plane + (k // R) * stride_gh + (k % R) * stride_gw + g_offsets, mask=mask, other=0.0)
+            g = g.to(tl.float32)
             positive = s > 0
             dx = tl.where(positive, g, g * slope)
             tl.store(dx_plane + k * H * W + dx_offsets, dx.to(dx_ptr.dtype.element_ty), mask=mask)
@@ -150,15 +155,15 @@ def _pixel_shuffle_prelu_bwd_kernel(
     tl.store(dweight_partial_ptr + plane * tl.num_programs(1) + band, partial)
 
 
-def tile_shape(width: int) -> tuple[int, int]:
-    """(BLOCK_H, BLOCK_W) for rows of `width` elements: the narrowest of `BLOCK_WIDTHS` covering a row, 1024 in all."""
+def tile_shape(width: int, block: int = BLOCK) -> tuple[int, int]:
+    """(BLOCK_H, BLOCK_W) for rows of `width`: the narrowest of `BLOCK_WIDTHS` covering a row, `block` in all."""
     block_w = next((b for b in BLOCK_WIDTHS if width <= b), BLOCK_WIDTHS[-1])
-    return BLOCK // block_w, block_w
+    return block // block_w, block_w
 
 
-def bands(rows: int, width: int) -> int:
-    """Programs along grid axis 1 for an image of `rows` × `width` (forward: the output's, backward: the input's)."""
-    return triton.cdiv(rows, tile_shape(width)[0])
+def bands(rows: int, width: int, block: int = BLOCK) -> int:
+    """Programs along grid axis 1 for `rows` × `width` images (forward: the output's, backward: the input's)."""
+    return triton.cdiv(rows, tile_shape(width, block)[0])
 
 
 def _check(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> int:
@@ -187,15 +192,30 @@ def _check(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> int:
         raise ValueError(
             f"pixel_shuffle_prelu: x is on {x.device} but weight on {weight.device}; move them to one device"
         )
+    if upscale * upscale * x.shape[2] * x.shape[3] >= 2**31:
+        raise ValueError(
+            f"pixel_shuffle_prelu (triton): a {x.shape[2]}×{x.shape[3]} image upscaled ×{upscale} has 2³¹ or more "
+            "pixels per channel, beyond the kernels' 32-bit in-plane offsets; process it in tiles"
+        )
     return channels
 
 
-def _bands_checked(rows: int, width: int) -> int:
-    count = bands(rows, width)
+def _span(t: torch.Tensor, first_channels: int) -> int:
+    """Largest in-plane offset the kernels form for (N, C, H, W) tensor `t`: `first_channels` channels, H, W."""
+    return (first_channels - 1) * t.stride(1) + (t.shape[2] - 1) * t.stride(2) + (t.shape[3] - 1) * t.stride(3)
+
+
+def _with_int32_offsets(t: torch.Tensor, first_channels: int) -> torch.Tensor:
+    """`t`, or a contiguous copy of it if its strides would overflow the kernels' int32 in-plane offsets."""
+    return t if _span(t, first_channels) < 2**31 else t.contiguous()
+
+
+def _bands_checked(rows: int, width: int, block: int) -> int:
+    count = bands(rows, width, block)
     if count > _MAX_BANDS:
         raise ValueError(
             f"pixel_shuffle_prelu: {rows} rows need {count} row bands, more than CUDA's grid limit {_MAX_BANDS}; "
-            "split the image into tiles"
+            "process the image in tiles"
         )
     return count
 
@@ -221,8 +241,9 @@ def forward(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> torch.Tensor
     out = torch.empty((n, channels, oh, ow), dtype=x.dtype, device=x.device)
     if out.numel() == 0:
         return out
-    block_h, block_w = tile_shape(ow)
-    grid = (n * channels, _bands_checked(oh, ow))
+    x = _with_int32_offsets(x, upscale * upscale)
+    block_h, block_w = tile_shape(ow, BLOCK)
+    grid = (n * channels, _bands_checked(oh, ow, BLOCK))
     on_device_of(_pixel_shuffle_prelu_fwd_kernel, x, weight, out)[grid](
         x, weight, out,
         channels, oh, ow,
@@ -256,8 +277,10 @@ def backward(
     dx = torch.empty((n, x.shape[1], h, w), dtype=x.dtype, device=x.device)
     if x.numel() == 0:
         return dx, torch.zeros_like(weight)
-    block_h, block_w = tile_shape(w)
-    grid = (n * channels, _bands_checked(h, w))
+    x = _with_int32_offsets(x, upscale * upscale)
+    grad_out = _with_int32_offsets(grad_out, 1)
+    block_h, block_w = tile_shape(w, BLOCK_BACKWARD)
+    grid = (n * channels, _bands_checked(h, w, BLOCK_BACKWARD))
     partial = torch.empty((n, channels, grid[1]), dtype=torch.float32, device=x.device)
     on_device_of(_pixel_shuffle_prelu_bwd_kernel, grad_out, x, weight, dx, partial)[grid](
         grad_out, x, weight, dx, partial,
@@ -269,51 +292,51 @@ def backward(
     return dx, dweight.reshape(weight.shape).to(weight.dtype)
 
 
-def aot_builds() -> list[KernelBuild]:
-    """Both kernels as the launchers launch them for upscale=2 on contiguous inputs, per dtype and tile width.
+def _signatures(ty: str) -> tuple[dict[str, str], dict[str, str]]:
+    forward_signature = {
+        "x_ptr": f"*{ty}", "weight_ptr": f"*{ty}", "out_ptr": f"*{ty}",
+        "C": "i32", "OH": "i32", "OW": "i32",
+        "stride_xn": "i32", "stride_xc": "i32", "stride_xh": "i32", "stride_xw": "constexpr",
+        "stride_weight": "constexpr",
+        "R": "constexpr", "BLOCK_H": "constexpr", "BLOCK_W": "constexpr",
+    }  # fmt: skip
+    backward_signature = {
+        "grad_out_ptr": f"*{ty}", "x_ptr": f"*{ty}", "weight_ptr": f"*{ty}", "dx_ptr": f"*{ty}",
+        "dweight_partial_ptr": "*fp32",
+        "C": "i32", "H": "i32", "W": "i32",
+        "stride_gn": "i32", "stride_gc": "i32", "stride_gh": "i32", "stride_gw": "constexpr",
+        "stride_xn": "i32", "stride_xc": "i32", "stride_xh": "i32", "stride_xw": "constexpr",
+        "stride_weight": "constexpr",
+        "R": "constexpr", "BLOCK_H": "constexpr", "BLOCK_W": "constexpr",
+    }  # fmt: skip
+    return forward_signature, backward_signature
 
-    Like the JIT, the unit strides (last-dimension strides, the per-channel slopes' stride) are constexpr 1; the
-    other sizes and strides are i32. The JIT also marks ints divisible by 16 as such, which these builds do not:
-    on real shapes (widths that are multiples of 16) the JIT may vectorise the contiguous stores further.
+
+def aot_builds() -> list[KernelBuild]:
+    """Both kernels as the launchers launch them for upscale=2 on contiguous NCHW inputs with per-channel slopes.
+
+    As the JIT does, unit strides (the last dimension's, the slopes') are constexpr 1 and the other ints i32.
+    "aligned" builds: every size and stride but C is a multiple of 16, as the JIT specialises them for feature
+    maps whose width is a multiple of 16 (e.g. 32×32, 64×64): one build per dtype and tile width. One fp16
+    "unaligned" build per kernel shows the other case (e.g. SRGAN's 24×24 low-resolution crops).
     """
     builds = []
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         ty = element_type(dtype)
+        forward_signature, backward_signature = _signatures(ty)
         for block_w in BLOCK_WIDTHS:
-            tile = {"R": 2, "BLOCK_H": BLOCK // block_w, "BLOCK_W": block_w}
-            forward_signature = {
-                "x_ptr": f"*{ty}", "weight_ptr": f"*{ty}", "out_ptr": f"*{ty}",
-                "C": "i32", "OH": "i32", "OW": "i32",
-                "stride_xn": "i32", "stride_xc": "i32", "stride_xh": "i32", "stride_xw": "constexpr",
-                "stride_weight": "constexpr",
-                "R": "constexpr", "BLOCK_H": "constexpr", "BLOCK_W": "constexpr",
-            }  # fmt: skip
-            backward_signature = {
-                "grad_out_ptr": f"*{ty}", "x_ptr": f"*{ty}", "weight_ptr": f"*{ty}", "dx_ptr": f"*{ty}",
-                "dweight_partial_ptr": "*fp32",
-                "C": "i32", "H": "i32", "W": "i32",
-                "stride_gn": "i32", "stride_gc": "i32", "stride_gh": "i32", "stride_gw": "constexpr",
-                "stride_xn": "i32", "stride_xc": "i32", "stride_xh": "i32", "stride_xw": "constexpr",
-                "stride_weight": "constexpr",
-                "R": "constexpr", "BLOCK_H": "constexpr", "BLOCK_W": "constexpr",
-            }  # fmt: skip
-            label = f"{ty} r=2 block={BLOCK // block_w}x{block_w}"
-            builds.append(
-                KernelBuild(
-                    _pixel_shuffle_prelu_fwd_kernel,
-                    forward_signature,
-                    {"stride_xw": 1, "stride_weight": 1, **tile},
-                    label,
-                    NUM_WARPS,
-                )
-            )
-            builds.append(
-                KernelBuild(
-                    _pixel_shuffle_prelu_bwd_kernel,
-                    backward_signature,
-                    {"stride_gw": 1, "stride_xw": 1, "stride_weight": 1, **tile},
-                    label,
-                    NUM_WARPS,
-                )
-            )
+            for aligned in (True, False) if (dtype == torch.float16 and block_w == 32) else (True,):
+                for kernel, signature, block, unit in (
+                    (_pixel_shuffle_prelu_fwd_kernel, forward_signature, BLOCK, ("stride_xw", "stride_weight")),
+                    (
+                        _pixel_shuffle_prelu_bwd_kernel,
+                        backward_signature,
+                        BLOCK_BACKWARD,
+                        ("stride_gw", "stride_xw", "stride_weight"),
+                    ),
+                ):
+                    label = f"{ty} r=2 {block // block_w}x{block_w} {'aligned' if aligned else 'unaligned'}"
+                    multiples = tuple(k for k, v in signature.items() if v == "i32" and k != "C") if aligned else ()
+                    constexprs = {**dict.fromkeys(unit, 1), "R": 2, "BLOCK_H": block // block_w, "BLOCK_W": block_w}
+                    builds.append(KernelBuild(kernel, signature, constexprs, label, NUM_WARPS, multiples))
     return builds

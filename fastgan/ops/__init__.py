@@ -1,7 +1,7 @@
 """Fused ops: each has an eager reference (`<op>_ref`) and fused autograd Functions whose kernels are torch
-arithmetic or Triton; `backend` / `set_backend` choose which runs (see `fastgan.ops.backend`)."""
+arithmetic or Triton; `backend` / `set_backend` choose which runs (see `fastgan.ops.backends`)."""
 
-from fastgan.ops.backend import BACKENDS, backend, current_backend, fused_backend_for, set_backend
+from fastgan.ops.backends import BACKENDS, backend, current_backend, fused_backend_for, set_backend
 from fastgan.ops.cbn_relu_upsample import cbn_relu_upsample, cbn_relu_upsample_conv
 from fastgan.ops.mobilenet_score import mobilenet_score
 from fastgan.ops.nearest_upsample import nearest_upsample

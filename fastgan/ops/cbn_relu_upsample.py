@@ -1,7 +1,7 @@
 """Conditional batch-norm → ReLU → nearest up-sampling, the generator's hot elementwise chain, and its variant
 that feeds a convolution without keeping the up-sampled activation for backward.
 
-Three faces (see `fastgan.ops.backend`): `cbn_relu_upsample_ref` (eager torch, the truth), and one autograd
+Three faces (see `fastgan.ops.backends`): `cbn_relu_upsample_ref` (eager torch, the truth), and one autograd
 Function whose kernels are either torch arithmetic (``"fused-torch"``) or Triton (``"triton"``,
 `fastgan.kernels.cbn_relu_upsample`). The Function saves x, the (C,) statistics and the (N, C) gain/bias — never
 the normalised, activated or up-sampled tensors — and recomputes what backward needs.
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastgan.ops.backend import current_backend
+from fastgan.ops.backends import current_backend
 from fastgan.ops.nearest_upsample import nearest_upsample, repeat_blocks
 from fastgan.ops.traffic import Traffic
 
@@ -251,7 +251,12 @@ def cbn_relu_upsample_conv(
     from x and the statistics. Shapes: x (N, Cin, H, W), weight (Cout, Cin, k, k) -> (N, Cout, sH, sW).
     """
     _validate(x, gain, bias, running_mean, running_var, training, scale)
-    if weight.dim() != 4 or weight.shape[1] != x.shape[1] or weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
+    if (
+        weight.dim() != 4
+        or weight.shape[1] != x.shape[1]
+        or weight.shape[2] != weight.shape[3]
+        or weight.shape[2] % 2 == 0
+    ):
         raise ValueError(f"weight must be (Cout, {x.shape[1]}, k, k) with k odd, got {tuple(weight.shape)}")
     name = current_backend()
     if name == "torch":

@@ -1,10 +1,10 @@
 """The MobileNet score (HRGAN Eq. 5): an Inception-score-style statistic of classifier logits.
 
-Three faces (see `fastgan.ops.backend`):
+Three faces (see `fastgan.ops.backends`):
 
 - ``"torch"``: `mobilenet_score_ref`, the eager truth, differentiable by plain autograd (twice, too).
 - ``"fused-torch"``: `_MobileNetScoreFunction` over `_TorchKernels` — the same forward/backward maths as the
-  Triton kernels in torch arithmetic, saving only the logits, lse (B,), log q (K,) and the score.
+  Triton kernels in torch arithmetic, saving only the logits, row statistics (2, B), log q (K,) and the score.
 - ``"triton"``: the same Function over `fastgan.kernels.mobilenet_score`: one launch forward, one backward.
 
 fp64 logits always take the eager reference (the kernels take fp32/fp16/bf16), whatever the backend.
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from fastgan.ops.backend import current_backend
+from fastgan.ops.backends import current_backend
 from fastgan.ops.traffic import Traffic
 
 
@@ -53,47 +53,53 @@ class _TorchKernels:
 
     @staticmethod
     def forward(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(score (), lse (B,), log_marginal (K,)) from (B, K) logits; fp32 (fp64 for fp64 logits)."""
+        """(score (), row_stats (2, B), log_marginal (K,)) from (B, K) logits; fp32 (fp64 for fp64 logits).
+
+        row_stats = (row max m, log Σ_k exp(l − m)): log p = (l − m) − z keeps its precision for large logits,
+        which a single rounded lse = m + z would not.
+        """
         x = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        lse = torch.logsumexp(x, dim=1)  # (B,)
-        log_p = x - lse[:, None]  # (B, K)
+        row_max = x.amax(dim=1)  # (B,)
+        shifted = x - row_max[:, None]  # (B, K)
+        log_sum = torch.logsumexp(shifted, dim=1)  # (B,)
+        log_p = shifted - log_sum[:, None]  # (B, K)
         log_marginal = torch.logsumexp(log_p, dim=0) - math.log(x.shape[0])  # (K,)
         kl = (log_p.exp() * (log_p - log_marginal)).sum(dim=1)  # (B,)
-        return kl.mean().exp(), lse, log_marginal
+        return kl.mean().exp(), torch.stack([row_max, log_sum]), log_marginal
 
     @staticmethod
     def backward(
         grad_score: torch.Tensor,
         logits: torch.Tensor,
-        lse: torch.Tensor,
+        row_stats: torch.Tensor,
         log_marginal: torch.Tensor,
         score: torch.Tensor,
     ) -> torch.Tensor:
         """dlogits (B, K) in the logits' dtype: grad · S/B · p · (log p − log q − KL_b)."""
-        x = logits.to(lse.dtype)
-        log_p = x - lse[:, None]  # (B, K)
+        x = logits.to(row_stats.dtype)
+        log_p = (x - row_stats[0, :, None]) - row_stats[1, :, None]  # (B, K)
         p = log_p.exp()
         d = log_p - log_marginal  # (B, K)
         kl = (p * d).sum(dim=1, keepdim=True)  # (B, 1)
-        coefficient = grad_score.to(lse.dtype) * score / x.shape[0]
+        coefficient = grad_score.to(row_stats.dtype) * score / x.shape[0]
         return (coefficient * p * (d - kl)).to(logits.dtype)
 
 
 class _MobileNetScoreFunction(torch.autograd.Function):
-    """score = kernels.forward(logits)[0]; the backward recomputes p from the logits, lse and log q."""
+    """score = kernels.forward(logits)[0]; the backward recomputes p from the logits, row stats and log q."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, kernels) -> torch.Tensor:
-        score, lse, log_marginal = kernels.forward(logits)
+        score, row_stats, log_marginal = kernels.forward(logits)
         ctx.kernels = kernels
-        ctx.save_for_backward(logits, lse, log_marginal, score)
+        ctx.save_for_backward(logits, row_stats, log_marginal, score)
         return score
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_score: torch.Tensor) -> tuple[torch.Tensor, None]:
-        logits, lse, log_marginal, score = ctx.saved_tensors
-        return ctx.kernels.backward(grad_score, logits, lse, log_marginal, score), None
+        logits, row_stats, log_marginal, score = ctx.saved_tensors
+        return ctx.kernels.backward(grad_score, logits, row_stats, log_marginal, score), None
 
 
 def _triton_kernels() -> ModuleType:
@@ -196,25 +202,27 @@ def traffic(batch: int, classes: int, dtype: torch.dtype = torch.float32) -> dic
 
     minimum: logits read once and the score written (forward); grad and logits read once, dlogits written
     (backward). fused: what the Triton kernels load and store as `fastgan.kernels.mobilenet_score.launch_plan`
-    launches them (lse, log q, the scalars; log q once per backward program; twice the logits when K > TILE).
+    launches them (row stats, log q, the scalars; log q once per backward program; the logits twice when
+    K > TILE).
     eager: the launches of `mobilenet_score_ref` and of autograd's backward through it.
     """
     plan = _triton_kernels().launch_plan(batch, classes)
     size = torch.empty((), dtype=dtype).element_size()
     logits, f32 = batch * classes * size, 4
     passes = 1 if plan["whole_rows"] else 2
-    # forward: logits (twice for split rows, with lse re-read per K block), lse and log q written, score written
-    fused_forward = passes * logits + batch * f32 + classes * f32 + f32
+    # forward: logits read (twice for split rows, with the row stats re-read per K block), the row stats (2, B)
+    # and log q (K,) written, the score written
+    fused_forward = passes * logits + 2 * batch * f32 + classes * f32 + f32
     if not plan["whole_rows"]:
-        fused_forward += plan["k_blocks"] * batch * f32
+        fused_forward += plan["k_blocks"] * 2 * batch * f32
     # backward: per program the grad and score scalars and log q (per K block and pass for split rows); per row
-    # the lse; the logits (twice for split rows) read and dlogits written once
+    # the two row stats; the logits (twice for split rows) read and dlogits written once
     programs = plan["backward_programs"]
     if plan["whole_rows"]:
         log_q_reads = programs * classes * f32
     else:
         log_q_reads = 2 * plan["row_blocks"] * classes * f32
-    fused_backward = programs * 2 * f32 + batch * f32 + log_q_reads + passes * logits + logits
+    fused_backward = programs * 2 * f32 + 2 * batch * f32 + log_q_reads + passes * logits + logits
     return {
         "forward": Traffic(
             minimum=logits + f32,

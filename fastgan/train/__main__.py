@@ -32,6 +32,7 @@ _FLAG_KEYS = {
     "out": "output.out_dir",
     "device": "train.device",
     "seed": "train.seed",
+    "fused": "train.fused",
 }
 
 
@@ -50,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--fused",
+        action="store_true",
+        default=None,
+        help="fused ops: Triton kernels on CUDA; on a CPU the fused autograd ops with torch arithmetic",
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
     p.add_argument(
         "--set",

@@ -80,6 +80,7 @@ class TrainConfig:
     ema_decay: float = 0.9999
     ema_start: int = 1000
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    fused: bool = False  # fused ops: Triton kernels on CUDA, fused torch arithmetic on CPU (fastgan.ops.backends)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 

@@ -11,13 +11,14 @@ import torch
 from fastgan.data.image_set import ImageSet
 from fastgan.data.loader import InMemoryLoader
 from fastgan.data.sources import cifar_image_set, embedded_image_set, folder_image_set
+from fastgan.ops.backends import backend, fused_backend_for
 from fastgan.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from fastgan.train.config import Config, ConfigError, DataConfig, merge
 from fastgan.train.core import Trainer
 from fastgan.train.hrgan_step import HRGANFamily
 
 log = logging.getLogger(__name__)
-RESUMABLE_CHANGES = ("train.iterations", "output.")  # what a resumed run may change
+RESUMABLE_CHANGES = ("train.iterations", "train.fused", "output.")  # what a resumed run may change
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,6 +54,25 @@ def resume_config(checkpoint: dict[str, Any], updates: dict[str, Any]) -> Config
     return config
 
 
+def ops_backend(config: Config) -> str:
+    """The `fastgan.ops` backend a run uses: eager torch, or with train.fused the fused ops for its device."""
+    return fused_backend_for(resolve_device(config.train.device)) if config.train.fused else "torch"
+
+
+def _describe(name: str) -> str:
+    return {
+        "torch": "torch (eager ops)",
+        "triton": "triton (fused Triton kernels)",
+        "fused-torch": "fused-torch (fused autograd ops with torch arithmetic; Triton kernels need a CUDA device)",
+    }[name]
+
+
+def _run(trainer: Trainer, config: Config) -> Trainer:
+    with backend(ops_backend(config)):
+        trainer.run()
+    return trainer
+
+
 def build_trainer(config: Config, checkpoint: dict[str, Any] | None = None) -> Trainer:
     """Everything a run needs, restored from `checkpoint` when given."""
     run_dir = Path(config.output.out_dir).expanduser()
@@ -65,11 +85,12 @@ def build_trainer(config: Config, checkpoint: dict[str, Any] | None = None) -> T
     torch.manual_seed(config.train.seed)
     image_set = load_image_set(config.data)
     log.info(
-        "data: %s, %d images, %d classes; device: %s; ops backend: torch (eager)",
+        "data: %s, %d images, %d classes; device: %s; ops backend: %s",
         image_set.name,
         len(image_set),
         image_set.num_classes,
         device,
+        _describe(ops_backend(config)),
     )
     family = HRGANFamily(config, image_set, device)
     loader = InMemoryLoader(image_set, config.data.seed, config.data.flip, device)
@@ -78,9 +99,7 @@ def build_trainer(config: Config, checkpoint: dict[str, Any] | None = None) -> T
 
 def train(config: Config) -> Trainer:
     """Run a fresh training job to completion."""
-    trainer = build_trainer(config)
-    trainer.run()
-    return trainer
+    return _run(build_trainer(config), config)
 
 
 def resume(run_dir: str | Path, updates: dict[str, Any] | None = None) -> Trainer:
@@ -89,6 +108,5 @@ def resume(run_dir: str | Path, updates: dict[str, Any] | None = None) -> Traine
     updates = dict(updates or {})
     path = Path(run_dir).expanduser()
     updates.setdefault("output", {}).setdefault("out_dir", str(path if path.is_dir() else path.parent))
-    trainer = build_trainer(resume_config(checkpoint, updates), checkpoint)
-    trainer.run()
-    return trainer
+    config = resume_config(checkpoint, updates)
+    return _run(build_trainer(config, checkpoint), config)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-LOW_PRECISION = [torch.float32, torch.float16, torch.bfloat16]
-
 
 def _max_abs(t: torch.Tensor) -> float:
     return t.detach().double().abs().max().item() if t.numel() else 0.0
@@ -24,9 +22,7 @@ def check_against_reference(
     assert actual.dtype == torch_same_dtype.dtype, f"{what}: dtype {actual.dtype} != {torch_same_dtype.dtype}"
     truth = truth.double()
     error = _max_abs(actual.double() - truth)
-    budget = factor * _max_abs(torch_same_dtype.double() - truth) + 16 * torch.finfo(actual.dtype).eps * _max_abs(
-        truth
-    )
+    budget = factor * _max_abs(torch_same_dtype.double() - truth) + 16 * torch.finfo(actual.dtype).eps * _max_abs(truth)
     assert error <= budget, f"{what}: max error {error:.3g} exceeds budget {budget:.3g} ({actual.dtype})"
 
 

@@ -1,15 +1,15 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import LOW_PRECISION
 
 from fastgan.kernels.aot import CAPABILITIES, compile_build, resource_usage
 from fastgan.kernels.cbn_relu_upsample import aot_builds
 from fastgan.models.blocks import ResBlockUp
 from fastgan.ops import backend, cbn_relu_upsample, cbn_relu_upsample_conv
-from fastgan.ops.cbn_relu_upsample import cbn_relu_upsample_ref, traffic
+from fastgan.ops.cbn_relu_upsample import traffic
 
 FUSED = ["fused-torch", "triton"]
+LOW_PRECISION = [torch.float32, torch.float16, torch.bfloat16]
 
 
 def _composed(x, gain, bias, running_mean, running_var, training, scale):
@@ -131,7 +131,9 @@ def test_shape_errors_say_what_was_expected():
     with pytest.raises(ValueError, match="running_mean and running_var"):
         cbn_relu_upsample(torch.randn(2, 3, 4, 4), torch.ones(2, 3), torch.zeros(2, 3), training=False)
     with pytest.raises(ValueError, match="k odd"):
-        cbn_relu_upsample_conv(torch.randn(2, 3, 4, 4), torch.ones(2, 3), torch.zeros(2, 3), torch.ones(5, 3, 2, 2), None)
+        cbn_relu_upsample_conv(
+            torch.randn(2, 3, 4, 4), torch.ones(2, 3), torch.zeros(2, 3), torch.ones(5, 3, 2, 2), None
+        )
 
 
 def test_triton_launcher_rejects_unsupported_dtype():

@@ -1,5 +1,6 @@
 import pytest
 
+from fastgan.train import __main__ as cli
 from fastgan.train.config import Config, ConfigError, load_config, merge, parse_override, preset_path
 from fastgan.train.run import resume_config
 
@@ -59,11 +60,17 @@ def test_shipped_preset_resolves_and_unknown_preset_lists_them():
         preset_path("no-such-preset")
 
 
-def test_resume_may_extend_iterations_but_not_change_the_model():
+def test_resume_may_extend_iterations_and_switch_fused_ops_but_not_change_the_model():
     saved = {"config": Config().to_dict()}
     assert resume_config(saved, {"train": {"iterations": 5}}).train.iterations == 5
+    assert resume_config(saved, {"train": {"fused": True}}).train.fused
     with pytest.raises(ConfigError, match="model.resolution"):
         resume_config(saved, {"model": {"resolution": 128}})
+
+
+def test_fused_flag_sets_train_fused():
+    assert cli._flag_updates(cli._parser().parse_args(["--fused"])) == {"train": {"fused": True}}
+    assert cli._flag_updates(cli._parser().parse_args([])) == {}
 
 
 def test_variable_length_width_list():

@@ -1,0 +1,211 @@
+"""The fused MobileNet score: Triton kernels (interpreted on CPU) and fused-torch against the eager reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastgan.kernels import mobilenet_score as kernels
+from fastgan.kernels.aot import CAPABILITIES, compile_build, resource_usage
+from fastgan.ops.backends import backend as use_backend
+from fastgan.ops.mobilenet_score import (
+    MobileNetScore,
+    _MobileNetScoreFunction,
+    _TorchKernels,
+    mobilenet_score,
+    mobilenet_score_ref,
+    traffic,
+)
+
+FUSED = ["triton", "fused-torch"]
+LOW_PRECISION = [torch.float32, torch.float16, torch.bfloat16]
+
+
+def _score_and_grad(logits: torch.Tensor, backend: str, weight: float = 1.7) -> tuple[torch.Tensor, torch.Tensor]:
+    leaf = logits.detach().clone().requires_grad_()
+    with use_backend(backend):
+        score = mobilenet_score(leaf)
+    (weight * score).backward()
+    return score.detach(), leaf.grad
+
+
+def _assert_matches(logits: torch.Tensor, backend: str, check, what: str) -> None:
+    """Score and dlogits on `backend` vs the reference in the same dtype, judged against the fp64 truth."""
+    score, grad = _score_and_grad(logits, backend)
+    torch_score, torch_grad = _score_and_grad(logits, "torch")
+    truth_score, truth_grad = _score_and_grad(logits.double(), "torch")
+    assert grad.dtype == logits.dtype and score.dtype == torch.float32
+    assert torch.isfinite(score) and torch.isfinite(grad).all(), f"{what}: non-finite result"
+    check(score, torch_score, truth_score, what=f"{what} score")
+    check(grad, torch_grad, truth_grad, what=f"{what} dlogits")
+
+
+SHAPES = [(3, 10), (7, 33)]
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"B{s[0]}K{s[1]}")
+def test_score_and_gradient_match_reference(backend, dtype, shape, matches_reference):
+    torch.manual_seed(sum(shape))
+    logits = (torch.randn(*shape) * 3).to(dtype)
+    _assert_matches(logits, backend, matches_reference, f"{backend} {dtype} {shape}")
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
+def test_single_row_scores_one_with_zero_gradient(backend, dtype):
+    """B = 1: p(y) = p(y|x), so S = 1 and dS/dlogits = 0 exactly; the kernels' log q = log(Σ p) − log B rounds
+    differently from log p, which leaves a residue of order eps · p in dlogits (the truth has no scale to judge by)."""
+    logits = (torch.randn(1, 10) * 3).to(dtype)
+    score, grad = _score_and_grad(logits, backend, weight=1.7)
+    assert score.item() == pytest.approx(1.0, abs=16 * torch.finfo(torch.float32).eps)
+    assert grad.dtype == dtype and grad.abs().max().item() <= 16 * torch.finfo(torch.float32).eps * 1.7
+
+
+@pytest.mark.parametrize(
+    "backend, dtype",
+    [("triton", torch.float32)] + [("fused-torch", dtype) for dtype in LOW_PRECISION],
+    ids=lambda v: str(v),
+)
+def test_imagenet_sized_batch_matches_reference(backend, dtype, matches_reference):
+    torch.manual_seed(0)
+    logits = (torch.randn(128, 1000) * 4).to(dtype)
+    _assert_matches(logits, backend, matches_reference, f"{backend} {dtype} (128, 1000)")
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
+def test_confident_logits_stay_finite(backend, dtype, matches_reference):
+    # ±1e4 logits: probabilities of exactly 0 and 1, and a class (the last) no row gives any probability
+    torch.manual_seed(1)
+    logits = torch.full((6, 5), -1e4)
+    logits[torch.arange(6), torch.arange(6) % 4] = 1e4
+    logits[:, :4] += torch.randn(6, 4) * 30
+    logits = logits.to(dtype)
+    _assert_matches(logits, backend, matches_reference, f"{backend} {dtype} confident")
+    sharp = (torch.randn(16, 10) * 40).to(dtype)  # nearly one-hot rows whose gradients are not all zero
+    _assert_matches(sharp, backend, matches_reference, f"{backend} {dtype} sharp")
+    with use_backend(backend):
+        score = mobilenet_score(logits).item()
+    marginal = torch.tensor([2, 2, 1, 1], dtype=torch.float64) / 6  # one-hot rows: S = exp(entropy of p(y))
+    assert score == pytest.approx(torch.exp(-(marginal * marginal.log()).sum()).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_non_contiguous_rows_and_columns(backend, dtype, matches_reference):
+    torch.manual_seed(2)
+    wide = (torch.randn(9, 24) * 2).to(dtype)
+    _assert_matches(wide[:, 3:20], backend, matches_reference, f"{backend} {dtype} column slice")
+    _assert_matches(wide[::2, 5:7], backend, matches_reference, f"{backend} {dtype} K=2, every other row")
+    _assert_matches(wide.t()[:, :5], backend, matches_reference, f"{backend} {dtype} transposed (K stride != 1)")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", [(5, 21), (3, 48)], ids=lambda s: f"B{s[0]}K{s[1]}")
+def test_two_pass_kernels_for_rows_wider_than_a_tile(dtype, shape, matches_reference):
+    """tile=16 forces the K > TILE path (online lse over K blocks, K blocks outer) on small shapes."""
+    torch.manual_seed(3)
+    wide = (torch.randn(shape[0], shape[1] + 4) * 3).to(dtype)
+    logits = wide[:, 2 : 2 + shape[1]]
+    assert not kernels.launch_plan(*shape, tile=16)["whole_rows"]
+    score, row_stats, log_marginal = kernels.forward(logits, tile=16)
+    whole_score, whole_row_stats, whole_log_marginal = kernels.forward(logits)
+    torch.testing.assert_close(score, whole_score)
+    torch.testing.assert_close(row_stats, whole_row_stats)
+    torch.testing.assert_close(log_marginal, whole_log_marginal)
+    truth = logits.double()
+    assert torch.equal(row_stats[0], logits.float().amax(1))
+    lse = row_stats.sum(0)
+    matches_reference(lse, torch.logsumexp(logits.float(), 1), torch.logsumexp(truth, 1), what="lse")
+    log_p = torch.log_softmax(truth, 1)
+    truth_log_marginal = torch.logsumexp(log_p, 0) - torch.log(torch.tensor(float(shape[0]), dtype=torch.float64))
+    assert torch.allclose(log_marginal.double(), truth_log_marginal, atol=1e-5)
+    grad = torch.tensor(0.6)
+    dlogits = kernels.backward(grad, logits, row_stats, log_marginal, score, tile=16)
+    torch_score, torch_grad = _score_and_grad(logits, "torch", weight=0.6)
+    truth_score, truth_grad = _score_and_grad(truth, "torch", weight=0.6)
+    matches_reference(score, torch_score, truth_score, what="two-pass score")
+    matches_reference(dlogits, torch_grad, truth_grad, what="two-pass dlogits")
+
+
+def test_fused_torch_backward_passes_gradcheck_in_fp64():
+    torch.manual_seed(4)
+    logits = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: _MobileNetScoreFunction.apply(x, _TorchKernels), (logits,))
+    assert torch.autograd.gradcheck(mobilenet_score_ref, (logits,))
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_fp64_logits_take_the_reference(backend):
+    logits = torch.randn(4, 6, dtype=torch.float64)
+    with use_backend(backend):
+        score = mobilenet_score(logits)
+    assert score.dtype == torch.float64 and score.item() == mobilenet_score_ref(logits).item()
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_module_and_saved_tensors(backend):
+    """The fused backward keeps only the logits and O(B + K) fp32 statistics for backward."""
+    batch, classes = 8, 12
+    logits = torch.randn(batch, classes, dtype=torch.bfloat16, requires_grad=True)
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    with use_backend(backend), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        score = MobileNetScore()(logits)
+    assert score.item() == pytest.approx(mobilenet_score_ref(logits).item(), rel=1e-5)
+    assert sum(saved) == logits.numel() * 2 + (2 * batch + classes + 1) * 4
+
+
+def test_shape_dtype_and_device_errors_say_what_to_do():
+    with use_backend("triton"):
+        with pytest.raises(ValueError, match="B >= 1, K >= 2"):
+            mobilenet_score(torch.randn(4, 1))
+    with pytest.raises(ValueError, match="B >= 1, K >= 2"):
+        kernels.forward(torch.randn(10))
+    with pytest.raises(ValueError, match="B >= 1, K >= 2"):
+        kernels.forward(torch.randn(0, 10))
+    with pytest.raises(ValueError, match="fp32, fp16 or bf16"):
+        kernels.forward(torch.randn(3, 10, dtype=torch.float64))
+    with pytest.raises(ValueError, match="contiguous"):
+        kernels.forward(torch.randn(10, 3).t())
+    with pytest.raises(ValueError, match="Triton kernels run on CUDA"):
+        kernels.forward(torch.randn(3, 10, device="meta"))
+    logits = torch.randn(3, 10)
+    score, row_stats, log_marginal = kernels.forward(logits)
+    with pytest.raises(ValueError, match="row_stats must be a contiguous fp32 tensor of shape \\(2, 3\\)"):
+        kernels.backward(torch.tensor(1.0), logits, row_stats[:, :2], log_marginal, score)
+    with pytest.raises(ValueError, match="log_marginal must be"):
+        kernels.backward(torch.tensor(1.0), logits, row_stats, log_marginal.half(), score)
+    with pytest.raises(ValueError, match="grad_score must be one element"):
+        kernels.backward(torch.ones(2), logits, row_stats, log_marginal, score)
+
+
+def test_traffic_is_near_the_minimum_and_far_below_eager():
+    t = traffic(128, 1000, torch.float32)
+    assert t["forward"].minimum == 128 * 1000 * 4 + 4
+    assert t["forward"].fused <= 1.1 * t["forward"].minimum
+    assert t["backward"].fused <= 1.1 * t["backward"].minimum
+    for name in ("forward", "backward"):
+        assert t[name].eager > 10 * t[name].fused
+    half = traffic(128, 1000, torch.bfloat16)
+    assert half["backward"].minimum == 2 * 128 * 1000 * 2 + 4
+    assert half["forward"].eager > t["forward"].eager  # the fp32 cast is one more launch
+
+
+_BUILDS = [(build, capability) for build in kernels.aot_builds() for capability in CAPABILITIES]
+
+
+@pytest.mark.parametrize(
+    "build, capability", _BUILDS, ids=[f"{b.name}-{b.label.replace(' ', '-')}-sm{cap}" for b, cap in _BUILDS]
+)
+def test_every_build_compiles_without_spills(build, capability):
+    usage = resource_usage(compile_build(build, capability), capability)
+    assert usage.spill_store_bytes == 0 and usage.spill_load_bytes == 0, f"{usage}"
+    assert usage.registers <= 255
+    assert usage.global_loads and usage.global_stores
