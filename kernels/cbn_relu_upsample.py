@@ -27,7 +27,7 @@ import triton
 import triton.language as tl
 
 from fastgan.kernels.aot import KernelBuild
-from fastgan.kernels.launch import element_type, on_device_of
+from fastgan.kernels.launch import element_type, on_device_of, with_int32_offsets
 
 BLOCK = 1024
 NUM_WARPS = 4
@@ -202,7 +202,8 @@ def cbn_relu_upsample_backward_reduce_kernel(
     mean = tl.load(mean_ptr + c)
     rstd = tl.load(rstd_ptr + c)
     gain = tl.load(gain_ptr + n * stride_gn + c * stride_gc).to(tl.float32)
-    bias = tl.load(bias_ptr + n * stride_bn + c * stride_bc).to(tl.float32)
+    multiplier = gain * rstd  # z = x·multiplier + offset exactly as the forward computes it, so the masks agree
+    offset = tl.load(bias_ptr + n * stride_bn + c * stride_bc).to(tl.float32) - mean * multiplier
     x_base = x_ptr + n * stride_xn + c * stride_xc
     grad_base = grad_ptr + n * stride_dn + c * stride_dc
     acc_dbias = tl.zeros([BLOCK], dtype=tl.float32)
@@ -215,20 +216,21 @@ def cbn_relu_upsample_backward_reduce_kernel(
         g = tl.zeros([BLOCK], dtype=tl.float32)
         for dh in tl.static_range(SCALE):
             for dw in tl.static_range(SCALE):
-                offset = (h * SCALE + dh) * stride_dh + (w * SCALE + dw) * stride_dw
-                g += tl.load(grad_base + offset, mask=mask, other=0.0).to(tl.float32)
+                grad_offsets = (h * SCALE + dh) * stride_dh + (w * SCALE + dw) * stride_dw
+                g += tl.load(grad_base + grad_offsets, mask=mask, other=0.0).to(tl.float32)
         if X_DENSE:
             x_offsets = i
         else:
             x_offsets = h * stride_xh + w * stride_xw
-        x_hat = (tl.load(x_base + x_offsets, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
-        gz = tl.where(gain * x_hat + bias > 0.0, g, 0.0)
+        v = tl.load(x_base + x_offsets, mask=mask, other=0.0).to(tl.float32)
+        gz = tl.where(v * multiplier + offset > 0.0, g, 0.0)
+        x_hat = (v - mean) * rstd
         acc_dbias += gz
         acc_dgain += gz * x_hat
         if BATCH_STATS:
             tl.store(dest_ptr + plane * H * W + i, gz, mask=mask)
         else:
-            tl.store(dest_ptr + plane * H * W + i, (gz * gain * rstd).to(dest_ptr.dtype.element_ty), mask=mask)
+            tl.store(dest_ptr + plane * H * W + i, (gz * multiplier).to(dest_ptr.dtype.element_ty), mask=mask)
     tl.store(dgain_ptr + plane, tl.sum(acc_dgain, axis=0))
     tl.store(dbias_ptr + plane, tl.sum(acc_dbias, axis=0))
 
@@ -308,9 +310,18 @@ def _check(x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> None:
             raise ValueError(f"cbn_relu_upsample: {name} is on {tensor.device} but x is on {x.device}; move it")
 
 
-def _fp32_buffer(tensor: torch.Tensor | None, name: str, channels: int) -> None:
-    if tensor is not None and (tensor.dtype != torch.float32 or tensor.shape != (channels,) or tensor.stride() != (1,)):
+def _fp32_buffer(tensor: torch.Tensor | None, name: str, x: torch.Tensor) -> None:
+    channels = x.shape[1]
+    if tensor is None:
+        return
+    if tensor.dtype != torch.float32 or tensor.shape != (channels,) or tensor.stride() != (1,):
         raise ValueError(f"cbn_relu_upsample: {name} must be a contiguous fp32 ({channels},) tensor")
+    if tensor.device != x.device:
+        raise ValueError(f"cbn_relu_upsample: {name} is on {tensor.device} but x is on {x.device}; move it")
+
+
+def _plane_addressable(t: torch.Tensor) -> torch.Tensor:
+    return with_int32_offsets(t, {2: t.shape[2], 3: t.shape[3]})
 
 
 def forward_batch_stats(
@@ -325,9 +336,10 @@ def forward_batch_stats(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training forward: (out (N, C, sH, sW), mean (C,) fp32, rstd (C,) fp32); running buffers updated in place."""
     _check(x, gain, bias)
+    x = _plane_addressable(x)
     n, c, h, w = x.shape
     for name, buffer in (("running_mean", running_mean), ("running_var", running_var)):
-        _fp32_buffer(buffer, name, c)
+        _fp32_buffer(buffer, name, x)
     fp32 = dict(device=x.device, dtype=torch.float32)
     sums, squares = torch.empty(n, c, **fp32), torch.empty(n, c, **fp32)
     mean, rstd = torch.empty(c, **fp32), torch.empty(c, **fp32)
@@ -371,9 +383,10 @@ def forward_given_stats(
 ) -> torch.Tensor:
     """Forward with known fp32 (C,) mean and rstd (eval mode, or recomputation in backward): (N, C, sH, sW)."""
     _check(x, gain, bias)
+    x = _plane_addressable(x)
     n, c, h, w = x.shape
-    _fp32_buffer(mean, "mean", c)
-    _fp32_buffer(rstd, "rstd", c)
+    _fp32_buffer(mean, "mean", x)
+    _fp32_buffer(rstd, "rstd", x)
     out = torch.empty(n, c, h * scale, w * scale, device=x.device, dtype=x.dtype)
     on_device_of(cbn_relu_upsample_forward_kernel, x, out)[(n * c,)](
         x,
@@ -398,7 +411,7 @@ def forward_given_stats(
         SCALE=scale,
         BATCH_STATS=False,
         UPDATE_RUNNING=False,
-        BLOCK_N=triton.next_power_of_2(n),
+        BLOCK_N=1,  # unused without batch statistics: one build for every batch size
         BLOCK=_block(h * w * scale * scale),
         num_warps=NUM_WARPS,
     )
@@ -424,6 +437,7 @@ def backward(
             f"cbn_relu_upsample backward: grad_out must be {(n, c, h * scale, w * scale)} in {x.dtype}, "
             f"got {tuple(grad_out.shape)} in {grad_out.dtype}"
         )
+    x, grad_out = _plane_addressable(x), _plane_addressable(grad_out)
     fp32 = dict(device=x.device, dtype=torch.float32)
     dgain, dbias = torch.empty(n, c, **fp32), torch.empty(n, c, **fp32)
     dx = torch.empty(n, c, h, w, device=x.device, dtype=x.dtype)
@@ -476,83 +490,51 @@ def backward(
     return dx, dgain.to(gain.dtype), dbias.to(bias.dtype)
 
 
-def _ints(*names: str) -> dict[str, str]:
-    """i32 arguments, except the unit strides of contiguous tensors, which the JIT specialises to constant 1."""
-    return {name: "constexpr" if name in UNIT_STRIDES else "i32" for name in names}
-
-
-#: Innermost strides of contiguous NCHW activations and (N, C) gain/bias: 1, hence constants in the JIT's build.
-UNIT_STRIDES = {"stride_xw": 1, "stride_dw": 1, "stride_gc": 1, "stride_bc": 1}
+#: Innermost strides of contiguous NCHW activations and (N, C) gain/bias: 1, which the JIT makes constants.
+UNIT_STRIDES = ("stride_xw", "stride_dw", "stride_gc", "stride_bc")
 #: Sizes and strides that are multiples of 16 for feature maps of 16×16 and more (the JIT specialises on it).
 MULTIPLES_OF_16 = ("W", "stride_xn", "stride_xc", "stride_xh", "stride_dn", "stride_dc", "stride_dh")
-UNIT_STRIDES_OF_X_GAIN_BIAS = {"stride_xw": 1, "stride_gc": 1, "stride_bc": 1}
+_ACTIVATION_POINTERS = ("x_ptr", "out_ptr", "grad_ptr", "dx_ptr")
+
+
+def _build(kernel, ty: str, label: str, constexprs: dict, dense: bool = True, dest: str = "fp32") -> KernelBuild:
+    """`kernel` as a launcher specialises it: activations in `ty`, statistics fp32, gain/bias fp32, `dest_ptr` in
+    `dest`; with `dense` the unit strides of contiguous tensors become constants and sizes multiples of 16."""
+    signature, constexprs = {}, dict(constexprs)
+    for param in kernel.params:
+        name = param.name
+        if param.is_constexpr:
+            signature[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            signature[name] = (
+                f"*{dest}" if name == "dest_ptr" else f"*{ty}" if name in _ACTIVATION_POINTERS else "*fp32"
+            )
+        elif name in ("momentum", "eps"):
+            signature[name] = "fp32"
+        elif dense and name in UNIT_STRIDES:
+            signature[name], constexprs[name] = "constexpr", 1
+        else:
+            signature[name] = "i32"
+    if "X_DENSE" in signature:
+        constexprs["X_DENSE"] = dense
+    layout = "" if dense else " strided"
+    return KernelBuild(kernel, signature, constexprs, f"{ty}{layout} {label}".strip(), NUM_WARPS,
+                       MULTIPLES_OF_16 if dense else ())  # fmt: skip
 
 
 def aot_builds() -> list[KernelBuild]:
-    """Each kernel as the launchers specialise it, for fp32/fp16/bf16 activations (fp32 gain/bias, BLOCK 1024)."""
+    """Each kernel as the launchers specialise it, for fp32/fp16/bf16 activations (fp32 gain/bias, BLOCK 1024),
+    dense NCHW planes, plus strided (e.g. channels_last) builds in fp16."""
     builds = []
-    for dtype in (torch.float32, torch.float16, torch.bfloat16):
-        ty = element_type(dtype)
-        builds.append(
-            KernelBuild(
-                cbn_plane_sums_kernel,
-                {"x_ptr": f"*{ty}", "sums_ptr": "*fp32", "squares_ptr": "*fp32"}
-                | _ints("C", "H", "W", "stride_xn", "stride_xc", "stride_xh", "stride_xw")
-                | {"X_DENSE": "constexpr", "BLOCK": "constexpr"},
-                {"X_DENSE": True, "BLOCK": BLOCK, "stride_xw": 1},
-                f"{ty}",
-                NUM_WARPS,
-                MULTIPLES_OF_16,
-            )
-        )
-        for scale, batch_stats in ((2, True), (1, True), (2, False)):
+    for ty, dense in (("fp32", True), ("fp16", True), ("bf16", True), ("fp16", False)):
+        builds.append(_build(cbn_plane_sums_kernel, ty, "", {"BLOCK": BLOCK}, dense))
+        for scale, batch in ((2, True), (1, True), (2, False)):
+            stats = f"scale={scale} {'batch' if batch else 'given'} stats"
+            forward = {"SCALE": scale, "BATCH_STATS": batch, "UPDATE_RUNNING": batch, "BLOCK_N": 64 if batch else 1}
+            builds.append(_build(cbn_relu_upsample_forward_kernel, ty, stats, forward | {"BLOCK": BLOCK}, dense))
+            reduce = {"SCALE": scale, "BATCH_STATS": batch, "BLOCK": BLOCK}
             builds.append(
-                KernelBuild(
-                    cbn_relu_upsample_forward_kernel,
-                    {"x_ptr": f"*{ty}", "gain_ptr": "*fp32", "bias_ptr": "*fp32", "out_ptr": f"*{ty}"}
-                    | {name: "*fp32" for name in ("mean_ptr", "rstd_ptr", "sums_ptr", "squares_ptr")}
-                    | {"running_mean_ptr": "*fp32", "running_var_ptr": "*fp32"}
-                    | _ints("N", "C", "H", "W", "stride_xn", "stride_xc", "stride_xh", "stride_xw")
-                    | _ints("stride_gn", "stride_gc", "stride_bn", "stride_bc")
-                    | {"momentum": "fp32", "eps": "fp32"}
-                    | {name: "constexpr" for name in ("SCALE", "BATCH_STATS", "UPDATE_RUNNING", "BLOCK_N", "BLOCK")},
-                    {"SCALE": scale, "BATCH_STATS": batch_stats, "UPDATE_RUNNING": batch_stats, "BLOCK_N": 64}
-                    | {"BLOCK": BLOCK}
-                    | UNIT_STRIDES_OF_X_GAIN_BIAS,
-                    f"{ty} scale={scale} {'batch' if batch_stats else 'given'} stats",
-                    NUM_WARPS,
-                    MULTIPLES_OF_16,
-                )
+                _build(cbn_relu_upsample_backward_reduce_kernel, ty, stats, reduce, dense, "fp32" if batch else ty)
             )
-            builds.append(
-                KernelBuild(
-                    cbn_relu_upsample_backward_reduce_kernel,
-                    {"grad_ptr": f"*{ty}", "x_ptr": f"*{ty}", "gain_ptr": "*fp32", "bias_ptr": "*fp32"}
-                    | {"mean_ptr": "*fp32", "rstd_ptr": "*fp32", "dest_ptr": "*fp32" if batch_stats else f"*{ty}"}
-                    | {"dgain_ptr": "*fp32", "dbias_ptr": "*fp32"}
-                    | _ints("C", "H", "W", "stride_dn", "stride_dc", "stride_dh", "stride_dw")
-                    | _ints("stride_xn", "stride_xc", "stride_xh", "stride_xw")
-                    | _ints("stride_gn", "stride_gc", "stride_bn", "stride_bc")
-                    | {name: "constexpr" for name in ("SCALE", "BATCH_STATS", "X_DENSE", "BLOCK")},
-                    {"SCALE": scale, "BATCH_STATS": batch_stats, "X_DENSE": True, "BLOCK": BLOCK} | UNIT_STRIDES,
-                    f"{ty} scale={scale} {'batch' if batch_stats else 'given'} stats",
-                    NUM_WARPS,
-                    MULTIPLES_OF_16,
-                )
-            )
-        builds.append(
-            KernelBuild(
-                cbn_relu_upsample_backward_dx_kernel,
-                {"gz_ptr": "*fp32", "x_ptr": f"*{ty}", "gain_ptr": "*fp32", "mean_ptr": "*fp32", "rstd_ptr": "*fp32"}
-                | {"dgain_ptr": "*fp32", "dbias_ptr": "*fp32", "dx_ptr": f"*{ty}"}
-                | _ints(
-                    "N", "C", "H", "W", "stride_xn", "stride_xc", "stride_xh", "stride_xw", "stride_gn", "stride_gc"
-                )
-                | {"X_DENSE": "constexpr", "BLOCK_N": "constexpr", "BLOCK": "constexpr"},
-                {"X_DENSE": True, "BLOCK_N": 64, "BLOCK": BLOCK, "stride_xw": 1, "stride_gc": 1},
-                f"{ty}",
-                NUM_WARPS,
-                MULTIPLES_OF_16,
-            )
-        )
+        builds.append(_build(cbn_relu_upsample_backward_dx_kernel, ty, "", {"BLOCK_N": 64, "BLOCK": BLOCK}, dense))
     return builds

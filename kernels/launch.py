@@ -87,3 +87,14 @@ def element_type(dtype: torch.dtype) -> str:
     if dtype not in names:
         raise ValueError(f"Triton kernels here take fp32, fp16 or bf16 tensors, got {dtype}")
     return names[dtype]
+
+
+def with_int32_offsets(tensor: torch.Tensor, extents: dict[int, int]) -> torch.Tensor:
+    """`tensor`, or a contiguous copy when a kernel's in-plane offsets would overflow int32.
+
+    Kernels address a plane from an int64 base with int32 offsets Σ index_d · stride_d over the dims in
+    `extents` ({dim: how many indices the kernel spans along it}); unusual permuted views of large tensors can
+    exceed 2³¹, and those get copied.
+    """
+    span = sum((extent - 1) * tensor.stride(dim) for dim, extent in extents.items())
+    return tensor if span < 2**31 else tensor.contiguous()

@@ -32,7 +32,7 @@ import triton
 import triton.language as tl
 
 from fastgan.kernels.aot import KernelBuild
-from fastgan.kernels.launch import element_type, on_device_of
+from fastgan.kernels.launch import element_type, on_device_of, with_int32_offsets
 
 #: Elements per tile (BLOCK_H · BLOCK_W), forward: 8 per thread with 4 warps.
 BLOCK = 1024
@@ -200,14 +200,9 @@ def _check(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> int:
     return channels
 
 
-def _span(t: torch.Tensor, first_channels: int) -> int:
-    """Largest in-plane offset the kernels form for (N, C, H, W) tensor `t`: `first_channels` channels, H, W."""
-    return (first_channels - 1) * t.stride(1) + (t.shape[2] - 1) * t.stride(2) + (t.shape[3] - 1) * t.stride(3)
-
-
 def _with_int32_offsets(t: torch.Tensor, first_channels: int) -> torch.Tensor:
-    """`t`, or a contiguous copy of it if its strides would overflow the kernels' int32 in-plane offsets."""
-    return t if _span(t, first_channels) < 2**31 else t.contiguous()
+    """`t`, or a contiguous copy if offsets over `first_channels` channels and the whole plane overflow int32."""
+    return with_int32_offsets(t, {1: first_channels, 2: t.shape[2], 3: t.shape[3]})
 
 
 def _bands_checked(rows: int, width: int, block: int) -> int:

@@ -38,7 +38,8 @@ class ConditionalBatchNorm2d(CBNReLUUpsample):
     """Batch norm whose affine parameters depend on the class: gain = 1 + embed_g(y), bias = embed_b(y).
 
     Batch statistics in training, running statistics in eval. The normalisation itself happens inside
-    `fastgan.ops.cbn_relu_upsample`, together with the ReLU and up-sampling that always follow it.
+    `fastgan.ops.cbn_relu_upsample`, together with the ReLU and up-sampling that always follow it; calling the
+    module (``bn(x, gain, bias, scale)``, inherited) returns that activation, `relu_upsample_conv` also the conv.
     """
 
     def __init__(self, channels: int, num_classes: int, momentum: float = 0.1, eps: float = 1e-5):

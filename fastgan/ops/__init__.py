@@ -5,6 +5,7 @@ from fastgan.ops.backends import BACKENDS, backend, current_backend, fused_backe
 from fastgan.ops.cbn_relu_upsample import cbn_relu_upsample, cbn_relu_upsample_conv
 from fastgan.ops.mobilenet_score import mobilenet_score
 from fastgan.ops.nearest_upsample import nearest_upsample
+from fastgan.ops.pixel_shuffle_prelu import pixel_shuffle_prelu
 
 __all__ = [
     "BACKENDS",
@@ -15,5 +16,6 @@ __all__ = [
     "fused_backend_for",
     "mobilenet_score",
     "nearest_upsample",
+    "pixel_shuffle_prelu",
     "set_backend",
 ]

@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterator
+from types import ModuleType
 
 import torch
 
@@ -49,3 +51,9 @@ def backend(name: str) -> Iterator[str]:
 def fused_backend_for(device: torch.device) -> str:
     """What ``--fused`` selects on `device`: compiled Triton kernels on CUDA, fused torch arithmetic elsewhere."""
     return "triton" if torch.device(device).type == "cuda" else "fused-torch"
+
+
+def kernels_for(name: str, op: str, torch_kernels: type) -> ModuleType | type:
+    """What a fused op's autograd Function calls: the launchers of `fastgan.kernels.<op>` for "triton" (imported
+    only then: it needs Triton), else `torch_kernels`, the same contract in torch arithmetic ("fused-torch")."""
+    return importlib.import_module(f"fastgan.kernels.{op}") if name == "triton" else torch_kernels

@@ -14,8 +14,9 @@ import contextlib
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
-from fastgan.ops.backends import current_backend
+from fastgan.ops.backends import current_backend, kernels_for
 from fastgan.ops.nearest_upsample import nearest_upsample, repeat_blocks
 from fastgan.ops.traffic import Traffic
 
@@ -31,15 +32,23 @@ def cbn_relu_upsample_ref(
     eps: float = 1e-5,
     scale: int = 2,
 ) -> torch.Tensor:
-    """Eager reference: `F.batch_norm` (no affine), gain/bias, `F.relu`, nearest up-sampling."""
+    """Eager reference: `F.batch_norm` (no affine), gain/bias, `F.relu`, nearest up-sampling; in x's dtype."""
     normalised = F.batch_norm(x, running_mean, running_var, None, None, training, momentum, eps)
-    out = F.relu(normalised * gain[:, :, None, None] + bias[:, :, None, None])
+    out = F.relu(normalised * gain[:, :, None, None] + bias[:, :, None, None]).to(x.dtype)
     return nearest_upsample(out, scale)
 
 
 def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
     """fp32 for fp32/fp16/bf16, fp64 for fp64 (so gradcheck sees the exact maths)."""
     return torch.promote_types(x.dtype, torch.float32)
+
+
+def _pre_activation(x, mean, rstd, gain, bias) -> torch.Tensor:
+    """z = gain·x̂ + bias as x·(gain·rstd) + (bias − mean·gain·rstd): (N, C, H, W) in fp32 (fp64 for fp64)."""
+    acc = _accumulation_dtype(x)
+    multiplier = gain.to(acc) * rstd  # (N, C)
+    offset = bias.to(acc) - mean * multiplier
+    return torch.addcmul(offset[:, :, None, None], x, multiplier[:, :, None, None])
 
 
 class _TorchKernels:
@@ -57,10 +66,7 @@ class _TorchKernels:
 
     @staticmethod
     def forward_given_stats(x, mean, rstd, gain, bias, scale):
-        acc = _accumulation_dtype(x)
-        multiplier = gain.to(acc) * rstd  # (N, C)
-        offset = bias.to(acc) - mean * multiplier
-        y = torch.addcmul(offset[:, :, None, None], x, multiplier[:, :, None, None]).clamp_(min=0).to(x.dtype)
+        y = _pre_activation(x, mean, rstd, gain, bias).clamp_(min=0).to(x.dtype)
         return repeat_blocks(y, scale) if scale > 1 else y
 
     @staticmethod
@@ -71,8 +77,8 @@ class _TorchKernels:
         else:
             g = grad_out.to(acc, copy=True)  # modified in place below
         gain32 = gain.to(acc)
+        gz = g.masked_fill_(_pre_activation(x, mean, rstd, gain, bias) <= 0, 0)  # the forward's ReLU mask, exactly
         x_hat = (x.to(acc) - mean[:, None, None]) * rstd[:, None, None]
-        gz = g.masked_fill_(torch.addcmul(bias.to(acc)[:, :, None, None], x_hat, gain32[:, :, None, None]) <= 0, 0)
         dbias = gz.sum(dim=(2, 3))
         dgain = (gz * x_hat).sum(dim=(2, 3))
         multiplier = (gain32 * rstd)[:, :, None, None]
@@ -87,14 +93,6 @@ class _TorchKernels:
         return dx.to(x.dtype), dgain.to(gain.dtype), dbias.to(bias.dtype)
 
 
-def _kernels(name: str):
-    if name == "triton":
-        from fastgan.kernels import cbn_relu_upsample as triton_kernels
-
-        return triton_kernels
-    return _TorchKernels
-
-
 def _statistics(kernels, x, gain, bias, running_mean, running_var, training, momentum, eps, scale):
     """(out, mean, rstd) of the forward: batch statistics in training, running ones (copied, fp32) in eval."""
     if training:
@@ -106,19 +104,20 @@ def _statistics(kernels, x, gain, bias, running_mean, running_var, training, mom
 
 
 class _CBNReluUpsample(torch.autograd.Function):
-    """Fused forward; backward from x, statistics and gain/bias in one pass over the up-sampled gradient."""
+    """Fused forward; backward from x, statistics and gain/bias in one pass over the up-sampled gradient.
+
+    Not twice differentiable (its backward is itself fused): use the "torch" backend for double backward.
+    """
 
     @staticmethod
     def forward(ctx, x, gain, bias, running_mean, running_var, training, momentum, eps, scale, kernels):
-        with torch.no_grad():
-            out, mean, rstd = _statistics(
-                kernels, x, gain, bias, running_mean, running_var, training, momentum, eps, scale
-            )
+        out, mean, rstd = _statistics(kernels, x, gain, bias, running_mean, running_var, training, momentum, eps, scale)
         ctx.save_for_backward(x, mean, rstd, gain, bias)
         ctx.scale, ctx.training, ctx.kernels = scale, training, kernels
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         x, mean, rstd, gain, bias = ctx.saved_tensors
         dx, dgain, dbias = ctx.kernels.backward(grad_out, x, mean, rstd, gain, bias, ctx.scale, ctx.training)
@@ -139,14 +138,17 @@ def _without_autocast(device_type: str) -> contextlib.AbstractContextManager:
 
 
 class _CBNReluUpsampleConv(torch.autograd.Function):
-    """conv2d(cbn_relu_upsample(x)) that keeps x, not the up-sampled activation: backward recomputes it."""
+    """conv2d(cbn_relu_upsample(x)) that keeps x, not the up-sampled activation: backward recomputes it.
+
+    Not twice differentiable, like `_CBNReluUpsample`.
+    """
 
     @staticmethod
     def forward(
         ctx, x, gain, bias, weight, conv_bias, running_mean, running_var, training, momentum, eps, scale, kernels
     ):
         conv_dtype = _autocast_dtype(x.device.type, weight.dtype)
-        with torch.no_grad(), _without_autocast(x.device.type):
+        with _without_autocast(x.device.type):
             h, mean, rstd = _statistics(
                 kernels, x, gain, bias, running_mean, running_var, training, momentum, eps, scale
             )
@@ -158,6 +160,7 @@ class _CBNReluUpsampleConv(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         x, mean, rstd, gain, bias, weight = ctx.saved_tensors
         with _without_autocast(x.device.type):
@@ -228,7 +231,16 @@ def cbn_relu_upsample(
     if name == "torch":
         return cbn_relu_upsample_ref(x, gain, bias, running_mean, running_var, training, momentum, eps, scale)
     return _CBNReluUpsample.apply(
-        x, gain, bias, running_mean, running_var, training, momentum, eps, scale, _kernels(name)
+        x,
+        gain,
+        bias,
+        running_mean,
+        running_var,
+        training,
+        momentum,
+        eps,
+        scale,
+        kernels_for(name, "cbn_relu_upsample", _TorchKernels),
     )
 
 
@@ -263,7 +275,18 @@ def cbn_relu_upsample_conv(
         h = cbn_relu_upsample_ref(x, gain, bias, running_mean, running_var, training, momentum, eps, scale)
         return F.conv2d(h, weight, conv_bias, padding=weight.shape[-1] // 2)
     return _CBNReluUpsampleConv.apply(
-        x, gain, bias, weight, conv_bias, running_mean, running_var, training, momentum, eps, scale, _kernels(name)
+        x,
+        gain,
+        bias,
+        weight,
+        conv_bias,
+        running_mean,
+        running_var,
+        training,
+        momentum,
+        eps,
+        scale,
+        kernels_for(name, "cbn_relu_upsample", _TorchKernels),
     )
 
 
@@ -288,6 +311,13 @@ class CBNReLUUpsample(nn.Module):
     def forward_conv(
         self, x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, conv: nn.Conv2d, scale: int = 2
     ) -> torch.Tensor:
+        k = conv.kernel_size[0]
+        same = conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+        if not (same and conv.kernel_size == (k, k) and conv.padding == (k // 2, k // 2)):
+            raise ValueError(
+                f"forward_conv fuses only 'same' convolutions (square odd kernel, stride 1, padding k//2, dilation 1, "
+                f"groups 1, zero padding), got {conv}; apply such a conv to forward()'s output instead"
+            )
         return cbn_relu_upsample_conv(
             x,
             gain,

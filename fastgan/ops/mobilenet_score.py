@@ -13,13 +13,12 @@ fp64 logits always take the eager reference (the kernels take fp32/fp16/bf16), w
 from __future__ import annotations
 
 import math
-from types import ModuleType
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from fastgan.ops.backends import current_backend
+from fastgan.ops.backends import current_backend, kernels_for
 from fastgan.ops.traffic import Traffic
 
 
@@ -102,16 +101,6 @@ class _MobileNetScoreFunction(torch.autograd.Function):
         return ctx.kernels.backward(grad_score, logits, row_stats, log_marginal, score), None
 
 
-def _triton_kernels() -> ModuleType:
-    from fastgan.kernels import mobilenet_score as kernels  # imports triton: only when asked for
-
-    return kernels
-
-
-def _kernels_for(backend: str):
-    return _triton_kernels() if backend == "triton" else _TorchKernels
-
-
 def mobilenet_score(logits: torch.Tensor) -> torch.Tensor:
     """exp(mean_x KL(p(y|x) ‖ p(y))) with p(y) the batch-mean of p(y|x); differentiable, on the current backend.
 
@@ -132,7 +121,7 @@ def mobilenet_score(logits: torch.Tensor) -> torch.Tensor:
         return mobilenet_score_ref(logits)
     if logits.stride(1) != 1:
         logits = logits.contiguous()  # the kernels read rows with unit stride along K
-    return _MobileNetScoreFunction.apply(logits, _kernels_for(backend))
+    return _MobileNetScoreFunction.apply(logits, kernels_for(backend, "mobilenet_score", _TorchKernels))
 
 
 class MobileNetScore(nn.Module):
@@ -206,7 +195,7 @@ def traffic(batch: int, classes: int, dtype: torch.dtype = torch.float32) -> dic
     K > TILE).
     eager: the launches of `mobilenet_score_ref` and of autograd's backward through it.
     """
-    plan = _triton_kernels().launch_plan(batch, classes)
+    plan = kernels_for("triton", "mobilenet_score", _TorchKernels).launch_plan(batch, classes)
     size = torch.empty((), dtype=dtype).element_size()
     logits, f32 = batch * classes * size, 4
     passes = 1 if plan["whole_rows"] else 2

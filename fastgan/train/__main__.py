@@ -4,6 +4,7 @@ Examples:
     python -m fastgan.train --config embedded-64              # the shipped CPU-sized preset
     python -m fastgan.train --data cifar10 --data-path ~/data/cifar-10-batches-py --resolution 128
     python -m fastgan.train --resume runs/embedded-64 --iterations 5000
+    python -m fastgan.train --config embedded-64 --profile 5  # Chrome trace of 5 iterations in RUN/profile/
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _FLAG_KEYS = {
     "device": "train.device",
     "seed": "train.seed",
     "fused": "train.fused",
+    "profile": "output.profile_steps",
 }
 
 
@@ -56,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="fused ops: Triton kernels on CUDA; on a CPU the fused autograd ops with torch arithmetic",
+    )
+    p.add_argument(
+        "--profile",
+        type=int,
+        metavar="STEPS",
+        help="trace STEPS iterations (after a warm-up one) with torch.profiler to a Chrome trace in RUN_DIR/profile/",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
     p.add_argument(

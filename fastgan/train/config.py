@@ -103,10 +103,13 @@ class OutputConfig:
     samples_per_class: int = 8
     tensorboard: bool = True
     cache_dir: str = "~/.cache/fastgan"  # MS_real cache
+    profile_steps: int = 0  # iterations traced by torch.profiler after a warm-up one (0: no trace; --profile)
 
     def __post_init__(self) -> None:
         if min(self.checkpoint_every, self.sample_every, self.log_every, self.samples_per_class) < 1:
             raise ConfigError("output.checkpoint_every, sample_every, log_every and samples_per_class must be >= 1")
+        if self.profile_steps < 0:
+            raise ConfigError(f"output.profile_steps must be >= 0 (0 disables profiling), got {self.profile_steps}")
 
 
 @dataclass

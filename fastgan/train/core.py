@@ -1,6 +1,6 @@
 """The training core: loop, checkpoints, resume, samples, metrics, signals and non-finite-loss guard.
 
-A model family supplies `train_step(loader, step) -> metrics`, `sample_grid()`, `state_dict()` and
+A model family supplies `device`, `train_step(loader, step) -> metrics`, `sample_grid()`, `state_dict()` and
 `load_state_dict()`; everything else about a run lives here.
 """
 
@@ -20,6 +20,7 @@ import yaml
 from tqdm import tqdm
 
 from fastgan.data.loader import InMemoryLoader
+from fastgan.profiling import StepProfiler, phase
 from fastgan.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from fastgan.train.config import Config
 from fastgan.train.metrics import MetricsLog
@@ -36,6 +37,8 @@ class TrainingInterrupted(RuntimeError):
 
 
 class ModelFamily(Protocol):
+    device: torch.device
+
     def train_step(self, loader: InMemoryLoader, step: int) -> dict[str, float]: ...
 
     def sample_grid(self) -> torch.Tensor: ...
@@ -114,6 +117,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
+    @phase("checkpoint")
     def save(self) -> Path:
         """Write the checkpoint; refuses (NonFiniteLossError) if any network or optimiser tensor is NaN/inf."""
         family_state = self.family.state_dict()
@@ -132,6 +136,7 @@ class Trainer:
         }
         return save_checkpoint(state, self.checkpoint_path)
 
+    @phase("samples")
     def save_samples(self) -> Path:
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,34 +156,41 @@ class Trainer:
             )
 
     def run(self) -> None:
-        """Train to `train.iterations`; raises NonFiniteLossError or TrainingInterrupted."""
+        """Train to `train.iterations`; raises NonFiniteLossError or TrainingInterrupted.
+
+        With `output.profile_steps` > 0, the first iteration of this call is a profiler warm-up and the next
+        `profile_steps` are traced to `run_dir/profile/` (fastgan.profiling.StepProfiler).
+        """
         out, total = self.config.output, self.config.train.iterations
         metrics_log = MetricsLog(self.run_dir, out.tensorboard, resume_step=self.step)
         window: dict[str, list[float]] = {}
         window_start = time.perf_counter()
         progress = tqdm(total=total, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
+        profiler = StepProfiler(self.run_dir, out.profile_steps, self.family.device, first_step=self.step)
         try:
-            with _stop_on_signals() as received:
+            with _stop_on_signals() as received, profiler:
                 while self.step < total:
-                    metrics = self.family.train_step(self.loader, self.step)
-                    self._check_finite(metrics)
-                    self.step += 1
-                    for name, value in metrics.items():
-                        window.setdefault(name, []).append(value)
-                    progress.update()
-                    if self.step % out.log_every == 0 or self.step == total:
-                        elapsed = time.perf_counter() - window_start
-                        record = {k: sum(v) / len(v) for k, v in window.items()}
-                        record["it_per_s"] = len(next(iter(window.values()))) / elapsed
-                        metrics_log.write(self.step, record)
-                        progress.set_postfix(
-                            {k: f"{record[k]:.3f}" for k in ("d_loss", "g_loss", "ms_fake") if k in record}
-                        )
-                        window, window_start = {}, time.perf_counter()
-                    if self.step % out.sample_every == 0 or self.step == total:
-                        self.save_samples()
-                    if self.step % out.checkpoint_every == 0 or self.step == total:
-                        self.save()
+                    with phase("iteration"):
+                        metrics = self.family.train_step(self.loader, self.step)
+                        self._check_finite(metrics)
+                        self.step += 1
+                        for name, value in metrics.items():
+                            window.setdefault(name, []).append(value)
+                        progress.update()
+                        if self.step % out.log_every == 0 or self.step == total:
+                            elapsed = time.perf_counter() - window_start
+                            record = {k: sum(v) / len(v) for k, v in window.items()}
+                            record["it_per_s"] = len(next(iter(window.values()))) / elapsed
+                            metrics_log.write(self.step, record)
+                            progress.set_postfix(
+                                {k: f"{record[k]:.3f}" for k in ("d_loss", "g_loss", "ms_fake") if k in record}
+                            )
+                            window, window_start = {}, time.perf_counter()
+                        if self.step % out.sample_every == 0 or self.step == total:
+                            self.save_samples()
+                        if self.step % out.checkpoint_every == 0 or self.step == total:
+                            self.save()
+                    profiler.step()
                     if received:
                         path = self.save()
                         raise TrainingInterrupted(

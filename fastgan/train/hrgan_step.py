@@ -15,6 +15,7 @@ from fastgan.eval.evaluator import Evaluator, default_evaluator_weights, load_ev
 from fastgan.eval.real_score import cached_real_score
 from fastgan.losses import discriminator_hinge_loss, generator_loss
 from fastgan.models.hrgan import TRAINING_RESOLUTION, Discriminator, Generator, downsample_to_training
+from fastgan.profiling import phase
 from fastgan.train.config import Config
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,11 @@ class HRGANFamily:
     def _noise(self, batch: int) -> torch.Tensor:
         return torch.randn(batch, self.config.model.z_dim, generator=self.noise).to(self.device, non_blocking=True)
 
+    @phase("d_step")
     def discriminator_step(self, loader: InMemoryLoader) -> dict[str, float]:
         """One D update on a real batch and a generated batch with the real labels (Algorithm 1, lines 4–8)."""
-        real, labels = loader.next_batch(self.config.train.batch_size_d)
+        with phase("data"):
+            real, labels = loader.next_batch(self.config.train.batch_size_d)
         with torch.no_grad(), self._autocast():
             fake = downsample_to_training(self.generator(self._noise(len(labels)), labels))
         with self._autocast():
@@ -79,9 +82,18 @@ class HRGANFamily:
         loss = discriminator_hinge_loss(real_scores, fake_scores, self.config.loss.hinge_margin)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt_d.step()
+        with phase("optimizer_d"):
+            self.opt_d.step()
         return {"d_loss": loss.item(), "d_real": real_scores.mean().item(), "d_fake": fake_scores.mean().item()}
 
+    def _evaluator_logits(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The evaluator's logits of the generated images (B, 3, R, R) -> (B, classes), or None without L_MS."""
+        if self.evaluator is None:
+            return None
+        with phase("evaluator"):
+            return self.evaluator(images)
+
+    @phase("g_step")
     def generator_step(self) -> dict[str, float]:
         """One G update with the adversarial and MobileNet-score terms (Algorithm 1, lines 10–16)."""
         batch = self.config.train.batch_size_g
@@ -91,11 +103,12 @@ class HRGANFamily:
             with self._autocast():
                 images = self.generator(self._noise(batch), labels)  # (B, 3, R, R)
                 scores = self.discriminator(downsample_to_training(images), labels).float()
-                logits = self.evaluator(images) if self.evaluator is not None else None
+                logits = self._evaluator_logits(images)
             loss, parts = generator_loss(scores, logits, self.ms_real, self.hr, self.config.loss.lambda_ms)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
-            self.opt_g.step()
+            with phase("optimizer_g"):
+                self.opt_g.step()
         finally:
             self.discriminator.requires_grad_(True)
         return {"g_loss": loss.item(), **parts}
@@ -107,7 +120,8 @@ class HRGANFamily:
             metrics = self.discriminator_step(loader)
         metrics.update(self.generator_step())
         if step >= self.config.train.ema_start:
-            self.generator_ema.update_parameters(self.generator)
+            with phase("ema"):
+                self.generator_ema.update_parameters(self.generator)
         return metrics
 
     @torch.no_grad()

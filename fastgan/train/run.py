@@ -107,6 +107,8 @@ def resume(run_dir: str | Path, updates: dict[str, Any] | None = None) -> Traine
     checkpoint = load_checkpoint(run_dir)
     updates = dict(updates or {})
     path = Path(run_dir).expanduser()
-    updates.setdefault("output", {}).setdefault("out_dir", str(path if path.is_dir() else path.parent))
+    output = updates.setdefault("output", {})
+    output.setdefault("out_dir", str(path if path.is_dir() else path.parent))
+    output.setdefault("profile_steps", 0)  # profiling is per invocation: --profile again to trace a resumed run
     config = resume_config(checkpoint, updates)
     return _run(build_trainer(config, checkpoint), config)

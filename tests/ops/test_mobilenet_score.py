@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from fastgan.kernels import mobilenet_score as kernels
-from fastgan.kernels.aot import CAPABILITIES, compile_build, resource_usage
 from fastgan.ops.backends import backend as use_backend
 from fastgan.ops.mobilenet_score import (
     MobileNetScore,
@@ -196,16 +195,3 @@ def test_traffic_is_near_the_minimum_and_far_below_eager():
     half = traffic(128, 1000, torch.bfloat16)
     assert half["backward"].minimum == 2 * 128 * 1000 * 2 + 4
     assert half["forward"].eager > t["forward"].eager  # the fp32 cast is one more launch
-
-
-_BUILDS = [(build, capability) for build in kernels.aot_builds() for capability in CAPABILITIES]
-
-
-@pytest.mark.parametrize(
-    "build, capability", _BUILDS, ids=[f"{b.name}-{b.label.replace(' ', '-')}-sm{cap}" for b, cap in _BUILDS]
-)
-def test_every_build_compiles_without_spills(build, capability):
-    usage = resource_usage(compile_build(build, capability), capability)
-    assert usage.spill_store_bytes == 0 and usage.spill_load_bytes == 0, f"{usage}"
-    assert usage.registers <= 255
-    assert usage.global_loads and usage.global_stores

@@ -181,36 +181,6 @@ def test_triton_launcher_checks_grad_out():
         kernels.backward(grad.half(), x, weight, 2)
 
 
-def _aot_cases():
-    from fastgan.kernels.aot import CAPABILITIES
-    from fastgan.kernels.pixel_shuffle_prelu import aot_builds
-
-    cases = []
-    for build in aot_builds():
-        # The fp16 builds (every tile width, aligned and not) by default; fp32 and bf16 with -m slow.
-        quick = build.label.startswith("fp16")
-        for capability in CAPABILITIES:
-            cases.append(
-                pytest.param(
-                    build,
-                    capability,
-                    id=f"{build.name}-{build.label.replace(' ', '-')}-sm{capability}",
-                    marks=() if quick else pytest.mark.slow,
-                )
-            )
-    return cases
-
-
-@pytest.mark.parametrize(("build", "capability"), _aot_cases())
-def test_aot_compiles_without_spills(build, capability):
-    from fastgan.kernels.aot import compile_build, resource_usage
-
-    usage = resource_usage(compile_build(build, capability), capability)
-    assert usage.spill_store_bytes == 0 and usage.spill_load_bytes == 0, usage
-    assert usage.registers <= 128, usage
-    assert usage.global_loads and usage.global_stores, usage
-
-
 @pytest.mark.parametrize(
     "shape", [(16, 256, 64, 64), (4, 256, 24, 24), (1, 12, 270, 480)], ids=lambda s: "x".join(map(str, s))
 )

@@ -73,6 +73,14 @@ def test_fused_flag_sets_train_fused():
     assert cli._flag_updates(cli._parser().parse_args([])) == {}
 
 
+def test_profile_flag_sets_output_profile_steps():
+    assert cli._flag_updates(cli._parser().parse_args(["--profile", "3"])) == {"output": {"profile_steps": 3}}
+    assert load_config(None, ["output.profile_steps=3"]).output.profile_steps == 3
+    assert Config().output.profile_steps == 0
+    with pytest.raises(ConfigError, match="output.profile_steps must be >= 0"):
+        load_config(None, ["output.profile_steps=-1"])
+
+
 def test_variable_length_width_list():
     assert load_config(None, ["model.g_widths=[64, 32, 16, 8, 4]"]).model.g_widths == (64, 32, 16, 8, 4)
     with pytest.raises(ConfigError, match="model.g_widths must be a list"):

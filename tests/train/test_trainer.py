@@ -45,6 +45,21 @@ def test_fused_run_follows_the_eager_run(tiny_config, tmp_path, caplog):
             assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-4), (a["step"], key)
 
 
+def test_profile_writes_a_chrome_trace_of_the_phases(tiny_config, caplog):
+    """--profile 2 on a 4-iteration run: iteration 1 warms up, 2 and 3 are traced, 4 trains unprofiled."""
+    with caplog.at_level("INFO", logger="fastgan.profiling"):
+        trainer = train(merge(tiny_config, {"output": {"profile_steps": 2}}))
+    assert load_checkpoint(trainer.run_dir)["step"] == 4
+    traces = list((trainer.run_dir / "profile").glob("*.json"))
+    assert [t.name for t in traces] == ["trace_step3.json"]
+    assert str(traces[0]) in caplog.text
+    events = json.loads(traces[0].read_text())["traceEvents"]
+    names = [e.get("name") for e in events]
+    for phase in ("iteration", "data", "d_step", "optimizer_d", "g_step", "evaluator", "optimizer_g", "ema"):
+        assert names.count(f"fastgan/{phase}") == 2, phase  # once in each traced iteration
+    assert "fastgan/checkpoint" in names and "fastgan/samples" in names  # step 2 saves both
+
+
 def test_resume_continues_exactly(tiny_config, tmp_path):
     straight = train(tiny_config)
     half = merge(tiny_config, {"train": {"iterations": 2}, "output": {"out_dir": str(tmp_path / "resumed")}})

@@ -1,0 +1,46 @@
+"""cbn_relu_upsample: eager (batch_norm, mul, add, relu, up-sample) vs fused, at HRGAN generator block shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.common import BATCH, DEVICE, DTYPE, op_case
+from fastgan.ops import cbn_relu_upsample
+from fastgan.ops.cbn_relu_upsample import traffic
+
+#: (case, channels, side, scale): the first CBN (×2) of the last block of HRGAN-32/64/128 and its second CBN (×1).
+CASES = [
+    ("HRGAN-32 block 3 CBN1", 256, 16, 2),
+    ("HRGAN-64 block 4 CBN1", 256, 32, 2),
+    ("HRGAN-128 block 5 CBN1", 128, 64, 2),
+    ("HRGAN-128 block 5 CBN2", 64, 128, 1),
+]
+SMOKE = pytest.param(("smoke", 8, 8, 2), marks=pytest.mark.smoke, id="smoke")
+
+
+def _inputs(batch: int, channels: int, side: int):
+    x = torch.randn(batch, channels, side, side, device=DEVICE, dtype=DTYPE, requires_grad=True)
+    gain = (1 + 0.1 * torch.randn(batch, channels, device=DEVICE)).requires_grad_()
+    bias = (0.1 * torch.randn(batch, channels, device=DEVICE)).requires_grad_()
+    return x, gain, bias
+
+
+@pytest.mark.parametrize("provider", ["eager", "fused"])
+@pytest.mark.parametrize("mode", ["forward", "backward", "full"])
+@pytest.mark.parametrize("case", [*(pytest.param(c, id=c[0]) for c in CASES), SMOKE])
+def test_cbn_relu_upsample(benchmark, case, mode, provider):
+    name, channels, side, scale = case
+    batch = 2 if name == "smoke" else BATCH
+    running_mean = torch.zeros(channels, device=DEVICE)
+    running_var = torch.ones(channels, device=DEVICE)
+    benchmark.group = f"cbn_relu_upsample {name} {mode}"
+    op_case(
+        benchmark,
+        provider,
+        mode,
+        lambda: _inputs(batch, channels, side),
+        lambda x, gain, bias: cbn_relu_upsample(x, gain, bias, running_mean, running_var, scale=scale),
+        {"op": "cbn_relu_upsample", "case": name, "shape": [batch, channels, side, side], "scale": scale},
+        traffic((batch, channels, side, side), DTYPE, scale),
+    )

@@ -1,0 +1,149 @@
+"""Per block and per step, eager vs fused: a ResBlockUp, the generator forward+backward, one HRGAN iteration.
+
+The model is the one each machine trains: HRGAN-128 at the paper's widths and batches on CUDA (where a
+torch.compile'd eager model is measured too), the shipped embedded-64 preset on a CPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.common import (
+    DEVICE,
+    ON_CUDA,
+    PROVIDERS,
+    peak_allocated_bytes,
+    record,
+    run_timed,
+    saved_activation_bytes,
+)
+from fastgan.data.loader import InMemoryLoader
+from fastgan.models.blocks import ResBlockUp
+from fastgan.ops import backend
+from fastgan.train.config import Config, load_config, merge
+from fastgan.train.hrgan_step import HRGANFamily
+from fastgan.train.run import load_image_set
+
+PAPER_128 = {"model": {"resolution": 128}, "train": {"batch_size_d": 64, "batch_size_g": 128}}
+SMOKE_MODEL = {"model": {"resolution": 64, "g_channels": 16, "d_channels": 16, "z_dim": 32}}
+PROVIDER_IDS = ["eager", "fused", "compiled"]
+
+
+def _config(smoke: bool, cache_dir: str) -> Config:
+    base = load_config(None, []) if ON_CUDA else load_config("embedded-64")
+    model = SMOKE_MODEL if smoke else PAPER_128 if ON_CUDA else {}
+    batches = {"batch_size_d": 4, "batch_size_g": 4} if smoke else {}
+    updates = {
+        "data": {"source": "embedded", "num_images": 256},
+        "train": {"device": DEVICE.type, "ema_start": 0, **batches},
+        "output": {"cache_dir": cache_dir, "samples_per_class": 1},
+    }
+    return merge(merge(base, model), updates)
+
+
+def _skip_unless_available(provider: str) -> None:
+    if provider == "compiled" and not ON_CUDA:
+        pytest.skip("torch.compile baseline is measured on CUDA only (CPU compile time dwarfs these runs)")
+
+
+def _scope(provider: str):
+    return backend(PROVIDERS.get(provider, "torch"))
+
+
+@pytest.fixture
+def family_and_loader(request, tmp_path):
+    smoke = request.node.get_closest_marker("smoke") is not None
+    config = _config(smoke, str(tmp_path / "cache"))
+    image_set = load_image_set(config.data)
+    family = HRGANFamily(config, image_set, DEVICE)
+    return family, InMemoryLoader(image_set, 0, True, DEVICE), config
+
+
+def _maybe_compile(family: HRGANFamily, provider: str) -> None:
+    if provider == "compiled":
+        family.generator = torch.compile(family.generator)
+        family.discriminator = torch.compile(family.discriminator)
+
+
+def _measure(benchmark, config: Config, what: str, provider: str, step, saving, **info) -> None:
+    """Time `step()`; record activation bytes kept by `saving()` and, on CUDA, the peak memory of one step."""
+    m, t = config.model, config.train
+    benchmark.group = f"train {what}"
+    seconds = run_timed(benchmark, step)
+    info |= {
+        "op": what,
+        "case": f"HRGAN-{m.resolution} G{m.g_channels} D{m.d_channels} B{t.batch_size_d}/{t.batch_size_g}",
+        "provider": provider,
+        "mode": "full",
+        "saved_bytes": saved_activation_bytes(saving),
+    }
+    peak = peak_allocated_bytes(step)
+    if peak is not None:
+        info["peak_allocated_bytes"] = peak
+    record(benchmark, info, seconds)
+
+
+@pytest.mark.parametrize("provider", PROVIDER_IDS)
+@pytest.mark.parametrize("size", [pytest.param("model", id="model"), pytest.param("smoke", marks=pytest.mark.smoke)])
+def test_res_block_up(benchmark, provider, size, family_and_loader):
+    """The generator's last (largest-activation) ResBlockUp, forward + backward."""
+    _skip_unless_available(provider)
+    family, _, config = family_and_loader
+    last = [m for m in family.generator.modules() if isinstance(m, ResBlockUp)][-1]
+    block = ResBlockUp(last.conv1.in_channels, last.conv1.out_channels, family.num_classes).to(DEVICE)
+    if provider == "compiled":
+        block = torch.compile(block)
+    side = config.model.resolution // 2
+    batch = config.train.batch_size_g
+    x = torch.randn(batch, last.conv1.in_channels, side, side, device=DEVICE, requires_grad=True)
+    y = torch.randint(family.num_classes, (batch,), device=DEVICE)
+
+    def forward():
+        with _scope(provider), family._autocast():
+            return block(x, y)
+
+    def step():
+        forward().float().mean().backward()
+
+    _measure(benchmark, config, "ResBlockUp", provider, step, forward, shape=list(x.shape))
+
+
+@pytest.mark.parametrize("provider", PROVIDER_IDS)
+@pytest.mark.parametrize("size", [pytest.param("model", id="model"), pytest.param("smoke", marks=pytest.mark.smoke)])
+def test_generator_forward_backward(benchmark, provider, size, family_and_loader):
+    """G(z, y) at the G batch, forward + backward of the mean output."""
+    _skip_unless_available(provider)
+    family, _, config = family_and_loader
+    _maybe_compile(family, provider)
+    batch = config.train.batch_size_g
+    z = torch.randn(batch, config.model.z_dim, device=DEVICE)
+    y = torch.randint(family.num_classes, (batch,), device=DEVICE)
+
+    def forward():
+        with _scope(provider), family._autocast():
+            return family.generator(z, y)
+
+    def step():
+        forward().float().mean().backward()
+
+    _measure(benchmark, config, "generator", provider, step, forward)
+
+
+@pytest.mark.parametrize("provider", PROVIDER_IDS)
+@pytest.mark.parametrize("size", [pytest.param("model", id="model"), pytest.param("smoke", marks=pytest.mark.smoke)])
+def test_training_iteration(benchmark, provider, size, family_and_loader):
+    """One HRGAN iteration: n_dis D steps, the G step with the MobileNet-score loss, the EMA update."""
+    _skip_unless_available(provider)
+    family, loader, config = family_and_loader
+    _maybe_compile(family, provider)
+
+    def iteration():
+        with _scope(provider):
+            family.train_step(loader, step=1)
+
+    def generator_step():
+        with _scope(provider):
+            family.generator_step()
+
+    _measure(benchmark, config, "HRGAN iteration", provider, iteration, generator_step)

@@ -1,0 +1,171 @@
+"""What every benchmark shares: the device, the providers, the timing method and the measurements in extra_info."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import triton
+
+from fastgan.ops import backend, fused_backend_for
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+ON_CUDA = DEVICE.type == "cuda"
+#: Activation dtype: bf16 as training runs on CUDA; fp32 on a CPU, where bf16 arithmetic is emulated and slow.
+DTYPE = torch.bfloat16 if ON_CUDA else torch.float32
+#: Batch of the HRGAN block shapes: the paper's 64 on CUDA, 16 on a CPU so the whole suite runs in minutes.
+BATCH = 64 if ON_CUDA else 16
+#: provider -> `fastgan.ops` backend. On a CPU "fused" is the fused torch arithmetic; the Triton interpreter
+#: is a correctness tool and is never timed.
+PROVIDERS = {"eager": "torch", "fused": fused_backend_for(DEVICE)}
+ROUNDS, WARMUP_ROUNDS = (50, 5) if ON_CUDA else (5, 1)
+
+#: Peak DRAM bandwidth (GB/s) of GPUs we report against, by a substring of the device name.
+PEAK_BANDWIDTH_GBPS = {"H200": 4800, "H100 SXM": 3350, "H100 PCIe": 2000, "H100": 3350, "A100": 2039, "L40S": 864}
+
+
+def device_name() -> str:
+    """The GPU's name, or the CPU model with its core count."""
+    if ON_CUDA:
+        return torch.cuda.get_device_name(DEVICE)
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
+    return f"{model} ×{os.cpu_count()} cores"
+
+
+def peak_bandwidth_gbps() -> float | None:
+    """The device's peak memory bandwidth in GB/s when known (CUDA only)."""
+    if not ON_CUDA:
+        return None
+    name = device_name()
+    return next((peak for key, peak in PEAK_BANDWIDTH_GBPS.items() if key in name), None)
+
+
+def environment(dtype: torch.dtype = DTYPE) -> dict[str, Any]:
+    """The extra_info every result carries: device, versions, dtype, providers."""
+    return {
+        "device": device_name(),
+        "device_type": DEVICE.type,
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "dtype": str(dtype).removeprefix("torch."),
+        "fused_backend": PROVIDERS["fused"],
+    }
+
+
+def _synchronized(fn: Callable[..., Any]) -> Callable[..., Any]:
+    if not ON_CUDA:
+        return fn
+
+    def run(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        torch.cuda.synchronize(DEVICE)
+        return result
+
+    return run
+
+
+def run_timed(benchmark, target: Callable[..., Any], setup: Callable[[], tuple] | None = None) -> float | None:
+    """Time `target` with `benchmark.pedantic` (warm-up rounds first, CUDA synchronised); returns the median seconds.
+
+    `setup`, when given, runs untimed before each round and returns the positional arguments of `target`.
+    Returns None when benchmarking is disabled (``--benchmark-disable``: the target still runs once).
+    """
+    wrapped_setup = None if setup is None else _synchronized(lambda: (setup(), {}))
+    benchmark.pedantic(
+        _synchronized(target), setup=wrapped_setup, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1
+    )
+    return None if benchmark.stats is None else benchmark.stats.stats.median
+
+
+def saved_activation_bytes(forward: Callable[[], Any]) -> int:
+    """Bytes of the distinct storages autograd keeps for backward while `forward()` runs (saved-tensor hooks).
+
+    Parameters are counted too when saved, but they are small next to activations at these shapes.
+    """
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr() or id(storage)] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        forward()
+    return sum(storages.values())
+
+
+def peak_allocated_bytes(step: Callable[[], Any]) -> int | None:
+    """CUDA: the peak memory allocated above the current level while `step()` runs; None on a CPU."""
+    if not ON_CUDA:
+        return None
+    torch.cuda.synchronize(DEVICE)
+    base = torch.cuda.memory_allocated(DEVICE)
+    torch.cuda.reset_peak_memory_stats(DEVICE)
+    step()
+    torch.cuda.synchronize(DEVICE)
+    return torch.cuda.max_memory_allocated(DEVICE) - base
+
+
+def record(benchmark, info: dict[str, Any], seconds: float | None, traffic_bytes: int | None = None) -> None:
+    """Store `info` plus the environment, and on CUDA the achieved bandwidth, in the result's extra_info."""
+    benchmark.extra_info.update(environment())
+    benchmark.extra_info.update(info)
+    if traffic_bytes is not None:
+        benchmark.extra_info["traffic_bytes"] = traffic_bytes
+        peak = peak_bandwidth_gbps()
+        if ON_CUDA and seconds:
+            achieved = traffic_bytes / seconds / 1e9
+            benchmark.extra_info["achieved_gbps"] = round(achieved, 1)
+            if peak:
+                benchmark.extra_info["peak_gbps"] = peak
+                benchmark.extra_info["fraction_of_peak"] = round(achieved / peak, 3)
+
+
+def op_case(
+    benchmark,
+    provider: str,
+    mode: str,
+    make_inputs: Callable[[], tuple[torch.Tensor, ...]],
+    op: Callable[..., torch.Tensor],
+    info: dict[str, Any],
+    traffic: dict[str, Any],
+) -> None:
+    """Benchmark one op: `op(*inputs)` under `provider`'s backend, in mode forward / backward / full.
+
+    `make_inputs()` returns fresh leaf tensors (those needing gradients already require them); the output's
+    gradient is a fixed random tensor. `traffic` is the op's analytic {"forward": Traffic, "backward": Traffic}.
+    """
+    inputs = make_inputs()
+    with backend(PROVIDERS[provider]):
+        probe = op(*inputs)
+    grad = torch.randn_like(probe, dtype=probe.dtype) if probe.dim() else torch.ones_like(probe)
+
+    def forward():
+        with backend(PROVIDERS[provider]):
+            return op(*inputs)
+
+    def full():
+        forward().backward(grad)
+
+    if mode == "forward":
+        seconds = run_timed(benchmark, forward)
+    elif mode == "backward":
+        seconds = run_timed(benchmark, lambda out: out.backward(grad), setup=lambda: (forward(),))
+    else:
+        seconds = run_timed(benchmark, full)
+    passes = {"forward": ["forward"], "backward": ["backward"], "full": ["forward", "backward"]}[mode]
+    kind = "fused" if provider == "fused" else "eager"
+    bytes_moved = sum(getattr(traffic[p], kind) for p in passes)
+    info = info | {"provider": provider, "mode": mode, "saved_bytes": saved_activation_bytes(forward)}
+    peak = peak_allocated_bytes(full)
+    if peak is not None:
+        info["peak_allocated_bytes"] = peak
+    info["minimum_traffic_bytes"] = sum(traffic[p].minimum for p in passes)
+    record(benchmark, info, seconds, bytes_moved)

@@ -1,0 +1,32 @@
+"""pytest-benchmark configuration: the header says what "fused" means here; ``--smoke`` runs only tiny cases."""
+
+from __future__ import annotations
+
+from bench.common import BATCH, DTYPE, PROVIDERS, device_name
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--smoke", action="store_true", help="run only the tiny smoke case of each bench file (used by the tests)"
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "smoke: the tiny case of a bench file that the test suite runs")
+
+
+def pytest_report_header(config):
+    fused = PROVIDERS["fused"]
+    what = (
+        "compiled Triton kernels"
+        if fused == "triton"
+        else "fused autograd ops with torch arithmetic (no CUDA device: the Triton interpreter is not timed)"
+    )
+    return [f"fastgan bench on {device_name()}: dtype {DTYPE}, HRGAN batch {BATCH}; provider 'fused' = {what}"]
+
+
+def pytest_collection_modifyitems(config, items):
+    smoke = config.getoption("--smoke")
+    keep = [item for item in items if (item.get_closest_marker("smoke") is not None) == smoke]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep

@@ -1,0 +1,146 @@
+"""python -m bench.report BENCH.json [--out bench/results/NAME]: pytest-benchmark JSON -> ratio table and chart.
+
+Pairs each eager result with its fused (and, for training cases, torch.compile) counterpart measured in the same
+run and prints one row per op, case and mode: median times, speed-up (eager / fused), the activation bytes
+fused keeps as a fraction of eager's, and — on CUDA — achieved GB/s and its fraction of the device's peak.
+With --out it also writes NAME.md (the table) and NAME.png (bar chart of the ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+MODES = {"forward": 0, "backward": 1, "full": 2}
+
+
+def _key(result: dict[str, Any]) -> tuple[str, str, str]:
+    info = result["extra_info"]
+    return info["op"], info["case"], info["mode"]
+
+
+def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (op, case, mode) with eager and fused results: times in ms, ratios, bandwidth."""
+    by_key: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+    for result in report["benchmarks"]:
+        by_key.setdefault(_key(result), {})[result["extra_info"]["provider"]] = result
+    table = []
+    for (op, case, mode), providers in by_key.items():
+        if "eager" not in providers or "fused" not in providers:
+            continue
+        eager, fused = providers["eager"], providers["fused"]
+        eager_ms, fused_ms = eager["stats"]["median"] * 1e3, fused["stats"]["median"] * 1e3
+        row = {
+            "op": op,
+            "case": case,
+            "mode": mode,
+            "eager_ms": eager_ms,
+            "fused_ms": fused_ms,
+            "speedup": eager_ms / fused_ms,
+            "memory_ratio": fused["extra_info"]["saved_bytes"] / max(eager["extra_info"]["saved_bytes"], 1),
+        }
+        if "compiled" in providers:
+            row["compiled_ms"] = providers["compiled"]["stats"]["median"] * 1e3
+        info = fused["extra_info"]
+        if "traffic_bytes" in info and "minimum_traffic_bytes" in info:
+            row["traffic_vs_minimum"] = info["traffic_bytes"] / info["minimum_traffic_bytes"]
+            row["eager_traffic_vs_minimum"] = eager["extra_info"]["traffic_bytes"] / info["minimum_traffic_bytes"]
+        for name in ("achieved_gbps", "fraction_of_peak", "peak_allocated_bytes"):
+            if name in info:
+                row[name] = info[name]
+        if "peak_allocated_bytes" in eager["extra_info"] and "peak_allocated_bytes" in info:
+            row["peak_memory_ratio"] = info["peak_allocated_bytes"] / max(
+                eager["extra_info"]["peak_allocated_bytes"], 1
+            )
+        table.append(row)
+    return sorted(table, key=lambda row: (row["op"], row["case"], MODES.get(row["mode"], 3)))
+
+
+def _cell(row: dict[str, Any], name: str, fmt: str) -> str:
+    return format(row[name], fmt) if name in row else "–"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The table, headed by the device, versions and what "fused" meant in this run."""
+    table = rows(report)
+    first = report["benchmarks"][0]["extra_info"] if report["benchmarks"] else {}
+    lines = [
+        f"Device: {first.get('device', '?')} · torch {first.get('torch', '?')} · triton {first.get('triton', '?')} · "
+        f"dtype {first.get('dtype', '?')} · fused = `{first.get('fused_backend', '?')}` · {report.get('datetime', '')}",
+        "",
+        "| op | case | mode | eager ms | fused ms | speed-up | compiled ms | saved-activation ratio | "
+        "traffic fused/min (eager/min) | GB/s | % of peak |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in table:
+        traffic = (
+            f"{row['traffic_vs_minimum']:.2f} ({row['eager_traffic_vs_minimum']:.2f})"
+            if "traffic_vs_minimum" in row
+            else "–"
+        )
+        peak = f"{100 * row['fraction_of_peak']:.0f} %" if "fraction_of_peak" in row else "–"
+        lines.append(
+            f"| {row['op']} | {row['case']} | {row['mode']} | {row['eager_ms']:.3f} | {row['fused_ms']:.3f} | "
+            f"{row['speedup']:.2f}× | {_cell(row, 'compiled_ms', '.3f')} | {row['memory_ratio']:.2f} | {traffic} | "
+            f"{_cell(row, 'achieved_gbps', '.0f')} | {peak} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def chart(report: dict[str, Any], path: Path) -> None:
+    """Horizontal bars of speed-up and saved-activation ratio per row, a line at 1 (parity)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = rows(report)
+    labels = [f"{row['op']} · {row['case']} · {row['mode']}" for row in table]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 0.32 * len(table) + 1.5), sharey=True)
+    for axis, name, title in (
+        (axes[0], "speedup", "speed-up (eager / fused), >1 is faster"),
+        (axes[1], "memory_ratio", "activation bytes kept (fused / eager), <1 is leaner"),
+    ):
+        axis.barh(
+            range(len(table)), [row[name] for row in table], color="tab:blue" if name == "speedup" else "tab:green"
+        )
+        axis.axvline(1.0, color="black", linewidth=0.8)
+        axis.set_title(title, fontsize=9)
+    axes[0].set_yticks(range(len(table)), labels, fontsize=7)
+    axes[0].invert_yaxis()
+    first = report["benchmarks"][0]["extra_info"] if report["benchmarks"] else {}
+    fig.suptitle(f"fastgan fused vs eager on {first.get('device', '?')} ({first.get('dtype', '?')})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("json", type=Path, help="file written by pytest bench/ --benchmark-json FILE")
+    parser.add_argument("--out", type=Path, help="also write OUT.md and OUT.png (e.g. bench/results/h100)")
+    args = parser.parse_args(argv)
+    try:
+        report = json.loads(args.json.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"error: cannot read {args.json}: {exc}", file=sys.stderr)
+        return 2
+    if not rows(report):
+        print(
+            f"error: {args.json} holds no eager/fused pairs; run pytest bench/ --benchmark-only first", file=sys.stderr
+        )
+        return 2
+    text = markdown(report)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".md").write_text(text)
+        chart(report, args.out.with_suffix(".png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Profiling: named phases for Nsight Systems and torch.profiler, and a Chrome trace of a few training steps.
+
+Every phase opens an NVTX push/pop range and a `torch.profiler.record_function` of the same name,
+`fastgan/<phase>`, so the phases of an iteration show on Nsight Systems' timeline and in torch.profiler
+traces. Without a profiler attached both are near-free (no-ops on a CPU-only machine).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity
+
+log = logging.getLogger(__name__)
+
+RANGE_PREFIX = "fastgan/"
+
+
+@contextmanager
+def phase(name: str) -> Iterator[None]:
+    """Mark a phase `fastgan/<name>` as an NVTX range and a torch.profiler range; also usable as a decorator."""
+    full_name = RANGE_PREFIX + name
+    with torch.cuda.nvtx.range(full_name), torch.profiler.record_function(full_name):
+        yield
+
+
+class StepProfiler:
+    """Records `steps` iterations with torch.profiler (CPU, plus CUDA on a CUDA device) to a Chrome trace.
+
+    Use as a context manager around the training loop and call `step()` after each iteration. The first
+    iteration is a warm-up, the next `steps` are recorded; the trace is written to
+    `run_dir/profile/trace_step<N>.json`, N being the last recorded iteration, and the profiler is then
+    stopped so that training continues without it. With `steps == 0` everything is a no-op.
+
+    Args:
+        run_dir: the run directory.
+        steps: iterations to record (0 disables profiling).
+        device: the training device.
+        first_step: iterations the run had done before this loop (its checkpoint step when resumed).
+    """
+
+    def __init__(self, run_dir: str | Path, steps: int, device: torch.device, first_step: int = 0):
+        self.trace_dir = Path(run_dir) / "profile"
+        self.steps, self.first_step = steps, first_step
+        self.trace_path: Path | None = None
+        self._profile: torch.profiler.profile | None = None
+        if steps > 0:
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+            self._profile = torch.profiler.profile(
+                activities=activities,
+                schedule=torch.profiler.schedule(wait=0, warmup=1, active=steps, repeat=1),
+                record_shapes=True,
+                on_trace_ready=self._export,
+            )
+
+    def _export(self, prof: torch.profiler.profile) -> None:
+        if prof.step_num < 2:  # stopped right after the warm-up iteration: nothing was recorded
+            return
+        last = self.first_step + prof.step_num
+        self.trace_dir.mkdir(parents=True, exist_ok=True)
+        path = self.trace_dir / f"trace_step{last}.json"
+        prof.export_chrome_trace(str(path))
+        self.trace_path = path
+        log.info("profile: Chrome trace of iterations %d-%d written to %s", self.first_step + 2, last, path)
+
+    def __enter__(self) -> StepProfiler:
+        if self._profile is not None:
+            self._profile.start()
+        return self
+
+    def step(self) -> None:
+        """Mark the end of an iteration; stops the profiler once its trace is written."""
+        if self._profile is None:
+            return
+        self._profile.step()
+        if self.trace_path is not None:
+            self._close()
+
+    def __exit__(self, *exc_info) -> None:
+        if self._profile is None:
+            return
+        self._close()  # a run that ends early exports the iterations recorded so far
+        if self.trace_path is None:
+            log.warning("profile: no trace written; the run ended before any iteration after the warm-up one")
+
+    def _close(self) -> None:
+        profile, self._profile = self._profile, None
+        profile.__exit__(None, None, None)

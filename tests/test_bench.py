@@ -1,0 +1,57 @@
+"""The bench suite cannot rot: every bench file's smoke case runs, and the report turns results into ratios."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_bench_file_runs_its_smoke_case():
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "bench", "--smoke", "--benchmark-disable", "-v", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for path in sorted((ROOT / "bench").glob("bench_*.py")):
+        passed = [
+            line for line in result.stdout.splitlines() if line.startswith(f"bench/{path.name}::") and "PASSED" in line
+        ]
+        assert passed, f"{path.name} ran no smoke case"
+
+
+def _result(provider, median, saved, **info):
+    extra = {"op": "cbn_relu_upsample", "case": "c", "mode": "full", "provider": provider, "saved_bytes": saved}
+    extra |= {"device": "test device", "dtype": "float32", "fused_backend": "fused-torch"} | info
+    return {"extra_info": extra, "stats": {"median": median}}
+
+
+def test_report_pairs_providers_and_writes_table_and_chart(tmp_path):
+    data = {
+        "datetime": "2026-11-23",
+        "benchmarks": [
+            _result("eager", 0.004, 1000, traffic_bytes=300, minimum_traffic_bytes=100),
+            _result("fused", 0.002, 250, traffic_bytes=120, minimum_traffic_bytes=100),
+            _result("eager", 0.001, 10, op="lonely"),  # no fused partner: not a row
+        ],
+    }
+    (tmp_path / "bench.json").write_text(json.dumps(data))
+    [row] = report.rows(data)
+    assert row["speedup"] == 2.0 and row["memory_ratio"] == 0.25
+    assert row["traffic_vs_minimum"] == 1.2 and row["eager_traffic_vs_minimum"] == 3.0
+    assert report.main([str(tmp_path / "bench.json"), "--out", str(tmp_path / "out" / "cpu")]) == 0
+    table = (tmp_path / "out" / "cpu.md").read_text()
+    assert "| cbn_relu_upsample | c | full | 4.000 | 2.000 | 2.00× |" in table
+    assert (tmp_path / "out" / "cpu.png").stat().st_size > 1000
+
+
+def test_report_refuses_a_file_without_pairs(tmp_path, capsys):
+    (tmp_path / "empty.json").write_text(json.dumps({"benchmarks": []}))
+    assert report.main([str(tmp_path / "empty.json")]) == 2
+    assert "no eager/fused pairs" in capsys.readouterr().err
