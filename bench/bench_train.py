@@ -20,6 +20,7 @@ from bench.common import (
 )
 from fastgan.data.loader import InMemoryLoader
 from fastgan.models.blocks import ResBlockUp
+from fastgan.models.hrgan import generator_channels
 from fastgan.ops import backend
 from fastgan.train.config import Config, load_config, merge
 from fastgan.train.hrgan_step import HRGANFamily
@@ -69,11 +70,13 @@ def _maybe_compile(family: HRGANFamily, provider: str) -> None:
 def _measure(benchmark, config: Config, what: str, provider: str, step, saving, **info) -> None:
     """Time `step()`; record activation bytes kept by `saving()` and, on CUDA, the peak memory of one step."""
     m, t = config.model, config.train
+    widths = m.g_widths or [m.g_channels, *generator_channels(m.resolution, m.g_channels)]
     benchmark.group = f"train {what}"
     seconds = run_timed(benchmark, step)
     info |= {
         "op": what,
-        "case": f"HRGAN-{m.resolution} G{m.g_channels} D{m.d_channels} B{t.batch_size_d}/{t.batch_size_g}",
+        "case": f"HRGAN-{m.resolution} G{'/'.join(map(str, widths))} D{m.d_channels} "
+        f"B{t.batch_size_d}/{t.batch_size_g}",
         "provider": provider,
         "mode": "full",
         "saved_bytes": saved_activation_bytes(saving),

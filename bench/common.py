@@ -22,7 +22,7 @@ BATCH = 64 if ON_CUDA else 16
 #: provider -> `fastgan.ops` backend. On a CPU "fused" is the fused torch arithmetic; the Triton interpreter
 #: is a correctness tool and is never timed.
 PROVIDERS = {"eager": "torch", "fused": fused_backend_for(DEVICE)}
-ROUNDS, WARMUP_ROUNDS = (50, 5) if ON_CUDA else (5, 1)
+ROUNDS, WARMUP_ROUNDS = (50, 5) if ON_CUDA else (9, 2)
 
 #: Peak DRAM bandwidth (GB/s) of GPUs we report against, by a substring of the device name.
 PEAK_BANDWIDTH_GBPS = {"H200": 4800, "H100 SXM": 3350, "H100 PCIe": 2000, "H100": 3350, "A100": 2039, "L40S": 864}

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgan.models.blocks import ResBlock, ResBlockDown, ResBlockUp, sn_xavier, xavier_init_
+from fastgan.ops import cbn_relu_upsample_conv
 
 TRAINING_RESOLUTION = 32
 _BLOCKS_FOR_RESOLUTION = {32: 3, 64: 4, 128: 5}
@@ -61,7 +62,22 @@ class Generator(nn.Module):
         h = self.project(z).view(z.shape[0], -1, 4, 4)  # (N, C, 4, 4)
         for block in self.blocks:
             h = block(h, y)  # (N, C', 2H, 2W)
-        return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))  # (N, 3, R, R)
+        n, c = h.shape[:2]
+        bn = self.out_bn  # BN → ReLU → conv as one op: the fused backends keep only h for backward
+        h = cbn_relu_upsample_conv(
+            h,
+            bn.weight.expand(n, c),
+            bn.bias.expand(n, c),
+            self.out_conv.weight,
+            self.out_conv.bias,
+            bn.running_mean,
+            bn.running_var,
+            training=bn.training,
+            momentum=bn.momentum,
+            eps=bn.eps,
+            scale=1,
+        )
+        return torch.tanh(h)  # (N, 3, R, R)
 
 
 def downsample_to_training(images: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,10 @@
 
 - ``"torch"``: the eager references (`<op>_ref`), plain torch autograd. The default.
 - ``"fused-torch"``: the fused autograd Functions with torch arithmetic inside — the memory-saving
-  backward without Triton; what ``--fused`` means on a machine without a GPU.
+  backward without Triton, with no compile latency (what the tests check the Functions with).
+- ``"fused-compiled"``: the same with the arithmetic compiled by `torch.compile` (dynamic shapes, compiled on
+  first use, ~20 s per op on two cores): what ``--fused`` means on a machine without a GPU when a C++ compiler
+  is available for TorchInductor.
 - ``"triton"``: the fused autograd Functions launching the Triton kernels of `fastgan.kernels`:
   compiled on CUDA tensors, run by Triton's interpreter on CPU tensors (correct, but far too slow to train).
 """
@@ -10,13 +13,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
+import os
+import shutil
 from collections.abc import Iterator
 from types import ModuleType
 
 import torch
 
-BACKENDS = ("torch", "fused-torch", "triton")
+BACKENDS = ("torch", "fused-torch", "fused-compiled", "triton")
 _current = "torch"
 
 
@@ -49,11 +55,28 @@ def backend(name: str) -> Iterator[str]:
 
 
 def fused_backend_for(device: torch.device) -> str:
-    """What ``--fused`` selects on `device`: compiled Triton kernels on CUDA, fused torch arithmetic elsewhere."""
-    return "triton" if torch.device(device).type == "cuda" else "fused-torch"
+    """What ``--fused`` selects on `device`: Triton kernels on CUDA; elsewhere the fused torch arithmetic, compiled
+    by TorchInductor when a C++ compiler is on the PATH."""
+    if torch.device(device).type == "cuda":
+        return "triton"
+    return "fused-compiled" if shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++") else "fused-torch"
+
+
+@functools.cache
+def _compiled(torch_kernels: type) -> type:
+    """`torch_kernels` with each static method compiled by `torch.compile` (dynamic shapes), built once."""
+    methods = {
+        name: staticmethod(torch.compile(member.__func__, dynamic=True))
+        for name, member in vars(torch_kernels).items()
+        if isinstance(member, staticmethod)
+    }
+    return type(f"Compiled{torch_kernels.__name__}", (), methods)
 
 
 def kernels_for(name: str, op: str, torch_kernels: type) -> ModuleType | type:
     """What a fused op's autograd Function calls: the launchers of `fastgan.kernels.<op>` for "triton" (imported
-    only then: it needs Triton), else `torch_kernels`, the same contract in torch arithmetic ("fused-torch")."""
-    return importlib.import_module(f"fastgan.kernels.{op}") if name == "triton" else torch_kernels
+    only then: it needs Triton); `torch_kernels`, the same contract in torch arithmetic, for "fused-torch"; and
+    those compiled for "fused-compiled"."""
+    if name == "triton":
+        return importlib.import_module(f"fastgan.kernels.{op}")
+    return _compiled(torch_kernels) if name == "fused-compiled" else torch_kernels

@@ -64,6 +64,8 @@ def _describe(name: str) -> str:
         "torch": "torch (eager ops)",
         "triton": "triton (fused Triton kernels)",
         "fused-torch": "fused-torch (fused autograd ops with torch arithmetic; Triton kernels need a CUDA device)",
+        "fused-compiled": "fused-compiled (fused autograd ops, torch arithmetic compiled by TorchInductor; Triton "
+        "kernels need a CUDA device; compiling takes about a minute on first use)",
     }[name]
 
 
