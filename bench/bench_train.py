@@ -67,8 +67,9 @@ def _maybe_compile(family: HRGANFamily, provider: str) -> None:
         family.discriminator = torch.compile(family.discriminator)
 
 
-def _measure(benchmark, config: Config, what: str, provider: str, step, saving, **info) -> None:
-    """Time `step()`; record activation bytes kept by `saving()` and, on CUDA, the peak memory of one step."""
+def _measure(benchmark, config: Config, what: str, provider: str, step, saving, parameters, **info) -> None:
+    """Time `step()`; record activation bytes kept by `saving()` (not counting `parameters`) and, on CUDA, the
+    peak memory of one step."""
     m, t = config.model, config.train
     widths = m.g_widths or [m.g_channels, *generator_channels(m.resolution, m.g_channels)]
     benchmark.group = f"train {what}"
@@ -79,7 +80,7 @@ def _measure(benchmark, config: Config, what: str, provider: str, step, saving, 
         f"B{t.batch_size_d}/{t.batch_size_g}",
         "provider": provider,
         "mode": "full",
-        "saved_bytes": saved_activation_bytes(saving),
+        "saved_bytes": saved_activation_bytes(saving, parameters),
     }
     peak = peak_allocated_bytes(step)
     if peak is not None:
@@ -109,7 +110,7 @@ def test_res_block_up(benchmark, provider, size, family_and_loader):
     def step():
         forward().float().mean().backward()
 
-    _measure(benchmark, config, "ResBlockUp", provider, step, forward, shape=list(x.shape))
+    _measure(benchmark, config, "ResBlockUp", provider, step, forward, block.parameters(), shape=list(x.shape))
 
 
 @pytest.mark.parametrize("provider", PROVIDER_IDS)
@@ -130,7 +131,7 @@ def test_generator_forward_backward(benchmark, provider, size, family_and_loader
     def step():
         forward().float().mean().backward()
 
-    _measure(benchmark, config, "generator", provider, step, forward)
+    _measure(benchmark, config, "generator", provider, step, forward, family.generator.parameters())
 
 
 @pytest.mark.parametrize("provider", PROVIDER_IDS)
@@ -149,4 +150,6 @@ def test_training_iteration(benchmark, provider, size, family_and_loader):
         with _scope(provider):
             family.generator_step()
 
-    _measure(benchmark, config, "HRGAN iteration", provider, iteration, generator_step)
+    networks = [family.generator, family.discriminator] + ([family.evaluator] if family.evaluator else [])
+    parameters = [p for network in networks for p in [*network.parameters(), *network.buffers()]]
+    _measure(benchmark, config, "HRGAN iteration", provider, iteration, generator_step, parameters)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -84,16 +84,16 @@ def run_timed(benchmark, target: Callable[..., Any], setup: Callable[[], tuple] 
     return None if benchmark.stats is None else benchmark.stats.stats.median
 
 
-def saved_activation_bytes(forward: Callable[[], Any]) -> int:
-    """Bytes of the distinct storages autograd keeps for backward while `forward()` runs (saved-tensor hooks).
-
-    Parameters are counted too when saved, but they are small next to activations at these shapes.
-    """
+def saved_activation_bytes(forward: Callable[[], Any], parameters: Iterable[torch.Tensor] = ()) -> int:
+    """Bytes of the distinct storages autograd keeps for backward while `forward()` runs (saved-tensor hooks),
+    leaving out `parameters` (weights are kept either way; they are not activations)."""
+    excluded = {p.untyped_storage().data_ptr() for p in parameters}
     storages: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
-        storages[storage.data_ptr() or id(storage)] = storage.nbytes()
+        if storage.data_ptr() not in excluded:
+            storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):

@@ -43,6 +43,13 @@ def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
+@torch.compiler.disable
+def _repeat_blocks_eagerly(y: torch.Tensor, scale: int) -> torch.Tensor:
+    """`repeat_blocks`, kept out of `torch.compile` ("fused-compiled"): TorchInductor's dynamic-shape loop for
+    this broadcast copy was 2.5× slower than ATen's copy on the CPU (8.6 vs 3.4 ms at (16, 256, 16, 16))."""
+    return repeat_blocks(y, scale)
+
+
 def _pre_activation(x, mean, rstd, gain, bias) -> torch.Tensor:
     """z = gain·x̂ + bias as x·(gain·rstd) + (bias − mean·gain·rstd): (N, C, H, W) in fp32 (fp64 for fp64)."""
     acc = _accumulation_dtype(x)
@@ -67,7 +74,7 @@ class _TorchKernels:
     @staticmethod
     def forward_given_stats(x, mean, rstd, gain, bias, scale):
         y = _pre_activation(x, mean, rstd, gain, bias).clamp_(min=0).to(x.dtype)
-        return repeat_blocks(y, scale) if scale > 1 else y
+        return _repeat_blocks_eagerly(y, scale) if scale > 1 else y
 
     @staticmethod
     def backward(grad_out, x, mean, rstd, gain, bias, scale, batch_stats):
