@@ -38,6 +38,9 @@ def _device_calls_interpreted() -> Iterator[None]:
     in a process that was not started with ``TRITON_INTERPRET=1`` (the normal case: the same process compiles
     for CUDA tensors) `triton.language`'s own jit'd helpers are compiled-only; this routes their calls from
     interpreted code through the interpreter, restoring everything afterwards.
+
+    It patches `JITFunction.__call__` for the process while the kernel runs (not thread-safe: interpret from
+    one thread) and uses the interpreter's private `_patch_lang`, as in triton 3.8 (tested with 3.8.0).
     """
     compiled_call = JITFunction.__call__
     JITFunction.__call__ = _interpreted_device_call

@@ -33,9 +33,12 @@ def cbn_relu_upsample_ref(
     scale: int = 2,
 ) -> torch.Tensor:
     """Eager reference: `F.batch_norm` (no affine), gain/bias, `F.relu`, nearest up-sampling; in x's dtype."""
-    normalised = F.batch_norm(x, running_mean, running_var, None, None, training, momentum, eps)
-    out = F.relu(normalised * gain[:, :, None, None] + bias[:, :, None, None]).to(x.dtype)
-    return nearest_upsample(out, scale)
+    if gain.stride(0) == 0 and bias.stride(0) == 0:  # one affine for the whole batch (plain BN): ATen applies it
+        out = F.relu(F.batch_norm(x, running_mean, running_var, gain[0], bias[0], training, momentum, eps))
+    else:
+        normalised = F.batch_norm(x, running_mean, running_var, None, None, training, momentum, eps)
+        out = F.relu(normalised * gain[:, :, None, None] + bias[:, :, None, None])
+    return nearest_upsample(out.to(x.dtype), scale)
 
 
 def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
