@@ -77,19 +77,40 @@ def cifar_image_set(root: str | Path, variant: str) -> ImageSet:
     return ImageSet(torch.cat(images), labels_all, names, f"{variant}:{root}")
 
 
-def _load_square(path: Path, resolution: int) -> torch.Tensor:
-    """Centre-crop an image file to a square and resize it (anti-aliased) -> (3, R, R) uint8."""
+def read_rgb(path: str | Path) -> torch.Tensor:
+    """Read an image file of any mode as 8-bit RGB.
+
+    Grey, grey+alpha, palette, CMYK and RGBA images are converted by PIL (alpha is dropped). 16-bit greyscale
+    ("I;16*" modes, and "I" as older PIL versions open 16-bit PNGs) is scaled, not clipped, to 8 bits:
+    round(v * 255 / 65535), or by the image's maximum when a 32-bit "I" image exceeds 65535.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        (3, H, W) uint8 RGB.
+
+    Raises:
+        DataSourceError: the file is missing, truncated, corrupt or not an image; the message names it.
+    """
     try:
         with Image.open(path) as image:
             image.load()
             if image.mode.startswith("I"):  # 16/32-bit integer greyscale: scale, don't clip, to 8 bits
-                grey = np.asarray(image, dtype=np.float64) * (255.0 / 65535.0)
-                array = np.repeat(grey.clip(0, 255).round().astype(np.uint8)[..., None], 3, axis=2)
+                grey = np.asarray(image, dtype=np.float64)
+                full = max(65535.0, float(grey.max(initial=0.0)))
+                grey = (grey.clip(0, None) * (255.0 / full)).round().astype(np.uint8)
+                array = np.repeat(grey[..., None], 3, axis=2)
             else:
                 array = np.array(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataSourceError(f"cannot read image {path}: {exc}; remove or replace the file") from exc
-    x = torch.from_numpy(array).permute(2, 0, 1).float().unsqueeze(0)  # (1, 3, H, W)
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def _load_square(path: Path, resolution: int) -> torch.Tensor:
+    """Centre-crop an image file to a square and resize it (anti-aliased) -> (3, R, R) uint8."""
+    x = read_rgb(path).float().unsqueeze(0)  # (1, 3, H, W)
     side = min(x.shape[-2:])
     top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
     x = x[..., top : top + side, left : left + side]

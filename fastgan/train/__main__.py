@@ -4,6 +4,7 @@ Examples:
     python -m fastgan.train --config embedded-64              # the shipped CPU-sized preset
     python -m fastgan.train --data cifar10 --data-path ~/data/cifar-10-batches-py --resolution 128
     python -m fastgan.train --resume runs/embedded-64 --iterations 5000
+    python -m fastgan.train --config srresnet-x2-light                  # SRResNet ×2 on real photographs
     python -m fastgan.train --config embedded-64 --profile 5  # Chrome trace of 5 iterations in RUN/profile/
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from fastgan.data.sources import DataSourceError
 from fastgan.eval.evaluator import EvaluatorWeightsError
+from fastgan.models.vgg import VGGWeightsError
 from fastgan.train.checkpoint import CheckpointError
 from fastgan.train.config import DATA_SOURCES, MODELS, ConfigError, load_config, merge, parse_override
 from fastgan.train.core import NonFiniteLossError, TrainingInterrupted
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         ConfigError,
         DataSourceError,
         EvaluatorWeightsError,
+        VGGWeightsError,
         CheckpointError,
         NonFiniteLossError,
         ValueError,

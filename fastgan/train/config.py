@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-MODELS = ("hrgan",)
+MODELS = ("hrgan", "srgan")
 DATA_SOURCES = ("embedded", "cifar10", "cifar100", "folder")
 
 
@@ -95,6 +95,42 @@ class TrainConfig:
 
 
 @dataclass
+class SRConfig:
+    """The SRResNet / SRGAN family (model.name = srgan); train.* gives its iterations, batch and optimiser."""
+
+    scale: int = 4  # 2 or 4
+    channels: int = 64
+    blocks: int = 16
+    batch_norm: bool = True  # False for the light real-time preset
+    bicubic_skip: bool = False  # add the bicubic up-sampled input to the output (the light preset)
+    stage: str = "srresnet"  # srresnet: pixel loss only | srgan: VGG content + adversarial loss
+    pixel_loss: str = "mse"  # mse | l1 (srresnet stage)
+    perceptual_layer: str = "relu5_4"  # VGG19 layer of the content loss (relu5_4 = the paper's VGG54)
+    vgg_weights: str | None = None  # torchvision VGG19 state dict; None: torchvision's cache
+    adversarial_weight: float = 1e-3
+    relativistic: bool = False  # relativistic-average BCE instead of the standard one
+    init_from: str | None = None  # an srresnet-stage checkpoint (or run dir) to start the generator from
+    images: str = "skimage"  # skimage (bundled photos) | doom (ViZDoom frames) | a folder of images
+    held_out: tuple[str, ...] = ("astronaut", "coffee", "chelsea")  # image names kept for evaluation
+    doom_frames: int = 64  # frames rendered when images = doom
+    doom_scenario: str = "deadly_corridor"  # a ViZDoom scenario bundled with vizdoom
+    crop: int = 96  # HR training crop side (a multiple of scale)
+    degrade: str = "bicubic"  # how LR is made: bicubic | area
+
+    def __post_init__(self) -> None:
+        if self.scale not in (2, 4):
+            raise ConfigError(f"sr.scale must be 2 or 4, got {self.scale}")
+        if self.stage not in ("srresnet", "srgan") or self.pixel_loss not in ("mse", "l1"):
+            raise ConfigError("sr.stage must be srresnet or srgan, sr.pixel_loss mse or l1")
+        if self.degrade not in ("bicubic", "area"):
+            raise ConfigError(f"sr.degrade must be bicubic or area, got {self.degrade!r}")
+        if self.crop < 2 * self.scale or self.crop % self.scale or min(self.channels, self.doom_frames) < 1:
+            raise ConfigError(f"sr.crop must be a multiple of sr.scale={self.scale} and >= {2 * self.scale}")
+        if self.blocks < 0 or not self.adversarial_weight >= 0:
+            raise ConfigError("sr.blocks and sr.adversarial_weight must be >= 0")
+
+
+@dataclass
 class OutputConfig:
     out_dir: str = "runs/hrgan"
     checkpoint_every: int = 1000
@@ -118,6 +154,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sr: SRConfig = field(default_factory=SRConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The training core: loop, checkpoints, resume, samples, metrics, signals and non-finite-loss guard.
 
-A model family supplies `device`, `train_step(loader, step) -> metrics`, `sample_grid()`, `state_dict()` and
-`load_state_dict()`; everything else about a run lives here.
+A model family supplies `device`, `sample_columns`, `train_step(loader, step) -> metrics`, `sample_grid()`,
+`state_dict()` and `load_state_dict()`; a loader supplies `next_batch`, `state_dict()` and `load_state_dict()`;
+everything else about a run lives here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import torchvision.utils
 import yaml
 from tqdm import tqdm
 
-from fastgan.data.loader import InMemoryLoader
 from fastgan.profiling import StepProfiler, phase
 from fastgan.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from fastgan.train.config import Config
@@ -36,12 +36,24 @@ class TrainingInterrupted(RuntimeError):
     """SIGINT/SIGTERM stopped the run after writing a checkpoint."""
 
 
+class Loader(Protocol):
+    """Training batches with a checkpointable position (`InMemoryLoader`, `SRPatchLoader`)."""
+
+    def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 class ModelFamily(Protocol):
     device: torch.device
+    sample_columns: int  # images per row of the sample grid
 
-    def train_step(self, loader: InMemoryLoader, step: int) -> dict[str, float]: ...
+    def train_step(self, loader: Loader, step: int) -> dict[str, float]: ...
 
-    def sample_grid(self) -> torch.Tensor: ...
+    def sample_grid(self) -> torch.Tensor:
+        """(N, 3, H, W) in [-1, 1], `sample_columns` per row."""
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -102,9 +114,7 @@ class Trainer:
         start_state: a loaded checkpoint to resume from, or None for a fresh run.
     """
 
-    def __init__(
-        self, config: Config, family: ModelFamily, loader: InMemoryLoader, start_state: dict[str, Any] | None = None
-    ):
+    def __init__(self, config: Config, family: ModelFamily, loader: Loader, start_state: dict[str, Any] | None = None):
         self.config, self.family, self.loader = config, family, loader
         self.run_dir = Path(config.output.out_dir).expanduser()
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
@@ -141,9 +151,7 @@ class Trainer:
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         grid = self.family.sample_grid()
-        torchvision.utils.save_image(
-            grid, path, nrow=self.config.output.samples_per_class, normalize=True, value_range=(-1, 1)
-        )
+        torchvision.utils.save_image(grid, path, nrow=self.family.sample_columns, normalize=True, value_range=(-1, 1))
         return path
 
     def _check_finite(self, metrics: dict[str, float]) -> None:

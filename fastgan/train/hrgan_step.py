@@ -58,7 +58,7 @@ class HRGANFamily:
             )
             log.info("MS_real = %.4f; L_MS target MS_real·√HR = %.4f", self.ms_real, self.ms_real * self.hr**0.5)
         fixed = torch.Generator().manual_seed(t.seed + 1)
-        per_class = config.output.samples_per_class
+        per_class = self.sample_columns = config.output.samples_per_class
         self.sample_z = torch.randn(self.num_classes * per_class, m.z_dim, generator=fixed).to(device)
         self.sample_y = torch.arange(self.num_classes).repeat_interleave(per_class).to(device)
 

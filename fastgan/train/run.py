@@ -11,11 +11,14 @@ import torch
 from fastgan.data.image_set import ImageSet
 from fastgan.data.loader import InMemoryLoader
 from fastgan.data.sources import cifar_image_set, embedded_image_set, folder_image_set
+from fastgan.data.sr_loader import SRPatchLoader
+from fastgan.data.sr_sources import folder_images, game_frames, skimage_photos, split_held_out
 from fastgan.ops.backends import backend, fused_backend_for
 from fastgan.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from fastgan.train.config import Config, ConfigError, DataConfig, merge
+from fastgan.train.config import Config, ConfigError, DataConfig, SRConfig, merge
 from fastgan.train.core import Trainer
 from fastgan.train.hrgan_step import HRGANFamily
+from fastgan.train.sr_step import SRFamily, build_generator
 
 log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = ("train.iterations", "train.fused", "output.")  # what a resumed run may change
@@ -85,6 +88,14 @@ def build_trainer(config: Config, checkpoint: dict[str, Any] | None = None) -> T
         )
     device = resolve_device(config.train.device)
     torch.manual_seed(config.train.seed)
+    if config.model.name == "srgan":
+        family, loader = _sr_family_and_loader(config, device)
+    else:
+        family, loader = _hrgan_family_and_loader(config, device)
+    return Trainer(config, family, loader, checkpoint)
+
+
+def _hrgan_family_and_loader(config: Config, device: torch.device) -> tuple[HRGANFamily, InMemoryLoader]:
     image_set = load_image_set(config.data)
     log.info(
         "data: %s, %d images, %d classes; device: %s; ops backend: %s",
@@ -95,8 +106,41 @@ def build_trainer(config: Config, checkpoint: dict[str, Any] | None = None) -> T
         _describe(ops_backend(config)),
     )
     family = HRGANFamily(config, image_set, device)
-    loader = InMemoryLoader(image_set, config.data.seed, config.data.flip, device)
-    return Trainer(config, family, loader, checkpoint)
+    return family, InMemoryLoader(image_set, config.data.seed, config.data.flip, device)
+
+
+def load_sr_images(sr: SRConfig) -> tuple[list[tuple[str, torch.Tensor]], list[tuple[str, torch.Tensor]]]:
+    """(training, held-out) HR images named by sr.images: skimage's photos, ViZDoom frames or a folder."""
+    if sr.images == "skimage":
+        images = skimage_photos()
+    elif sr.images == "doom":
+        images = game_frames(sr.doom_scenario, count=sr.doom_frames)
+    else:
+        images = folder_images(sr.images)
+    return split_held_out(images, list(sr.held_out))
+
+
+def _sr_family_and_loader(config: Config, device: torch.device) -> tuple[SRFamily, SRPatchLoader]:
+    sr = config.sr
+    train_images, held_out = load_sr_images(sr)
+    generator = build_generator(config)
+    log.info(
+        "SR data: %s, %d training and %d held-out images; SRResNet ×%d, %d channels, %d blocks (%.0f kFLOP per "
+        "output pixel), stage %s; device: %s; ops backend: %s",
+        sr.images,
+        len(train_images),
+        len(held_out),
+        sr.scale,
+        sr.channels,
+        sr.blocks,
+        generator.flops_per_output_pixel() / 1e3,
+        sr.stage,
+        device,
+        _describe(ops_backend(config)),
+    )
+    family = SRFamily(config, held_out, device)
+    loader = SRPatchLoader(train_images, sr.crop, sr.scale, config.data.seed, config.data.flip, sr.degrade, device)
+    return family, loader
 
 
 def train(config: Config) -> Trainer:

@@ -1,0 +1,110 @@
+"""Where the upscalers' high-resolution images come from: scikit-image's bundled photographs, a folder of
+images, or Doom frames rendered by ViZDoom. Each source gives a list of (name, uint8 (3, H, W) RGB) pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from fastgan.data.game_frames import render_frames
+from fastgan.data.sources import IMAGE_SUFFIXES, DataSourceError, read_rgb
+
+NamedImages = list[tuple[str, torch.Tensor]]
+
+#: Real photographs scikit-image ships in its wheel: they load offline, without pooch. Grey ones (camera,
+#: brick, grass, gravel) are repeated to RGB. Sizes (H×W): astronaut, camera, immunohistochemistry, brick,
+#: grass, gravel 512×512; coffee 400×600; chelsea 300×451; rocket 427×640; hubble_deep_field 872×1000;
+#: retina 1411×1411; motorcycle_left/right 500×741.
+DEFAULT_PHOTOS = (
+    "astronaut", "coffee", "chelsea", "rocket", "camera", "hubble_deep_field", "retina", "immunohistochemistry",
+    "motorcycle_left", "motorcycle_right", "brick", "grass", "gravel",
+)  # fmt: skip
+
+__all__ = ["DEFAULT_PHOTOS", "NamedImages", "folder_images", "game_frames", "skimage_photos", "split_held_out"]
+
+
+def _photo(name: str) -> torch.Tensor:
+    from skimage import data
+
+    if name.startswith("motorcycle_"):
+        left, right, _ = data.stereo_motorcycle()
+        array = left if name == "motorcycle_left" else right
+    else:
+        array = getattr(data, name)()
+    image = torch.from_numpy(array)  # (H, W) or (H, W, C) uint8
+    if image.dim() == 2:
+        image = image[..., None].expand(-1, -1, 3)
+    return image[..., :3].permute(2, 0, 1).contiguous()
+
+
+def skimage_photos(names: Sequence[str] = DEFAULT_PHOTOS) -> NamedImages:
+    """scikit-image's bundled photographs by name.
+
+    Args:
+        names: a subset of `DEFAULT_PHOTOS`.
+
+    Returns:
+        [(name, uint8 (3, H, W))] in the order of `names`.
+    """
+    unknown = [name for name in names if name not in DEFAULT_PHOTOS]
+    if unknown:
+        raise DataSourceError(
+            f"unknown photo(s) {unknown}; the ones scikit-image ships for offline use are {', '.join(DEFAULT_PHOTOS)}"
+        )
+    try:
+        import skimage.data  # noqa: F401
+    except ImportError as exc:
+        raise DataSourceError(
+            f"the bundled photographs need scikit-image ({exc}): pip install scikit-image, or fastgan's `sr` extra"
+        ) from exc
+    return [(name, _photo(name)) for name in names]
+
+
+def folder_images(root: str | Path) -> NamedImages:
+    """Every image file under `root` (recursively, sorted by path), read with `read_rgb` (any size and mode).
+
+    Returns:
+        [(path relative to root without suffix, uint8 (3, H, W))].
+    """
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise DataSourceError(f"image folder {folder} does not exist; point sr.images at a folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataSourceError(
+            f"image folder {folder} holds no images; put files ending in {', '.join(sorted(IMAGE_SUFFIXES))} there"
+        )
+    return [(p.relative_to(folder).with_suffix("").as_posix(), read_rgb(p)) for p in files]
+
+
+def game_frames(scenario: str = "basic", count: int = 64, seed: int = 0, every: int = 4) -> NamedImages:
+    """Real Doom frames rendered headless by ViZDoom (see `fastgan.data.game_frames.render_frames`).
+
+    Reproducible from (scenario, seed, every); 64 frames take ~0.3-0.5 s on one CPU core, 1,000 frames 3-7 s.
+
+    Returns:
+        [(f"{scenario}-{seed}-{index:04d}", uint8 (3, 480, 640))].
+    """
+    frames = render_frames(scenario, count, seed, every)  # (count, 3, 480, 640)
+    return [(f"{scenario}-{seed}-{i:04d}", frame) for i, frame in enumerate(frames)]
+
+
+def split_held_out(images: NamedImages, held_out: Sequence[str]) -> tuple[NamedImages, NamedImages]:
+    """Split images by name into (training, held-out); held-out ones keep the order of `images`.
+
+    Every held-out name must be among the images, and at least one image must remain for training.
+    """
+    names = [name for name, _ in images]
+    missing = [name for name in held_out if name not in names]
+    if missing:
+        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+        raise DataSourceError(
+            f"held-out image(s) {missing} are not among the {len(images)} images ({shown}); fix sr.held_out"
+        )
+    keep = set(held_out)
+    train = [(name, image) for name, image in images if name not in keep]
+    if not train:
+        raise DataSourceError(f"all {len(images)} images are held out; leave some for training")
+    return train, [(name, image) for name, image in images if name in keep]

@@ -1,0 +1,89 @@
+"""python -m fastgan.eval sr: PSNR/SSIM of a trained SRResNet/SRGAN against bicubic and Lanczos, and a PNG.
+
+Examples:
+    python -m fastgan.eval sr --checkpoint runs/srresnet-x2                  # the run's held-out images
+    python -m fastgan.eval sr --checkpoint runs/srresnet-x2 --images ~/photos --out runs/srresnet-x2/eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from fastgan.data.sources import DataSourceError
+from fastgan.data.sr_loader import center_crops, degrade
+from fastgan.data.sr_sources import folder_images, game_frames, skimage_photos
+from fastgan.eval.sr_compare import baseline_upscale, comparison_image, evaluate, markdown_table
+from fastgan.train.checkpoint import CheckpointError
+from fastgan.train.run import load_sr_images, resolve_device
+from fastgan.train.sr_step import generator_from_checkpoint
+
+
+def _images(source: str, config) -> list[tuple[str, torch.Tensor]]:
+    if source == "held-out":
+        return load_sr_images(config.sr)[1]
+    if source == "skimage":
+        return skimage_photos()
+    if source == "doom":
+        return game_frames(config.sr.doom_scenario, count=config.sr.doom_frames, seed=1)  # not training's seed
+    return folder_images(source)
+
+
+def evaluate_sr(checkpoint: str, images: str, out: Path, device: str = "auto") -> str:
+    """Evaluate the run's generator on `images`; write OUT/sr_eval.md and OUT/sr_comparison.png; return the table."""
+    generator, config = generator_from_checkpoint(checkpoint, resolve_device(device))
+    scale = config.sr.scale
+    named = _images(images, config)
+    pairs = []
+    for (name, _), hr in zip(named, center_crops(named, scale), strict=True):
+        pairs.append((name, degrade(hr, scale, config.sr.degrade), hr))
+
+    @torch.no_grad()
+    def fastgan_upscale(lr: torch.Tensor) -> torch.Tensor:
+        return generator(lr.to(next(generator.parameters()).device)).clamp(0, 1).cpu()
+
+    upscalers = {
+        "bicubic": lambda lr: baseline_upscale(lr, scale, "bicubic"),
+        "lanczos": lambda lr: baseline_upscale(lr, scale, "lanczos"),
+        f"fastgan ({config.sr.stage})": fastgan_upscale,
+    }
+    table = markdown_table(evaluate(upscalers, pairs, scale))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sr_eval.md").write_text(table)
+    name, lr, hr = pairs[0]
+    side = min(hr.shape[-2:]) // 2
+    crop = ((hr.shape[-2] - side) // 2, (hr.shape[-1] - side) // 2, side)
+    outputs = {method: upscale(lr) for method, upscale in upscalers.items() if method != "lanczos"}
+    comparison_image(lr, outputs, hr, crop=crop).save(out / "sr_comparison.png")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fastgan.eval", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    sr = commands.add_parser("sr", help="evaluate an SRResNet/SRGAN run")
+    sr.add_argument("--checkpoint", required=True, help="run directory or checkpoint file")
+    sr.add_argument(
+        "--images", default="held-out", help="held-out (the run's, default), skimage, doom, or a folder of images"
+    )
+    sr.add_argument("--out", type=Path, help="where to write sr_eval.md and sr_comparison.png (default: RUN/eval)")
+    sr.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    checkpoint = Path(args.checkpoint).expanduser()
+    out = args.out or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "eval"
+    try:
+        print(evaluate_sr(str(checkpoint), args.images, out, args.device))
+    except (CheckpointError, DataSourceError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out / 'sr_eval.md'} and {out / 'sr_comparison.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The SRResNet / SRGAN family for the training core: networks, optimisers and one iteration of either stage.
+
+Stage "srresnet" trains the generator alone with a pixel loss; stage "srgan" starts from an srresnet checkpoint
+(`sr.init_from`) and trains it with the VGG19 content loss plus `sr.adversarial_weight` × the adversarial loss,
+against `SRDiscriminator`. Images are float in [0, 1]; LR batches come from `fastgan.data.sr_loader`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from fastgan.eval.sr_metrics import psnr
+from fastgan.losses_sr import discriminator_loss, generator_adversarial_loss, perceptual_loss, pixel_loss
+from fastgan.models.srgan import SRDiscriminator, SRResNet
+from fastgan.models.vgg import load_vgg_features
+from fastgan.profiling import phase
+from fastgan.train.checkpoint import CheckpointError, load_checkpoint
+from fastgan.train.config import Config, ConfigError, merge
+
+log = logging.getLogger(__name__)
+
+#: Side of the held-out HR crops shown in the sample grid (bicubic | SR | HR per row).
+SAMPLE_SIDE = 128
+_ARCHITECTURE = ("scale", "channels", "blocks", "batch_norm", "bicubic_skip")
+
+
+def build_generator(config: Config) -> SRResNet:
+    """The SRResNet that `config.sr` describes."""
+    sr = config.sr
+    return SRResNet(sr.scale, sr.channels, sr.blocks, sr.batch_norm, sr.bicubic_skip)
+
+
+def generator_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[SRResNet, Config]:
+    """The trained generator of an SR run (checkpoint file or run directory), in eval mode, and its config."""
+    checkpoint = load_checkpoint(path)
+    config = merge(Config(), checkpoint["config"])
+    if config.model.name != "srgan":
+        raise CheckpointError(f"{path} is a {config.model.name} run, not an SRResNet/SRGAN one")
+    generator = build_generator(config)
+    generator.load_state_dict(checkpoint["family"]["generator"])
+    return generator.to(device).eval(), config
+
+
+class SRFamily:
+    """SRResNet (and, in stage "srgan", its discriminator and VGG19 features) and their optimisers.
+
+    Args:
+        config: the run configuration (model.name = srgan; sr.* and train.*).
+        held_out: (name, uint8 (3, H, W)) images never trained on; their centre crops fill the sample grid.
+        device: where everything runs.
+    """
+
+    def __init__(self, config: Config, held_out: list[tuple[str, torch.Tensor]], device: torch.device):
+        self.config, self.device = config, device
+        sr, t = config.sr, config.train
+        self.generator = build_generator(config).to(device)
+        if sr.init_from:
+            self._initialise_from(sr.init_from)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=t.betas)
+        self.discriminator = self.opt_d = self.vgg = None
+        if sr.stage == "srgan":
+            self.vgg = load_vgg_features(sr.perceptual_layer, sr.vgg_weights, device)
+            self.discriminator = SRDiscriminator().to(device)
+            self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=t.betas)
+        self.sample_columns = 3
+        self.sample_hr = self._sample_crops(held_out)  # (K, 3, S, S) in [0, 1]
+
+    def _initialise_from(self, path: str) -> None:
+        generator, source = generator_from_checkpoint(path)
+        mismatched = [k for k in _ARCHITECTURE if getattr(source.sr, k) != getattr(self.config.sr, k)]
+        if mismatched:
+            raise ConfigError(
+                f"sr.init_from={path} was trained with a different {', '.join('sr.' + k for k in mismatched)}; "
+                "use the same architecture settings"
+            )
+        self.generator.load_state_dict(generator.state_dict())
+        log.info("generator initialised from %s (stage %s)", path, source.sr.stage)
+
+    def _sample_crops(self, held_out: list[tuple[str, torch.Tensor]]) -> torch.Tensor:
+        crops = []
+        for _, image in held_out:
+            h, w = image.shape[-2:]
+            side = min(SAMPLE_SIDE, h, w) // self.config.sr.scale * self.config.sr.scale
+            top, left = (h - side) // 2, (w - side) // 2
+            crop = image[:, top : top + side, left : left + side].float().div(255)
+            crops.append(F.interpolate(crop[None], size=(SAMPLE_SIDE, SAMPLE_SIDE), mode="area")[0])
+        if not crops:
+            raise ConfigError("sr.held_out names no image: keep at least one image out of training for samples")
+        return torch.stack(crops).to(self.device)
+
+    @contextlib.contextmanager
+    def _frozen_discriminator(self):
+        self.discriminator.requires_grad_(False)
+        try:
+            yield
+        finally:
+            self.discriminator.requires_grad_(True)
+
+    def train_step(self, loader, step: int) -> dict[str, float]:
+        """One iteration: a pixel-loss G step ("srresnet"), or a D step then a content + adversarial G step."""
+        sr_config = self.config.sr
+        with phase("data"):
+            lr, hr = loader.next_batch(self.config.train.batch_size_g)
+        metrics: dict[str, float] = {}
+        if sr_config.stage == "srgan":
+            with phase("d_step"):
+                with torch.no_grad():
+                    fake = self.generator(lr)
+                d_loss = discriminator_loss(self.discriminator(hr), self.discriminator(fake), sr_config.relativistic)
+                self.opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                with phase("optimizer_d"):
+                    self.opt_d.step()
+            metrics["d_loss"] = d_loss.item()
+        with phase("g_step"):
+            sr = self.generator(lr)
+            if sr_config.stage == "srresnet":
+                loss = pixel_loss(sr, hr, sr_config.pixel_loss)
+                metrics["pixel"] = loss.item()
+            else:
+                content = perceptual_loss(self.vgg, sr, hr)
+                with self._frozen_discriminator():
+                    real_logits = self.discriminator(hr) if sr_config.relativistic else None
+                    adversarial = generator_adversarial_loss(
+                        real_logits, self.discriminator(sr), sr_config.relativistic
+                    )
+                loss = content + sr_config.adversarial_weight * adversarial
+                metrics.update(content=content.item(), g_adv=adversarial.item())
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            with phase("optimizer_g"):
+                self.opt_g.step()
+        metrics["g_loss"] = loss.item()
+        metrics["psnr"] = psnr(sr.detach().clamp(0, 1), hr, border=sr_config.scale).mean().item()
+        return metrics
+
+    @torch.no_grad()
+    def sample_grid(self) -> torch.Tensor:
+        """Held-out crops, one row each: bicubic | SR | HR, (3K, 3, S, S) in [-1, 1]."""
+        scale = self.config.sr.scale
+        lr = F.interpolate(self.sample_hr, scale_factor=1 / scale, mode="bicubic", antialias=True).clamp(0, 1)
+        bicubic = F.interpolate(lr, scale_factor=scale, mode="bicubic").clamp(0, 1)
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            sr = self.generator(lr).clamp(0, 1)
+        finally:
+            self.generator.train(was_training)
+        rows = torch.stack([bicubic, sr, self.sample_hr], dim=1)  # (K, 3 panels, 3, S, S)
+        return rows.flatten(0, 1) * 2 - 1
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"generator": self.generator.state_dict(), "opt_g": self.opt_g.state_dict()}
+        if self.discriminator is not None:
+            state.update(discriminator=self.discriminator.state_dict(), opt_d=self.opt_d.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.opt_d.load_state_dict(state["opt_d"])
