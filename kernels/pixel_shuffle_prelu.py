@@ -33,6 +33,7 @@ import triton.language as tl
 
 from fastgan.kernels.aot import KernelBuild
 from fastgan.kernels.launch import element_type, on_device_of, with_int32_offsets
+from fastgan.ops.pixel_shuffle_prelu import validate
 
 #: Elements per tile (BLOCK_H · BLOCK_W), forward: 8 per thread with 4 warps.
 BLOCK = 1024
@@ -167,37 +168,20 @@ def bands(rows: int, width: int, block: int = BLOCK) -> int:
 
 
 def _check(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> int:
-    """Validate the launchers' inputs; return C, the output channels."""
-    if not isinstance(upscale, int) or isinstance(upscale, bool) or upscale < 1:
-        raise ValueError(f"pixel_shuffle_prelu: upscale must be a positive int, got {upscale!r}")
-    if x.dim() != 4:
-        raise ValueError(f"pixel_shuffle_prelu: x must be (N, C·r², H, W), got shape {tuple(x.shape)}")
-    if x.shape[1] % (upscale * upscale):
-        raise ValueError(
-            f"pixel_shuffle_prelu: x has {x.shape[1]} channels, not a multiple of upscale² = {upscale * upscale}; "
-            "give the convolution before it C·upscale² output channels"
-        )
-    channels = x.shape[1] // (upscale * upscale)
-    if weight.dim() > 1 or weight.numel() not in (1, channels):
-        raise ValueError(
-            f"pixel_shuffle_prelu: weight must hold 1 or C = {channels} slopes (1-D), got shape {tuple(weight.shape)}"
-        )
+    """Validate the launchers' inputs (the op's own checks, then the kernels' dtypes and sizes); return C."""
+    validate(x, weight, upscale)
     for name, t in (("x", x), ("weight", weight)):
         if t.dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(
                 f"pixel_shuffle_prelu (triton): {name} must be fp32, fp16 or bf16, got {t.dtype}; cast it, or use the "
                 '"fused-torch" backend for other dtypes'
             )
-    if weight.device != x.device:
-        raise ValueError(
-            f"pixel_shuffle_prelu: x is on {x.device} but weight on {weight.device}; move them to one device"
-        )
     if upscale * upscale * x.shape[2] * x.shape[3] >= 2**31:
         raise ValueError(
             f"pixel_shuffle_prelu (triton): a {x.shape[2]}×{x.shape[3]} image upscaled ×{upscale} has 2³¹ or more "
             "pixels per channel, beyond the kernels' 32-bit in-plane offsets; process it in tiles"
         )
-    return channels
+    return x.shape[1] // (upscale * upscale)
 
 
 def _with_int32_offsets(t: torch.Tensor, first_channels: int) -> torch.Tensor:

@@ -92,7 +92,8 @@ class _PixelShufflePReLU(torch.autograd.Function):
         )
 
 
-def _validate(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> None:
+def validate(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> None:
+    """Raise ValueError, saying what to do, unless x (N, C·r², H, W) and weight (1 or C slopes) fit the op."""
     if not isinstance(upscale, int) or isinstance(upscale, bool) or upscale < 1:
         raise ValueError(f"pixel_shuffle_prelu: upscale must be a positive int, got {upscale!r}")
     if x.dim() != 4:
@@ -130,7 +131,7 @@ def pixel_shuffle_prelu(x: torch.Tensor, weight: torch.Tensor, upscale: int = 2)
         ValueError: x is not 4-D, its channels are not a multiple of r², weight does not hold 1 or C slopes, or
             the tensors are on different devices (the "triton" backend also requires fp32, fp16 or bf16).
     """
-    _validate(x, weight, upscale)
+    validate(x, weight, upscale)
     name = current_backend()
     if name == "torch":
         return pixel_shuffle_prelu_ref(x, weight, upscale)

@@ -111,7 +111,7 @@ class SRConfig:
     relativistic: bool = False  # relativistic-average BCE instead of the standard one
     init_from: str | None = None  # an srresnet-stage checkpoint (or run dir) to start the generator from
     images: str = "skimage"  # skimage (bundled photos) | doom (ViZDoom frames) | a folder of images
-    held_out: tuple[str, ...] = ("astronaut", "coffee", "chelsea")  # image names kept for evaluation
+    held_out: tuple[str, ...] = ("astronaut", "coffee", "chelsea")  # names kept for evaluation (not for doom)
     doom_frames: int = 64  # frames rendered when images = doom
     doom_scenario: str = "deadly_corridor"  # a ViZDoom scenario bundled with vizdoom
     crop: int = 96  # HR training crop side (a multiple of scale)

@@ -89,7 +89,7 @@ def build_trainer(config: Config, checkpoint: dict[str, Any] | None = None) -> T
     device = resolve_device(config.train.device)
     torch.manual_seed(config.train.seed)
     if config.model.name == "srgan":
-        family, loader = _sr_family_and_loader(config, device)
+        family, loader = _sr_family_and_loader(config, device, resuming=checkpoint is not None)
     else:
         family, loader = _hrgan_family_and_loader(config, device)
     return Trainer(config, family, loader, checkpoint)
@@ -110,17 +110,19 @@ def _hrgan_family_and_loader(config: Config, device: torch.device) -> tuple[HRGA
 
 
 def load_sr_images(sr: SRConfig) -> tuple[list[tuple[str, torch.Tensor]], list[tuple[str, torch.Tensor]]]:
-    """(training, held-out) HR images named by sr.images: skimage's photos, ViZDoom frames or a folder."""
+    """(training, held-out) HR images named by sr.images: skimage's photos or a folder (held out by the names in
+    sr.held_out), or ViZDoom frames (training: seed 0; held out: frames of seed 1)."""
+    if sr.images == "doom":  # held out: frames of another seeded episode (sr.held_out does not apply)
+        held_out = game_frames(sr.doom_scenario, count=max(1, sr.doom_frames // 8), seed=1)
+        return game_frames(sr.doom_scenario, count=sr.doom_frames, seed=0), held_out
     if sr.images == "skimage":
         images = skimage_photos()
-    elif sr.images == "doom":
-        images = game_frames(sr.doom_scenario, count=sr.doom_frames)
     else:
         images = folder_images(sr.images)
     return split_held_out(images, list(sr.held_out))
 
 
-def _sr_family_and_loader(config: Config, device: torch.device) -> tuple[SRFamily, SRPatchLoader]:
+def _sr_family_and_loader(config: Config, device: torch.device, resuming: bool) -> tuple[SRFamily, SRPatchLoader]:
     sr = config.sr
     train_images, held_out = load_sr_images(sr)
     generator = build_generator(config)
@@ -138,7 +140,7 @@ def _sr_family_and_loader(config: Config, device: torch.device) -> tuple[SRFamil
         device,
         _describe(ops_backend(config)),
     )
-    family = SRFamily(config, held_out, device)
+    family = SRFamily(config, held_out, device, resuming)
     loader = SRPatchLoader(train_images, sr.crop, sr.scale, config.data.seed, config.data.flip, sr.degrade, device)
     return family, loader
 

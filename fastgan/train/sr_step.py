@@ -54,13 +54,16 @@ class SRFamily:
         config: the run configuration (model.name = srgan; sr.* and train.*).
         held_out: (name, uint8 (3, H, W)) images never trained on; their centre crops fill the sample grid.
         device: where everything runs.
+        resuming: a checkpoint will restore the weights, so `sr.init_from` is not read.
     """
 
-    def __init__(self, config: Config, held_out: list[tuple[str, torch.Tensor]], device: torch.device):
+    def __init__(
+        self, config: Config, held_out: list[tuple[str, torch.Tensor]], device: torch.device, resuming: bool = False
+    ):
         self.config, self.device = config, device
         sr, t = config.sr, config.train
         self.generator = build_generator(config).to(device)
-        if sr.init_from:
+        if sr.init_from and not resuming:
             self._initialise_from(sr.init_from)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=t.betas)
         self.discriminator = self.opt_d = self.vgg = None
@@ -108,18 +111,19 @@ class SRFamily:
         with phase("data"):
             lr, hr = loader.next_batch(self.config.train.batch_size_g)
         metrics: dict[str, float] = {}
+        with phase("g_step"):
+            sr = self.generator(lr)  # one forward (and one BN statistics update) serves both steps
         if sr_config.stage == "srgan":
             with phase("d_step"):
-                with torch.no_grad():
-                    fake = self.generator(lr)
-                d_loss = discriminator_loss(self.discriminator(hr), self.discriminator(fake), sr_config.relativistic)
+                d_loss = discriminator_loss(
+                    self.discriminator(hr), self.discriminator(sr.detach()), sr_config.relativistic
+                )
                 self.opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 with phase("optimizer_d"):
                     self.opt_d.step()
             metrics["d_loss"] = d_loss.item()
         with phase("g_step"):
-            sr = self.generator(lr)
             if sr_config.stage == "srresnet":
                 loss = pixel_loss(sr, hr, sr_config.pixel_loss)
                 metrics["pixel"] = loss.item()

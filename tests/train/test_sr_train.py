@@ -83,3 +83,13 @@ def test_eval_cli_writes_table_and_comparison(sr_config, tmp_path, capsys):
     assert config.sr.scale == 2 and not generator.training
     assert eval_cli.main(["sr", "--checkpoint", str(tmp_path / "missing")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_doom_frames_hold_out_another_episode():
+    from fastgan.train.config import SRConfig
+    from fastgan.train.run import load_sr_images
+
+    train_frames, held_out = load_sr_images(SRConfig(images="doom", doom_frames=8))
+    assert len(train_frames) == 8 and len(held_out) == 1
+    assert all(name.split("-")[-2] == "0" for name, _ in train_frames)
+    assert all(name.split("-")[-2] == "1" for name, _ in held_out)
