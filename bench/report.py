@@ -3,7 +3,9 @@
 Pairs each eager result with its fused (and, for training cases, torch.compile) counterpart measured in the same
 run and prints one row per op, case and mode: median times, speed-up (eager / fused), the activation bytes
 fused keeps as a fraction of eager's, and — on CUDA — achieved GB/s and its fraction of the device's peak.
-With --out it also writes NAME.md (the table) and NAME.png (bar chart of the ratios).
+Upscaling results (bench_upscale.py) get a table of their own: ms, tiles/s and input megapixels/s per backend,
+and the cost of tiling + blending as tiled / whole-image time.
+With --out it also writes NAME.md (the tables) and NAME.png (bar chart of the ratios).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per (op, case, mode) with eager and fused results: times in ms, ratios, bandwidth."""
     by_key: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
     for result in report["benchmarks"]:
-        by_key.setdefault(_key(result), {})[result["extra_info"]["provider"]] = result
+        if result["extra_info"]["op"] != "upscale":
+            by_key.setdefault(_key(result), {})[result["extra_info"]["provider"]] = result
     table = []
     for (op, case, mode), providers in by_key.items():
         if "eager" not in providers or "fused" not in providers:
@@ -59,6 +62,45 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(table, key=lambda row: (row["op"], row["case"], MODES.get(row["mode"], 3)))
 
 
+def upscale_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per upscale result: backend, case, mode, ms, tiles/s, input MP/s; "tiled" and "blend-only" rows also
+    carry their time over the same backend's "whole" time on the same case (the cost of tiling + blending)."""
+    results = [r for r in report["benchmarks"] if r["extra_info"]["op"] == "upscale"]
+    whole = {
+        (r["extra_info"]["provider"], r["extra_info"]["case"]): r["stats"]["median"]
+        for r in results
+        if r["extra_info"]["mode"] == "whole"
+    }
+    table = []
+    for result in results:
+        info, seconds = result["extra_info"], result["stats"]["median"]
+        row = {
+            "backend": info["provider"],
+            "case": info["case"],
+            "mode": info["mode"],
+            "ms": seconds * 1e3,
+            "tiles_per_s": info["tiles"] / seconds,
+            "megapixels_per_s": info["input_pixels"] / seconds / 1e6,
+        }
+        if info["mode"] != "whole" and (info["provider"], info["case"]) in whole:
+            row["tiled_over_whole"] = seconds / whole[info["provider"], info["case"]]
+        table.append(row)
+    return sorted(table, key=lambda row: (row["case"], row["backend"], row["mode"]))
+
+
+def upscale_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "| backend | case | mode | ms | tiles/s | input MP/s | time / whole |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for row in upscale_rows(report):
+        lines.append(
+            f"| {row['backend']} | {row['case']} | {row['mode']} | {row['ms']:.2f} | {row['tiles_per_s']:.1f} | "
+            f"{row['megapixels_per_s']:.3f} | {_cell(row, 'tiled_over_whole', '.3f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _cell(row: dict[str, Any], name: str, fmt: str) -> str:
     return format(row[name], fmt) if name in row else "–"
 
@@ -87,6 +129,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{row['speedup']:.2f}× | {_cell(row, 'compiled_ms', '.3f')} | {row['memory_ratio']:.2f} | {traffic} | "
             f"{_cell(row, 'achieved_gbps', '.0f')} | {peak} |"
         )
+    if upscale_rows(report):
+        lines += ["", upscale_markdown(report).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -128,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError) as exc:
         print(f"error: cannot read {args.json}: {exc}", file=sys.stderr)
         return 2
-    if not rows(report):
+    if not rows(report) and not upscale_rows(report):
         print(
             f"error: {args.json} holds no eager/fused pairs; run pytest bench/ --benchmark-only first", file=sys.stderr
         )
@@ -138,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_suffix(".md").write_text(text)
-        chart(report, args.out.with_suffix(".png"))
+        if rows(report):
+            chart(report, args.out.with_suffix(".png"))
     return 0
 
 

@@ -27,3 +27,22 @@ def tiny_config(tmp_path) -> Config:
             },
         },
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_sr_run(tmp_path_factory):
+    """A finished 4-iteration SRResNet ×2 run (8 channels, 1 block, bicubic skip): its run directory."""
+    from fastgan.train.config import load_config
+    from fastgan.train.run import train
+
+    out = tmp_path_factory.mktemp("sr") / "srresnet"
+    config = merge(
+        load_config("srresnet-x2-light"),
+        {
+            "sr": {"channels": 8, "blocks": 1, "crop": 32},
+            "train": {"iterations": 4, "batch_size_g": 4, "device": "cpu"},
+            "output": {"out_dir": str(out), "checkpoint_every": 4, "sample_every": 4, "tensorboard": False},
+        },
+    )
+    train(config)
+    return out

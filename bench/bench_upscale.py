@@ -1,0 +1,118 @@
+"""Tiled upscaling: tiles/s and megapixels/s per backend and tile size, and what tiling + blending costs against one
+whole-image pass. The model is SRResNet ×2's light real-time preset (32 channels, 4 blocks, bicubic skip); random
+weights, since speed does not depend on them. On CUDA also the 1080p → 4K frame time per backend (torch fp32, torch
+fp16, TensorRT fp16 when TensorRT is installed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.common import DEVICE, ON_CUDA, record, run_timed
+from fastgan.export.onnx_export import export_upscaler
+from fastgan.models.srgan import SRResNet
+from fastgan.upscale.backends import OnnxRuntimeTiles, TorchTiles
+from fastgan.upscale.receptive_field import receptive_radius
+from fastgan.upscale.tiling import TiledUpscaler
+
+SCALE = 2
+#: (tile side, tiles per batch): about a quarter megapixel of input per call.
+TILES = [(64, 16), (128, 4), (256, 1)]
+SMOKE = pytest.param((16, 2), marks=pytest.mark.smoke, id="smoke")
+OVERLAP, IMAGE_SIDE = 16, 512
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return SRResNet(SCALE, channels=32, blocks=4, batch_norm=False, bicubic_skip=True).eval()
+
+
+@pytest.fixture(scope="module")
+def backends(model, tmp_path_factory):
+    """name -> tile model: torch (fp32 on the bench device) and onnxruntime (fp32, its best provider)."""
+    path = export_upscaler(model, tmp_path_factory.mktemp("bench_upscale") / "x2.onnx", SCALE, 0)
+    return {"torch": TorchTiles(model, DEVICE, "fp32", fused=ON_CUDA), "onnxruntime": OnnxRuntimeTiles(path)}
+
+
+def _info(backend: str, case: str, mode: str, tiles: int, pixels: int) -> dict:
+    return {
+        "op": "upscale",
+        "case": case,
+        "mode": mode,
+        "provider": backend,
+        "tiles": tiles,
+        "input_pixels": pixels,
+        "scale": SCALE,
+    }
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+@pytest.mark.parametrize("tiling", [*(pytest.param(t, id=f"tile{t[0]}") for t in TILES), SMOKE])
+def test_tile_throughput(benchmark, backends, backend, tiling):
+    side, count = tiling
+    benchmark.group = f"upscale tiles {side}x{side}"
+    tiles = torch.rand(count, 3, side, side, device=backends[backend].device)
+    seconds = run_timed(benchmark, lambda: backends[backend](tiles))
+    record(benchmark, _info(backend, f"{side}x{side} tiles ×{count}", "tiles", count, count * side * side), seconds)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+@pytest.mark.parametrize("mode", ["whole", "tiled", "blend-only"])
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param((IMAGE_SIDE, 256), id=f"{IMAGE_SIDE}px-tile256"),
+        pytest.param((48, 40), marks=pytest.mark.smoke, id="smoke"),
+    ],
+)
+def test_tiling_overhead(benchmark, model, backends, backend, mode, size):
+    """One image through the tiler (tiles ≤ T, overlap 16, cosine feather) vs the same call with one tile; and the
+    tiler's own cost (cutting, weighting, accumulating) with a nearest-neighbour stand-in for the model."""
+    side, tile = size
+    benchmark.group = f"upscale {side}x{side} image, overlap {OVERLAP}"
+    tiles = backends[backend] if mode != "blend-only" else lambda t: F.interpolate(t, scale_factor=SCALE)
+    upscaler = TiledUpscaler(
+        tiles,
+        SCALE,
+        receptive_radius(model, SCALE),
+        tile=tile,
+        overlap=OVERLAP,
+        batch=8,
+        device=backends[backend].device,
+    )
+    image = torch.rand(3, side, side, device=backends[backend].device)
+    whole_tile = side + 2 * OVERLAP
+    seconds = run_timed(benchmark, lambda: upscaler(image, tile=whole_tile if mode == "whole" else None))
+    record(
+        benchmark, _info(backend, f"{side}x{side} image, tile {tile}, overlap {OVERLAP}", mode, 1, side * side), seconds
+    )
+
+
+@pytest.mark.skipif(not ON_CUDA, reason="1080p → 4K frame times need a CUDA device")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_1080p_to_4k_frame_time(benchmark, model, backends, precision):
+    """One 1920×1080 frame → 3840×2160 by the torch backend, tiled 512 with the receptive radius as overlap."""
+    tiles = TorchTiles(model, DEVICE, precision, fused=True)
+    radius = receptive_radius(model, SCALE)
+    upscaler = TiledUpscaler(tiles, SCALE, radius, tile=512, overlap=radius, batch=8, device=DEVICE)
+    frame = torch.rand(3, 1080, 1920, device=DEVICE)
+    benchmark.group = "upscale 1080p → 4K frame"
+    seconds = run_timed(benchmark, lambda: upscaler(frame))
+    record(benchmark, _info(f"torch {precision}", "1080p→4K", "frame", 1, 1920 * 1080), seconds)
+
+
+@pytest.mark.skipif(not ON_CUDA, reason="TensorRT engines need a CUDA device")
+def test_1080p_to_4k_frame_time_tensorrt(benchmark, model, tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install tensorrt from NVIDIA's index)")
+    from fastgan.upscale.backends import TensorRTTiles
+
+    path = export_upscaler(model, tmp_path / "x2-fp16.onnx", SCALE, 0, precision="fp16")
+    tiles = TensorRTTiles(path, "fp16", tile=512, batch=8, cache_dir=tmp_path / "engines")
+    radius = receptive_radius(model, SCALE)
+    upscaler = TiledUpscaler(tiles, SCALE, radius, tile=512, overlap=radius, batch=8, device=DEVICE)
+    frame = torch.rand(3, 1080, 1920, device=DEVICE)
+    benchmark.group = "upscale 1080p → 4K frame"
+    seconds = run_timed(benchmark, lambda: upscaler(frame))
+    record(benchmark, _info("tensorrt fp16", "1080p→4K", "frame", 1, 1920 * 1080), seconds)

@@ -1,0 +1,133 @@
+"""Export a training run to ONNX (checked in onnxruntime) or to a TensorRT engine.
+
+python -m fastgan.export onnx --checkpoint runs/srresnet-x2                      # upscaler-fp32.onnx
+python -m fastgan.export onnx --checkpoint runs/srresnet-x2 --precision int8     # calibrated on the run's images
+python -m fastgan.export onnx --checkpoint runs/embedded-64                       # HRGAN generator
+python -m fastgan.export trt --onnx runs/srresnet-x2/export/upscaler-fp16.onnx --tile 512 --batch 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+
+from fastgan.export.onnx_export import export_generator, export_upscaler, max_error_vs_torch, read_metadata
+from fastgan.export.quantize import CALIBRATION_METHODS, quantize_int8
+
+log = logging.getLogger("fastgan.export")
+
+
+def _calibration_frames(source: str | None, config, scale: int) -> list:
+    """(3, h, w) float32 arrays: the given frames as they are (what the model will be fed), else the run's training
+    images down-scaled ×scale as in training."""
+    if source:
+        from fastgan.upscale.frames import open_frames
+
+        return [frame.rgb.numpy() for frame in open_frames(source)]
+    from fastgan.data.sr_loader import degrade
+    from fastgan.train.run import load_sr_images
+
+    training, _ = load_sr_images(config.sr)
+    crops = [hr[:, : hr.shape[1] // scale * scale, : hr.shape[2] // scale * scale] for _, hr in training]  # uint8
+    return [degrade(hr[None].float() / 255, scale)[0].numpy() for hr in crops]
+
+
+def export_run(checkpoint: str, out: Path | None, precision: str, frames: str | None, method: str) -> Path:
+    """Export a run's generator: an SRResNet/SRGAN upscaler (any precision, int8 via calibration) or an HRGAN
+    generator (fp32/fp16/bf16); fp32, fp16 and int8 files are checked in onnxruntime against torch."""
+    from fastgan.train.checkpoint import load_checkpoint
+    from fastgan.train.config import Config, merge
+
+    run = Path(checkpoint).expanduser()
+    config = merge(Config(), load_checkpoint(run)["config"])
+    folder = (run if run.is_dir() else run.parent) / "export"
+    if config.model.name == "srgan":
+        from fastgan.train.sr_step import generator_from_checkpoint
+        from fastgan.upscale.receptive_field import receptive_radius
+
+        model, config = generator_from_checkpoint(run)
+        scale, radius = config.sr.scale, receptive_radius(model, config.sr.scale)
+        out = out or folder / f"upscaler-{precision}.onnx"
+        if precision == "int8":
+            fp32 = export_upscaler(model, out.with_name(out.stem + "-fp32-source.onnx"), scale, radius)
+            path = quantize_int8(fp32, out, _calibration_frames(frames, config, scale), method=method)
+        else:
+            path = export_upscaler(model, out, scale, radius, precision)
+        if precision != "bf16":  # onnxruntime's CPU provider has no bf16 convolutions
+            error = max_error_vs_torch(path, model, {"lr": torch.rand(1, 3, 48, 40)})
+            log.info("onnxruntime vs torch fp32 on a 48×40 input: max |difference| %.2e", error)
+        log.info("×%d upscaler, receptive radius %d → %s", scale, radius, path)
+        return path
+    if precision == "int8":
+        raise ValueError("int8 export is for upscalers; export HRGAN generators in fp32, fp16 or bf16")
+    from fastgan.eval.class_agreement import ema_generator_from_checkpoint
+
+    generator, config = ema_generator_from_checkpoint(run)
+    num_classes = generator.num_classes
+    out = out or folder / f"generator-{precision}.onnx"
+    path = export_generator(generator, out, config.model.z_dim, num_classes, config.model.resolution, precision)
+    if precision == "fp32":
+        inputs = {"z": torch.randn(4, config.model.z_dim), "y": torch.arange(4) % num_classes}
+        log.info("onnxruntime vs torch: max |difference| %.2e", max_error_vs_torch(path, generator, inputs))
+    log.info("HRGAN-%d generator (%d classes) → %s", config.model.resolution, num_classes, path)
+    return path
+
+
+def build_trt(onnx_path: str, tile: int, min_tile: int, batch: int, cache: str | None, workspace_gb: float) -> Path:
+    """Build (or reuse from the cache) the TensorRT engine of an exported upscaler for this GPU."""
+    from fastgan.export.engine_cache import ShapeProfile
+    from fastgan.export.onnx_export import UPSCALER_INPUT
+    from fastgan.export.tensorrt_build import engine_for
+
+    meta = read_metadata(onnx_path)
+    if meta["fastgan.kind"] != "upscaler":
+        raise ValueError(f"{onnx_path} holds a {meta['fastgan.kind']}; TensorRT export here is for upscalers")
+    profile = ShapeProfile.for_images(UPSCALER_INPUT, 3, batch=(1, batch, batch), size=(min_tile, tile, tile))
+    folder = Path(cache) if cache else Path(onnx_path).parent / "engines"
+    return engine_for(
+        onnx_path,
+        meta["fastgan.precision"],
+        profile,
+        folder,
+        folder / "timing.cache",
+        workspace_bytes=int(workspace_gb * 2**30),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fastgan.export", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    onnx_cmd = sub.add_parser("onnx", help="export a run's generator to ONNX")
+    onnx_cmd.add_argument("--checkpoint", required=True, help="run directory or checkpoint file")
+    onnx_cmd.add_argument("--out", type=Path, default=None, help="ONNX file (default: <run>/export/...)")
+    onnx_cmd.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp32")
+    onnx_cmd.add_argument("--calibration-frames", default=None, help="int8: frames (folder/video) to calibrate on")
+    onnx_cmd.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="percentile")
+    trt_cmd = sub.add_parser("trt", help="build the TensorRT engine of an exported upscaler (needs a GPU)")
+    trt_cmd.add_argument("--onnx", required=True, help="a file written by `python -m fastgan.export onnx`")
+    trt_cmd.add_argument("--tile", type=int, default=256, help="largest (and optimal) tile side")
+    trt_cmd.add_argument("--min-tile", type=int, default=8, help="smallest tile side the engine accepts")
+    trt_cmd.add_argument("--batch", type=int, default=8, help="largest (and optimal) batch of tiles")
+    trt_cmd.add_argument("--cache", default=None, help="engine cache folder (default: <onnx folder>/engines)")
+    trt_cmd.add_argument("--workspace-gb", type=float, default=4.0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "onnx":
+            path = export_run(
+                args.checkpoint, args.out, args.precision, args.calibration_frames, args.calibration_method
+            )
+        else:
+            path = build_trt(args.onnx, args.tile, args.min_tile, args.batch, args.cache, args.workspace_gb)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        log.error("%s", error)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""Export trained networks to ONNX with dynamic axes, and check the file in onnxruntime against torch.
+
+Upscalers (SRResNet/SRGAN): input ``lr`` (N, 3, h, w) → output ``sr`` (N, 3, s·h, s·w), batch and both spatial
+axes dynamic. HRGAN generators: inputs ``z`` (N, z_dim) and ``y`` (N,) int64 → ``image`` (N, 3, R, R), batch
+dynamic. The fused ops export through their eager references (the "torch" ops backend), so the graph holds only
+standard ONNX operators (Conv, PRelu, DepthToSpace, Resize, ...) that onnxruntime and TensorRT run natively.
+What tiling and the runtimes need to know travels in the file's metadata (`read_metadata`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from fastgan.ops.backends import backend
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+UPSCALER_INPUT, UPSCALER_OUTPUT = "lr", "sr"
+OPSET = 18
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def _dtype(precision: str) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"unknown ONNX precision {precision!r}; choose {', '.join(PRECISIONS)} (int8: fastgan.export.quantize)"
+        )
+    return PRECISIONS[precision]
+
+
+def _export(model: nn.Module, args: tuple, path: Path, names: tuple[list[str], list[str]], dynamic: dict, meta: dict):
+    """torch.onnx.export (dynamo) to a temporary file, metadata added, checked, then moved into place atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".partial")
+    with backend("torch"), torch.no_grad():
+        program = torch.onnx.export(
+            model,
+            args,
+            input_names=names[0],
+            output_names=names[1],
+            dynamic_shapes=dynamic,
+            opset_version=OPSET,
+            dynamo=True,
+            verbose=False,
+        )
+    proto = program.model_proto
+    onnx.helper.set_model_props(proto, {key: str(value) for key, value in meta.items()})
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save_model(proto, temporary)
+    os.replace(temporary, path)
+    return path
+
+
+def export_upscaler(
+    model: nn.Module,
+    path: str | Path,
+    scale: int,
+    receptive_radius: int,
+    precision: str = "fp32",
+    example_size: int = 32,
+) -> Path:
+    """Write `model` ((N, 3, h, w) → (N, 3, s·h, s·w)) as ONNX with dynamic N, h, w, in `precision` (fp32, fp16 or
+    bf16: weights and I/O in that type; TensorRT builds strongly typed engines from it)."""
+    dtype = _dtype(precision)
+    model = copy.deepcopy(model).to("cpu", dtype).eval()
+    example = torch.rand(2, 3, example_size, example_size + 3, dtype=dtype)
+    batch, height, width = (torch.export.Dim(n, min=1, max=8192) for n in ("batch", "height", "width"))
+    meta = {
+        "fastgan.kind": "upscaler",
+        "fastgan.scale": scale,
+        "fastgan.receptive_radius": receptive_radius,
+        "fastgan.precision": precision,
+    }
+    return _export(
+        model,
+        (example,),
+        path,
+        ([UPSCALER_INPUT], [UPSCALER_OUTPUT]),
+        {"lr": {0: batch, 2: height, 3: width}},
+        meta,
+    )
+
+
+def export_generator(
+    generator: nn.Module, path: str | Path, z_dim: int, num_classes: int, resolution: int, precision: str = "fp32"
+) -> Path:
+    """Write an HRGAN generator (z (N, z_dim), y (N,) int64 → (N, 3, R, R) in [-1, 1]) as ONNX with dynamic N; its
+    conditional batch norms use their running statistics (eval mode)."""
+    dtype = _dtype(precision)
+    generator = copy.deepcopy(generator).to("cpu", dtype).eval()
+    z, y = torch.randn(2, z_dim, dtype=dtype), torch.arange(2) % num_classes
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    meta = {
+        "fastgan.kind": "generator",
+        "fastgan.z_dim": z_dim,
+        "fastgan.num_classes": num_classes,
+        "fastgan.resolution": resolution,
+        "fastgan.precision": precision,
+    }
+    return _export(generator, (z, y), path, (["z", "y"], ["image"]), {"z": {0: batch}, "y": {0: batch}}, meta)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The `fastgan.*` metadata an export wrote (without loading the weights)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no ONNX file at {path}; write one with `python -m fastgan.export onnx`")
+    try:
+        proto = onnx.load_model(path, load_external_data=False)
+    except Exception as error:  # protobuf raises several types for truncated or foreign files
+        raise ExportError(f"{path} is not a readable ONNX file ({error}); export it again") from error
+    meta = {p.key: p.value for p in proto.metadata_props if p.key.startswith("fastgan.")}
+    if "fastgan.kind" not in meta:
+        raise ExportError(f"{path} was not written by fastgan.export (no fastgan.* metadata); export it with it")
+    return meta
+
+
+def onnxruntime_session(path: str | Path, providers: list[str] | None = None):
+    """An onnxruntime InferenceSession for `path`: CUDA first when onnxruntime has it and a GPU is visible, else CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=providers)
+
+
+ONNX_TO_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+
+
+def max_error_vs_torch(path: str | Path, model: nn.Module, inputs: dict[str, torch.Tensor]) -> float:
+    """max |onnxruntime(path) − model(*inputs)| on CPU, the fused ops on their eager references; the inputs are cast
+    to the file's input types for onnxruntime (so an fp16 file is measured against the fp32 model)."""
+    session = onnxruntime_session(path, ["CPUExecutionProvider"])
+    types = {i.name: ONNX_TO_NUMPY[i.type] for i in session.get_inputs()}
+    (onnx_out,) = session.run(None, {name: value.numpy().astype(types[name]) for name, value in inputs.items()})
+    with backend("torch"), torch.no_grad():
+        torch_out = model.eval()(*inputs.values()).float().numpy()
+    return float(np.abs(onnx_out.astype(np.float32) - torch_out).max())

@@ -1,0 +1,121 @@
+"""int8 upscalers as explicit Q/DQ ONNX, calibrated on real frames: what TensorRT ≥ 10 builds int8 engines from.
+
+TensorRT 10 deprecated and TensorRT 11 removed implicit int8 (builder flags plus a calibrator); the supported route
+is an ONNX graph with QuantizeLinear/DequantizeLinear pairs. onnxruntime's static quantiser writes exactly that:
+symmetric int8 activations and per-channel symmetric int8 weights around every convolution (TensorRT's expected
+pattern), the activation ranges measured on tiles cut from real frames. The ranges are cached next to the model,
+keyed by the fp32 model's hash and the calibration method, so a rebuild does not recalibrate. The same file runs in
+onnxruntime on a CPU, which is how its accuracy is checked here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+from fastgan.export.engine_cache import sha256_file
+from fastgan.export.onnx_export import UPSCALER_INPUT, ExportError, read_metadata
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+
+
+class TileReader(CalibrationDataReader):
+    """Batches of random `tile`×`tile` crops of real frames, fed to the model's input while ranges are measured.
+
+    Args:
+        frames: (3, H, W) float32 arrays in [0, 1], each at least `tile` on both sides.
+        tile: crop side.
+        count: number of crops in all.
+        batch: crops per batch.
+        seed: the crops' positions and frames.
+    """
+
+    def __init__(self, frames: Sequence[np.ndarray], tile: int, count: int = 64, batch: int = 8, seed: int = 0):
+        usable = [f for f in frames if f.shape[1] >= tile and f.shape[2] >= tile]
+        if not usable:
+            raise ValueError(f"no calibration frame is at least {tile}×{tile}; give larger frames or a smaller tile")
+        rng = np.random.default_rng(seed)
+        crops = []
+        for _ in range(count):
+            frame = usable[rng.integers(len(usable))]
+            y, x = rng.integers(frame.shape[1] - tile + 1), rng.integers(frame.shape[2] - tile + 1)
+            crops.append(frame[:, y : y + tile, x : x + tile])
+        self.batches = iter([np.stack(crops[i : i + batch]).astype(np.float32) for i in range(0, count, batch)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self.batches, None)
+        return None if batch is None else {UPSCALER_INPUT: batch}
+
+
+def calibration_cache_path(onnx_fp32: str | Path, method: str) -> Path:
+    """Where the activation ranges of `onnx_fp32` measured with `method` are cached: beside the model, named by its
+    hash, so a re-exported model never reuses another's ranges."""
+    onnx_fp32 = Path(onnx_fp32)
+    return onnx_fp32.with_name(f"{onnx_fp32.stem}-{sha256_file(onnx_fp32)[:12]}-{method}.calibration.json")
+
+
+def quantize_int8(
+    onnx_fp32: str | Path,
+    out: str | Path,
+    frames: Sequence[np.ndarray] | None,
+    tile: int = 64,
+    count: int = 64,
+    method: str = "percentile",
+) -> Path:
+    """Write the int8 Q/DQ version of an fp32 upscaler ONNX file, calibrated on crops of `frames` (or the cache).
+
+    Args:
+        onnx_fp32: an upscaler exported by `export_upscaler` in fp32.
+        out: the int8 ONNX file to write (atomically).
+        frames: (3, H, W) float32 arrays in [0, 1] from the frames the model will upscale; None uses the cached
+            ranges and fails if there are none.
+        tile, count: calibration crop side and number of crops.
+        method: "percentile" (99.999th percentile of |activation|), "entropy" (TensorRT's classic KL choice) or
+            "minmax".
+    """
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"unknown calibration method {method!r}; choose {', '.join(CALIBRATION_METHODS)}")
+    meta = read_metadata(onnx_fp32)
+    if meta["fastgan.kind"] != "upscaler" or meta["fastgan.precision"] != "fp32":
+        raise ExportError(
+            f"{onnx_fp32} is a {meta['fastgan.precision']} {meta['fastgan.kind']}; quantise an fp32 upscaler"
+        )
+    cache = calibration_cache_path(onnx_fp32, method)
+    if frames is None and not cache.is_file():
+        raise ValueError(
+            f"no calibration cache at {cache}: give real frames to calibrate int8 on (--calibration-frames)"
+        )
+    reader = None if cache.is_file() else TileReader(frames, tile, count)
+    log.info("int8 calibration: %s", f"cached ranges {cache}" if reader is None else f"{count} {tile}² crops, {method}")
+    out = Path(out)
+    temporary = out.with_name(out.name + ".partial")
+    quantize_static(
+        str(onnx_fp32),
+        str(temporary),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["Conv"],
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CALIBRATION_METHODS[method],
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+        calibration_cache_path=str(cache),
+    )
+    proto = onnx.load_model(temporary)
+    onnx.helper.set_model_props(proto, {**meta, "fastgan.precision": "int8"})
+    onnx.save_model(proto, temporary)
+    os.replace(temporary, out)
+    return out

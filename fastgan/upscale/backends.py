@@ -1,0 +1,129 @@
+"""The three ways to run an upscaler on a batch of tiles, behind one call: (B, 3, t, t') float32 → (B, 3, s·t, s·t')
+float32 on the backend's device. `load_upscaler` builds one from a training checkpoint (torch) or an exported ONNX
+file (onnxruntime, TensorRT) together with what tiling needs: the scale and the receptive-field radius."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from fastgan.export.onnx_export import PRECISIONS, UPSCALER_INPUT, UPSCALER_OUTPUT, onnxruntime_session, read_metadata
+from fastgan.ops.backends import backend, fused_backend_for
+from fastgan.upscale.receptive_field import receptive_radius
+from fastgan.upscale.tiling import TileModel
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+class TorchTiles:
+    """A torch upscaler in eval mode on `device`, computing in `precision` (fp32, fp16 or bf16); `fused` runs the
+    fused ops (Triton kernels on CUDA) instead of their eager references."""
+
+    def __init__(self, model: nn.Module, device: torch.device, precision: str = "fp32", fused: bool = False):
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+        self.dtype = PRECISIONS[precision]
+        self.model = model.to(device, self.dtype).eval()
+        self.device = device
+        self.ops = fused_backend_for(device) if fused else "torch"
+
+    def __call__(self, tiles: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), backend(self.ops):
+            return self.model(tiles.to(self.device, self.dtype)).float()
+
+
+class OnnxRuntimeTiles:
+    """An exported upscaler in onnxruntime (CUDA execution provider when available, else CPU)."""
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None):
+        self.session = onnxruntime_session(path, providers)
+        self.dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16}.get(self.session.get_inputs()[0].type)
+        if self.dtype is None:
+            raise ValueError(f"onnxruntime cannot feed {path}'s input type {self.session.get_inputs()[0].type}")
+        self.device = torch.device("cpu")
+
+    def __call__(self, tiles: torch.Tensor) -> torch.Tensor:
+        (out,) = self.session.run([UPSCALER_OUTPUT], {UPSCALER_INPUT: tiles.cpu().numpy().astype(self.dtype)})
+        return torch.from_numpy(out).float()
+
+
+class TensorRTTiles:
+    """An exported upscaler as a TensorRT engine (built on first use for this GPU, cached by model, precision,
+    shape profile, GPU and TensorRT version), fed torch CUDA tensors."""
+
+    def __init__(self, path: str | Path, precision: str, tile: int, batch: int, cache_dir: str | Path):
+        from fastgan.export.engine_cache import ShapeProfile
+        from fastgan.export.tensorrt_build import engine_for
+        from fastgan.export.tensorrt_runtime import TensorRTEngine
+
+        profile = ShapeProfile.for_images(UPSCALER_INPUT, 3, batch=(1, batch, batch), size=(8, tile, tile))
+        engine_path = engine_for(path, precision, profile, cache_dir, Path(cache_dir) / "timing.cache")
+        self.engine = TensorRTEngine(engine_path, buffers="torch")
+        self.dtype = torch.float16 if precision == "fp16" else torch.bfloat16 if precision == "bf16" else torch.float32
+        self.device = torch.device("cuda")
+
+    def __call__(self, tiles: torch.Tensor) -> torch.Tensor:
+        inputs = {UPSCALER_INPUT: tiles.to(self.device, self.dtype).contiguous()}
+        return self.engine.infer(inputs)[UPSCALER_OUTPUT].float()
+
+
+@dataclass
+class Upscaler:
+    """A tile model and what tiling needs to know about it."""
+
+    tiles: TileModel
+    scale: int
+    receptive_radius: int
+    device: torch.device
+    description: str
+
+
+def load_upscaler(
+    path: str | Path,
+    backend_name: str = "torch",
+    device: str = "auto",
+    precision: str = "fp32",
+    fused: bool = False,
+    tile: int = 256,
+    batch: int = 8,
+    engine_cache: str | Path | None = None,
+) -> Upscaler:
+    """An upscaler from a training run (checkpoint file or run directory; backend "torch") or an ONNX file written by
+    `python -m fastgan.export onnx` (backends "onnxruntime" and "tensorrt"; the precision is the file's own)."""
+    from fastgan.train.run import resolve_device
+    from fastgan.train.sr_step import generator_from_checkpoint
+
+    if backend_name not in BACKENDS:
+        raise ValueError(f"unknown upscale backend {backend_name!r}; choose one of {', '.join(BACKENDS)}")
+    path = Path(path).expanduser()
+    if backend_name == "torch":
+        if path.suffix == ".onnx":
+            raise ValueError(
+                f"{path} is an ONNX file: run it with --backend onnxruntime or tensorrt, or give torch a run"
+            )
+        model, config = generator_from_checkpoint(path, "cpu")
+        scale = config.sr.scale
+        radius = receptive_radius(model, scale)
+        target = resolve_device(device)
+        tiles = TorchTiles(model, target, precision, fused)
+        return Upscaler(tiles, scale, radius, target, f"torch {precision} on {target}{' fused' if fused else ''}")
+    if path.suffix != ".onnx":
+        raise ValueError(f"backend {backend_name} runs ONNX files; export {path} with `python -m fastgan.export onnx`")
+    meta = read_metadata(path)
+    if meta["fastgan.kind"] != "upscaler":
+        raise ValueError(f"{path} holds a {meta['fastgan.kind']}, not an upscaler")
+    scale, radius, file_precision = (
+        int(meta["fastgan.scale"]),
+        int(meta["fastgan.receptive_radius"]),
+        meta["fastgan.precision"],
+    )
+    if backend_name == "onnxruntime":
+        tiles = OnnxRuntimeTiles(path)
+        providers = ",".join(tiles.session.get_providers())
+        return Upscaler(tiles, scale, radius, tiles.device, f"onnxruntime {file_precision} ({providers})")
+    tiles = TensorRTTiles(path, file_precision, tile, batch, engine_cache or path.parent / "engines")
+    return Upscaler(tiles, scale, radius, tiles.device, f"TensorRT {file_precision}")

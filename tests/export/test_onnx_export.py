@@ -1,0 +1,128 @@
+"""ONNX export: standard operators only, dynamic axes, onnxruntime equal to torch (eager and fused), metadata."""
+
+import onnx
+import pytest
+import torch
+
+from fastgan.export.onnx_export import (
+    ExportError,
+    export_generator,
+    export_upscaler,
+    max_error_vs_torch,
+    onnxruntime_session,
+    read_metadata,
+)
+from fastgan.models.hrgan import Generator
+from fastgan.models.srgan import SRResNet
+from fastgan.ops.backends import backend
+
+STANDARD_OPS = {
+    "Conv",
+    "PRelu",
+    "DepthToSpace",
+    "Add",
+    "Resize",
+    "BatchNormalization",
+    "Mul",
+    "Relu",
+    "Gemm",
+    "MatMul",
+    "Reshape",
+    "Gather",
+    "Tanh",
+    "Unsqueeze",
+    "Expand",
+    "Concat",
+    "Shape",
+    "Slice",
+    "Sub",
+    "Div",
+    "Constant",
+    "Cast",
+    "Sqrt",
+    "Tile",
+    "Transpose",
+    "Identity",
+    "Squeeze",
+    "ConstantOfShape",
+    "Range",
+    "Where",
+    "Equal",
+    "Floor",
+    "Flatten",
+}
+
+
+@pytest.fixture(scope="module")
+def light_x2():
+    torch.manual_seed(0)
+    return SRResNet(2, channels=8, blocks=2, batch_norm=False, bicubic_skip=True).eval()
+
+
+@pytest.fixture(scope="module")
+def light_x2_onnx(light_x2, tmp_path_factory):
+    return export_upscaler(light_x2, tmp_path_factory.mktemp("onnx") / "x2.onnx", scale=2, receptive_radius=12)
+
+
+def test_upscaler_exports_standard_ops_with_dynamic_batch_and_size(light_x2_onnx):
+    proto = onnx.load(light_x2_onnx)
+    ops = {node.op_type for node in proto.graph.node}
+    assert {"Conv", "PRelu", "DepthToSpace", "Resize"} <= ops <= STANDARD_OPS
+    assert all(node.domain in ("", "ai.onnx") for node in proto.graph.node)
+    (lr,) = proto.graph.input
+    dims = [d.dim_param or d.dim_value for d in lr.type.tensor_type.shape.dim]
+    assert lr.name == "lr" and dims[1] == 3 and all(isinstance(d, str) for d in (dims[0], dims[2], dims[3]))
+    assert read_metadata(light_x2_onnx) == {
+        "fastgan.kind": "upscaler",
+        "fastgan.scale": "2",
+        "fastgan.receptive_radius": "12",
+        "fastgan.precision": "fp32",
+    }
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 17, 23), (3, 3, 40, 64)])
+def test_onnxruntime_matches_torch_eager_and_fused(light_x2, light_x2_onnx, shape):
+    lr = torch.rand(shape)
+    assert max_error_vs_torch(light_x2_onnx, light_x2, {"lr": lr}) < 1e-5
+    (onnx_out,) = onnxruntime_session(light_x2_onnx, ["CPUExecutionProvider"]).run(None, {"lr": lr.numpy()})
+    with backend("fused-torch"), torch.no_grad():
+        fused = light_x2(lr)
+    torch.testing.assert_close(torch.from_numpy(onnx_out), fused, rtol=0, atol=1e-5)
+
+
+def test_paper_x4_with_batch_norm_and_fp16_export(tmp_path):
+    model = SRResNet(4, channels=8, blocks=1, batch_norm=True).eval()
+    with torch.no_grad():  # non-trivial running statistics
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.1, 0.1), bn.running_var.uniform_(0.5, 2)
+    path = export_upscaler(model, tmp_path / "x4.onnx", scale=4, receptive_radius=10)
+    assert max_error_vs_torch(path, model, {"lr": torch.rand(2, 3, 12, 9)}) < 1e-5
+    half = export_upscaler(model, tmp_path / "x4-fp16.onnx", scale=4, receptive_radius=10, precision="fp16")
+    (graph_input,) = onnx.load(half).graph.input
+    assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert max_error_vs_torch(half, model, {"lr": torch.rand(1, 3, 12, 9)}) < 2e-2
+    assert next(model.parameters()).dtype == torch.float32  # exporting did not convert the caller's model
+
+
+def test_hrgan_generator_exports_with_dynamic_batch(tmp_path):
+    generator = Generator(64, num_classes=5, z_dim=16, channels=16).eval()
+    path = export_generator(generator, tmp_path / "g.onnx", z_dim=16, num_classes=5, resolution=64)
+    for n in (1, 6):
+        inputs = {"z": torch.randn(n, 16), "y": torch.arange(n) % 5}
+        assert max_error_vs_torch(path, generator, inputs) < 1e-5
+    assert read_metadata(path)["fastgan.kind"] == "generator"
+
+
+def test_metadata_errors_say_what_to_do(tmp_path, light_x2_onnx):
+    with pytest.raises(FileNotFoundError, match="fastgan.export onnx"):
+        read_metadata(tmp_path / "missing.onnx")
+    (tmp_path / "corrupt.onnx").write_bytes(light_x2_onnx.read_bytes()[:200])
+    with pytest.raises(ExportError, match="export it again"):
+        read_metadata(tmp_path / "corrupt.onnx")
+    foreign = onnx.load(light_x2_onnx)
+    del foreign.metadata_props[:]
+    onnx.save(foreign, tmp_path / "foreign.onnx")
+    with pytest.raises(ExportError, match="not written by fastgan"):
+        read_metadata(tmp_path / "foreign.onnx")
+    with pytest.raises(ValueError, match="int8"):
+        export_upscaler(torch.nn.Identity(), tmp_path / "x.onnx", 1, 0, precision="int8")

@@ -1,0 +1,60 @@
+"""int8 Q/DQ export: Q/DQ pairs around every convolution, runs in onnxruntime close to fp32, calibration cached."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from fastgan.export.onnx_export import ExportError, export_upscaler, onnxruntime_session, read_metadata
+from fastgan.export.quantize import calibration_cache_path, quantize_int8
+from fastgan.models.srgan import SRResNet
+
+
+def _frames(count=4, seed=0):
+    """Smooth random 'photos' (3, 48, 56) in [0, 1]: low-frequency noise up-sampled, like natural images."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(count, 3, 6, 7, generator=generator)
+    return [f.numpy() for f in torch.nn.functional.interpolate(coarse, size=(48, 56), mode="bicubic").clamp(0, 1)]
+
+
+@pytest.fixture(scope="module")
+def fp32_onnx(tmp_path_factory):
+    torch.manual_seed(0)
+    model = SRResNet(2, channels=8, blocks=1, batch_norm=False, bicubic_skip=True).eval()
+    return export_upscaler(model, tmp_path_factory.mktemp("int8") / "x2.onnx", scale=2, receptive_radius=10)
+
+
+def test_int8_model_has_qdq_convs_and_stays_close_to_fp32(fp32_onnx):
+    int8 = quantize_int8(fp32_onnx, fp32_onnx.with_name("x2-int8.onnx"), _frames(), tile=32, count=16)
+    proto = onnx.load(int8)
+    ops = [node.op_type for node in proto.graph.node]
+    convs = ops.count("Conv")
+    assert convs > 0 and ops.count("QuantizeLinear") >= convs and ops.count("DequantizeLinear") >= 2 * convs
+    zero_points = [onnx.numpy_helper.to_array(t) for t in proto.graph.initializer if "zero_point" in t.name]
+    assert zero_points and all((z == 0).all() and z.dtype == np.int8 for z in zero_points)  # symmetric, TensorRT's
+    assert read_metadata(int8)["fastgan.precision"] == "int8"
+    lr = _frames(1, seed=1)[0][None]
+    (ref,) = onnxruntime_session(fp32_onnx, ["CPUExecutionProvider"]).run(None, {"lr": lr})
+    (out,) = onnxruntime_session(int8, ["CPUExecutionProvider"]).run(None, {"lr": lr})
+    psnr = 10 * np.log10(1 / np.mean((np.clip(out, 0, 1) - np.clip(ref, 0, 1)) ** 2))
+    assert psnr > 35, psnr
+
+
+def test_calibration_is_cached_per_model_and_method(fp32_onnx, tmp_path):
+    cache = calibration_cache_path(fp32_onnx, "minmax")
+    first = quantize_int8(fp32_onnx, tmp_path / "a.onnx", _frames(), tile=32, count=8, method="minmax")
+    assert cache.is_file()
+    again = quantize_int8(fp32_onnx, tmp_path / "b.onnx", None, method="minmax")  # no frames: the cached ranges
+    assert onnx.load(first).graph == onnx.load(again).graph
+    with pytest.raises(ValueError, match="calibration-frames"):
+        quantize_int8(fp32_onnx, tmp_path / "c.onnx", None, method="entropy")
+
+
+def test_quantize_refuses_what_it_cannot_quantise(fp32_onnx, tmp_path):
+    with pytest.raises(ValueError, match="method"):
+        quantize_int8(fp32_onnx, tmp_path / "x.onnx", _frames(), method="mse")
+    half = export_upscaler(SRResNet(2, 4, 1, False), tmp_path / "half.onnx", 2, 8, precision="fp16")
+    with pytest.raises(ExportError, match="fp32 upscaler"):
+        quantize_int8(half, tmp_path / "x.onnx", _frames())
+    with pytest.raises(ValueError, match="at least 32"):
+        quantize_int8(fp32_onnx, tmp_path / "x.onnx", [np.zeros((3, 16, 16), np.float32)], tile=32, method="entropy")

@@ -1,0 +1,112 @@
+"""End to end: a trained run exported to ONNX (fp32, int8) and upscaled from folders and videos by the torch and
+onnxruntime backends; the two agree, bit depth, grey and alpha survive, TensorRT fails clearly without a GPU."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fastgan.export import __main__ as export_cli
+from fastgan.export.onnx_export import read_metadata
+from fastgan.upscale import __main__ as upscale_cli
+from fastgan.upscale.backends import load_upscaler
+
+
+def _smooth(height, width, channels, dtype=np.uint8, seed=0):
+    coarse = np.random.default_rng(seed).random((channels, height // 8 + 1, width // 8 + 1)).astype(np.float32)
+    image = torch.nn.functional.interpolate(torch.from_numpy(coarse)[None], size=(height, width), mode="bilinear")[0]
+    peak = np.iinfo(dtype).max
+    return np.round(image.clamp(0, 1).permute(1, 2, 0).numpy() * peak).astype(dtype).squeeze()
+
+
+@pytest.fixture(scope="module")
+def frames_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("frames")
+    cv2.imwrite(str(folder / "rgb8.png"), _smooth(37, 50, 3))
+    cv2.imwrite(str(folder / "rgb16.png"), _smooth(30, 41, 3, np.uint16, seed=1))
+    cv2.imwrite(str(folder / "grey.png"), _smooth(33, 29, 1, seed=2))
+    cv2.imwrite(str(folder / "rgba.png"), _smooth(26, 35, 4, seed=3))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_sr_run):
+    assert export_cli.main(["onnx", "--checkpoint", str(tiny_sr_run)]) == 0
+    return tiny_sr_run / "export" / "upscaler-fp32.onnx"
+
+
+def test_export_cli_writes_upscaler_with_tiling_metadata(exported, tiny_sr_run):
+    meta = read_metadata(exported)
+    torch_model = load_upscaler(tiny_sr_run, "torch", device="cpu")
+    assert meta["fastgan.scale"] == "2" and int(meta["fastgan.receptive_radius"]) == torch_model.receptive_radius == 10
+
+
+def test_folder_upscales_alike_in_torch_and_onnxruntime(exported, tiny_sr_run, frames_folder, tmp_path):
+    common = ["--input", str(frames_folder), "--tile", "32", "--batch", "3"]
+    assert upscale_cli.main(["--model", str(tiny_sr_run), "--output", str(tmp_path / "torch"), *common]) == 0
+    assert (
+        upscale_cli.main(
+            ["--model", str(exported), "--backend", "onnxruntime", "--output", str(tmp_path / "ort"), *common]
+        )
+        == 0
+    )
+    for name in ("rgb8", "rgb16", "grey", "rgba"):
+        source = cv2.imread(str(frames_folder / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        by_torch = cv2.imread(str(tmp_path / "torch" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        by_ort = cv2.imread(str(tmp_path / "ort" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        assert by_torch.dtype == source.dtype and by_torch.shape[:2] == (2 * source.shape[0], 2 * source.shape[1])
+        assert by_torch.shape[2:] == source.shape[2:]  # grey stays grey, alpha stays
+        difference = np.abs(by_torch.astype(np.int64) - by_ort.astype(np.int64)).max()
+        assert difference <= (2 if source.dtype == np.uint8 else 2 * 257), (name, difference)
+
+
+def test_int8_export_calibrates_on_the_runs_images_and_upscales(tiny_sr_run, frames_folder, tmp_path):
+    assert export_cli.main(["onnx", "--checkpoint", str(tiny_sr_run), "--precision", "int8"]) == 0
+    int8 = tiny_sr_run / "export" / "upscaler-int8.onnx"
+    assert read_metadata(int8)["fastgan.precision"] == "int8"
+    out = tmp_path / "int8"
+    assert (
+        upscale_cli.main(
+            [
+                "--model",
+                str(int8),
+                "--backend",
+                "onnxruntime",
+                "--input",
+                str(frames_folder / "rgb8.png"),
+                "--output",
+                str(out / "x2.png"),
+            ]
+        )
+        == 0
+    )
+    assert cv2.imread(str(out / "x2.png")).shape == (74, 100, 3)
+
+
+def test_video_in_video_out(tiny_sr_run, tmp_path):
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (40, 24))
+    for i in range(3):
+        writer.write(_smooth(24, 40, 3, seed=i))
+    writer.release()
+    out = tmp_path / "clip-x2.avi"
+    assert upscale_cli.main(["--model", str(tiny_sr_run), "--input", str(clip), "--output", str(out)]) == 0
+    capture = cv2.VideoCapture(str(out))
+    frames = []
+    while (frame := capture.read()[1]) is not None:
+        frames.append(frame)
+    assert len(frames) == 3 and frames[0].shape == (48, 80, 3)
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(12.0)
+
+
+def test_clear_errors(exported, tiny_sr_run, tmp_path, caplog):
+    assert upscale_cli.main(["--model", str(exported), "--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 1
+    assert "--backend onnxruntime or tensorrt" in caplog.text
+    assert (
+        upscale_cli.main(["--model", str(tiny_sr_run), "--backend", "onnxruntime", "--input", "x", "--output", "y"])
+        == 1
+    )
+    assert "fastgan.export onnx" in caplog.text
+    if not torch.cuda.is_available():
+        assert export_cli.main(["trt", "--onnx", str(exported)]) == 1
+        assert "TensorRT" in caplog.text or "GPU" in caplog.text
