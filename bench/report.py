@@ -112,11 +112,14 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Device: {first.get('device', '?')} · torch {first.get('torch', '?')} · triton {first.get('triton', '?')} · "
         f"dtype {first.get('dtype', '?')} · fused = `{first.get('fused_backend', '?')}` · {report.get('datetime', '')}",
-        "",
-        "| op | case | mode | eager ms | fused ms | speed-up | compiled ms | saved-activation ratio | "
-        "traffic fused/min (eager/min) | GB/s | % of peak |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    if table:
+        lines += [
+            "",
+            "| op | case | mode | eager ms | fused ms | speed-up | compiled ms | saved-activation ratio | "
+            "traffic fused/min (eager/min) | GB/s | % of peak |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
     for row in table:
         traffic = (
             f"{row['traffic_vs_minimum']:.2f} ({row['eager_traffic_vs_minimum']:.2f})"

@@ -55,3 +55,24 @@ def test_report_refuses_a_file_without_pairs(tmp_path, capsys):
     (tmp_path / "empty.json").write_text(json.dumps({"benchmarks": []}))
     assert report.main([str(tmp_path / "empty.json")]) == 2
     assert "no eager/fused pairs" in capsys.readouterr().err
+
+
+def test_report_tables_upscaling_with_its_tiling_overhead(tmp_path):
+    def upscale(provider, mode, median):
+        extra = {
+            "op": "upscale",
+            "case": "512 image",
+            "mode": mode,
+            "provider": provider,
+            "tiles": 9,
+            "input_pixels": 512 * 512,
+            "device": "test device",
+        }
+        return {"extra_info": extra, "stats": {"median": median}}
+
+    data = {"benchmarks": [upscale("torch", "whole", 1.0), upscale("torch", "tiled", 1.25)]}
+    (tmp_path / "bench.json").write_text(json.dumps(data))
+    tiled = next(row for row in report.upscale_rows(data) if row["mode"] == "tiled")
+    assert tiled["tiled_over_whole"] == 1.25 and tiled["tiles_per_s"] == 9 / 1.25
+    assert report.main([str(tmp_path / "bench.json"), "--out", str(tmp_path / "up")]) == 0
+    assert "| torch | 512 image | tiled | 1250.00 | 7.2 | 0.210 | 1.250 |" in (tmp_path / "up.md").read_text()

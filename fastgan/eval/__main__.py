@@ -3,6 +3,7 @@
 Examples:
     python -m fastgan.eval sr --checkpoint runs/srresnet-x2                  # the run's held-out images
     python -m fastgan.eval sr --checkpoint runs/srresnet-x2 --images ~/photos --out runs/srresnet-x2/eval
+    python -m fastgan.eval sr --checkpoint runs/srresnet-x2 --onnx runs/srresnet-x2/export/upscaler-int8.onnx
 """
 
 from __future__ import annotations
@@ -33,8 +34,24 @@ def _images(source: str, config) -> list[tuple[str, torch.Tensor]]:
     return folder_images(source)
 
 
-def evaluate_sr(checkpoint: str, images: str, out: Path, device: str = "auto") -> str:
-    """Evaluate the run's generator on `images`; write OUT/sr_eval.md and OUT/sr_comparison.png; return the table."""
+def _tiled(path: str, tile: int):
+    """(B, 3, h, w) → (B, 3, s·h, s·w) in [0, 1] by an exported upscaler in onnxruntime, tile by tile (overlap = its
+    receptive radius: exact), and the row name."""
+    from fastgan.upscale.backends import load_upscaler
+    from fastgan.upscale.tiling import TiledUpscaler
+
+    model = load_upscaler(path, "onnxruntime")
+    r = model.receptive_radius
+    tiled = TiledUpscaler(model.tiles, model.scale, r, tile=tile, overlap=r, device=model.device)
+    name = f"{Path(path).stem}: {model.description}, tiles ≤ {tile}"
+    return name, lambda lr: torch.stack([tiled(image) for image in lr]).clamp(0, 1)
+
+
+def evaluate_sr(
+    checkpoint: str, images: str, out: Path, device: str = "auto", onnx: tuple[str, ...] = (), tile: int = 128
+) -> str:
+    """Evaluate the run's generator on `images` (and each exported `onnx` file, tiled, in onnxruntime); write
+    OUT/sr_eval.md and OUT/sr_comparison.png; return the table."""
     generator, config = generator_from_checkpoint(checkpoint, resolve_device(device))
     scale = config.sr.scale
     named = _images(images, config)
@@ -51,13 +68,15 @@ def evaluate_sr(checkpoint: str, images: str, out: Path, device: str = "auto") -
         "lanczos": lambda lr: baseline_upscale(lr, scale, "lanczos"),
         f"fastgan ({config.sr.stage})": fastgan_upscale,
     }
+    upscalers |= dict(_tiled(path, tile) for path in onnx)
     table = markdown_table(evaluate(upscalers, pairs, scale))
     out.mkdir(parents=True, exist_ok=True)
     (out / "sr_eval.md").write_text(table)
     name, lr, hr = pairs[0]
     side = min(hr.shape[-2:]) // 2
     crop = ((hr.shape[-2] - side) // 2, (hr.shape[-1] - side) // 2, side)
-    outputs = {method: upscale(lr) for method, upscale in upscalers.items() if method != "lanczos"}
+    shown = ("bicubic", f"fastgan ({config.sr.stage})")
+    outputs = {method: upscale(lr) for method, upscale in upscalers.items() if method in shown}
     comparison_image(lr, outputs, hr, crop=crop).save(out / "sr_comparison.png")
     return table
 
@@ -72,12 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     sr.add_argument("--out", type=Path, help="where to write sr_eval.md and sr_comparison.png (default: RUN/eval)")
     sr.add_argument("--device", default="auto")
+    sr.add_argument("--onnx", nargs="*", default=[], help="exported upscalers to evaluate too (onnxruntime, tiled)")
+    sr.add_argument("--tile", type=int, default=128, help="tile side for the --onnx files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     checkpoint = Path(args.checkpoint).expanduser()
     out = args.out or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "eval"
     try:
-        print(evaluate_sr(str(checkpoint), args.images, out, args.device))
+        print(evaluate_sr(str(checkpoint), args.images, out, args.device, tuple(args.onnx), args.tile))
     except (CheckpointError, DataSourceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     trt_cmd.add_argument("--workspace-gb", type=float, default=4.0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("onnxscript", "onnx_ir", "torch.onnx"):  # the exporter's pass-by-pass notes
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         if args.command == "onnx":
             path = export_run(

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         source = open_frames(args.input)
         log.info(
-            "%s ×%d, receptive radius %d; tiles ≤ %d, overlap %d, feather %d (%s); %d %s",
+            "%s ×%d, receptive radius %d; tiles ≤ %d, overlap %d, feather %d (%s); %d frames (%s)",
             model.description,
             model.scale,
             model.receptive_radius,
