@@ -21,7 +21,8 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 class TorchTiles:
     """A torch upscaler in eval mode on `device`, computing in `precision` (fp32, fp16 or bf16); `fused` runs the
-    fused ops (Triton kernels on CUDA) instead of their eager references."""
+    fused ops (Triton kernels on CUDA) instead of their eager references. Takes the model over (moves and casts
+    it in place)."""
 
     def __init__(self, model: nn.Module, device: torch.device, precision: str = "fp32", fused: bool = False):
         if precision not in PRECISIONS:

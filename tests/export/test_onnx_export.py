@@ -126,3 +126,15 @@ def test_metadata_errors_say_what_to_do(tmp_path, light_x2_onnx):
         read_metadata(tmp_path / "foreign.onnx")
     with pytest.raises(ValueError, match="int8"):
         export_upscaler(torch.nn.Identity(), tmp_path / "x.onnx", 1, 0, precision="int8")
+
+
+def test_export_cli_writes_the_hrgan_generator_of_a_run(tiny_config):
+    from fastgan.export import __main__ as export_cli
+    from fastgan.train.run import train
+
+    train(tiny_config)
+    run = tiny_config.output.out_dir
+    assert export_cli.main(["onnx", "--checkpoint", str(run)]) == 0
+    meta = read_metadata(f"{run}/export/generator-fp32.onnx")
+    assert meta["fastgan.kind"] == "generator" and meta["fastgan.resolution"] == "64" and meta["fastgan.z_dim"] == "32"
+    assert export_cli.main(["onnx", "--checkpoint", str(run), "--precision", "int8"]) == 1  # upscalers only
