@@ -30,7 +30,8 @@ class FrameError(ValueError):
 
 @dataclass
 class Frame:
-    """rgb (3, H, W) float32 in [0, 1]; alpha (1, H, W) or None; the source's bit depth, greyness and name."""
+    """rgb (3, H, W) float32 in [0, 1]; alpha (1, H, W) or None; the source's bit depth, greyness and name (an
+    image's file name, or ``frame_NNNNNN`` for a video frame)."""
 
     rgb: torch.Tensor
     alpha: torch.Tensor | None = None
@@ -71,7 +72,7 @@ def read_image(path: str | Path) -> Frame:
     array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise FrameError(f"{path} is not a readable image (corrupt or unknown format: {', '.join(IMAGE_SUFFIXES)})")
-    return frame_from_array(array, path.stem)
+    return frame_from_array(array, path.name)
 
 
 def write_image(path: str | Path, frame: Frame) -> None:
@@ -104,6 +105,9 @@ class FrameSource:
         return len(self.files) if self.kind == "images" else self.frame_count
 
     def __iter__(self) -> Iterator[Frame]:
+        if self.kind == "images" and self.path.is_file():  # one image named by the user: its errors are fatal
+            yield read_image(self.path)
+            return
         if self.kind == "images":
             for file in self.files:
                 try:
@@ -155,9 +159,8 @@ class FrameSink:
 
     def write(self, frame: Frame) -> None:
         if self.source.kind == "images":
-            single = len(self.source.files) == 1 and self.out.suffix.lower() in IMAGE_SUFFIXES
-            suffix = next(f.suffix for f in self.source.files if f.stem == frame.name)
-            write_image(self.out if single else self.out / f"{frame.name}{suffix}", frame)
+            single = self.source.path.is_file() and self.out.suffix.lower() in IMAGE_SUFFIXES
+            write_image(self.out if single else self.out / frame.name, frame)
             return
         if frame.alpha is not None and not self.warned_alpha:
             log.warning("video output has no alpha channel: alpha dropped")
@@ -186,6 +189,6 @@ def open_sink(out: str | Path, source: FrameSource) -> FrameSink:
         raise FrameError(f"output {out} is the input; choose another path")
     if source.kind == "video" and out.suffix.lower() not in VIDEO_SUFFIXES:
         raise FrameError(f"a video goes to a video file ({', '.join(VIDEO_SUFFIXES)}), not {out}")
-    single_file = source.kind == "images" and len(source.files) == 1 and out.suffix.lower() in IMAGE_SUFFIXES
+    single_file = source.kind == "images" and source.path.is_file() and out.suffix.lower() in IMAGE_SUFFIXES
     (out.parent if single_file or source.kind == "video" else out).mkdir(parents=True, exist_ok=True)
     return FrameSink(out, source)

@@ -188,8 +188,10 @@ class TiledUpscaler:
             plan = TilePlan.for_image(height, width, tile or self.tile, self.overlap)
             out = torch.zeros(channels, s * height, s * width, device=self.device)
             total = torch.zeros(1, s * height, s * width, device=self.device)
-            rows = [axis_weights(plan.rows, i, s, self.feather, self.window) for i in range(len(plan.rows.starts))]
-            cols = [axis_weights(plan.cols, j, s, self.feather, self.window) for j in range(len(plan.cols.starts))]
+            rows, cols = (
+                [axis_weights(axis, i, s, self.feather, self.window).to(self.device, torch.float32) for i in range(n)]
+                for axis, n in ((plan.rows, len(plan.rows.starts)), (plan.cols, len(plan.cols.starts)))
+            )
         th, tw = plan.rows.size, plan.cols.size
         for first in range(0, len(plan), self.batch):
             origins = [plan.origin(k) for k in range(first, min(first + self.batch, len(plan)))]
@@ -198,7 +200,7 @@ class TiledUpscaler:
                 upscaled = self.model(tiles)  # (B, C, s·th, s·tw)
             with phase("upscale/blend"):
                 for (i, j, y, x), tile_out in zip(origins, upscaled, strict=True):
-                    weight = (rows[i][:, None] * cols[j][None, :]).to(self.device, torch.float32)
+                    weight = rows[i][:, None] * cols[j][None, :]
                     out[:, s * y : s * (y + th), s * x : s * (x + tw)] += tile_out * weight
                     total[:, s * y : s * (y + th), s * x : s * (x + tw)] += weight
         with phase("upscale/blend"):

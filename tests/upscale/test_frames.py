@@ -58,7 +58,7 @@ def test_folder_skips_corrupt_files_with_a_warning(tmp_path, caplog):
     source = open_frames(tmp_path)
     with caplog.at_level(logging.WARNING):
         names = [frame.name for frame in source]
-    assert len(source) == 3 and names == ["a", "c"] and source.skipped == [str(tmp_path / "b.png")]
+    assert len(source) == 3 and names == ["a.png", "c.png"] and source.skipped == [str(tmp_path / "b.png")]
     assert "b.png" in caplog.text
     (tmp_path / "empty").mkdir()
     with pytest.raises(FrameError, match="holds no images"):
@@ -85,3 +85,15 @@ def test_video_frames_and_rate_survive_a_round_trip(tmp_path):
     assert len(list(open_frames(tmp_path / "copy.mp4"))) == 5
     with pytest.raises(FrameError, match="video file"):
         open_sink(tmp_path / "frames", source)
+
+
+def test_folder_output_keeps_each_file_name_and_format(tmp_path):
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), _noise((6, 5, 3), np.uint16))
+    cv2.imwrite(str(tmp_path / "in" / "a.jpg"), _noise((6, 5, 3)))
+    source = open_frames(tmp_path / "in")
+    with open_sink(tmp_path / "out", source) as sink:
+        for frame in source:
+            sink.write(frame)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "a.png"]
+    assert cv2.imread(str(tmp_path / "out" / "a.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
