@@ -1,9 +1,12 @@
-"""python -m fastgan.eval sr: PSNR/SSIM of a trained SRResNet/SRGAN against bicubic and Lanczos, and a PNG.
+"""python -m fastgan.eval: score upscalers (sr) and HRGAN generators (table), and draw sample sheets (sheets).
 
 Examples:
     python -m fastgan.eval sr --checkpoint runs/srresnet-x2                  # the run's held-out images
     python -m fastgan.eval sr --checkpoint runs/srresnet-x2 --images ~/photos --out runs/srresnet-x2/eval
     python -m fastgan.eval sr --checkpoint runs/srresnet-x2 --onnx runs/srresnet-x2/export/upscaler-int8.onnx
+    python -m fastgan.eval table runs/hrgan-32 runs/hrgan-32-no-ms runs/embedded-64 --samples 5000 --out table.md
+    python -m fastgan.eval table runs/cifar10-64 --inception-weights ~/weights/pt_inception-2015-12-05-6726825d.pth
+    python -m fastgan.eval sheets --checkpoint runs/embedded-64
 """
 
 from __future__ import annotations
@@ -81,6 +84,34 @@ def evaluate_sr(
     return table
 
 
+def hrgan_table(runs: list[str], args) -> str:
+    """Score every run (Inception metrics when weights are at hand) and lay out the paper's tables."""
+    import json
+
+    from fastgan.eval.hrgan_report import evaluate_run, markdown
+    from fastgan.eval.inception import InceptionWeightsError, load_inception
+
+    device = resolve_device(args.device)
+    try:
+        inception = load_inception(args.inception_weights, args.resize, device)
+    except InceptionWeightsError as error:
+        if args.inception_weights:
+            raise
+        logging.getLogger("fastgan.eval").warning("%s — scoring without IS/FID (evaluator metrics only)", error)
+        inception = None
+    rows = []
+    for run in runs:
+        rows += evaluate_run(
+            run, args.samples, args.splits, inception, args.evaluator_weights, args.seed, args.batch_size, device
+        )
+    table = markdown(rows)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(table)
+        args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastgan.eval", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -93,8 +124,32 @@ def main(argv: list[str] | None = None) -> int:
     sr.add_argument("--device", default="auto")
     sr.add_argument("--onnx", nargs="*", default=[], help="exported upscalers to evaluate too (onnxruntime, tiled)")
     sr.add_argument("--tile", type=int, default=128, help="tile side for the --onnx files")
+    table = commands.add_parser("table", help="score HRGAN runs; the paper's Tables 1–2 layout")
+    table.add_argument("runs", nargs="+", help="run directories or checkpoint files (any resolutions, λ_MS 0 or not)")
+    table.add_argument("--samples", type=int, default=50_000, help="generated (and real) samples per run")
+    table.add_argument("--splits", type=int, default=10, help="splits of the Inception and MobileNet scores")
+    table.add_argument("--inception-weights", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth")
+    table.add_argument(
+        "--resize",
+        choices=("bilinear", "bicubic", "nearest"),
+        default="bilinear",
+        help="how samples are resized to Inception's 299×299",
+    )
+    table.add_argument("--evaluator-weights", help="default: each run's own evaluator")
+    table.add_argument("--seed", type=int, default=0)
+    table.add_argument("--batch-size", type=int, default=250)
+    table.add_argument("--device", default="auto")
+    table.add_argument("--out", type=Path, help="also write the table (.md) and every score (.json)")
+    sheets = commands.add_parser("sheets", help="per-class sample sheet and latent interpolations (PNG)")
+    sheets.add_argument("--checkpoint", required=True)
+    sheets.add_argument("--out", type=Path, help="default: RUN/eval")
+    sheets.add_argument("--per-class", type=int, default=10)
+    sheets.add_argument("--steps", type=int, default=8)
+    sheets.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command != "sr":
+        return _generator_command(args)
     checkpoint = Path(args.checkpoint).expanduser()
     out = args.out or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "eval"
     try:
@@ -103,6 +158,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out / 'sr_eval.md'} and {out / 'sr_comparison.png'}")
+    return 0
+
+
+def _generator_command(args) -> int:
+    from fastgan.eval.class_agreement import ema_generator_from_checkpoint
+    from fastgan.eval.evaluator import EvaluatorWeightsError
+    from fastgan.eval.inception import InceptionWeightsError
+    from fastgan.eval.sheets import write_sheets
+
+    try:
+        if args.command == "table":
+            print(hrgan_table(args.runs, args))
+        else:
+            generator, _ = ema_generator_from_checkpoint(args.checkpoint)
+            run = Path(args.checkpoint).expanduser()
+            out = args.out or (run if run.is_dir() else run.parent) / "eval"
+            for path in write_sheets(generator, out, args.per_class, args.steps, args.seed):
+                print(f"wrote {path}")
+    except (CheckpointError, DataSourceError, EvaluatorWeightsError, InceptionWeightsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

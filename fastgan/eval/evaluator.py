@@ -54,13 +54,22 @@ class Evaluator(nn.Module):
         """The evaluator is frozen: it stays in eval mode whatever `mode` says."""
         return super().train(False)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, R, R) in [-1, 1] -> (N, num_classes) logits."""
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.float() + 1.0) * 0.5
         size = self.spec.resolution
         if x.shape[-1] != size or x.shape[-2] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
-        return self.network((x - self.mean) / self.std)
+        return (x - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, R, R) in [-1, 1] -> (N, num_classes) logits."""
+        return self.network(self._prepare(images))
+
+    def features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, R, R) in [-1, 1] -> (pooled features (N, 576), logits (N, num_classes)): the evaluator's own
+        feature space, where fastgan measures Fréchet distances when no Inception weights are at hand."""
+        pooled = self.network.avgpool(self.network.features(self._prepare(images))).flatten(1)
+        return pooled, self.network.classifier(pooled)
 
 
 def embedded_evaluator_path() -> Path:

@@ -1,0 +1,126 @@
+"""Scores of a class-conditional generator: MobileNet score, Inception score, FID, intra-class FID,
+precision/recall, and — for the embedded set, whose scenes render at any resolution — high-resolution fidelity:
+how close the generator's 64/128 outputs are to true 64/128 renders, in the evaluator's feature space.
+
+Samples are drawn with balanced labels from a seeded generator, in batches, and only their features are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from fastgan.data.procedural import render, sample_scenes
+from fastgan.eval.evaluator import Evaluator
+from fastgan.eval.scores import feature_statistics, frechet_distance, precision_recall, split_score
+
+#: images in [-1, 1] → (features (N, D), logits (N, K))
+Extractor = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+#: the real images of a resolution for the fidelity experiment: (count, seed) → ((N, 3, R, R) in [-1, 1], labels)
+FIDELITY_SEED = 2_000_003  # scenes never used in training (training uses config.data.seed)
+
+
+@dataclass
+class Features:
+    """Features and logits per extractor name, and the labels of the images they came from."""
+
+    labels: torch.Tensor
+    by_name: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+
+def balanced_labels(count: int, num_classes: int) -> torch.Tensor:
+    return torch.arange(count) % num_classes
+
+
+@torch.no_grad()
+def extract(
+    batches, extractors: dict[str, Extractor], device: torch.device | str = "cpu"
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Run every extractor over an iterable of image batches ((B, 3, R, R) in [-1, 1]); features kept on the CPU."""
+    parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in extractors}
+    for images in batches:
+        images = images.to(device)
+        for name, extractor in extractors.items():
+            feats, logits = extractor(images)
+            parts[name].append((feats.float().cpu(), logits.float().cpu()))
+    return {name: (torch.cat([f for f, _ in p]), torch.cat([lg for _, lg in p])) for name, p in parts.items()}
+
+
+def generated_batches(
+    generator: torch.nn.Module,
+    labels: torch.Tensor,
+    seed: int = 0,
+    batch_size: int = 250,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+):
+    """G(z, y) for `labels` in batches, z from a generator seeded by `seed` (the same samples on every device);
+    `transform` post-processes each batch (e.g. the bicubic up-scaling of the baseline)."""
+    noise = torch.Generator().manual_seed(seed)
+    device = next(generator.parameters()).device
+    for start in range(0, len(labels), batch_size):
+        y = labels[start : start + batch_size]
+        z = torch.randn(len(y), generator.z_dim, generator=noise)
+        with torch.no_grad():
+            images = generator(z.to(device), y.to(device)).float()
+        yield images if transform is None else transform(images)
+
+
+def bicubic_to(resolution: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The naive baseline's up-scaling: bicubic to `resolution`, clamped to [-1, 1]."""
+    return lambda images: F.interpolate(images, size=(resolution, resolution), mode="bicubic").clamp(-1, 1)
+
+
+def true_renders(resolution: int, count: int, seed: int = FIDELITY_SEED, batch_size: int = 250):
+    """(images (N, 3, R, R) in [-1, 1] batches, labels (N,)) of embedded-set scenes rendered at `resolution`."""
+    scenes = sample_scenes(count, seed)
+    rendered = render(scenes, resolution) * 2 - 1
+    return rendered.split(batch_size), scenes.labels
+
+
+def intra_class_fid(real: tuple[torch.Tensor, torch.Tensor], fake: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """Mean over classes of the Fréchet distance between the real and generated features of that class.
+
+    Args:
+        real, fake: (features (N, D), labels (N,)).
+    """
+    distances = []
+    for label in real[1].unique():
+        a, b = real[0][real[1] == label], fake[0][fake[1] == label]
+        distances.append(frechet_distance(feature_statistics(a), feature_statistics(b)))
+    return sum(distances) / len(distances)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(dim=1) == labels).double().mean())
+
+
+def evaluator_extractor(evaluator: Evaluator) -> Extractor:
+    return evaluator.features
+
+
+def score_samples(
+    fake: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    fake_labels: torch.Tensor,
+    real: dict[str, tuple[torch.Tensor, torch.Tensor]] | None,
+    real_labels: torch.Tensor | None,
+    splits: int,
+    prefix: str = "",
+) -> dict[str, float]:
+    """Scores of one sample set: `ms` (evaluator logits), `is` (Inception logits), and against `real`: `fid`,
+    `intra_fid`, `precision`, `recall` per feature space (`…_inception` or `…_evaluator`), `accuracy`."""
+    scores: dict[str, float] = {}
+    evaluator_logits = fake["evaluator"][1]
+    scores["ms"], scores["ms_std"] = split_score(evaluator_logits, splits)
+    scores["accuracy"] = accuracy(evaluator_logits, fake_labels)
+    if "inception" in fake:
+        scores["is"], scores["is_std"] = split_score(fake["inception"][1], splits)
+    for space in fake if real is not None else ():
+        real_feats, fake_feats = real[space][0], fake[space][0]
+        scores[f"fid_{space}"] = frechet_distance(feature_statistics(real_feats), feature_statistics(fake_feats))
+        scores[f"intra_fid_{space}"] = intra_class_fid((real_feats, real_labels), (fake_feats, fake_labels))
+        cap = 5000  # k-NN precision/recall is quadratic: a fixed subset keeps it cheap
+        scores[f"precision_{space}"], scores[f"recall_{space}"] = precision_recall(real_feats[:cap], fake_feats[:cap])
+    return {prefix + key: value for key, value in scores.items()}

@@ -1,0 +1,124 @@
+"""Evaluate HRGAN runs and lay the results out like the paper's Tables 1–2 (with / without L_MS per resolution).
+
+Each run is scored against its real training images (MS, IS, FID, intra-class FID, precision/recall) and, on the
+embedded set, against true renders at its own resolution (HR-FID in the evaluator's feature space and the
+evaluator's accuracy on the samples). A 32×32 run also yields the naive baseline "HRGAN-32 + bicubic ×2 / ×4".
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from fastgan.eval.class_agreement import ema_generator_from_checkpoint
+from fastgan.eval.evaluator import default_evaluator_weights, load_evaluator
+from fastgan.eval.generator_eval import (
+    accuracy,
+    balanced_labels,
+    bicubic_to,
+    extract,
+    generated_batches,
+    score_samples,
+    true_renders,
+)
+from fastgan.eval.scores import feature_statistics, frechet_distance
+
+log = logging.getLogger(__name__)
+
+BASELINE_SCALES = (2, 4)
+
+
+def _real_batches(run_config, count: int, batch_size: int):
+    """Up to `count` real training images in [-1, 1], in batches, with their labels."""
+    from fastgan.train.run import load_image_set
+
+    image_set = load_image_set(run_config.data)
+    images, labels = image_set.images[:count], image_set.labels[:count]
+    return (images.float().div(127.5).sub(1).split(batch_size)), labels
+
+
+def _fidelity(generated_evaluator: tuple[torch.Tensor, torch.Tensor], labels, resolution, evaluator, samples, batch):
+    """HR-FID between samples and true `resolution` renders in the evaluator's space, and the evaluator's accuracy
+    on the samples."""
+    renders, render_labels = true_renders(resolution, samples, batch_size=batch)
+    truth = extract(renders, {"evaluator": evaluator.features}, evaluator.mean.device)["evaluator"]
+    fid = frechet_distance(feature_statistics(truth[0]), feature_statistics(generated_evaluator[0]))
+    return {
+        "hr_fid": fid,
+        "hr_accuracy": accuracy(generated_evaluator[1], labels),
+        "truth_accuracy": accuracy(truth[1], render_labels),
+    }
+
+
+def evaluate_run(
+    run: str | Path,
+    samples: int = 50_000,
+    splits: int = 10,
+    inception=None,
+    evaluator_weights=None,
+    seed: int = 0,
+    batch_size: int = 250,
+    device: str | torch.device = "cpu",
+) -> list[dict]:
+    """Rows of scores for a run (and, for a 32×32 embedded run, its bicubic baselines)."""
+    generator, config = ema_generator_from_checkpoint(run)
+    generator = generator.to(device)
+    weights = default_evaluator_weights(evaluator_weights or config.loss.evaluator_weights, config.data.source)
+    evaluator = load_evaluator(weights, device)
+    extractors = {"evaluator": evaluator.features} | ({"inception": inception} if inception is not None else {})
+    labels = balanced_labels(samples, generator.num_classes)
+    fake = extract(generated_batches(generator, labels, seed, batch_size), extractors, device)
+    real_images, real_labels = _real_batches(config, samples, batch_size)
+    real = extract(real_images, extractors, device)
+    resolution = config.model.resolution
+    base = {"run": str(run), "resolution": resolution, "lambda_ms": config.loss.lambda_ms}
+    rows = [base | {"model": f"HRGAN-{resolution}"} | score_samples(fake, labels, real, real_labels, splits)]
+    if config.data.source != "embedded":
+        return rows
+    rows[0] |= _fidelity(fake["evaluator"], labels, resolution, evaluator, samples, batch_size)
+    if resolution == 32:
+        for scale in BASELINE_SCALES:
+            upscaled = extract(
+                generated_batches(generator, labels, seed, batch_size, bicubic_to(32 * scale)), extractors, device
+            )
+            row = base | {"model": f"HRGAN-32 + bicubic ×{scale}", "resolution": 32 * scale}
+            row |= score_samples(upscaled, labels, real, real_labels, splits)
+            rows.append(row | _fidelity(upscaled["evaluator"], labels, 32 * scale, evaluator, samples, batch_size))
+    return rows
+
+
+def _value(row: dict, key: str, fmt: str = ".2f") -> str:
+    if key not in row:
+        return "–"
+    std = row.get(key + "_std")
+    return f"{row[key]:{fmt}} ± {std:{fmt}}" if std is not None else f"{row[key]:{fmt}}"
+
+
+def markdown(rows: list[dict]) -> str:
+    """All scores per row, then the paper's layout (without / with L_MS, improvement) for the headline metrics."""
+    space = "inception" if any("fid_inception" in r for r in rows) else "evaluator"
+    lines = [
+        f"| model | L_MS | MS | IS | FID ({space}) | intra-FID ({space}) | precision / recall ({space}) | "
+        "HR-FID vs true renders (evaluator) | evaluator accuracy (true renders) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["resolution"], r["model"], r["lambda_ms"])):
+        pr = f"{r[f'precision_{space}']:.3f} / {r[f'recall_{space}']:.3f}" if f"precision_{space}" in r else "–"
+        truth = f" ({r['truth_accuracy']:.3f})" if "truth_accuracy" in r else ""
+        lines.append(
+            f"| {r['model']} | {'with' if r['lambda_ms'] > 0 else 'w/o'} | {_value(r, 'ms')} | {_value(r, 'is')} | "
+            f"{_value(r, f'fid_{space}')} | {_value(r, f'intra_fid_{space}')} | {pr} | {_value(r, 'hr_fid')} | "
+            f"{_value(r, 'hr_accuracy', '.3f')}{truth} |"
+        )
+    for key, title, better in (("is", "Inception score", 1), ("ms", "MobileNet score", 1), ("hr_fid", "HR-FID", -1)):
+        if not any(key in r for r in rows):
+            continue
+        lines += ["", f"| model | {title} without L_MS | {title} with L_MS | improvement |", "|---|---|---|---|"]
+        for model in sorted({r["model"] for r in rows}, key=lambda m: (len(m), m)):
+            without = next((r for r in rows if r["model"] == model and r["lambda_ms"] == 0 and key in r), None)
+            with_ms = next((r for r in rows if r["model"] == model and r["lambda_ms"] > 0 and key in r), None)
+            gain = f"{better * (with_ms[key] - without[key]):+.2f}" if without and with_ms else "–"
+            lines.append(f"| {model} | {_value(without or {}, key)} | {_value(with_ms or {}, key)} | {gain} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,82 @@
+"""GAN metric formulas on features and logits, in float64: the split score (Inception and MobileNet scores),
+Fréchet distance, and improved precision/recall. Network-free, so they are tested on hand-made numbers."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def split_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:
+    """Inception-score formula (Salimans et al. 2016; the paper's Eq. 5 with MobileNet logits): the samples are
+    cut into `splits` consecutive chunks; in each, exp(mean_x KL(p(y|x) ‖ p(y))) with p(y) the chunk's mean;
+    returns the mean and the (population, as in the reference code) standard deviation over the chunks.
+
+    Args:
+        logits: (N, K) class logits, N ≥ splits.
+        splits: number of chunks (the field's default is 10).
+    """
+    if logits.dim() != 2 or not 1 <= splits <= logits.shape[0]:
+        raise ValueError(f"split_score needs (N, K) logits with N ≥ splits = {splits}, got {tuple(logits.shape)}")
+    scores = []
+    for chunk in logits.double().chunk(splits):
+        log_p = chunk.log_softmax(dim=1)
+        log_marginal = log_p.exp().mean(dim=0).log()
+        kl = (log_p.exp() * (log_p - log_marginal)).sum(dim=1).mean()
+        scores.append(kl.exp().item())
+    mean = sum(scores) / len(scores)
+    return mean, math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
+
+
+def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (D,) and unbiased covariance (D, D) of (N, D) features, float64 (as numpy.cov(rowvar=False))."""
+    if features.dim() != 2 or features.shape[0] < 2:
+        raise ValueError(f"feature statistics need (N ≥ 2, D) features, got {tuple(features.shape)}")
+    x = features.double()
+    mean = x.mean(dim=0)
+    centred = x - mean
+    return mean, centred.T @ centred / (x.shape[0] - 1)
+
+
+def frechet_distance(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """‖μa − μb‖² + tr(Σa + Σb − 2 (Σa Σb)^½) between two Gaussians given as (mean, covariance).
+
+    tr (Σa Σb)^½ is the sum of the square roots of the eigenvalues of Σa Σb (real and ≥ 0 up to rounding, since
+    the product of two PSD matrices is similar to a PSD one), which avoids an explicit matrix square root.
+    """
+    (mu_a, sigma_a), (mu_b, sigma_b) = a, b
+    eigenvalues = torch.linalg.eigvals(sigma_a.double() @ sigma_b.double())
+    trace_sqrt = eigenvalues.real.clamp_min(0).sqrt().sum()
+    distance = (mu_a - mu_b).double().square().sum() + sigma_a.trace() + sigma_b.trace() - 2 * trace_sqrt
+    return float(distance)
+
+
+def _kth_neighbour_radii(features: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
+    radii = torch.empty(features.shape[0], dtype=torch.float64)
+    for start in range(0, features.shape[0], chunk):
+        distances = torch.cdist(features[start : start + chunk], features)
+        radii[start : start + chunk] = distances.kthvalue(k + 1, dim=1).values  # +1: the point itself is at 0
+    return radii
+
+
+def _covered(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    inside = torch.empty(points.shape[0], dtype=torch.bool)
+    for start in range(0, points.shape[0], chunk):
+        inside[start : start + chunk] = (torch.cdist(points[start : start + chunk], centres) <= radii).any(dim=1)
+    return inside
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019): precision is the fraction of fake samples inside
+    some real sample's k-nearest-neighbour ball, recall the fraction of real samples inside some fake one's.
+
+    Args:
+        real: (N, D) features of real images; fake: (M, D) of generated ones; N, M > k.
+    """
+    if min(real.shape[0], fake.shape[0]) <= k:
+        raise ValueError(f"precision/recall with k = {k} needs more than {k} real and fake samples")
+    real, fake = real.double(), fake.double()
+    precision = _covered(fake, real, _kth_neighbour_radii(real, k)).double().mean()
+    recall = _covered(real, fake, _kth_neighbour_radii(fake, k)).double().mean()
+    return float(precision), float(recall)

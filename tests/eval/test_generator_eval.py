@@ -1,0 +1,111 @@
+"""Generator evaluation: the FID Inception's architecture and weight errors, sheets, and the fidelity experiment
+and table on tiny runs (scores finite, deterministic under a seed, baselines present)."""
+
+import pytest
+import torch
+import torchvision
+
+from fastgan.eval import __main__ as eval_cli
+from fastgan.eval.hrgan_report import evaluate_run, markdown
+from fastgan.eval.inception import InceptionFeatures, InceptionWeightsError, fid_inception_network, load_inception
+from fastgan.eval.sheets import slerp
+from fastgan.train.config import merge
+from fastgan.train.run import train
+
+
+def test_fid_inception_differs_from_torchvision_only_in_its_pooling(tmp_path):
+    torch.manual_seed(0)
+    fid = fid_inception_network()
+    plain = torchvision.models.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
+    assert plain.load_state_dict(fid.state_dict()) is not None  # the same parameters, torchvision's names
+    images = torch.rand(2, 3, 75, 75) * 2 - 1
+    pool, logits = InceptionFeatures(fid)(images)
+    assert pool.shape == (2, 2048) and logits.shape == (2, 1008)
+    plain_pool = torch.nn.functional.adaptive_avg_pool2d(
+        torch.nn.Sequential(*list(plain.eval().children())[:-3])(torch.nn.functional.interpolate(images, 299)), 1
+    )
+    assert not torch.allclose(pool, plain_pool.flatten(1))  # count_include_pad / max pool do change features
+    torch.save(fid.state_dict(), tmp_path / "w.pth")
+    loaded = load_inception(tmp_path / "w.pth")
+    torch.testing.assert_close(loaded(images)[0], pool)
+
+
+def test_missing_or_foreign_inception_weights_say_where_to_put_them(tmp_path):
+    with pytest.raises(InceptionWeightsError, match="pt_inception-2015-12-05-6726825d.pth"):
+        load_inception(tmp_path / "missing.pth")
+    torch.save({"fc.weight": torch.zeros(3)}, tmp_path / "foreign.pth")
+    with pytest.raises(InceptionWeightsError, match="not the FID InceptionV3"):
+        load_inception(tmp_path / "foreign.pth")
+
+
+def test_slerp_keeps_the_endpoints():
+    a, b = torch.randn(2, 16)
+    path = slerp(a, b, torch.linspace(0, 1, 5))
+    torch.testing.assert_close(path[0], a)
+    torch.testing.assert_close(path[-1], b)
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """Two tiny finished embedded runs: HRGAN-32 with L_MS, HRGAN-64 without."""
+    from fastgan.train.config import Config
+
+    runs = []
+    for resolution, lambda_ms in ((32, 1.0), (64, 0.0)):
+        out = tmp_path_factory.mktemp("hrgan") / f"r{resolution}"
+        config = merge(
+            Config(),
+            {
+                "model": {"resolution": resolution, "g_channels": 16, "d_channels": 16, "z_dim": 32},
+                "data": {"num_images": 200},
+                "loss": {"lambda_ms": lambda_ms},
+                "train": {"iterations": 2, "batch_size_d": 8, "batch_size_g": 8, "ema_start": 1, "device": "cpu"},
+                "output": {
+                    "out_dir": str(out),
+                    "checkpoint_every": 2,
+                    "sample_every": 2,
+                    "tensorboard": False,
+                    "cache_dir": str(tmp_path_factory.mktemp("cache")),
+                },
+            },
+        )
+        train(config)
+        runs.append(out)
+    return runs
+
+
+def test_fidelity_experiment_scores_runs_and_the_bicubic_baseline(tiny_runs):
+    rows = evaluate_run(tiny_runs[0], samples=100, splits=2, batch_size=50)
+    assert [r["model"] for r in rows] == ["HRGAN-32", "HRGAN-32 + bicubic ×2", "HRGAN-32 + bicubic ×4"]
+    assert [r["resolution"] for r in rows] == [32, 64, 128]
+    for row in rows:
+        for key in ("ms", "fid_evaluator", "intra_fid_evaluator", "precision_evaluator", "hr_fid", "hr_accuracy"):
+            assert torch.isfinite(torch.tensor(row[key])), key
+        assert 1 <= row["ms"] <= 10 and row["truth_accuracy"] > 0.9  # the shipped evaluator knows true renders
+    assert evaluate_run(tiny_runs[0], samples=100, splits=2, batch_size=50) == rows  # deterministic under a seed
+    assert evaluate_run(tiny_runs[0], samples=100, splits=2, batch_size=50, seed=1)[0]["ms"] != rows[0]["ms"]
+
+
+def test_table_cli_writes_the_papers_layout_and_sheets(tiny_runs, tmp_path, capsys):
+    out = tmp_path / "table.md"
+    args = ["table", *map(str, tiny_runs), "--samples", "100", "--splits", "2", "--batch-size", "50", "--out", str(out)]
+    assert eval_cli.main(args) == 0
+    text = out.read_text()
+    assert "| HRGAN-64 | w/o |" in text and "| HRGAN-32 | with |" in text
+    assert "| model | MobileNet score without L_MS | MobileNet score with L_MS | improvement |" in text
+    assert out.with_suffix(".json").is_file()
+    assert eval_cli.main(["sheets", "--checkpoint", str(tiny_runs[1]), "--out", str(tmp_path / "sheets")]) == 0
+    assert (tmp_path / "sheets" / "class_sheet.png").stat().st_size > 1000
+    assert (tmp_path / "sheets" / "interpolation.png").stat().st_size > 1000
+    assert eval_cli.main(["table", str(tiny_runs[0]), "--inception-weights", str(tmp_path / "nope.pth")]) == 2
+    assert "pt_inception" in capsys.readouterr().err
+
+
+def test_markdown_improvement_column():
+    rows = [
+        {"model": "HRGAN-64", "resolution": 64, "lambda_ms": lam, "ms": ms, "ms_std": 0.1, "hr_fid": fid}
+        for lam, ms, fid in ((0.0, 5.0, 30.0), (1.0, 6.5, 20.0))
+    ]
+    text = markdown(rows)
+    assert "| HRGAN-64 | 5.00 ± 0.10 | 6.50 ± 0.10 | +1.50 |" in text
+    assert "| HRGAN-64 | 30.00 | 20.00 | +10.00 |" in text  # lower HR-FID is better

@@ -1,0 +1,61 @@
+"""Metric formulas on hand-computed cases and against torchmetrics' reference implementations."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torchmetrics.image.fid import _compute_fid
+from torchmetrics.image.inception import InceptionScore
+
+from fastgan.eval.scores import feature_statistics, frechet_distance, precision_recall, split_score
+
+
+def test_split_score_hand_cases():
+    assert split_score(torch.zeros(40, 7), splits=4) == pytest.approx((1.0, 0.0))  # uniform: no information
+    confident = torch.full((40, 8), -1e4)
+    confident[torch.arange(40), torch.arange(40) % 8] = 0  # certain and balanced: score = K
+    mean, std = split_score(confident, splits=5)
+    assert mean == pytest.approx(8.0) and std == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="splits"):
+        split_score(torch.zeros(3, 5), splits=4)
+
+
+class _Logits(torch.nn.Module):
+    def forward(self, x):
+        return x
+
+
+def test_split_score_matches_torchmetrics_inception_score():
+    logits = torch.randn(200, 11, generator=torch.Generator().manual_seed(1)) * 3
+    metric = InceptionScore(feature=_Logits(), splits=10)
+    metric.update(logits)
+    torch.manual_seed(7)
+    reference_mean, reference_std = metric.compute()  # it permutes the samples with torch.randperm first
+    torch.manual_seed(7)
+    mean, std = split_score(logits[torch.randperm(200)], splits=10)
+    assert mean == pytest.approx(reference_mean.item(), rel=1e-5)
+    assert std * math.sqrt(10 / 9) == pytest.approx(reference_std.item(), rel=1e-4)  # torchmetrics: unbiased std
+
+
+def test_frechet_distance_hand_case_and_torchmetrics():
+    one_d = (torch.tensor([0.0]), torch.tensor([[1.0]])), (torch.tensor([1.0]), torch.tensor([[4.0]]))
+    assert frechet_distance(*one_d) == pytest.approx(1 + 1 + 4 - 2 * 2)
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(500, 16, generator=generator)
+    b = torch.randn(400, 16, generator=generator) @ torch.randn(16, 16, generator=generator) * 0.3 + 0.5
+    stats_a, stats_b = feature_statistics(a), feature_statistics(b)
+    np.testing.assert_allclose(stats_a[1].numpy(), np.cov(a.double().numpy(), rowvar=False), rtol=1e-12)
+    reference = _compute_fid(*(t.double() for t in (*stats_a, *stats_b))).item()
+    assert frechet_distance(stats_a, stats_b) == pytest.approx(reference, rel=1e-9)
+    assert frechet_distance(stats_a, stats_a) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_precision_recall_hand_cases():
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 4, generator=generator)
+    assert precision_recall(real, real.clone()) == (1.0, 1.0)
+    assert precision_recall(real, real + 100) == (0.0, 0.0)
+    collapsed = real[:50] * 0.05  # mode collapse to a tight cluster: precise, poor recall
+    precision, recall = precision_recall(real, collapsed)
+    assert precision == 1.0 and recall < 0.5
