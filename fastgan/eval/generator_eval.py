@@ -7,28 +7,18 @@ Samples are drawn with balanced labels from a seeded generator, in batches, and 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from fastgan.data.procedural import render, sample_scenes
-from fastgan.eval.evaluator import Evaluator
 from fastgan.eval.scores import feature_statistics, frechet_distance, precision_recall, split_score
 
 #: images in [-1, 1] → (features (N, D), logits (N, K))
 Extractor = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-#: the real images of a resolution for the fidelity experiment: (count, seed) → ((N, 3, R, R) in [-1, 1], labels)
 FIDELITY_SEED = 2_000_003  # scenes never used in training (training uses config.data.seed)
-
-
-@dataclass
-class Features:
-    """Features and logits per extractor name, and the labels of the images they came from."""
-
-    labels: torch.Tensor
-    by_name: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
 def balanced_labels(count: int, num_classes: int) -> torch.Tensor:
@@ -74,10 +64,19 @@ def bicubic_to(resolution: int) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def true_renders(resolution: int, count: int, seed: int = FIDELITY_SEED, batch_size: int = 250):
-    """(images (N, 3, R, R) in [-1, 1] batches, labels (N,)) of embedded-set scenes rendered at `resolution`."""
+    """(batches of (B, 3, R, R) in [-1, 1], labels (N,)) of unseen embedded-set scenes rendered at `resolution`;
+    the batches are rendered lazily, so 50 000 renders at 128×128 never sit in memory at once."""
     scenes = sample_scenes(count, seed)
-    rendered = render(scenes, resolution) * 2 - 1
-    return rendered.split(batch_size), scenes.labels
+
+    def batches():
+        for start in range(0, count, batch_size):
+            part = dataclasses.replace(
+                scenes,
+                **{f.name: getattr(scenes, f.name)[start : start + batch_size] for f in dataclasses.fields(scenes)},
+            )
+            yield render(part, resolution) * 2 - 1
+
+    return batches(), scenes.labels
 
 
 def intra_class_fid(real: tuple[torch.Tensor, torch.Tensor], fake: tuple[torch.Tensor, torch.Tensor]) -> float:
@@ -95,10 +94,6 @@ def intra_class_fid(real: tuple[torch.Tensor, torch.Tensor], fake: tuple[torch.T
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(dim=1) == labels).double().mean())
-
-
-def evaluator_extractor(evaluator: Evaluator) -> Extractor:
-    return evaluator.features
 
 
 def score_samples(
