@@ -37,24 +37,15 @@ def _max(x: torch.Tensor) -> torch.Tensor:
     return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
 
 
-class _BlockA(inception.InceptionA):
-    def _forward(self, x):
-        return _pool_branch(self, x, _average_without_padding)
+def _with_pool(block: type[nn.Module], pool) -> type[nn.Module]:
+    """A subclass of torchvision's Inception `block` whose pool branch pools with `pool`."""
+    return type(f"FID{block.__name__}", (block,), {"_forward": lambda self, x: _pool_branch(self, x, pool)})
 
 
-class _BlockC(inception.InceptionC):
-    def _forward(self, x):
-        return _pool_branch(self, x, _average_without_padding)
-
-
-class _BlockE1(inception.InceptionE):
-    def _forward(self, x):
-        return _pool_branch(self, x, _average_without_padding)
-
-
-class _BlockE2(inception.InceptionE):
-    def _forward(self, x):
-        return _pool_branch(self, x, _max)
+_BlockA = _with_pool(inception.InceptionA, _average_without_padding)
+_BlockC = _with_pool(inception.InceptionC, _average_without_padding)
+_BlockE1 = _with_pool(inception.InceptionE, _average_without_padding)
+_BlockE2 = _with_pool(inception.InceptionE, _max)
 
 
 def fid_inception_network() -> torchvision.models.Inception3:

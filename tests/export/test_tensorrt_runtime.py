@@ -68,3 +68,13 @@ def test_engine_builds_caches_and_matches_torch(tmp_path, buffers):
         runtime.infer(
             {"lr": lr[:1, :, :8, :80].contiguous().cuda() if buffers == "torch" else lr[:1, :, :8, :80].numpy()}
         )
+
+
+def test_the_tensorrt_runtime_imports_without_torch():
+    """Deployments without torch use the cuda-python buffers: the runtime's import chain must not pull torch in."""
+    import subprocess
+    import sys
+
+    code = "import sys, fastgan.export.tensorrt_runtime, fastgan.export.tensorrt_build; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
