@@ -39,16 +39,19 @@ def _real_batches(run_config, count: int, batch_size: int):
     return (images.float().div(127.5).sub(1).split(batch_size)), labels
 
 
-def _fidelity(generated_evaluator: tuple[torch.Tensor, torch.Tensor], labels, resolution, evaluator, samples, batch):
+def _fidelity(generated_evaluator, labels, resolution, evaluator, samples, batch, truth_cache: dict) -> dict:
     """HR-FID between samples and true `resolution` renders in the evaluator's space, and the evaluator's accuracy
-    on the samples."""
-    renders, render_labels = true_renders(resolution, samples, batch_size=batch)
-    truth = extract(renders, {"evaluator": evaluator.features}, evaluator.mean.device)["evaluator"]
-    fid = frechet_distance(feature_statistics(truth[0]), feature_statistics(generated_evaluator[0]))
+    on the samples. The renders' features are computed once per (resolution, count, evaluator) in `truth_cache`."""
+    key = (resolution, samples, evaluator.spec.fingerprint)
+    if key not in truth_cache:
+        renders, render_labels = true_renders(resolution, samples, batch_size=batch)
+        features = extract(renders, {"evaluator": evaluator.features}, evaluator.mean.device)["evaluator"]
+        truth_cache[key] = (feature_statistics(features[0]), accuracy(features[1], render_labels))
+    truth_statistics, truth_accuracy = truth_cache[key]
     return {
-        "hr_fid": fid,
+        "hr_fid": frechet_distance(truth_statistics, feature_statistics(generated_evaluator[0])),
         "hr_accuracy": accuracy(generated_evaluator[1], labels),
-        "truth_accuracy": accuracy(truth[1], render_labels),
+        "truth_accuracy": truth_accuracy,
     }
 
 
@@ -61,8 +64,11 @@ def evaluate_run(
     seed: int = 0,
     batch_size: int = 250,
     device: str | torch.device = "cpu",
+    truth_cache: dict | None = None,
 ) -> list[dict]:
-    """Rows of scores for a run (and, for a 32×32 embedded run, its bicubic baselines)."""
+    """Rows of scores for a run (and, for a 32×32 embedded run, its bicubic baselines); pass one `truth_cache`
+    to several calls to render and featurise the true renders once."""
+    truth_cache = {} if truth_cache is None else truth_cache
     generator, config = ema_generator_from_checkpoint(run)
     generator = generator.to(device)
     weights = default_evaluator_weights(evaluator_weights or config.loss.evaluator_weights, config.data.source)
@@ -77,7 +83,7 @@ def evaluate_run(
     rows = [base | {"model": f"HRGAN-{resolution}"} | score_samples(fake, labels, real, real_labels, splits)]
     if config.data.source != "embedded":
         return rows
-    rows[0] |= _fidelity(fake["evaluator"], labels, resolution, evaluator, samples, batch_size)
+    rows[0] |= _fidelity(fake["evaluator"], labels, resolution, evaluator, samples, batch_size, truth_cache)
     if resolution == 32:
         for scale in BASELINE_SCALES:
             upscaled = extract(
@@ -85,7 +91,8 @@ def evaluate_run(
             )
             row = base | {"model": f"HRGAN-32 + bicubic ×{scale}", "resolution": 32 * scale}
             row |= score_samples(upscaled, labels, real, real_labels, splits)
-            rows.append(row | _fidelity(upscaled["evaluator"], labels, 32 * scale, evaluator, samples, batch_size))
+            fidelity = _fidelity(upscaled["evaluator"], labels, 32 * scale, evaluator, samples, batch_size, truth_cache)
+            rows.append(row | fidelity)
     return rows
 
 
