@@ -6,6 +6,7 @@ float32 RGB in [0, 1] plus what is needed to write it back as it came: its alpha
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
@@ -19,19 +20,26 @@ import torch
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v", ".webm": "VP80"}
 EIGHT_BIT_ONLY = (".jpg", ".jpeg", ".bmp", ".webp")
+VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v", ".webm": "VP80"}  # → fourcc
 PEAK = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
 class FrameError(ValueError):
-    pass
+    """An input that cannot be read (corrupt, unsupported format or pixel type) or an output that cannot be written."""
 
 
 @dataclass
 class Frame:
-    """rgb (3, H, W) float32 in [0, 1]; alpha (1, H, W) or None; the source's bit depth, greyness and name (an
-    image's file name, or ``frame_NNNNNN`` for a video frame)."""
+    """One image or video frame, with what is needed to write it back as it came.
+
+    Attributes:
+        rgb: (3, H, W) float32 in [0, 1]; a grey source is repeated into three equal channels.
+        alpha: (1, H, W) float32 in [0, 1], or None when the source had no alpha channel.
+        bit_depth: 8 or 16, the source's bits per channel.
+        grey: the source had one colour channel; it is written back as one.
+        name: an image's file name (``a.png``: stem and format) or ``frame_NNNNNN`` for a video frame.
+    """
 
     rgb: torch.Tensor
     alpha: torch.Tensor | None = None
@@ -40,64 +48,108 @@ class Frame:
     name: str = "frame"
 
 
+def _chw(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, C) float32 → contiguous (C, H, W) tensor."""
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
+
 def frame_from_array(array: np.ndarray, name: str) -> Frame:
-    """(H, W[, C]) uint8/uint16 as OpenCV decodes it (BGR order, C = 1, 2, 3 or 4) → Frame."""
+    """Convert pixels as OpenCV decodes them into a Frame.
+
+    Args:
+        array: (H, W) or (H, W, C) uint8/uint16 with C = 1 (grey), 2 (grey+alpha), 3 (BGR) or 4 (BGRA).
+        name: the frame's name, used in messages and as the output file name.
+
+    Raises:
+        FrameError: another pixel type or channel count.
+    """
     if array.dtype not in PEAK:
         raise FrameError(f"{name}: {array.dtype} pixels; 8- and 16-bit integer images are supported")
     pixels = array.reshape(*array.shape[:2], -1).astype(np.float32) / PEAK[array.dtype]
     channels = pixels.shape[2]
     if channels not in (1, 2, 3, 4):
-        raise FrameError(f"{name}: {channels} channels; grey, grey+alpha, RGB and RGBA are supported")
+        raise FrameError(f"{name}: {channels} channels; grey, grey+alpha, RGB and RGBA images are supported")
     grey = channels <= 2
     colour = np.repeat(pixels[..., :1], 3, axis=2) if grey else pixels[..., 2::-1]  # BGR → RGB
-    alpha = pixels[..., -1:] if channels in (2, 4) else None
-    to_chw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))  # noqa: E731
-    return Frame(to_chw(colour), None if alpha is None else to_chw(alpha), 8 * array.dtype.itemsize, grey, name)
+    alpha = _chw(pixels[..., -1:]) if channels in (2, 4) else None
+    return Frame(_chw(colour), alpha, 8 * array.dtype.itemsize, grey, name)
 
 
 def frame_to_array(frame: Frame) -> np.ndarray:
-    """The inverse of `frame_from_array`: clamped, rounded to the bit depth, grey as one channel, alpha last, BGR."""
-    dtype = np.uint16 if frame.bit_depth == 16 else np.uint8
-    colour = frame.rgb.mean(dim=0, keepdim=True) if frame.grey else frame.rgb.flip(0)  # RGB → BGR
-    planes = colour if frame.alpha is None else torch.cat([colour, frame.alpha])
-    pixels = (planes.clamp(0, 1) * PEAK[np.dtype(dtype)]).round().permute(1, 2, 0).cpu().numpy().astype(dtype)
+    """The inverse of `frame_from_array`, for a frame of any size (an upscaled one too).
+
+    Colour and alpha are clamped to [0, 1] and rounded to the frame's bit depth; a grey frame becomes one channel
+    (the mean of the three), or BGRA when it has alpha, since OpenCV encodes no grey+alpha images.
+
+    Returns:
+        (H, W) grey, (H, W, 3) BGR or (H, W, 4) BGRA; uint16 for 16-bit frames, else uint8.
+    """
+    dtype = np.dtype(np.uint16 if frame.bit_depth == 16 else np.uint8)
+    if frame.grey:
+        colour = frame.rgb.mean(dim=0, keepdim=True).expand(1 if frame.alpha is None else 3, -1, -1)
+    else:
+        colour = frame.rgb.flip(0)  # RGB → BGR
+    planes = colour if frame.alpha is None else torch.cat([colour, frame.alpha.to(colour.dtype)])
+    pixels = (planes.clamp(0, 1) * PEAK[dtype]).round().permute(1, 2, 0).cpu().numpy().astype(dtype)
     return pixels[..., 0] if pixels.shape[2] == 1 else pixels
 
 
 def read_image(path: str | Path) -> Frame:
-    """An image file → Frame. Raises FileNotFoundError, or FrameError for corrupt or unsupported files."""
+    """Read an image file (any format OpenCV decodes; 8- or 16-bit; grey, RGB, with or without alpha).
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        FrameError: the file is corrupt, not an image, or holds another pixel type (float TIFF, ...).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no image at {path}")
-    array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)  # also reads non-ASCII paths
     if array is None:
-        raise FrameError(f"{path} is not a readable image (corrupt or unknown format: {', '.join(IMAGE_SUFFIXES)})")
+        raise FrameError(f"{path} is not a readable image (corrupt, or not one of {', '.join(IMAGE_SUFFIXES)})")
     return frame_from_array(array, path.name)
 
 
 def write_image(path: str | Path, frame: Frame) -> None:
-    """Write atomically (encode, temporary file, rename): an interrupted run never leaves a half-written image."""
+    """Write `frame` in the format its suffix names, atomically: it is encoded in memory, written to a temporary
+    file in the same folder and renamed, so an interrupted run never leaves a half-written image.
+
+    Raises:
+        FrameError: an unknown suffix, or a 16-bit frame to a format that holds 8 bits (jpg, bmp, webp).
+    """
     path = Path(path)
-    if frame.bit_depth == 16 and path.suffix.lower() in EIGHT_BIT_ONLY:
-        raise FrameError(f"{path}: {path.suffix} holds 8 bits; write 16-bit frames as .png or .tif")
-    ok, encoded = cv2.imencode(path.suffix, frame_to_array(frame))
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise FrameError(
+            f"{path}: cannot write {suffix or 'suffix-less'} images; use one of {', '.join(IMAGE_SUFFIXES)}"
+        )
+    if frame.bit_depth == 16 and suffix in EIGHT_BIT_ONLY:
+        raise FrameError(f"{path}: {suffix} holds 8 bits; write 16-bit frames as .png or .tif")
+    ok, encoded = cv2.imencode(suffix, frame_to_array(frame))
     if not ok:
-        raise FrameError(f"OpenCV cannot encode {path.suffix} images; use one of {', '.join(IMAGE_SUFFIXES)}")
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_bytes(encoded.tobytes())
-    os.replace(temporary, path)
+        raise FrameError(f"OpenCV failed to encode {path}")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        temporary.write_bytes(encoded.tobytes())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 @dataclass
 class FrameSource:
-    """The frames of an image, a folder of images (sorted by name) or a video. Unreadable images in a folder are
-    skipped with a warning and listed in `skipped`; a video's length is its container's frame count (an estimate
-    for some codecs)."""
+    """The frames of one image, a folder of images (sorted by name) or a video, made by `open_frames`.
+
+    Unreadable images in a folder are skipped with a warning and listed in `skipped` (by the latest iteration);
+    `len` counts them too. A named single image fails loudly instead. A video's `len` is its container's frame count,
+    which is an estimate for some codecs and containers: the frames iterated are the truth.
+    """
 
     path: Path
     kind: str  # "images" or "video"
     files: list[Path] = field(default_factory=list)
-    fps: float | None = None
+    fps: float | None = None  # videos only
     frame_count: int = 0
     skipped: list[str] = field(default_factory=list)
 
@@ -105,17 +157,22 @@ class FrameSource:
         return len(self.files) if self.kind == "images" else self.frame_count
 
     def __iter__(self) -> Iterator[Frame]:
-        if self.kind == "images" and self.path.is_file():  # one image named by the user: its errors are fatal
+        if self.kind == "video":
+            yield from self._video_frames()
+        elif self.path.is_file():
             yield read_image(self.path)
-            return
-        if self.kind == "images":
+        else:
+            self.skipped = []
             for file in self.files:
                 try:
-                    yield read_image(file)
+                    frame = read_image(file)
                 except FrameError as error:
                     log.warning("skipping %s", error)
                     self.skipped.append(str(file))
-            return
+                    continue
+                yield frame
+
+    def _video_frames(self) -> Iterator[Frame]:
         capture = cv2.VideoCapture(str(self.path))
         try:
             index = 0
@@ -127,68 +184,102 @@ class FrameSource:
 
 
 def open_frames(path: str | Path) -> FrameSource:
-    """A FrameSource for an image file, a folder of images or a video file."""
+    """Open an image file, a folder of images or a video file.
+
+    Raises:
+        FileNotFoundError: nothing at `path`.
+        FrameError: an empty folder, an unknown suffix, or a video OpenCV cannot open.
+    """
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"no image, folder or video at {path}")
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise FrameError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         return FrameSource(path, "images", files)
-    if path.suffix.lower() in VIDEO_SUFFIXES:
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
         capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
             raise FrameError(f"{path} is not a video OpenCV can open (corrupt, or a codec its FFmpeg lacks)")
         fps, count = capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         capture.release()
-        return FrameSource(path, "video", fps=fps or 30.0, frame_count=count)
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return FrameSource(path, "video", fps=fps or 30.0, frame_count=max(count, 0))  # 30 when the container lacks it
+    if suffix not in IMAGE_SUFFIXES:
         raise FrameError(
-            f"{path}: unknown kind; give images ({', '.join(IMAGE_SUFFIXES)}), a folder or a video "
+            f"{path}: unknown kind; give an image ({', '.join(IMAGE_SUFFIXES)}), a folder of them or a video "
             f"({', '.join(VIDEO_SUFFIXES)})"
         )
     return FrameSource(path, "images", [path])
 
 
 class FrameSink:
-    """Writes upscaled frames where `open_sink` says; a context manager that closes the video writer."""
+    """Writes frames where `open_sink` decided; a context manager that closes the video writer."""
 
-    def __init__(self, out: Path, source: FrameSource):
-        self.out, self.source, self.writer, self.warned_alpha = out, source, None, False
+    def __init__(self, out: Path, source: FrameSource, single_file: bool):
+        self.out, self.source, self.single_file = out, source, single_file
+        self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None
+        self.warned_alpha = False
 
     def write(self, frame: Frame) -> None:
+        """Write one frame: an image under its own name (or the named file), or the next frame of the video.
+
+        Raises:
+            FrameError: a video frame of another size than the first, or a video OpenCV cannot write.
+        """
         if self.source.kind == "images":
-            single = self.source.path.is_file() and self.out.suffix.lower() in IMAGE_SUFFIXES
-            write_image(self.out if single else self.out / frame.name, frame)
+            write_image(self.out if self.single_file else self.out / frame.name, frame)
             return
         if frame.alpha is not None and not self.warned_alpha:
-            log.warning("video output has no alpha channel: alpha dropped")
+            log.warning("%s: video holds no alpha channel; alpha dropped", self.out)
             self.warned_alpha = True
-        array = frame_to_array(Frame(frame.rgb, None, 8, frame.grey, frame.name))
+        array = frame_to_array(dataclasses.replace(frame, alpha=None, bit_depth=8))
+        array = cv2.cvtColor(array, cv2.COLOR_GRAY2BGR) if array.ndim == 2 else array
+        size = (array.shape[1], array.shape[0])
         if self.writer is None:
-            fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES.get(self.out.suffix.lower(), "mp4v"))
-            self.writer = cv2.VideoWriter(str(self.out), fourcc, self.source.fps, (array.shape[1], array.shape[0]))
+            fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.out.suffix.lower()])
+            self.writer, self.size = cv2.VideoWriter(str(self.out), fourcc, self.source.fps, size), size
             if not self.writer.isOpened():
-                raise FrameError(f"cannot write video {self.out}; use one of {', '.join(VIDEO_SUFFIXES)}")
-        self.writer.write(array if array.ndim == 3 else cv2.cvtColor(array, cv2.COLOR_GRAY2BGR))
+                raise FrameError(f"OpenCV cannot write the video {self.out}; try .mp4 or .avi")
+        if size != self.size:
+            raise FrameError(f"{frame.name} is {size[0]}×{size[1]} but {self.out} is {self.size[0]}×{self.size[1]}")
+        self.writer.write(array)
+
+    def close(self) -> None:
+        """Finish the video file, if one was started."""
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
 
     def __enter__(self) -> FrameSink:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self.writer is not None:
-            self.writer.release()
+        self.close()
 
 
 def open_sink(out: str | Path, source: FrameSource) -> FrameSink:
-    """Where the frames of `source` go: images into the folder `out` under their names and formats (or into the
-    file `out` for a single image), a video into the video file `out`, at the source's frame rate."""
+    """Decide where the frames of `source` go, and create the output folder.
+
+    A video goes to the video file `out` (.mp4 → mp4v, .avi → MJPG, ...) at the source's frame rate, 8-bit, without
+    alpha. Images go into the folder `out` under their own names and formats; a single image goes to `out` itself
+    when it has an image suffix.
+
+    Raises:
+        FrameError: `out` would overwrite the input, or is the wrong kind (a video to a folder, images to a video).
+    """
     out = Path(out).expanduser()
-    if out.resolve() == source.path.resolve():
-        raise FrameError(f"output {out} is the input; choose another path")
-    if source.kind == "video" and out.suffix.lower() not in VIDEO_SUFFIXES:
+    suffix = out.suffix.lower()
+    single_file = source.kind == "images" and source.path.is_file() and suffix in IMAGE_SUFFIXES
+    if source.kind == "video" and suffix not in VIDEO_SUFFIXES:
         raise FrameError(f"a video goes to a video file ({', '.join(VIDEO_SUFFIXES)}), not {out}")
-    single_file = source.kind == "images" and source.path.is_file() and out.suffix.lower() in IMAGE_SUFFIXES
+    if source.kind == "images" and not single_file and suffix in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES):
+        raise FrameError(f"images go to a folder (or one image to an image file), not {out}")
+    targets = [out] if single_file or source.kind == "video" else [out / file.name for file in source.files]
+    inputs = {file.resolve() for file in (source.path, *source.files)}
+    if not inputs.isdisjoint(target.resolve() for target in targets):
+        raise FrameError(f"output {out} would overwrite the input {source.path}; choose another path")
     (out.parent if single_file or source.kind == "video" else out).mkdir(parents=True, exist_ok=True)
-    return FrameSink(out, source)
+    return FrameSink(out, source, single_file)

@@ -1,4 +1,5 @@
-"""Frame I/O: 8/16-bit, grey and alpha round-trip exactly; corrupt files are named and skipped; videos in and out."""
+"""Frame I/O: 8/16-bit, grey and alpha round-trip exactly; bad inputs are named (and skipped in folders); videos in
+and out; outputs never overwrite inputs."""
 
 import logging
 
@@ -7,11 +8,27 @@ import numpy as np
 import pytest
 import torch
 
-from fastgan.upscale.frames import Frame, FrameError, open_frames, open_sink, read_image, write_image
+from fastgan.upscale.frames import (
+    Frame,
+    FrameError,
+    frame_from_array,
+    frame_to_array,
+    open_frames,
+    open_sink,
+    read_image,
+    write_image,
+)
 
 
 def _noise(shape, dtype=np.uint8, seed=0):
     return np.random.default_rng(seed).integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+
+
+def _gradient(width=64, height=48, shift=0):
+    """(H, W, 3) uint8 BGR: smooth, so a lossy codec keeps it close."""
+    ramp = np.linspace(0, 200, width, dtype=np.float32)[None, :]
+    column = np.linspace(0, 150, height, dtype=np.float32)[:, None]
+    return np.stack([ramp + 0 * column, column + 0 * ramp, (ramp + column) / 2 + shift], axis=2).astype(np.uint8)
 
 
 @pytest.mark.parametrize(
@@ -21,6 +38,7 @@ def _noise(shape, dtype=np.uint8, seed=0):
         ((9, 13, 3), np.uint16, ".png"),
         ((9, 13, 3), np.uint16, ".tif"),
         ((9, 13), np.uint8, ".png"),
+        ((9, 13), np.uint16, ".png"),
         ((9, 13, 4), np.uint8, ".png"),
         ((9, 13, 4), np.uint16, ".png"),
     ],
@@ -29,25 +47,53 @@ def test_images_round_trip_exactly(tmp_path, shape, dtype, suffix):
     pixels = _noise(shape, dtype)
     cv2.imwrite(str(tmp_path / f"in{suffix}"), pixels)
     frame = read_image(tmp_path / f"in{suffix}")
-    assert frame.rgb.shape == (3, 9, 13) and frame.rgb.dtype == torch.float32
+    assert frame.rgb.shape == (3, 9, 13) and frame.rgb.dtype == torch.float32 and frame.name == f"in{suffix}"
+    assert 0 <= frame.rgb.min() and frame.rgb.max() <= 1
     assert frame.bit_depth == 8 * np.dtype(dtype).itemsize and frame.grey == (len(shape) == 2)
     assert (frame.alpha is not None) == (len(shape) == 3 and shape[2] == 4)
+    if frame.grey:
+        assert torch.equal(frame.rgb[0], frame.rgb[1]) and torch.equal(frame.rgb[0], frame.rgb[2])
+    if frame.alpha is not None:
+        assert frame.alpha.shape == (1, 9, 13)
     write_image(tmp_path / f"out{suffix}", frame)
-    np.testing.assert_array_equal(cv2.imread(str(tmp_path / f"out{suffix}"), cv2.IMREAD_UNCHANGED), pixels)
+    written = cv2.imread(str(tmp_path / f"out{suffix}"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(written, pixels)  # same shape (grey: one channel), dtype and values
+    if dtype == np.uint16:
+        assert written.max() > 255
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
 
 
-def test_unsupported_and_corrupt_images_say_so(tmp_path):
+def test_conversions_clamp_and_keep_grey_alpha_writable():
+    frame = Frame(torch.tensor([2.0, -1.0, 0.5]).view(3, 1, 1))
+    np.testing.assert_array_equal(frame_to_array(frame), [[[128, 0, 255]]])  # BGR, clamped, rounded
+    grey_alpha = frame_from_array(np.array([[[10, 200]]], dtype=np.uint8), "la")
+    assert grey_alpha.grey and grey_alpha.rgb.flatten().tolist() == pytest.approx([10 / 255] * 3)
+    np.testing.assert_array_equal(frame_to_array(grey_alpha), [[[10, 10, 10, 200]]])  # OpenCV encodes no grey+alpha
+    with pytest.raises(FrameError, match="5 channels"):
+        frame_from_array(np.zeros((2, 2, 5), np.uint8), "five")
+
+
+def test_jpeg_reads_as_eight_bit(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.jpg"), _gradient())
+    frame = read_image(tmp_path / "a.jpg")
+    assert frame.bit_depth == 8 and frame.rgb.shape == (3, 48, 64) and frame.alpha is None and not frame.grey
+
+
+def test_unsupported_corrupt_and_missing_images_say_so(tmp_path):
     cv2.imwrite(str(tmp_path / "float.tif"), np.random.rand(4, 4, 3).astype(np.float32))
-    with pytest.raises(FrameError, match="8- and 16-bit"):
+    with pytest.raises(FrameError, match="8- and 16-bit integer"):
         read_image(tmp_path / "float.tif")
-    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    (tmp_path / "broken.png").write_bytes(np.random.default_rng(0).bytes(300))
     with pytest.raises(FrameError, match="broken.png"):
         read_image(tmp_path / "broken.png")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="missing.png"):
         read_image(tmp_path / "missing.png")
-    sixteen = Frame(torch.rand(3, 4, 4), bit_depth=16)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        open_frames(tmp_path / "nowhere")
     with pytest.raises(FrameError, match="png or .tif"):
-        write_image(tmp_path / "x.jpg", sixteen)
+        write_image(tmp_path / "x.jpg", Frame(torch.rand(3, 4, 4), bit_depth=16))
+    with pytest.raises(FrameError, match="use one of"):
+        write_image(tmp_path / "x.xyz", Frame(torch.rand(3, 4, 4)))
 
 
 def test_folder_skips_corrupt_files_with_a_warning(tmp_path, caplog):
@@ -58,42 +104,62 @@ def test_folder_skips_corrupt_files_with_a_warning(tmp_path, caplog):
     source = open_frames(tmp_path)
     with caplog.at_level(logging.WARNING):
         names = [frame.name for frame in source]
-    assert len(source) == 3 and names == ["a.png", "c.png"] and source.skipped == [str(tmp_path / "b.png")]
-    assert "b.png" in caplog.text
+    assert source.kind == "images" and source.fps is None and len(source) == 3
+    assert names == ["a.png", "c.png"] and source.skipped == [str(tmp_path / "b.png")] and "b.png" in caplog.text
     (tmp_path / "empty").mkdir()
     with pytest.raises(FrameError, match="holds no images"):
         open_frames(tmp_path / "empty")
-    with pytest.raises(FrameError, match="is the input"):
+    with pytest.raises(FrameError, match="overwrite the input"):
         open_sink(tmp_path, source)
+    with pytest.raises(FrameError, match="overwrite the input"):
+        open_sink(tmp_path, open_frames(tmp_path / "a.png"))  # one image into its own folder
+    with pytest.raises(FrameError, match="not .*x.png"):
+        open_sink(tmp_path / "x.png", source)
 
 
-def test_video_frames_and_rate_survive_a_round_trip(tmp_path):
-    clip = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 24.0, (64, 48))
-    gradient = np.broadcast_to(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], (48, 64, 3)).copy()
-    for _ in range(5):
-        writer.write(gradient)
-    writer.release()
-    source = open_frames(clip)
-    frames = list(source)
-    assert source.kind == "video" and source.fps == pytest.approx(24.0) and len(frames) == 5 == len(source)
-    expected = torch.from_numpy(gradient[..., ::-1].copy()).permute(2, 0, 1).float() / 255
-    assert (frames[0].rgb - expected).abs().mean() < 0.05
-    with open_sink(tmp_path / "copy.mp4", source) as sink:
-        for frame in frames:
-            sink.write(frame)
-    assert len(list(open_frames(tmp_path / "copy.mp4"))) == 5
-    with pytest.raises(FrameError, match="video file"):
-        open_sink(tmp_path / "frames", source)
-
-
-def test_folder_output_keeps_each_file_name_and_format(tmp_path):
+def test_outputs_keep_each_file_name_and_format(tmp_path):
     (tmp_path / "in").mkdir()
     cv2.imwrite(str(tmp_path / "in" / "a.png"), _noise((6, 5, 3), np.uint16))
     cv2.imwrite(str(tmp_path / "in" / "a.jpg"), _noise((6, 5, 3)))
     source = open_frames(tmp_path / "in")
-    with open_sink(tmp_path / "out", source) as sink:
+    with open_sink(tmp_path / "out" / "deeper", source) as sink:
         for frame in source:
             sink.write(frame)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "a.png"]
-    assert cv2.imread(str(tmp_path / "out" / "a.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    assert sorted(p.name for p in (tmp_path / "out" / "deeper").iterdir()) == ["a.jpg", "a.png"]
+    assert cv2.imread(str(tmp_path / "out" / "deeper" / "a.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    single = open_frames(tmp_path / "in" / "a.png")
+    with open_sink(tmp_path / "one" / "x2.tif", single) as sink:
+        sink.write(next(iter(single)))
+    assert cv2.imread(str(tmp_path / "one" / "x2.tif"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+
+
+def test_video_frames_and_rate_survive_a_round_trip(tmp_path, caplog):
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 24.0, (64, 48))
+    for i in range(5):
+        writer.write(_gradient(shift=10 * i))
+    writer.release()
+    source = open_frames(clip)
+    frames = list(source)
+    assert source.kind == "video" and source.fps == pytest.approx(24.0) and len(frames) == 5 == len(source)
+    assert [f.name for f in frames[:2]] == ["frame_000000", "frame_000001"] and frames[0].rgb.shape == (3, 48, 64)
+    for i, frame in enumerate(frames):
+        expected = torch.from_numpy(_gradient(shift=10 * i)[..., ::-1].copy()).permute(2, 0, 1).float() / 255
+        assert (frame.rgb - expected).abs().mean() < 0.05
+    with caplog.at_level(logging.WARNING), open_sink(tmp_path / "out" / "copy.avi", source) as sink:
+        for frame in frames:
+            sink.write(Frame(frame.rgb, torch.ones(1, 48, 64), 8, False, frame.name))
+    assert caplog.text.count("alpha dropped") == 1
+    copy = open_frames(tmp_path / "out" / "copy.avi")
+    assert len(list(copy)) == 5 and copy.fps == pytest.approx(24.0)
+    with pytest.raises(FrameError, match="video file"):
+        open_sink(tmp_path / "frames", source)
+    with pytest.raises(FrameError, match="overwrite the input"):
+        open_sink(clip, source)
+    with open_sink(tmp_path / "sizes.mp4", source) as sink:
+        sink.write(frames[0])
+        with pytest.raises(FrameError, match="32×48"):
+            sink.write(Frame(torch.rand(3, 48, 32)))
+    (tmp_path / "fake.mp4").write_bytes(b"not a video")
+    with pytest.raises(FrameError, match="fake.mp4"):
+        open_frames(tmp_path / "fake.mp4")
