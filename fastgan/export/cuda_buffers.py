@@ -1,11 +1,13 @@
-"""Device memory for the TensorRT runtime, behind one small interface with three back-ends:
+"""Device memory for the TensorRT runtime, behind one small interface (`DeviceBuffers`) with three back-ends:
 
-- ``"torch"``: torch CUDA tensors in and out (no copy when the input already lives on the GPU);
-- ``"cuda-python"``: numpy in and out through `cuda.bindings.runtime`, for deployments that do not ship torch
-  (what TensorRT's own samples use);
-- ``"pycuda"``: the same through pycuda, for deployments already built on it.
+- ``"torch"``: torch CUDA tensors in and out (no copy when an input already lives on the GPU; outputs stay on
+  the GPU);
+- ``"cuda-python"``: numpy in and out through `cuda.bindings.runtime` (cudaMalloc, cudaMemcpyAsync on a private
+  stream), for deployments that do not ship torch;
+- ``"pycuda"``: numpy in and out through pycuda, for deployments already built on it.
 
-Every back-end imports its library lazily, so this module imports anywhere.
+Every back-end imports its library in its constructor, so this module imports anywhere. TensorRT tensor types map
+to dtype names shared by numpy and torch (`DTYPE_NAMES`); numpy has no bfloat16, so bf16 engines need "torch".
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-#: TensorRT DataType name → numpy dtype name (bfloat16 has no numpy dtype: torch buffers only).
+#: TensorRT DataType name → the dtype name numpy and torch share (``np.dtype(n)``, ``getattr(torch, n)``).
 DTYPE_NAMES = {
     "FLOAT": "float32",
     "HALF": "float16",
@@ -28,148 +30,289 @@ DTYPE_NAMES = {
 }
 
 
+def dtype_name(trt_dtype: Any) -> str:
+    """The dtype name (a `DTYPE_NAMES` value) of a ``tensorrt.DataType``.
+
+    Raises:
+        TypeError: a TensorRT type with no numpy/torch counterpart here (FP8, INT4, FP4, ...).
+    """
+    name = trt_dtype.name
+    if name not in DTYPE_NAMES:
+        raise TypeError(
+            f"engine tensors of TensorRT type {name} cannot be fed or read here (supported: "
+            f"{', '.join(DTYPE_NAMES)}); keep such types inside the network, behind Q/DQ or Cast nodes"
+        )
+    return DTYPE_NAMES[name]
+
+
+def array_dtype_name(array: Any) -> str:
+    """The dtype name of a numpy array or torch tensor, e.g. ``"float16"``."""
+    return str(array.dtype).removeprefix("torch.")
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """numpy's dtype for a dtype name.
+
+    Raises:
+        TypeError: ``"bfloat16"``, which numpy lacks.
+    """
+    if name == "bfloat16":
+        raise TypeError("numpy has no bfloat16: run bf16 engines with buffers='torch' (torch CUDA tensors)")
+    return np.dtype(name)
+
+
+def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * numpy_dtype(dtype).itemsize
+
+
 @dataclass
 class DeviceArray:
+    """A C-contiguous array in device memory.
+
+    Attributes:
+        ptr: device address (what ``IExecutionContext.set_tensor_address`` takes).
+        shape: its shape.
+        dtype: a `DTYPE_NAMES` value.
+        owner: what keeps the memory (and, for uploads, the host source until the copy ran) alive.
+    """
+
     ptr: int
     shape: tuple[int, ...]
-    dtype: str  # a DTYPE_NAMES value
-    handle: Any  # what keeps the memory alive: a torch tensor, a device allocation
+    dtype: str
+    owner: Any
 
 
 class DeviceBuffers(Protocol):
-    stream: int
+    """What the TensorRT runtime needs from a device memory back-end."""
 
-    def upload(self, array: Any) -> DeviceArray: ...
+    @property
+    def stream(self) -> int:
+        """The CUDA stream handle copies and ``execute_async_v3`` run on."""
+        ...
 
-    def empty(self, shape: tuple[int, ...], dtype: str) -> DeviceArray: ...
+    def upload(self, array: Any) -> DeviceArray:
+        """Host (or, for torch, device) array → contiguous device array, queued on `stream`."""
+        ...
 
-    def download(self, array: DeviceArray) -> Any: ...
+    def empty(self, shape: tuple[int, ...], dtype: str) -> DeviceArray:
+        """Uninitialised device array."""
+        ...
 
-    def synchronize(self) -> None: ...
+    def download(self, array: DeviceArray) -> Any:
+        """Device array → the back-end's array type, complete when returned."""
+        ...
+
+    def synchronize(self) -> None:
+        """Wait for all work queued on `stream`."""
+        ...
+
+    def close(self) -> None:
+        """Release the stream and context this back-end created (idempotent)."""
+        ...
 
 
 class TorchBuffers:
-    """torch CUDA tensors on torch's current stream."""
+    """torch CUDA tensors; outputs are returned as CUDA tensors.
+
+    The engine runs on a private stream (TensorRT synchronises the whole device around the default stream), which
+    waits for torch's current stream before each run, so inputs the caller just computed are complete.
+
+    Args:
+        device: CUDA device index.
+
+    Raises:
+        RuntimeError: torch is missing or sees no CUDA device.
+    """
 
     def __init__(self, device: int = 0):
-        import torch
-
+        try:
+            import torch
+        except ImportError as error:
+            raise RuntimeError("buffers='torch' needs torch; without it use buffers='cuda-python'") from error
         if not torch.cuda.is_available():
-            raise RuntimeError("torch sees no CUDA device; TensorRT buffers need one")
-        self.torch, self.device = torch, torch.device("cuda", device)
-        self.stream = torch.cuda.current_stream(self.device).cuda_stream
+            raise RuntimeError(
+                "torch sees no CUDA device (no NVIDIA GPU or driver, or a CPU-only torch build): buffers='torch' "
+                "needs one"
+            )
+        self._torch, self._device = torch, torch.device("cuda", device)
+        self._stream = torch.cuda.Stream(self._device)
 
-    def upload(self, array) -> DeviceArray:
-        tensor = self.torch.as_tensor(array).to(self.device).contiguous()
-        return DeviceArray(tensor.data_ptr(), tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."), tensor)
+    @property
+    def stream(self) -> int:
+        return self._stream.cuda_stream
 
-    def empty(self, shape, dtype) -> DeviceArray:
-        tensor = self.torch.empty(shape, dtype=getattr(self.torch, dtype), device=self.device)
+    def upload(self, array: Any) -> DeviceArray:
+        """A torch tensor (or numpy array) on this device, made contiguous (no copy if it already is), with the
+        engine's stream ordered after its producer."""
+        tensor = self._torch.as_tensor(array, device=self._device).contiguous()
+        self._stream.wait_stream(self._torch.cuda.current_stream(self._device))
+        return DeviceArray(tensor.data_ptr(), tuple(tensor.shape), array_dtype_name(tensor), tensor)
+
+    def empty(self, shape: tuple[int, ...], dtype: str) -> DeviceArray:
+        tensor = self._torch.empty(shape, dtype=getattr(self._torch, dtype), device=self._device)
         return DeviceArray(tensor.data_ptr(), tuple(shape), dtype, tensor)
 
-    def download(self, array: DeviceArray):
-        return array.handle
+    def download(self, array: DeviceArray) -> Any:
+        """The output tensor itself, on the GPU (complete once `synchronize` returned)."""
+        return array.owner
 
     def synchronize(self) -> None:
-        self.torch.cuda.current_stream(self.device).synchronize()
+        self._stream.synchronize()
+
+    def close(self) -> None:
+        """Wait for the engine's stream; torch owns the memory and the stream."""
+        self.synchronize()
 
 
-def _numpy_dtype(dtype: str) -> np.dtype:
-    if dtype == "bfloat16":
-        raise ValueError("numpy has no bfloat16: run bf16 engines with buffers='torch'")
-    return np.dtype(dtype)
+class _CudaMalloc:
+    """A cudaMalloc'd block, freed when the last DeviceArray holding it goes away."""
+
+    def __init__(self, runtime: Any, pointer: int):
+        self._runtime, self.pointer, self.host = runtime, pointer, None
+
+    def __del__(self) -> None:
+        self._runtime.cudaFree(self.pointer)
 
 
 class CudaPythonBuffers:
-    """numpy host arrays and cudaMalloc'd device memory on a private stream (cuda-python, no torch)."""
+    """numpy host arrays and cudaMalloc'd device memory on a private stream, through cuda-python (no torch).
+
+    Args:
+        device: CUDA device index.
+
+    Raises:
+        RuntimeError: cuda-python is missing, or a CUDA call fails (the message names the call and its error).
+    """
 
     def __init__(self, device: int = 0):
-        from cuda.bindings import runtime
+        try:
+            from cuda.bindings import runtime
+        except ImportError as error:
+            raise RuntimeError("buffers='cuda-python' needs cuda-python: pip install cuda-python") from error
+        self._runtime = runtime
+        self._check("cudaSetDevice", runtime.cudaSetDevice(device))
+        self._stream_handle = self._check("cudaStreamCreate", runtime.cudaStreamCreate())
 
-        self.runtime = runtime
-        self._check(runtime.cudaSetDevice(device))
-        self.stream = int(self._check(runtime.cudaStreamCreate()))
+    def _check(self, call: str, result: tuple) -> Any:
+        """`result`'s value after its cudaError_t, which must be cudaSuccess."""
+        error, *values = result
+        if error != self._runtime.cudaError_t.cudaSuccess:
+            raise RuntimeError(f"{call} failed: {error.name} (is an NVIDIA GPU and driver present?)")
+        return values[0] if values else None
 
-    def _check(self, result):
-        error, *values = result if isinstance(result, tuple) else (result,)
-        if error != self.runtime.cudaError_t.cudaSuccess:
-            raise RuntimeError(f"CUDA call failed: {error.name}")
-        return values[0] if len(values) == 1 else values
+    @property
+    def stream(self) -> int:
+        return int(self._stream_handle)
 
-    def _allocate(self, shape, dtype: str) -> DeviceArray:
-        size = int(np.prod(shape)) * _numpy_dtype(dtype).itemsize
-        pointer = int(self._check(self.runtime.cudaMalloc(max(size, 1))))
-        return DeviceArray(pointer, tuple(shape), dtype, _Allocation(self.runtime, pointer))
+    def _allocate(self, shape: tuple[int, ...], dtype: str) -> DeviceArray:
+        pointer = int(self._check("cudaMalloc", self._runtime.cudaMalloc(max(_nbytes(shape, dtype), 1))))
+        return DeviceArray(pointer, tuple(shape), dtype, _CudaMalloc(self._runtime, pointer))
 
-    def upload(self, array) -> DeviceArray:
+    def upload(self, array: Any) -> DeviceArray:
+        """A numpy array (or anything `np.ascontiguousarray` takes) copied to the device on `stream`."""
         host = np.ascontiguousarray(array)
         device = self._allocate(host.shape, host.dtype.name)
-        kind = self.runtime.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._check(self.runtime.cudaMemcpyAsync(device.ptr, host.ctypes.data, host.nbytes, kind, self.stream))
-        device.handle.host = host  # keep the source alive until the copy has run
+        kind = self._runtime.cudaMemcpyKind.cudaMemcpyHostToDevice
+        copy = self._runtime.cudaMemcpyAsync(device.ptr, host.ctypes.data, host.nbytes, kind, self._stream_handle)
+        self._check("cudaMemcpyAsync (host to device)", copy)
+        device.owner.host = host  # the source must outlive the queued copy
         return device
 
-    def empty(self, shape, dtype) -> DeviceArray:
+    def empty(self, shape: tuple[int, ...], dtype: str) -> DeviceArray:
         return self._allocate(shape, dtype)
 
     def download(self, array: DeviceArray) -> np.ndarray:
-        host = np.empty(array.shape, _numpy_dtype(array.dtype))
-        kind = self.runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._check(self.runtime.cudaMemcpyAsync(host.ctypes.data, array.ptr, host.nbytes, kind, self.stream))
+        """A new numpy array with the device array's contents, after the stream's queued work."""
+        host = np.empty(array.shape, numpy_dtype(array.dtype))
+        kind = self._runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        copy = self._runtime.cudaMemcpyAsync(host.ctypes.data, array.ptr, host.nbytes, kind, self._stream_handle)
+        self._check("cudaMemcpyAsync (device to host)", copy)
         self.synchronize()
         return host
 
     def synchronize(self) -> None:
-        self._check(self.runtime.cudaStreamSynchronize(self.stream))
+        self._check("cudaStreamSynchronize", self._runtime.cudaStreamSynchronize(self._stream_handle))
 
-
-class _Allocation:
-    """Frees a cudaMalloc'd block when the DeviceArray holding it goes away."""
-
-    def __init__(self, runtime, pointer: int):
-        self.runtime, self.pointer, self.host = runtime, pointer, None
-
-    def __del__(self):
-        self.runtime.cudaFree(self.pointer)
+    def close(self) -> None:
+        """Wait for the stream, then destroy it."""
+        if self._stream_handle is not None:
+            self.synchronize()
+            self._check("cudaStreamDestroy", self._runtime.cudaStreamDestroy(self._stream_handle))
+            self._stream_handle = None
 
 
 class PyCudaBuffers:
-    """numpy host arrays and pycuda device allocations on a pycuda stream."""
+    """numpy host arrays and pycuda device allocations on a pycuda stream, in the device's primary context (the one
+    TensorRT and the CUDA runtime use).
+
+    Args:
+        device: CUDA device index.
+
+    Raises:
+        RuntimeError: pycuda is missing.
+    """
 
     def __init__(self, device: int = 0):
-        import pycuda.driver as cuda
-
+        try:
+            import pycuda.driver as cuda
+        except ImportError as error:
+            raise RuntimeError(
+                "buffers='pycuda' needs pycuda: pip install pycuda (it builds against the CUDA toolkit and the "
+                "driver's libcuda); buffers='cuda-python' needs neither"
+            ) from error
         cuda.init()
-        self.cuda = cuda
-        self.context = cuda.Device(device).retain_primary_context()
-        self.context.push()
+        self._cuda = cuda
+        self._context = cuda.Device(device).retain_primary_context()
+        self._context.push()
         self._stream = cuda.Stream()
-        self.stream = self._stream.handle
 
-    def upload(self, array) -> DeviceArray:
+    @property
+    def stream(self) -> int:
+        return self._stream.handle
+
+    def upload(self, array: Any) -> DeviceArray:
+        """A numpy array (or anything `np.ascontiguousarray` takes) copied to the device on `stream`."""
         host = np.ascontiguousarray(array)
-        allocation = self.cuda.mem_alloc(max(host.nbytes, 1))
-        self.cuda.memcpy_htod_async(allocation, host, self._stream)
+        allocation = self._cuda.mem_alloc(max(host.nbytes, 1))
+        self._cuda.memcpy_htod_async(allocation, host, self._stream)
         return DeviceArray(int(allocation), host.shape, host.dtype.name, (allocation, host))
 
-    def empty(self, shape, dtype) -> DeviceArray:
-        allocation = self.cuda.mem_alloc(max(int(np.prod(shape)) * _numpy_dtype(dtype).itemsize, 1))
+    def empty(self, shape: tuple[int, ...], dtype: str) -> DeviceArray:
+        allocation = self._cuda.mem_alloc(max(_nbytes(shape, dtype), 1))
         return DeviceArray(int(allocation), tuple(shape), dtype, (allocation, None))
 
     def download(self, array: DeviceArray) -> np.ndarray:
-        host = np.empty(array.shape, _numpy_dtype(array.dtype))
-        self.cuda.memcpy_dtoh_async(host, array.handle[0], self._stream)
+        """A new numpy array with the device array's contents, after the stream's queued work."""
+        host = np.empty(array.shape, numpy_dtype(array.dtype))
+        self._cuda.memcpy_dtoh_async(host, array.owner[0], self._stream)
         self.synchronize()
         return host
 
     def synchronize(self) -> None:
         self._stream.synchronize()
 
+    def close(self) -> None:
+        """Wait for the stream and pop the primary context pushed by the constructor."""
+        if self._context is not None:
+            self.synchronize()
+            self._context.pop()
+            self._context = None
+
 
 BUFFERS = {"torch": TorchBuffers, "cuda-python": CudaPythonBuffers, "pycuda": PyCudaBuffers}
 
 
 def make_buffers(kind: str, device: int = 0) -> DeviceBuffers:
+    """The device buffer back-end called `kind` on CUDA device `device`.
+
+    Args:
+        kind: "torch", "cuda-python" or "pycuda".
+        device: CUDA device index.
+
+    Raises:
+        ValueError: an unknown kind (the message lists the known ones).
+        RuntimeError: the back-end's library is missing or sees no GPU.
+    """
     if kind not in BUFFERS:
         raise ValueError(f"unknown buffer back-end {kind!r}; choose one of {', '.join(BUFFERS)}")
     return BUFFERS[kind](device)

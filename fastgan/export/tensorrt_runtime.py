@@ -1,64 +1,130 @@
-"""Run a serialized TensorRT engine (TensorRT 10+ named-tensor API) with torch or torch-free device buffers."""
+"""Run a serialized TensorRT engine through TensorRT 10+'s named-tensor API, with torch or torch-free buffers.
+
+The engine is checked against this GPU and TensorRT version (`fastgan.export.engine_cache.read_engine`) before it
+is deserialized, so a foreign or corrupt engine fails with a message that says how to rebuild it rather than
+inside TensorRT.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from fastgan.export.cuda_buffers import DTYPE_NAMES, make_buffers
-from fastgan.export.engine_cache import StaleEngineError, check_engine
+from fastgan.export.cuda_buffers import DeviceArray, array_dtype_name, dtype_name, make_buffers
+from fastgan.export.engine_cache import REBUILD, StaleEngineError, read_engine
 from fastgan.export.gpu import current_gpu
 from fastgan.export.tensorrt_build import import_tensorrt, tensorrt_version
 
 
 class TensorRTEngine:
-    """An engine checked against this GPU and TensorRT version before it is deserialized.
+    """An engine built by `fastgan.export`, ready to run on this GPU. Not thread-safe (one execution context).
 
     Args:
-        engine_path: an engine written by `fastgan.export` (with its sidecar).
+        engine_path: an engine written by `fastgan.export` (with its ``.json`` sidecar).
         buffers: "torch" (torch CUDA tensors in and out), "cuda-python" or "pycuda" (numpy in and out).
         device: CUDA device index.
+
+    Raises:
+        NoCudaDeviceError: no GPU is visible.
+        RuntimeError: TensorRT or the buffers' library is missing.
+        FileNotFoundError: no engine at `engine_path`.
+        StaleEngineError: the engine was built for another GPU or TensorRT version, has no sidecar, is corrupt, or
+            TensorRT cannot deserialize it.
     """
 
     def __init__(self, engine_path: str | Path, buffers: str = "torch", device: int = 0):
         trt = import_tensorrt()
-        check_engine(engine_path, current_gpu(device), tensorrt_version())
-        self.buffers = make_buffers(buffers, device)
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-        if self.engine is None:
+        version = tensorrt_version()
+        _, engine_bytes = read_engine(engine_path, current_gpu(device), version)
+        self._buffers = make_buffers(buffers, device)
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
+        if self._engine is None:
             raise StaleEngineError(
-                f"TensorRT could not deserialize {engine_path}; rebuild it with python -m fastgan.export trt"
+                f"TensorRT {version} could not deserialize {engine_path} although its sidecar matches this GPU and "
+                f"version (its errors are logged above); {REBUILD}"
             )
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        is_input = {name: self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT for name in names}
-        self.input_names = [name for name in names if is_input[name]]
-        self.output_names = [name for name in names if not is_input[name]]
-        self.dtypes = {name: DTYPE_NAMES[self.engine.get_tensor_dtype(name).name] for name in names}
+        self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise RuntimeError(f"TensorRT could not create an execution context for {engine_path} (out of memory?)")
+        names = [self._engine.get_tensor_name(index) for index in range(self._engine.num_io_tensors)]
+        inputs = {name: self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT for name in names}
+        self._input_names = tuple(name for name in names if inputs[name])
+        self._output_names = tuple(name for name in names if not inputs[name])
+        self._dtypes = {name: dtype_name(self._engine.get_tensor_dtype(name)) for name in names}
+        self._profiles = {
+            name: [tuple(shape) for shape in self._engine.get_tensor_profile_shape(name, 0)]
+            for name in self._input_names
+        }
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The engine's inputs, in TensorRT's order."""
+        return self._input_names
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The engine's outputs, in TensorRT's order."""
+        return self._output_names
+
+    @property
+    def dtypes(self) -> dict[str, str]:
+        """Each input's and output's dtype name (``"float32"``, ``"float16"``, ``"bfloat16"``, ``"int64"``, ...)."""
+        return dict(self._dtypes)
+
+    def _check_input(self, name: str, array: Any) -> tuple[int, ...]:
+        shape, dtype = tuple(array.shape), array_dtype_name(array)
+        if dtype != self._dtypes[name]:
+            raise ValueError(
+                f"input {name!r} must be {self._dtypes[name]} (the ONNX file's type: the engine is strongly typed), "
+                f"got {dtype}; convert it first"
+            )
+        low, _, high = self._profiles[name]
+        if len(shape) != len(low):
+            raise ValueError(f"input {name!r} must have {len(low)} dimensions, got shape {shape}")
+        if not all(a <= s <= b for a, s, b in zip(low, shape, high, strict=True)):
+            raise ValueError(
+                f"input {name!r} shape {shape} lies outside the engine's profile, {low} to {high} in each "
+                "dimension; feed smaller tiles or batches, or rebuild the engine with a larger --tile/--batch"
+            )
+        return shape
 
     def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """{input name: array (torch tensor or numpy, per the buffers)} → {output name: array}, synchronised."""
-        if set(inputs) != set(self.input_names):
-            raise ValueError(f"the engine takes inputs {self.input_names}, got {sorted(inputs)}")
-        keep = {}
-        for name in self.input_names:
-            device_array = self.buffers.upload(inputs[name])
-            if device_array.dtype != self.dtypes[name]:
-                raise ValueError(f"input {name!r} must be {self.dtypes[name]}, got {device_array.dtype}")
-            if not self.context.set_input_shape(name, device_array.shape):
-                raise ValueError(
-                    f"input {name!r} shape {device_array.shape} lies outside the engine's profile; "
-                    "rebuild it with a larger --tile/--batch"
-                )
-            self.context.set_tensor_address(name, device_array.ptr)
-            keep[name] = device_array
+        """Run the engine once and wait for it.
+
+        Args:
+            inputs: ``{input name: array}`` with every input: torch tensors (CPU or CUDA) for "torch" buffers, numpy
+                arrays for the others; dtypes as `dtypes` says, shapes within the engine's profile.
+
+        Returns:
+            ``{output name: array}``: CUDA tensors for "torch" buffers, numpy arrays for the others.
+
+        Raises:
+            ValueError: missing or unknown inputs, a wrong dtype or rank, or a shape outside the profile.
+            RuntimeError: TensorRT could not infer the output shapes or run the engine.
+        """
+        if set(inputs) != set(self._input_names):
+            raise ValueError(f"the engine takes inputs {list(self._input_names)}, got {sorted(inputs)}")
+        keep: dict[str, DeviceArray] = {}  # inputs stay alive until the engine has run
+        for name in self._input_names:
+            shape = self._check_input(name, inputs[name])
+            if not self._context.set_input_shape(name, shape):
+                raise ValueError(f"TensorRT rejected shape {shape} for input {name!r} (its errors are logged above)")
+            keep[name] = self._buffers.upload(inputs[name])
+            self._context.set_tensor_address(name, keep[name].ptr)
         outputs = {}
-        for name in self.output_names:
-            outputs[name] = self.buffers.empty(tuple(self.context.get_tensor_shape(name)), self.dtypes[name])
-            self.context.set_tensor_address(name, outputs[name].ptr)
-        if not self.context.execute_async_v3(self.buffers.stream):
-            raise RuntimeError("TensorRT execution failed; its log above says why")
-        self.buffers.synchronize()
-        return {name: self.buffers.download(array) for name, array in outputs.items()}
+        for name in self._output_names:
+            shape = tuple(self._context.get_tensor_shape(name))
+            if any(size < 0 for size in shape):
+                raise RuntimeError(f"TensorRT could not infer the shape of output {name!r} (got {shape})")
+            outputs[name] = self._buffers.empty(shape, self._dtypes[name])
+            self._context.set_tensor_address(name, outputs[name].ptr)
+        if not self._context.execute_async_v3(self._buffers.stream):
+            raise RuntimeError("TensorRT could not run the engine; its errors are logged above")
+        self._buffers.synchronize()
+        return {name: self._buffers.download(array) for name, array in outputs.items()}
+
+    def close(self) -> None:
+        """Release the buffers' stream (and context); the engine is unusable afterwards."""
+        self._buffers.close()

@@ -1,79 +1,176 @@
 """Engine cache: keys change with everything an engine depends on; foreign, stale or truncated engines are refused
-with a rebuild hint, and the cache rebuilds them rather than using them."""
+with what differs and how to rebuild, and the cache rebuilds them rather than using them."""
 
 import dataclasses
+import json
 import logging
 
 import pytest
 
+from fastgan.export import engine_cache
 from fastgan.export.engine_cache import (
     EngineCache,
     EngineKey,
     ShapeProfile,
     StaleEngineError,
     check_engine,
+    read_engine,
+    sidecar_path,
     write_engine,
 )
 from fastgan.export.gpu import GpuInfo
 
 H100 = GpuInfo("NVIDIA H100 80GB HBM3", (9, 0), 80 << 30)
 A100 = GpuInfo("NVIDIA A100-SXM4-40GB", (8, 0), 40 << 30)
-KEY = EngineKey("ab" * 32, "fp16", ShapeProfile.for_images("lr", 3, (1, 4, 8), (8, 256, 256)), H100, "10.13.0")
+PROFILE = ShapeProfile.for_images("lr", 3, (1, 4, 8), (8, 256, 256))
+KEY = EngineKey("ab" * 32, "fp16", PROFILE, H100, "10.13.0")
+ENGINE = b"serialized engine bytes " * 100
 
 
-def test_key_digest_depends_on_every_field():
+def test_key_digest_depends_on_every_field_and_round_trips_through_json():
     variants = [
         dataclasses.replace(KEY, model_sha256="cd" * 32),
         dataclasses.replace(KEY, precision="int8"),
         dataclasses.replace(KEY, profile=ShapeProfile.for_images("lr", 3, (1, 8, 8), (8, 256, 256))),
         dataclasses.replace(KEY, gpu=A100),
+        dataclasses.replace(KEY, gpu=dataclasses.replace(H100, compute_capability=(9, 1))),
         dataclasses.replace(KEY, tensorrt_version="11.4.0"),
     ]
-    digests = {KEY.digest(), *(v.digest() for v in variants)}
-    assert len(digests) == 6
-    assert EngineKey.from_json(KEY.to_json()) == KEY
-    assert H100.tag == "NVIDIA-H100-80GB-HBM3-sm90"
+    assert len({KEY.digest(), *(variant.digest() for variant in variants)}) == 1 + len(variants)
+    assert [variant.differences(KEY) for variant in variants[:2]] == [["model_sha256"], ["precision"]]
+    assert EngineKey.from_json(json.loads(json.dumps(KEY.to_json()))) == KEY
+    assert EngineKey.from_json(KEY.to_json()).digest() == KEY.digest()
+    assert H100.tag == "NVIDIA-H100-80GB-HBM3-sm90" and A100.tag == "NVIDIA-A100-SXM4-40GB-sm80"
+    assert H100.arch == "sm_90"
 
 
-def test_profile_needs_ordered_shapes():
-    with pytest.raises(ValueError, match="min ≤ opt ≤ max"):
+def test_profile_shapes_and_validation():
+    assert PROFILE.shapes == (("lr", ((1, 3, 8, 8), (4, 3, 256, 256), (8, 3, 256, 256))),)
+    two = {"b": [[1], [2], [3]], "a": ((1, 2), (1, 2), (1, 2))}
+    assert ShapeProfile(two) == ShapeProfile(dict(reversed(two.items())))  # canonical: sorted, tuples
+    assert ShapeProfile(two).input_names == ("a", "b")
+    assert ShapeProfile.from_json(PROFILE.to_json()) == PROFILE
+    assert PROFILE.describe() == "lr: 1x3x8x8 .. 4x3x256x256 .. 8x3x256x256"
+    with pytest.raises(ValueError, match="min ≤ opt ≤ max in every dimension"):
         ShapeProfile.for_images(batch=(4, 1, 8))
+    with pytest.raises(ValueError, match="min ≤ opt ≤ max"):
+        ShapeProfile({"lr": ((1, 3, 64, 64), (1, 3, 32, 32), (1, 3, 128, 128))})
+    with pytest.raises(ValueError, match="mixes ranks"):
+        ShapeProfile({"lr": ((1, 3, 8, 8), (1, 3, 8), (1, 3, 8, 8))})
+    with pytest.raises(ValueError, match=r"needs \(min, opt, max\) shapes, got 2"):
+        ShapeProfile({"lr": ((1, 3, 8, 8), (1, 3, 8, 8))})
+    with pytest.raises(ValueError, match="below 1"):
+        ShapeProfile.for_images(batch=(0, 1, 2))
+    with pytest.raises(ValueError, match="at least one input"):
+        ShapeProfile({})
+    with pytest.raises(ValueError, match="triples"):
+        ShapeProfile.for_images(size=(8, 256))
 
 
-def test_check_engine_refuses_foreign_stale_and_truncated_engines(tmp_path):
-    path = write_engine(tmp_path / "m.engine", b"engine-bytes" * 100, KEY)
+def test_write_then_check_round_trip(tmp_path):
+    path = write_engine(tmp_path / "deep" / "m.engine", ENGINE, KEY)
+    assert path.read_bytes() == ENGINE
+    record = json.loads(sidecar_path(path).read_text())
+    assert record["key"]["gpu"]["compute_capability"] == [9, 0] and len(record["engine_sha256"]) == 64
     assert check_engine(path, H100, "10.13.0") == KEY
-    with pytest.raises(
-        StaleEngineError, match=r"built for NVIDIA H100.*sm_90.*this is NVIDIA A100.*sm_80.*fastgan.export trt"
-    ):
-        check_engine(path, A100, "10.13.0")
-    with pytest.raises(StaleEngineError, match="TensorRT 10.13.0, this is TensorRT 11.4.0"):
-        check_engine(path, H100, "11.4.0")
-    path.write_bytes(path.read_bytes()[:50])
-    with pytest.raises(StaleEngineError, match="truncated"):
+    assert read_engine(path, H100, "10.13.0") == (KEY, ENGINE)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["m.engine", "m.engine.json"]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    ("gpu", "version", "message"),
+    [
+        (
+            A100,
+            "10.13.0",
+            r"built for NVIDIA H100 80GB HBM3 \(sm_90\) with TensorRT 10\.13\.0, this is "
+            r"NVIDIA A100-SXM4-40GB \(sm_80\) with TensorRT 10\.13\.0; the GPU model and the compute capability differ",
+        ),
+        (dataclasses.replace(H100, compute_capability=(9, 1)), "10.13.0", r"\(sm_91\).*the compute capability differs"),
+        (H100, "11.4.0", r"with TensorRT 10\.13\.0, this is .* with TensorRT 11\.4\.0; the TensorRT version differs"),
+    ],
+    ids=["other-gpu", "other-compute-capability", "other-tensorrt"],
+)
+def test_check_engine_refuses_foreign_engines(tmp_path, gpu, version, message):
+    path = write_engine(tmp_path / "m.engine", ENGINE, KEY)
+    for check in (check_engine, read_engine):
+        with pytest.raises(StaleEngineError, match=message) as error:
+            check(path, gpu, version)
+        assert "python -m fastgan.export trt --onnx" in str(error.value)
+        assert "fp16 ONNX file with sha256 abababababab" in str(error.value)
+
+
+def test_check_engine_refuses_truncated_engines_and_missing_or_broken_sidecars(tmp_path):
+    path = write_engine(tmp_path / "m.engine", ENGINE, KEY)
+    path.write_bytes(ENGINE[:50])
+    for check in (check_engine, read_engine):
+        with pytest.raises(StaleEngineError, match="do not match the hash in its sidecar.*fastgan.export trt"):
+            check(path, H100, "10.13.0")
+    sidecar_path(path).write_text('{"key": {"precision": "fp16"}')
+    with pytest.raises(StaleEngineError, match="sidecar m.engine.json is unreadable.*fastgan.export trt"):
         check_engine(path, H100, "10.13.0")
-    (tmp_path / "m.engine.json").unlink()
-    with pytest.raises(StaleEngineError, match="sidecar"):
+    sidecar_path(path).write_text('{"engine_sha256": "00"}')
+    with pytest.raises(StaleEngineError, match="unreadable \\(KeyError"):
+        check_engine(path, H100, "10.13.0")
+    sidecar_path(path).unlink()
+    with pytest.raises(StaleEngineError, match="sidecar m.engine.json is missing.*fastgan.export trt"):
         check_engine(path, H100, "10.13.0")
     with pytest.raises(FileNotFoundError, match="fastgan.export trt"):
         check_engine(tmp_path / "missing.engine", H100, "10.13.0")
 
 
-def test_cache_builds_once_reuses_and_rebuilds_a_corrupt_entry(tmp_path, caplog):
+def test_an_interrupted_write_leaves_an_engine_that_is_refused(tmp_path, monkeypatch):
+    path = write_engine(tmp_path / "m.engine", ENGINE, KEY)
+    real_write = engine_cache.write_bytes_atomically
+
+    def crash_on_sidecar(target, data):
+        if target.name.endswith(".json"):
+            raise KeyboardInterrupt
+        real_write(target, data)
+
+    monkeypatch.setattr(engine_cache, "write_bytes_atomically", crash_on_sidecar)
+    with pytest.raises(KeyboardInterrupt):
+        write_engine(path, b"a newer engine", dataclasses.replace(KEY, precision="int8"))
+    assert path.read_bytes() == b"a newer engine"
+    with pytest.raises(StaleEngineError, match="missing"):  # the old sidecar cannot vouch for the new bytes
+        check_engine(path, H100, "10.13.0")
+
+
+def test_cache_builds_once_reuses_and_rebuilds_unusable_entries(tmp_path, caplog):
     builds = []
 
-    def build():  # stands in for TensorRT's builder: the cache logic is what is under test
+    def build() -> bytes:  # stands in for TensorRT's builder: the cache logic is what is under test
         builds.append(1)
         return b"serialized engine %d" % len(builds)
 
     cache = EngineCache(tmp_path / "engines")
     path = cache.get_or_build(KEY, build)
     assert cache.get_or_build(KEY, build) == path and len(builds) == 1
-    assert path.name.startswith("abababababab-fp16-NVIDIA-H100-80GB-HBM3-sm90-trt10.13.0-")
-    path.write_bytes(b"garbage")
-    with caplog.at_level(logging.WARNING):
+    assert path.name == f"abababababab-fp16-NVIDIA-H100-80GB-HBM3-sm90-trt10.13.0-{KEY.digest()[:12]}.engine"
+    assert path == cache.path_for(KEY) and check_engine(path, H100, "10.13.0") == KEY
+
+    path.write_bytes(b"garbage")  # corrupt entry: rebuilt, with the reason logged
+    with caplog.at_level(logging.WARNING, logger="fastgan.export.engine_cache"):
         assert cache.get_or_build(KEY, build) == path
-    assert len(builds) == 2 and "rebuilding" in caplog.text and "truncated or overwritten" in caplog.text
-    assert path.read_bytes() == b"serialized engine 2"
+    assert len(builds) == 2 and path.read_bytes() == b"serialized engine 2"
+    assert "rebuilding" in caplog.text and "do not match the hash" in caplog.text
+
+    caplog.clear()  # an entry whose sidecar records another key (here: another precision) is not used either
+    write_engine(path, b"an int8 engine", dataclasses.replace(KEY, precision="int8"))
+    with caplog.at_level(logging.WARNING, logger="fastgan.export.engine_cache"):
+        cache.get_or_build(KEY, build)
+    assert len(builds) == 3 and "records another precision" in caplog.text
+    assert check_engine(path, H100, "10.13.0") == KEY
+
     other = cache.get_or_build(dataclasses.replace(KEY, gpu=A100), build)  # another GPU: its own entry
-    assert other != path and len(builds) == 3
+    assert other != path and len(builds) == 4 and cache.get_or_build(KEY, build) == path and len(builds) == 4
+
+
+def test_a_failed_build_stores_nothing(tmp_path):
+    def build() -> bytes:
+        raise RuntimeError("TensorRT could not build")
+
+    cache = EngineCache(tmp_path / "engines")
+    with pytest.raises(RuntimeError, match="could not build"):
+        cache.get_or_build(KEY, build)
+    assert not cache.path_for(KEY).exists() and not sidecar_path(cache.path_for(KEY)).exists()

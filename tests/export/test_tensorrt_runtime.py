@@ -1,80 +1,191 @@
-"""TensorRT runtime: on a machine without a GPU every entry point fails early and says why; with a GPU and
-TensorRT, an exported upscaler builds, caches and runs with torch and torch-free buffers, equal to torch."""
+"""TensorRT runtime: on a machine without a GPU or TensorRT every entry point fails early and says why; with both, a
+small exported upscaler builds, caches and runs with torch and torch-free buffers, equal to torch."""
 
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import TensorProto, helper
 
-from fastgan.export.cuda_buffers import make_buffers
-from fastgan.export.gpu import NoCudaDeviceError, cuda_available, current_gpu
-from fastgan.export.tensorrt_build import check_precision_supported, tensorrt_version
+from fastgan.export.cuda_buffers import DTYPE_NAMES, array_dtype_name, dtype_name, make_buffers, numpy_dtype
+from fastgan.export.engine_cache import ShapeProfile
+from fastgan.export.gpu import GpuInfo, NoCudaDeviceError, cuda_available, current_gpu
+from fastgan.export.tensorrt_build import check_precision_supported, engine_for, tensorrt_version
 
-HAS_TENSORRT = True
-try:
-    import tensorrt  # noqa: F401
-except ImportError:
-    HAS_TENSORRT = False
-needs_gpu_and_tensorrt = pytest.mark.skipif(
-    not (cuda_available() and HAS_TENSORRT), reason="needs an NVIDIA GPU with TensorRT installed"
-)
+HAS_GPU = cuda_available()
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+T4 = GpuInfo("Tesla T4", (7, 5), 16 << 30)
+H100 = GpuInfo("NVIDIA H100 80GB HBM3", (9, 0), 80 << 30)
+PROFILE = ShapeProfile.for_images("lr", 3, (1, 2, 4), (8, 32, 64))
 
 
-@pytest.mark.skipif(cuda_available(), reason="this machine has a GPU")
-def test_no_gpu_is_reported_with_what_to_use_instead():
-    with pytest.raises(NoCudaDeviceError, match="torch or onnxruntime"):
+@pytest.mark.skipif(HAS_GPU, reason="this machine has an NVIDIA GPU")
+def test_no_gpu_is_reported_with_what_needs_one_and_what_to_use_instead():
+    with pytest.raises(NoCudaDeviceError, match="no NVIDIA GPU") as error:
         current_gpu()
+    assert "TensorRT engines" in str(error.value) and "--backend torch or onnxruntime" in str(error.value)
+    assert not cuda_available()
+
+
+def test_missing_cuda_python_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cuda.bindings", None)  # makes `from cuda.bindings import runtime` fail
+    with pytest.raises(NoCudaDeviceError, match="pip install cuda-python"):
+        current_gpu()
+    with pytest.raises(RuntimeError, match="pip install cuda-python"):
+        make_buffers("cuda-python")
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
-def test_missing_tensorrt_says_how_to_install_it():
-    with pytest.raises(RuntimeError, match="pip install tensorrt"):
-        tensorrt_version()
+def test_missing_tensorrt_says_how_to_install_it_and_what_works_without_it(tmp_path):
+    from fastgan.export.tensorrt_runtime import TensorRTEngine
+
+    for call in (tensorrt_version, lambda: TensorRTEngine(tmp_path / "m.engine")):
+        with pytest.raises(RuntimeError, match="pip install tensorrt") as error:
+            call()
+        assert "NVIDIA's package index" in str(error.value) and "onnxruntime backends work" in str(error.value)
 
 
-def test_buffer_and_precision_choices_are_checked():
-    from fastgan.export.gpu import GpuInfo
-
-    with pytest.raises(ValueError, match="torch, cuda-python, pycuda"):
+def test_buffer_back_ends_are_checked():
+    with pytest.raises(ValueError, match="unknown buffer back-end 'numba'; choose one of torch, cuda-python, pycuda"):
         make_buffers("numba")
-    with pytest.raises(ValueError, match="bf16 engines need compute capability 8.0"):
-        check_precision_supported("bf16", GpuInfo("Tesla T4", (7, 5), 16 << 30))
-    check_precision_supported("fp16", GpuInfo("Tesla T4", (7, 5), 16 << 30))
+
+
+@pytest.mark.skipif(HAS_GPU, reason="this machine has an NVIDIA GPU")
+def test_cuda_python_buffers_name_the_failing_call():
+    with pytest.raises(RuntimeError, match=r"cudaSetDevice failed: cudaError\w+"):
+        make_buffers("cuda-python")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="torch sees a GPU")
+def test_torch_buffers_need_a_gpu():
+    with pytest.raises(RuntimeError, match="torch sees no CUDA device"):
+        make_buffers("torch")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pycuda") is not None, reason="pycuda is installed")
+def test_pycuda_buffers_say_how_to_install_pycuda():
+    with pytest.raises(RuntimeError, match="pip install pycuda.*cuda-python"):
+        make_buffers("pycuda")
+
+
+def test_tensorrt_types_map_to_numpy_and_torch_dtypes():
+    assert dtype_name(SimpleNamespace(name="HALF")) == "float16"  # a tensorrt.DataType is read by its name
+    with pytest.raises(TypeError, match="TensorRT type FP8 cannot be fed"):
+        dtype_name(SimpleNamespace(name="FP8"))
+    for name in DTYPE_NAMES.values():
+        assert array_dtype_name(torch.empty(1, dtype=getattr(torch, name))) == name
+        if name != "bfloat16":
+            assert array_dtype_name(np.empty(1, numpy_dtype(name))) == name
+    with pytest.raises(TypeError, match="numpy has no bfloat16.*buffers='torch'"):
+        numpy_dtype("bfloat16")
+
+
+def test_precisions_are_checked_against_the_gpu():
+    check_precision_supported("fp16", T4)
+    check_precision_supported("int8", T4)
+    check_precision_supported("bf16", H100)
+    bf16_on_t4 = "bf16 engines need compute capability 8.0 or newer, and Tesla T4 has 7.5: export the model in fp16"
+    with pytest.raises(ValueError, match=bf16_on_t4):
+        check_precision_supported("bf16", T4)
+    with pytest.raises(ValueError, match="Tesla P4 has compute capability 6.1; TensorRT 10\\+ needs 7.5.*onnxruntime"):
+        check_precision_supported("fp32", GpuInfo("Tesla P4", (6, 1), 8 << 30))
+    with pytest.raises(ValueError, match="unknown precision 'fp8'; choose one of fp32, fp16, bf16, int8"):
+        check_precision_supported("fp8", H100)
+
+
+def test_the_asked_precision_must_be_the_onnx_files(tmp_path):
+    """TensorRT builds strongly typed networks in the file's own precision, so a mislabelled request is refused
+    (before TensorRT is needed) rather than cached under the wrong key."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["lr"], ["sr"])],
+        "relu",
+        [helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+    )
+    model = helper.make_model(graph)
+    helper.set_model_props(model, {"fastgan.precision": "fp32"})
+    path = tmp_path / "relu.onnx"
+    onnx.save(model, path)
+    with pytest.raises(ValueError, match="is a fp32 model, not fp16.*--precision fp16"):
+        engine_for(path, "fp16", PROFILE, tmp_path / "engines", gpu=H100)
+    with pytest.raises(FileNotFoundError, match="python -m fastgan.export onnx"):
+        engine_for(tmp_path / "missing.onnx", "fp32", PROFILE, tmp_path / "engines", gpu=H100)
+
+
+def test_the_tensorrt_runtime_imports_without_torch():
+    """Deployments without torch use the cuda-python buffers: the runtime's import chain must not pull torch in."""
+    code = "import sys, fastgan.export.tensorrt_runtime, fastgan.export.tensorrt_build; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def _tiny_upscaler(tmp_path):
+    """A ×2 conv + pixel-shuffle model and its ONNX file (input ``lr``, output ``sr``; N, H, W dynamic)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 12, 3, padding=1),
+        torch.nn.PixelShuffle(2),
+    ).eval()
+    path = tmp_path / "tiny-x2.onnx"
+    dynamic = torch.export.Dim.DYNAMIC
+    torch.onnx.export(
+        model,
+        (torch.rand(2, 3, 16, 24),),
+        path,
+        dynamo=True,
+        input_names=["lr"],
+        output_names=["sr"],
+        dynamic_shapes=({0: dynamic, 2: dynamic, 3: dynamic},),
+    )
+    return model, path
 
 
 @pytest.mark.cuda
-@needs_gpu_and_tensorrt
+@pytest.mark.skipif(not (HAS_GPU and HAS_TENSORRT), reason="needs an NVIDIA GPU with TensorRT installed")
 @pytest.mark.parametrize("buffers", ["torch", "cuda-python"])
 def test_engine_builds_caches_and_matches_torch(tmp_path, buffers):
-    from fastgan.export.engine_cache import ShapeProfile
-    from fastgan.export.onnx_export import export_upscaler
-    from fastgan.export.tensorrt_build import engine_for
+    from fastgan.export.engine_cache import StaleEngineError, sidecar_path
     from fastgan.export.tensorrt_runtime import TensorRTEngine
-    from fastgan.models.srgan import SRResNet
 
-    model = SRResNet(2, 8, 1, batch_norm=False, bicubic_skip=True).eval()
-    path = export_upscaler(model, tmp_path / "x2.onnx", 2, 10)
-    profile = ShapeProfile.for_images("lr", 3, (1, 2, 4), (8, 32, 64))
-    engine = engine_for(path, "fp32", profile, tmp_path / "engines", tmp_path / "timing.cache")
-    assert engine_for(path, "fp32", profile, tmp_path / "engines") == engine  # cached
+    model, onnx_path = _tiny_upscaler(tmp_path)
+    engine = engine_for(onnx_path, "fp32", PROFILE, tmp_path / "engines", tmp_path / "timing.cache")
+    assert (tmp_path / "timing.cache").stat().st_size > 0 and sidecar_path(engine).is_file()
+    built = engine.stat().st_mtime_ns
+    assert engine_for(onnx_path, "fp32", PROFILE, tmp_path / "engines") == engine  # from the cache
+    assert engine.stat().st_mtime_ns == built
+
+    runtime = TensorRTEngine(engine, buffers=buffers)
+    assert runtime.input_names == ("lr",) and runtime.output_names == ("sr",)
+    assert runtime.dtypes == {"lr": "float32", "sr": "float32"}
     lr = torch.rand(2, 3, 32, 40)
     with torch.no_grad():
         expected = model(lr)
-    runtime = TensorRTEngine(engine, buffers=buffers)
     if buffers == "torch":
         out = runtime.infer({"lr": lr.cuda()})["sr"].cpu()
     else:
         out = torch.from_numpy(runtime.infer({"lr": lr.numpy()})["sr"])
     torch.testing.assert_close(out, expected, rtol=1e-3, atol=1e-3)
+
+    small = lr[:1, :, :4, :80]  # 4 rows < the profile's 8, 80 columns > its 64
     with pytest.raises(ValueError, match="outside the engine's profile"):
-        runtime.infer(
-            {"lr": lr[:1, :, :8, :80].contiguous().cuda() if buffers == "torch" else lr[:1, :, :8, :80].numpy()}
-        )
+        runtime.infer({"lr": small.contiguous().cuda() if buffers == "torch" else small.numpy()})
+    with pytest.raises(ValueError, match="must be float32"):
+        runtime.infer({"lr": lr.half().cuda() if buffers == "torch" else lr.half().numpy()})
+    runtime.close()
 
-
-def test_the_tensorrt_runtime_imports_without_torch():
-    """Deployments without torch use the cuda-python buffers: the runtime's import chain must not pull torch in."""
-    import subprocess
-    import sys
-
-    code = "import sys, fastgan.export.tensorrt_runtime, fastgan.export.tensorrt_build; print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    record = json.loads(sidecar_path(engine).read_text())  # the same engine, claimed for another GPU
+    record["key"]["gpu"] = {**dataclasses.asdict(T4), "compute_capability": [7, 5]}
+    sidecar_path(engine).write_text(json.dumps(record))
+    with pytest.raises(StaleEngineError, match="built for Tesla T4 .*python -m fastgan.export trt"):
+        TensorRTEngine(engine, buffers=buffers)
