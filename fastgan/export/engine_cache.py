@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from fastgan.atomic import write_bytes_atomically
 from fastgan.export.gpu import GpuInfo
 
 log = logging.getLogger(__name__)
@@ -39,25 +38,6 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_bytes_atomically(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temporary file in `path`'s folder, flush it to disk, then rename it over `path`.
-
-    Readers see the old file or the new one, never a partial write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _shape(values: Sequence[int]) -> Shape:
