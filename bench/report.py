@@ -4,7 +4,8 @@ Pairs each eager result with its fused (and, for training cases, torch.compile) 
 run and prints one row per op, case and mode: median times, speed-up (eager / fused), the activation bytes
 fused keeps as a fraction of eager's, and — on CUDA — achieved GB/s and its fraction of the device's peak.
 Upscaling results (bench_upscale.py) get a table of their own: ms, tiles/s and input megapixels/s per backend,
-and the cost of tiling + blending as tiled / whole-image time.
+and the cost of tiling + blending as tiled / whole-image time; so do data-loading results (bench_data.py): images/s
+or it/s of the torch and DALI loaders and the fraction of a training step spent waiting for data.
 With --out it also writes NAME.md (the tables) and NAME.png (bar chart of the ratios).
 """
 
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 MODES = {"forward": 0, "backward": 1, "full": 2}
+DATA_MODES = {"decode": 0, "batches": 1, "train step": 2}
+SEPARATE_TABLES = ("upscale", "data")  # ops with tables of their own, not eager/fused pairs
 
 
 def _key(result: dict[str, Any]) -> tuple[str, str, str]:
@@ -28,7 +31,7 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per (op, case, mode) with eager and fused results: times in ms, ratios, bandwidth."""
     by_key: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
     for result in report["benchmarks"]:
-        if result["extra_info"]["op"] != "upscale":
+        if result["extra_info"]["op"] not in SEPARATE_TABLES:
             by_key.setdefault(_key(result), {})[result["extra_info"]["provider"]] = result
     table = []
     for (op, case, mode), providers in by_key.items():
@@ -101,6 +104,38 @@ def upscale_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def data_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per data-loading case and mode: each loader's rate (items / median seconds, in the result's unit),
+    DALI's rate over torch's, and for training steps each loader's data-wait fraction."""
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for result in report["benchmarks"]:
+        info = result["extra_info"]
+        if info["op"] == "data":
+            row = by_key.setdefault((info["case"], info["mode"]), {"case": info["case"], "mode": info["mode"]})
+            row["unit"] = info["unit"]
+            row[f"{info['provider']}_rate"] = info["items"] / result["stats"]["median"]
+            if "data_wait_fraction" in info:
+                row[f"{info['provider']}_wait"] = info["data_wait_fraction"]
+    for row in by_key.values():
+        if "torch_rate" in row and "dali_rate" in row:
+            row["dali_over_torch"] = row["dali_rate"] / row["torch_rate"]
+    return sorted(by_key.values(), key=lambda row: (DATA_MODES.get(row["mode"], 3), row["case"]))
+
+
+def data_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "| case | measured | torch | DALI | DALI / torch | data wait, torch | data wait, DALI |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in data_rows(report):
+        waits = [f"{100 * row[name]:.2f} %" if name in row else "–" for name in ("torch_wait", "dali_wait")]
+        lines.append(
+            f"| {row['case']} | {row['mode']}, {row['unit']}/s | {_cell(row, 'torch_rate', '.1f')} | "
+            f"{_cell(row, 'dali_rate', '.1f')} | {_cell(row, 'dali_over_torch', '.2f')} | {waits[0]} | {waits[1]} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _cell(row: dict[str, Any], name: str, fmt: str) -> str:
     return format(row[name], fmt) if name in row else "–"
 
@@ -134,6 +169,8 @@ def markdown(report: dict[str, Any]) -> str:
         )
     if upscale_rows(report):
         lines += ["", upscale_markdown(report).rstrip("\n")]
+    if data_rows(report):
+        lines += ["", data_markdown(report).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -175,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError) as exc:
         print(f"error: cannot read {args.json}: {exc}", file=sys.stderr)
         return 2
-    if not rows(report) and not upscale_rows(report):
+    if not rows(report) and not upscale_rows(report) and not data_rows(report):
         print(
             f"error: {args.json} holds no eager/fused pairs; run pytest bench/ --benchmark-only first", file=sys.stderr
         )

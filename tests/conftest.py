@@ -46,3 +46,32 @@ def tiny_sr_run(tmp_path_factory):
     )
     train(config)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_lag_run(tmp_path_factory):
+    """A finished 4-iteration LAG ×4 run (8 channels, grown ×2 → ×4, no bicubic skip, EMA = the live weights from
+    step 1, so z visibly matters): its run directory."""
+    from fastgan.train.config import load_config
+    from fastgan.train.run import train
+
+    out = tmp_path_factory.mktemp("lag") / "lag"
+    config = merge(
+        load_config("lag-x4"),
+        {
+            "lag": {
+                "channels": 8,
+                "min_channels": 4,
+                "blocks": 1,
+                "critic_blocks": 1,
+                "noise_dim": 4,
+                "bicubic_skip": False,
+            },
+            "progressive": {"stable_images": 4, "fade_images": 4},
+            "sr": {"crop": 32},
+            "train": {"iterations": 4, "batch_size_g": 2, "ema_start": 1, "ema_decay": 0.0, "device": "cpu"},
+            "output": {"out_dir": str(out), "checkpoint_every": 4, "sample_every": 4, "tensorboard": False},
+        },
+    )
+    train(config)
+    return out

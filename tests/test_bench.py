@@ -76,3 +76,24 @@ def test_report_tables_upscaling_with_its_tiling_overhead(tmp_path):
     assert tiled["tiled_over_whole"] == 1.25 and tiled["tiles_per_s"] == 9 / 1.25
     assert report.main([str(tmp_path / "bench.json"), "--out", str(tmp_path / "up")]) == 0
     assert "| torch | 512 image | tiled | 1250.00 | 7.2 | 0.210 | 1.250 |" in (tmp_path / "up.md").read_text()
+
+
+def test_report_tables_data_loading_with_the_data_wait(tmp_path):
+    def data(provider, mode, median, items, **info):
+        extra = {"op": "data", "case": "folder", "mode": mode, "provider": provider, "items": items}
+        extra |= {"unit": "iterations" if mode == "train step" else "images", "device": "test device"} | info
+        return {"extra_info": extra, "stats": {"median": median}}
+
+    results = [
+        data("torch", "batches", 0.5, 100),
+        data("dali", "batches", 0.25, 100),
+        data("torch", "train step", 2.0, 10, data_wait_fraction=0.01),
+        data("dali", "train step", 2.5, 10, data_wait_fraction=0.002),
+    ]
+    (tmp_path / "bench.json").write_text(json.dumps({"benchmarks": results}))
+    batches, step = report.data_rows({"benchmarks": results})
+    assert batches["dali_over_torch"] == 2.0 and step["torch_rate"] == 5.0 and step["dali_wait"] == 0.002
+    assert report.main([str(tmp_path / "bench.json"), "--out", str(tmp_path / "data")]) == 0
+    table = (tmp_path / "data.md").read_text()
+    assert "| folder | batches, images/s | 200.0 | 400.0 | 2.00 | – | – |" in table
+    assert "| folder | train step, iterations/s | 5.0 | 4.0 | 0.80 | 1.00 % | 0.20 % |" in table

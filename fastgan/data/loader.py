@@ -2,9 +2,75 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from fastgan.data.image_set import ImageSet
+
+
+def epoch_plan(seed: int, epoch: int, size: int, flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The order and horizontal flips of one epoch, drawn from a generator seeded by (seed, epoch).
+
+    Returns:
+        order (size,) int64, a permutation of range(size); flips (size,) bool, all False when `flip` is off.
+    """
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(size, generator=g)
+    flips = torch.rand(size, generator=g) < 0.5 if flip else torch.zeros(size, dtype=torch.bool)
+    return order, flips
+
+
+def shard_bounds(size: int, shard_id: int, num_shards: int) -> tuple[int, int]:
+    """[start, end) of shard `shard_id` of `num_shards` contiguous shards of `size` items (DALI readers' split).
+
+    The shards partition range(size); their sizes differ by at most one.
+    """
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f"shard_id must be in [0, num_shards={num_shards}), got {shard_id}")
+    if num_shards > size:
+        raise ValueError(f"{num_shards} shards of {size} samples would leave some shards empty")
+    return size * shard_id // num_shards, size * (shard_id + 1) // num_shards
+
+
+class EpochCursor:
+    """A position (epoch, position) in an endless run of epochs whose order and flips come from `plan(epoch)`.
+
+    Args:
+        plan: epoch -> (order (L,) int64 sample indices, flips (L,) bool), the same length L for every epoch.
+        epoch: the epoch of the next sample.
+        position: the next sample's position in its epoch.
+    """
+
+    def __init__(self, plan: Callable[[int], tuple[torch.Tensor, torch.Tensor]], epoch: int = 0, position: int = 0):
+        self.plan, self.epoch, self.position = plan, epoch, position
+        self._order, self._flips = plan(epoch)
+
+    def take(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next `count` samples' indices (count,) and flips (count,), running on into later epochs."""
+        index, flips = [], []
+        while count:
+            take = min(count, len(self._order) - self.position)
+            index.append(self._order[self.position : self.position + take])
+            flips.append(self._flips[self.position : self.position + take])
+            self.position += take
+            count -= take
+            if self.position == len(self._order):
+                self.epoch, self.position = self.epoch + 1, 0
+                self._order, self._flips = self.plan(self.epoch)
+        return torch.cat(index), torch.cat(flips)
+
+
+def check_loader_kind(state: dict[str, Any], kind: str) -> None:
+    """Refuse a checkpointed position written by another kind of loader (DALI loaders name themselves in their
+    state as "loader": "dali"; the torch loaders' states name none)."""
+    saved = state.get("loader", "torch")
+    if saved != kind:
+        raise ValueError(
+            f"the checkpoint's batches came from the {saved} loader and this is the {kind} loader: resume with the "
+            f"same data.loader ({saved})"
+        )
 
 
 class InMemoryLoader:
@@ -17,30 +83,22 @@ class InMemoryLoader:
 
     def __init__(self, image_set: ImageSet, seed: int, flip: bool = True, device: torch.device | str = "cpu"):
         self.image_set, self.seed, self.flip, self.device = image_set, seed, flip, torch.device(device)
-        self.epoch, self.position = 0, 0
-        self._order, self._flips = self._epoch_plan(0)
+        self._cursor = EpochCursor(self._epoch_plan)
+
+    @property
+    def epoch(self) -> int:
+        return self._cursor.epoch
+
+    @property
+    def position(self) -> int:
+        return self._cursor.position
 
     def _epoch_plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        n = len(self.image_set)
-        order = torch.randperm(n, generator=g)
-        flips = torch.rand(n, generator=g) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
-        return order, flips
+        return epoch_plan(self.seed, epoch, len(self.image_set), self.flip)
 
     def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """-> images (B, 3, H, W) float32 in [-1, 1] and labels (B,) int64, on the loader's device."""
-        index, flips = [], []
-        remaining = batch_size
-        while remaining:
-            take = min(remaining, len(self.image_set) - self.position)
-            index.append(self._order[self.position : self.position + take])
-            flips.append(self._flips[self.position : self.position + take])
-            self.position += take
-            remaining -= take
-            if self.position == len(self.image_set):
-                self.epoch, self.position = self.epoch + 1, 0
-                self._order, self._flips = self._epoch_plan(self.epoch)
-        index_all, flip_all = torch.cat(index), torch.cat(flips)
+        index_all, flip_all = self._cursor.take(batch_size)
         images = self.image_set.images[index_all]
         images = torch.where(flip_all.view(-1, 1, 1, 1), images.flip(-1), images)
         images = images.to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
@@ -49,11 +107,11 @@ class InMemoryLoader:
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "size": len(self.image_set)}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, int | str]) -> None:
+        check_loader_kind(state, "torch")
         if state["size"] != len(self.image_set) or state["seed"] != self.seed:
             raise ValueError(
                 f"the checkpoint's loader saw {state['size']} images with seed {state['seed']}, this run has "
                 f"{len(self.image_set)} with seed {self.seed}: resume with the same data and seed"
             )
-        self.epoch, self.position = state["epoch"], state["position"]
-        self._order, self._flips = self._epoch_plan(self.epoch)
+        self._cursor = EpochCursor(self._epoch_plan, state["epoch"], state["position"])

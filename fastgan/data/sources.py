@@ -119,19 +119,26 @@ def _load_square(path: Path, resolution: int) -> torch.Tensor:
     return x.round().clamp(0, 255).to(torch.uint8)[0]
 
 
-def folder_image_set(root: str | Path, resolution: int = 32) -> ImageSet:
-    """Images under root/<class name>/ (any size and mode), centre-cropped and resized to `resolution`."""
+def class_folder_files(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+    """The class names (sorted subfolder names of `root`) and every (image file, label) under them, in order."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataSourceError(f"image folder {root} does not exist")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
     if not class_dirs:
         raise DataSourceError(f"image folder {root} has no class subfolders; put each class's images in root/<class>/")
-    images, labels = [], []
+    files = []
     for label, class_dir in enumerate(class_dirs):
-        files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
+        class_files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not class_files:
             raise DataSourceError(f"class folder {class_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        images.extend(_load_square(path, resolution) for path in files)
-        labels.extend([label] * len(files))
-    return ImageSet(torch.stack(images), torch.tensor(labels), tuple(p.name for p in class_dirs), f"folder:{root}")
+        files.extend((path, label) for path in class_files)
+    return tuple(p.name for p in class_dirs), files
+
+
+def folder_image_set(root: str | Path, resolution: int = 32) -> ImageSet:
+    """Images under root/<class name>/ (any size and mode), centre-cropped and resized to `resolution`."""
+    class_names, files = class_folder_files(root)
+    images = torch.stack([_load_square(path, resolution) for path, _ in files])
+    labels = torch.tensor([label for _, label in files])
+    return ImageSet(images, labels, class_names, f"folder:{Path(root).expanduser()}")

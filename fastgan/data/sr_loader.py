@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fastgan.data.loader import check_loader_kind
 from fastgan.data.sources import DataSourceError
 
 DEGRADATIONS = ("bicubic", "area")
@@ -63,6 +64,63 @@ def center_crops(images: list[tuple[str, torch.Tensor]], scale: int) -> list[tor
     return crops
 
 
+def check_patch_source(images: list[tuple[str, torch.Tensor]], crop: int, scale: int, method: str) -> None:
+    """Refuse training images or settings no patch loader can use, naming the offending images.
+
+    Args:
+        images: (name, uint8 (3, H, W)) training images, each at least crop×crop.
+        crop: HR patch side, a multiple of `scale`.
+        scale: up-scaling factor of the model.
+        method: degradation, one of `DEGRADATIONS`.
+    """
+    if scale < 1 or crop < scale or crop % scale:
+        raise ValueError(f"the crop {crop} must be a positive multiple of the scale {scale}")
+    if method not in DEGRADATIONS:
+        raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {method!r}")
+    if not images:
+        raise DataSourceError("no training images: the image source is empty or every image is held out")
+    for name, image in images:
+        if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
+            raise DataSourceError(
+                f"image {name} is {image.dtype} {tuple(image.shape)}; training images must be uint8 (3, H, W) RGB"
+            )
+    small = [f"{name} ({im.shape[-2]}×{im.shape[-1]})" for name, im in images if min(im.shape[-2:]) < crop]
+    if small:
+        raise DataSourceError(
+            f"image(s) smaller than the {crop}×{crop} crop (height×width): {', '.join(small)}; "
+            "remove them or use a smaller crop (sr.crop)"
+        )
+
+
+def patch_plan(seed: int, batch: int, sizes: list[tuple[int, int]], crop: int, batch_size: int) -> torch.Tensor:
+    """The random choices of patch batch number `batch`, from a generator seeded by (seed, batch).
+
+    Each patch draws, in order: a uniformly chosen image, its top and left offsets, a horizontal flip and a number
+    of 90° turns (drawn whether or not the loader augments, so augmenting does not change the crops).
+
+    Args:
+        seed: the loader's seed.
+        batch: the batch's number (0, 1, ...).
+        sizes: (height, width) of every training image.
+        crop: HR patch side.
+        batch_size: patches in the batch.
+
+    Returns:
+        (batch_size, 5) int64 rows of (image index, top, left, flip 0/1, turns 0-3).
+    """
+    g = torch.Generator().manual_seed(seed * 1_000_003 + batch)
+    rows = []
+    for _ in range(batch_size):
+        image = int(torch.randint(len(sizes), (1,), generator=g))
+        height, width = sizes[image]
+        top = int(torch.randint(height - crop + 1, (1,), generator=g))
+        left = int(torch.randint(width - crop + 1, (1,), generator=g))
+        rows.append(
+            (image, top, left, int(torch.randint(2, (1,), generator=g)), int(torch.randint(4, (1,), generator=g)))
+        )
+    return torch.tensor(rows, dtype=torch.int64).view(batch_size, 5)
+
+
 class SRPatchLoader:
     """Endless (LR, HR) batches of random `crop`×`crop` HR patches, with flips and 90° rotations.
 
@@ -90,50 +148,32 @@ class SRPatchLoader:
         method: str = "bicubic",
         device: torch.device | str = "cpu",
     ):
-        if scale < 1 or crop < scale or crop % scale:
-            raise ValueError(f"the crop {crop} must be a positive multiple of the scale {scale}")
-        if method not in DEGRADATIONS:
-            raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {method!r}")
-        if not images:
-            raise DataSourceError("no training images: the image source is empty or every image is held out")
-        for name, image in images:
-            if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
-                raise DataSourceError(
-                    f"image {name} is {image.dtype} {tuple(image.shape)}; training images must be uint8 (3, H, W) RGB"
-                )
-        small = [f"{name} ({im.shape[-2]}×{im.shape[-1]})" for name, im in images if min(im.shape[-2:]) < crop]
-        if small:
-            raise DataSourceError(
-                f"image(s) smaller than the {crop}×{crop} crop (height×width): {', '.join(small)}; "
-                "remove them or use a smaller crop (sr.crop)"
-            )
+        check_patch_source(images, crop, scale, method)
         self.images, self.crop, self.scale, self.seed = images, crop, scale, seed
         self.augment, self.method, self.device = augment, method, torch.device(device)
+        self.sizes = [tuple(image.shape[-2:]) for _, image in images]
         self.batches = 0
 
-    def _patch(self, g: torch.Generator) -> torch.Tensor:
-        """One random (3, crop, crop) uint8 patch, drawing the same numbers whether or not it augments."""
-        _, image = self.images[int(torch.randint(len(self.images), (1,), generator=g))]
-        top = int(torch.randint(image.shape[-2] - self.crop + 1, (1,), generator=g))
-        left = int(torch.randint(image.shape[-1] - self.crop + 1, (1,), generator=g))
-        flip, turns = bool(torch.randint(2, (1,), generator=g)), int(torch.randint(4, (1,), generator=g))
-        patch = image[:, top : top + self.crop, left : left + self.crop]
+    def _patch(self, image: int, top: int, left: int, flip: int, turns: int) -> torch.Tensor:
+        """The (3, crop, crop) uint8 patch of one row of `patch_plan`."""
+        patch = self.images[image][1][:, top : top + self.crop, left : left + self.crop]
         if self.augment:
             patch = torch.rot90(patch.flip(-1) if flip else patch, turns, dims=(-2, -1))
         return patch
 
     def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """-> LR (B, 3, crop/scale, crop/scale) and HR (B, 3, crop, crop), float32 in [0, 1], on the device."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.batches)
+        plan = patch_plan(self.seed, self.batches, self.sizes, self.crop, batch_size)
         self.batches += 1
-        patches = torch.stack([self._patch(g) for _ in range(batch_size)])  # (B, 3, crop, crop) uint8
+        patches = torch.stack([self._patch(*row) for row in plan.tolist()])  # (B, 3, crop, crop) uint8
         hr = patches.to(self.device, non_blocking=True).float().div_(255)
         return degrade(hr, self.scale, self.method), hr
 
     def state_dict(self) -> dict[str, int]:
         return {"batches": self.batches, "seed": self.seed, "size": len(self.images)}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, int | str]) -> None:
+        check_loader_kind(state, "torch")
         if state["size"] != len(self.images) or state["seed"] != self.seed:
             raise ValueError(
                 f"the checkpoint's loader saw {state['size']} images with seed {state['seed']}, this run has "

@@ -22,7 +22,15 @@ DEFAULT_PHOTOS = (
     "motorcycle_left", "motorcycle_right", "brick", "grass", "gravel",
 )  # fmt: skip
 
-__all__ = ["DEFAULT_PHOTOS", "NamedImages", "folder_images", "game_frames", "skimage_photos", "split_held_out"]
+__all__ = [
+    "DEFAULT_PHOTOS",
+    "NamedImages",
+    "folder_images",
+    "game_frames",
+    "image_files",
+    "skimage_photos",
+    "split_held_out",
+]
 
 
 def _photo(name: str) -> torch.Tensor:
@@ -62,12 +70,9 @@ def skimage_photos(names: Sequence[str] = DEFAULT_PHOTOS) -> NamedImages:
     return [(name, _photo(name)) for name in names]
 
 
-def folder_images(root: str | Path) -> NamedImages:
-    """Every image file under `root` (recursively, sorted by path), read with `read_rgb` (any size and mode).
-
-    Returns:
-        [(path relative to root without suffix, uint8 (3, H, W))].
-    """
+def image_files(root: str | Path) -> list[tuple[str, Path]]:
+    """Every image file under `root` (recursively, sorted by path) with its name: its path relative to root without
+    suffix."""
     folder = Path(root).expanduser()
     if not folder.is_dir():
         raise DataSourceError(f"image folder {folder} does not exist; point sr.images at a folder of images")
@@ -76,7 +81,16 @@ def folder_images(root: str | Path) -> NamedImages:
         raise DataSourceError(
             f"image folder {folder} holds no images; put files ending in {', '.join(sorted(IMAGE_SUFFIXES))} there"
         )
-    return [(p.relative_to(folder).with_suffix("").as_posix(), read_rgb(p)) for p in files]
+    return [(p.relative_to(folder).with_suffix("").as_posix(), p) for p in files]
+
+
+def folder_images(root: str | Path) -> NamedImages:
+    """Every image file under `root` (recursively, sorted by path), read with `read_rgb` (any size and mode).
+
+    Returns:
+        [(path relative to root without suffix, uint8 (3, H, W))].
+    """
+    return [(name, read_rgb(path)) for name, path in image_files(root)]
 
 
 def game_frames(scenario: str = "basic", count: int = 64, seed: int = 0, every: int = 4) -> NamedImages:

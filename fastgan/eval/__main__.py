@@ -24,7 +24,7 @@ from fastgan.data.sr_sources import folder_images, game_frames, skimage_photos
 from fastgan.eval.sr_compare import baseline_upscale, comparison_image, evaluate, markdown_table
 from fastgan.train.checkpoint import CheckpointError
 from fastgan.train.run import load_sr_images, resolve_device
-from fastgan.train.sr_step import generator_from_checkpoint
+from fastgan.train.upscalers import upscaler_from_checkpoint, upscaler_name, upscaler_scale
 
 
 def _images(source: str, config) -> list[tuple[str, torch.Tensor]]:
@@ -55,8 +55,8 @@ def evaluate_sr(
 ) -> str:
     """Evaluate the run's generator on `images` (and each exported `onnx` file, tiled, in onnxruntime); write
     OUT/sr_eval.md and OUT/sr_comparison.png; return the table."""
-    generator, config = generator_from_checkpoint(checkpoint, resolve_device(device))
-    scale = config.sr.scale
+    generator, config = upscaler_from_checkpoint(checkpoint, resolve_device(device))
+    scale, ours = upscaler_scale(config), upscaler_name(config)
     named = _images(images, config)
     pairs = []
     for (name, _), hr in zip(named, center_crops(named, scale), strict=True):
@@ -69,7 +69,7 @@ def evaluate_sr(
     upscalers = {
         "bicubic": lambda lr: baseline_upscale(lr, scale, "bicubic"),
         "lanczos": lambda lr: baseline_upscale(lr, scale, "lanczos"),
-        f"fastgan ({config.sr.stage})": fastgan_upscale,
+        ours: fastgan_upscale,
     }
     upscalers |= dict(_tiled(path, tile) for path in onnx)
     table = markdown_table(evaluate(upscalers, pairs, scale))
@@ -78,7 +78,7 @@ def evaluate_sr(
     name, lr, hr = pairs[0]
     side = min(hr.shape[-2:]) // 2
     crop = ((hr.shape[-2] - side) // 2, (hr.shape[-1] - side) // 2, side)
-    shown = ("bicubic", f"fastgan ({config.sr.stage})")
+    shown = ("bicubic", ours)
     outputs = {method: upscale(lr) for method, upscale in upscalers.items() if method in shown}
     comparison_image(lr, outputs, hr, crop=crop).save(out / "sr_comparison.png")
     return table
@@ -140,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     table.add_argument("--batch-size", type=int, default=250)
     table.add_argument("--device", default="auto")
     table.add_argument("--out", type=Path, help="also write the table (.md) and every score (.json)")
+    spread = commands.add_parser("spread", help="LAG runs: spread of samples across z, PSNR of G(y, 0) and bicubic")
+    spread.add_argument("--checkpoint", required=True)
+    spread.add_argument("--images", default="held-out", help="held-out (default), skimage, doom, or a folder")
+    spread.add_argument("--samples", type=int, default=16, help="z draws per image")
+    spread.add_argument("--seed", type=int, default=0)
+    spread.add_argument("--out", type=Path, help="default: RUN/eval (writes spread.md)")
     sheets = commands.add_parser("sheets", help="per-class sample sheet and latent interpolations (PNG)")
     sheets.add_argument("--checkpoint", required=True)
     sheets.add_argument("--out", type=Path, help="default: RUN/eval")
@@ -148,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     sheets.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "spread":
+        return _spread_command(args)
     if args.command != "sr":
         return _generator_command(args)
     checkpoint = Path(args.checkpoint).expanduser()
@@ -158,6 +166,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out / 'sr_eval.md'} and {out / 'sr_comparison.png'}")
+    return 0
+
+
+def _spread_command(args) -> int:
+    from fastgan.eval.sample_spread import markdown, sample_spread
+    from fastgan.train.lag_step import lag_generator_from_checkpoint
+
+    run = Path(args.checkpoint).expanduser()
+    out = args.out or (run if run.is_dir() else run.parent) / "eval"
+    try:
+        generator, config = lag_generator_from_checkpoint(run)
+        results = sample_spread(generator, _images(args.images, config), args.samples, args.seed, config.sr.degrade)
+    except (CheckpointError, DataSourceError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    table = markdown(results, config.lag.scale, args.samples)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spread.md").write_text(table)
+    print(table + f"wrote {out / 'spread.md'}")
     return 0
 
 

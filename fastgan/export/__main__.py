@@ -36,20 +36,22 @@ def _calibration_frames(source: str | None, config, scale: int) -> list:
 
 
 def export_run(checkpoint: str, out: Path | None, precision: str, frames: str | None, method: str) -> Path:
-    """Export a run's generator: an SRResNet/SRGAN upscaler (any precision, int8 via calibration) or an HRGAN
-    generator (fp32/fp16/bf16); fp32, fp16 and int8 files are checked in onnxruntime against torch."""
+    """Export a run's generator: an SRResNet/SRGAN or LAG (its centre G(y, 0)) upscaler (any precision, int8 via
+    calibration) or an HRGAN generator (fp32/fp16/bf16); fp32, fp16 and int8 files are checked in onnxruntime
+    against torch."""
     from fastgan.train.checkpoint import load_checkpoint
     from fastgan.train.config import Config, merge
 
     run = Path(checkpoint).expanduser()
     config = merge(Config(), load_checkpoint(run)["config"])
     folder = (run if run.is_dir() else run.parent) / "export"
-    if config.model.name == "srgan":
-        from fastgan.train.sr_step import generator_from_checkpoint
+    if config.model.name in ("srgan", "lag"):
+        from fastgan.train.upscalers import upscaler_from_checkpoint, upscaler_scale
         from fastgan.upscale.receptive_field import receptive_radius
 
-        model, config = generator_from_checkpoint(run)
-        scale, radius = config.sr.scale, receptive_radius(model, config.sr.scale)
+        model, config = upscaler_from_checkpoint(run)
+        scale = upscaler_scale(config)
+        radius = receptive_radius(model, scale)
         out = out or folder / f"upscaler-{precision}.onnx"
         if precision == "int8":
             fp32 = export_upscaler(model, out.with_name(out.stem + "-fp32-source.onnx"), scale, radius)

@@ -34,15 +34,19 @@ class ResidualBlock(nn.Module):
 
 
 class UpsampleStage(nn.Module):
-    """conv3×3 (C → 4C) → pixel shuffle ×2 → PReLU; the last two are `fastgan.ops.pixel_shuffle_prelu`."""
+    """conv3×3 (C → 4C') → pixel shuffle ×2 → PReLU; the last two are `fastgan.ops.pixel_shuffle_prelu`.
 
-    def __init__(self, channels: int):
+    C' (`out_channels`) defaults to C.
+    """
+
+    def __init__(self, channels: int, out_channels: int | None = None):
         super().__init__()
-        self.conv = nn.Conv2d(channels, 4 * channels, 3, padding=1)
-        self.shuffle = PixelShufflePReLU(channels, upscale=2)
+        out_channels = out_channels or channels
+        self.conv = nn.Conv2d(channels, 4 * out_channels, 3, padding=1)
+        self.shuffle = PixelShufflePReLU(out_channels, upscale=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, C, 2H, 2W)."""
+        """(N, C, H, W) -> (N, C', 2H, 2W)."""
         return self.shuffle(self.conv(x))
 
 

@@ -1,10 +1,12 @@
-"""python -m fastgan.train: train an HRGAN (more families plug into the same core).
+"""python -m fastgan.train: train an HRGAN, an SRResNet/SRGAN or a LAG upscaler (one core, three families).
 
 Examples:
     python -m fastgan.train --config embedded-64              # the shipped CPU-sized preset
     python -m fastgan.train --data cifar10 --data-path ~/data/cifar-10-batches-py --resolution 128
     python -m fastgan.train --resume runs/embedded-64 --iterations 5000
     python -m fastgan.train --config srresnet-x2-light                  # SRResNet ×2 on real photographs
+    python -m fastgan.train --config lag-x4                             # LAG ×4, grown ×2 → ×4
+    python -m fastgan.train --model lag --progressive --set lag.scale=8 --out runs/lag-x8
     python -m fastgan.train --config embedded-64 --profile 5  # Chrome trace of 5 iterations in RUN/profile/
 """
 
@@ -37,6 +39,7 @@ _FLAG_KEYS = {
     "seed": "train.seed",
     "fused": "train.fused",
     "profile": "output.profile_steps",
+    "progressive": "progressive.enabled",
 }
 
 
@@ -66,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         metavar="STEPS",
         help="trace STEPS iterations (after a warm-up one) with torch.profiler to a Chrome trace in RUN_DIR/profile/",
+    )
+    p.add_argument(
+        "--progressive",
+        action="store_true",
+        default=None,
+        help="grow the upscaler one ×2 stage at a time (LAG, or SRResNet ×4; see the progressive.* keys)",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
     p.add_argument(

@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
-MODELS = ("hrgan", "srgan")
+from fastgan.data.factory import DALI_INSTALL, LOADERS, dali_available
+
+MODELS = ("hrgan", "srgan", "lag")
 DATA_SOURCES = ("embedded", "cifar10", "cifar100", "folder")
 
 
@@ -48,12 +50,17 @@ class DataConfig:
     num_images: int = 50000  # size of the embedded set
     seed: int = 0  # embedded scenes and loader order
     flip: bool = True
+    loader: str = "auto"  # auto | dali | torch (fastgan.data.factory; auto: DALI for folders and on CUDA, if installed)
 
     def __post_init__(self) -> None:
         if self.source not in DATA_SOURCES:
             raise ConfigError(f"data.source must be one of {DATA_SOURCES}, got {self.source!r}")
         if self.source != "embedded" and not self.path:
             raise ConfigError(f"data.source={self.source} needs data.path (--data-path)")
+        if self.loader not in LOADERS:
+            raise ConfigError(f"data.loader must be one of {LOADERS}, got {self.loader!r}")
+        if self.loader == "dali" and not dali_available():
+            raise ConfigError(f"data.loader=dali needs NVIDIA DALI, which is not installed: {DALI_INSTALL}")
 
 
 @dataclass
@@ -131,6 +138,58 @@ class SRConfig:
 
 
 @dataclass
+class LAGConfig:
+    """The LAG family (model.name = lag). Its images come from sr.images / sr.held_out / sr.crop / sr.degrade (the
+    crop a multiple of lag.scale); train.* gives iterations, batch, learning rates, betas and the EMA."""
+
+    scale: int = 4  # 2, 4, 8, 16 or 32
+    channels: int = 64  # width at the input resolution (halved per ×2 stage, down to min_channels)
+    min_channels: int = 16
+    blocks: int = 8  # generator residual blocks at the input resolution
+    critic_blocks: int = 4  # critic conv layers at the input resolution, after the conditioning joins
+    noise_dim: int = 16  # length of z
+    bicubic_skip: bool = True  # the generator adds bicubic(y): an untrained G(y, z) is the bicubic image
+    adversarial_weight: float = 1.0  # weight of −C(G(y, z), d) in the generator loss (1 in the paper)
+    center_weight: float = 10.0  # weight of the centre loss (Eq. 6) in the generator loss
+    gp_weight: float = 10.0  # weight of the gradient penalty (Eq. 5) in the critic loss
+    drift_weight: float = 0.0  # ε·E[C(x, 0)²] in the critic loss: keeps scores near 0 (Karras et al.'s 0.001)
+    pixel_weight: float = 0.0  # MSE of G(y, 0) against the real image (not in the paper, whose LAG has none)
+    samples: int = 3  # z samples per row of the sample grid (beside bicubic, z = 0 and the real image)
+
+    def __post_init__(self) -> None:
+        if self.scale not in (2, 4, 8, 16, 32):
+            raise ConfigError(f"lag.scale must be 2, 4, 8, 16 or 32, got {self.scale}")
+        if min(self.channels, self.min_channels, self.noise_dim, self.samples) < 1:
+            raise ConfigError("lag.channels, min_channels, noise_dim and samples must be >= 1")
+        if (
+            min(self.blocks, self.critic_blocks) < 0
+            or not min(
+                self.adversarial_weight, self.center_weight, self.gp_weight, self.drift_weight, self.pixel_weight
+            )
+            >= 0
+        ):
+            raise ConfigError("lag.blocks, critic_blocks and the lag.*_weight values must be >= 0")
+
+
+@dataclass
+class ProgressiveConfig:
+    """Progressive growing of an upscaler (LAG, or SRResNet at sr.scale = 4): fastgan.train.progressive."""
+
+    enabled: bool = False  # --progressive
+    stable_images: int = 20000  # images per stage once faded in (stage ×2 from the start)
+    fade_images: int = 20000  # images over which each later stage fades in
+    batch_sizes: tuple[int, ...] = ()  # one per ×2 stage; empty: train.batch_size_g
+    lr_scales: tuple[float, ...] = ()  # learning-rate multipliers, one per ×2 stage; empty: 1
+
+    def __post_init__(self) -> None:
+        self.batch_sizes, self.lr_scales = tuple(self.batch_sizes), tuple(self.lr_scales)
+        if self.stable_images < 0 or self.fade_images < 1:
+            raise ConfigError("progressive.stable_images must be >= 0 and progressive.fade_images >= 1")
+        if any(b < 1 for b in self.batch_sizes) or not all(s > 0 for s in self.lr_scales):
+            raise ConfigError("progressive.batch_sizes and lr_scales must be positive")
+
+
+@dataclass
 class OutputConfig:
     out_dir: str = "runs/hrgan"
     checkpoint_every: int = 1000
@@ -155,6 +214,8 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sr: SRConfig = field(default_factory=SRConfig)
+    lag: LAGConfig = field(default_factory=LAGConfig)
+    progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -37,7 +37,8 @@ class TrainingInterrupted(RuntimeError):
 
 
 class Loader(Protocol):
-    """Training batches with a checkpointable position (`InMemoryLoader`, `SRPatchLoader`)."""
+    """Training batches with a checkpointable position (`InMemoryLoader`, `SRPatchLoader`, and their DALI
+    counterparts `DALIImageLoader`, `DALIPatchLoader`; `fastgan.data.factory` picks one)."""
 
     def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]: ...
 

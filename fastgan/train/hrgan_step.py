@@ -10,13 +10,13 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from fastgan.data.image_set import ImageSet
-from fastgan.data.loader import InMemoryLoader
 from fastgan.eval.evaluator import Evaluator, default_evaluator_weights, load_evaluator
 from fastgan.eval.real_score import cached_real_score
 from fastgan.losses import discriminator_hinge_loss, generator_loss
 from fastgan.models.hrgan import TRAINING_RESOLUTION, Discriminator, Generator, downsample_to_training
 from fastgan.profiling import phase
 from fastgan.train.config import Config
+from fastgan.train.core import Loader
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class HRGANFamily:
         return torch.randn(batch, self.config.model.z_dim, generator=self.noise).to(self.device, non_blocking=True)
 
     @phase("d_step")
-    def discriminator_step(self, loader: InMemoryLoader) -> dict[str, float]:
+    def discriminator_step(self, loader: Loader) -> dict[str, float]:
         """One D update on a real batch and a generated batch with the real labels (Algorithm 1, lines 4–8)."""
         with phase("data"):
             real, labels = loader.next_batch(self.config.train.batch_size_d)
@@ -113,7 +113,7 @@ class HRGANFamily:
             self.discriminator.requires_grad_(True)
         return {"g_loss": loss.item(), **parts}
 
-    def train_step(self, loader: InMemoryLoader, step: int) -> dict[str, float]:
+    def train_step(self, loader: Loader, step: int) -> dict[str, float]:
         """One iteration: n_dis D updates, one G update, then the EMA update (from train.ema_start on)."""
         metrics: dict[str, float] = {}
         for _ in range(self.config.train.n_dis):

@@ -8,16 +8,16 @@ from typing import Any
 
 import torch
 
+from fastgan.data.factory import class_folder_image_set, image_folder, image_loader, patch_loader, resolve_loader
 from fastgan.data.image_set import ImageSet
-from fastgan.data.loader import InMemoryLoader
-from fastgan.data.sources import cifar_image_set, embedded_image_set, folder_image_set
-from fastgan.data.sr_loader import SRPatchLoader
-from fastgan.data.sr_sources import folder_images, game_frames, skimage_photos, split_held_out
+from fastgan.data.sources import cifar_image_set, embedded_image_set
+from fastgan.data.sr_sources import game_frames, skimage_photos, split_held_out
 from fastgan.ops.backends import backend, fused_backend_for
 from fastgan.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from fastgan.train.config import Config, ConfigError, DataConfig, SRConfig, merge
-from fastgan.train.core import Trainer
+from fastgan.train.core import Loader, Trainer
 from fastgan.train.hrgan_step import HRGANFamily
+from fastgan.train.lag_step import LAGFamily, build_lag
 from fastgan.train.sr_step import SRFamily, build_generator
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,12 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def load_image_set(data: DataConfig) -> ImageSet:
-    """The 32×32 training images named by the data config."""
+def load_image_set(data: DataConfig, loader: str = "torch", device: torch.device | str = "cpu") -> ImageSet:
+    """The 32×32 training images named by the data config; a folder is decoded by the `loader` kind's reader."""
     if data.source == "embedded":
         return embedded_image_set(data.num_images, data.seed)
     if data.source == "folder":
-        return folder_image_set(data.path)
+        return class_folder_image_set(loader, data.path, device)
     return cifar_image_set(data.path, data.source)
 
 
@@ -88,50 +88,69 @@ def build_trainer(config: Config, checkpoint: dict[str, Any] | None = None) -> T
         )
     device = resolve_device(config.train.device)
     torch.manual_seed(config.train.seed)
+    loader_state = None if checkpoint is None else checkpoint["loader"]
     if config.model.name == "srgan":
-        family, loader = _sr_family_and_loader(config, device, resuming=checkpoint is not None)
+        family, loader = _sr_family_and_loader(config, device, loader_state)
+    elif config.model.name == "lag":
+        family, loader = _lag_family_and_loader(config, device, loader_state)
     else:
-        family, loader = _hrgan_family_and_loader(config, device)
+        family, loader = _hrgan_family_and_loader(config, device, loader_state)
     return Trainer(config, family, loader, checkpoint)
 
 
-def _hrgan_family_and_loader(config: Config, device: torch.device) -> tuple[HRGANFamily, InMemoryLoader]:
-    image_set = load_image_set(config.data)
+def _loader_kind(config: Config, file_based: bool, device: torch.device, loader_state: dict | None) -> str:
+    """data.loader resolved to "dali" or "torch" (a resumed run keeps its checkpoint's kind)."""
+    try:
+        return resolve_loader(config.data.loader, file_based, device, loader_state)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _hrgan_family_and_loader(
+    config: Config, device: torch.device, loader_state: dict | None
+) -> tuple[HRGANFamily, Loader]:
+    kind = _loader_kind(config, config.data.source == "folder", device, loader_state)
+    image_set = load_image_set(config.data, kind, device)
     log.info(
-        "data: %s, %d images, %d classes; device: %s; ops backend: %s",
+        "data: %s, %d images, %d classes, %s loader; device: %s; ops backend: %s",
         image_set.name,
         len(image_set),
         image_set.num_classes,
+        kind,
         device,
         _describe(ops_backend(config)),
     )
     family = HRGANFamily(config, image_set, device)
-    return family, InMemoryLoader(image_set, config.data.seed, config.data.flip, device)
+    return family, image_loader(kind, image_set, config.data.seed, config.data.flip, device)
 
 
-def load_sr_images(sr: SRConfig) -> tuple[list[tuple[str, torch.Tensor]], list[tuple[str, torch.Tensor]]]:
+def load_sr_images(
+    sr: SRConfig, loader: str = "torch", device: torch.device | str = "cpu"
+) -> tuple[list[tuple[str, torch.Tensor]], list[tuple[str, torch.Tensor]]]:
     """(training, held-out) HR images named by sr.images: skimage's photos or a folder (held out by the names in
-    sr.held_out), or ViZDoom frames (training: seed 0; held out: frames of seed 1)."""
+    sr.held_out; decoded by the `loader` kind's reader), or ViZDoom frames (training: seed 0; held out: seed 1)."""
     if sr.images == "doom":  # held out: frames of another seeded episode (sr.held_out does not apply)
         held_out = game_frames(sr.doom_scenario, count=max(1, sr.doom_frames // 8), seed=1)
         return game_frames(sr.doom_scenario, count=sr.doom_frames, seed=0), held_out
     if sr.images == "skimage":
         images = skimage_photos()
     else:
-        images = folder_images(sr.images)
+        images = image_folder(loader, sr.images, device)
     return split_held_out(images, list(sr.held_out))
 
 
-def _sr_family_and_loader(config: Config, device: torch.device, resuming: bool) -> tuple[SRFamily, SRPatchLoader]:
+def _sr_family_and_loader(config: Config, device: torch.device, loader_state: dict | None) -> tuple[SRFamily, Loader]:
     sr = config.sr
-    train_images, held_out = load_sr_images(sr)
+    kind = _loader_kind(config, sr.images not in ("skimage", "doom"), device, loader_state)
+    train_images, held_out = load_sr_images(sr, kind, device)
     generator = build_generator(config)
     log.info(
-        "SR data: %s, %d training and %d held-out images; SRResNet ×%d, %d channels, %d blocks (%.0f kFLOP per "
-        "output pixel), stage %s; device: %s; ops backend: %s",
+        "SR data: %s, %d training and %d held-out images, %s loader; SRResNet ×%d, %d channels, %d blocks (%.0f "
+        "kFLOP per output pixel), stage %s; device: %s; ops backend: %s",
         sr.images,
         len(train_images),
         len(held_out),
+        kind,
         sr.scale,
         sr.channels,
         sr.blocks,
@@ -140,8 +159,45 @@ def _sr_family_and_loader(config: Config, device: torch.device, resuming: bool) 
         device,
         _describe(ops_backend(config)),
     )
-    family = SRFamily(config, held_out, device, resuming)
-    loader = SRPatchLoader(train_images, sr.crop, sr.scale, config.data.seed, config.data.flip, sr.degrade, device)
+    family = SRFamily(config, held_out, device, resuming=loader_state is not None)
+    loader = patch_loader(kind, train_images, sr.crop, sr.scale, config.data.seed, config.data.flip, sr.degrade, device)
+    return family, loader
+
+
+def _growth(config: Config) -> str:
+    p = config.progressive
+    if not p.enabled:
+        return "not grown"
+    return f"grown ×2 first: {p.stable_images} images per stage, fades of {p.fade_images}"
+
+
+def _lag_family_and_loader(config: Config, device: torch.device, loader_state: dict | None) -> tuple[LAGFamily, Loader]:
+    sr, lag = config.sr, config.lag
+    if sr.crop % lag.scale or sr.crop < 2 * lag.scale:
+        raise ConfigError(f"sr.crop={sr.crop} must be a multiple of lag.scale={lag.scale} and at least twice it")
+    kind = _loader_kind(config, sr.images not in ("skimage", "doom"), device, loader_state)
+    train_images, held_out = load_sr_images(sr, kind, device)
+    generator, critic = build_lag(config)
+    log.info(
+        "LAG data: %s, %d training and %d held-out images, %d×%d crops, %s loader; LAG ×%d (%s), generator %.2f M "
+        "and critic %.2f M parameters; device: %s; ops backend: %s",
+        sr.images,
+        len(train_images),
+        len(held_out),
+        sr.crop,
+        sr.crop,
+        kind,
+        lag.scale,
+        _growth(config),
+        sum(p.numel() for p in generator.parameters()) / 1e6,
+        sum(p.numel() for p in critic.parameters()) / 1e6,
+        device,
+        _describe(ops_backend(config)),
+    )
+    family = LAGFamily(config, held_out, device)
+    loader = patch_loader(
+        kind, train_images, sr.crop, lag.scale, config.data.seed, config.data.flip, sr.degrade, device
+    )
     return family, loader
 
 

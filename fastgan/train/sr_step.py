@@ -17,17 +17,43 @@ import torch.nn.functional as F
 
 from fastgan.eval.sr_metrics import psnr
 from fastgan.losses_sr import discriminator_loss, generator_adversarial_loss, perceptual_loss, pixel_loss
+from fastgan.models.growing import GrowingSRResNet
 from fastgan.models.srgan import SRDiscriminator, SRResNet
 from fastgan.models.vgg import load_vgg_features
 from fastgan.profiling import phase
 from fastgan.train.checkpoint import CheckpointError, load_checkpoint
 from fastgan.train.config import Config, ConfigError, merge
+from fastgan.train.progressive import growth_schedule, stage_target
 
 log = logging.getLogger(__name__)
 
 #: Side of the held-out HR crops shown in the sample grid (bicubic | SR | HR per row).
 SAMPLE_SIDE = 128
 _ARCHITECTURE = ("scale", "channels", "blocks", "batch_norm", "bicubic_skip")
+
+
+def held_out_crops(held_out: list[tuple[str, torch.Tensor]], scale: int, side: int = SAMPLE_SIDE) -> torch.Tensor:
+    """The sample grid's images: each held-out image's largest centre square (a multiple of `scale`), box-resized
+    to side×side.
+
+    Args:
+        held_out: (name, uint8 (3, H, W)) images never trained on.
+        scale: the model's up-scaling factor.
+        side: the crops' side (a multiple of `scale`).
+
+    Returns:
+        (K, 3, side, side) float in [0, 1] on the CPU.
+    """
+    crops = []
+    for _, image in held_out:
+        h, w = image.shape[-2:]
+        square = min(side, h, w) // scale * scale
+        top, left = (h - square) // 2, (w - square) // 2
+        crop = image[:, top : top + square, left : left + square].float().div(255)
+        crops.append(F.interpolate(crop[None], size=(side, side), mode="area")[0])
+    if not crops:
+        raise ConfigError("sr.held_out names no image: keep at least one image out of training for samples")
+    return torch.stack(crops)
 
 
 def build_generator(config: Config) -> SRResNet:
@@ -50,8 +76,11 @@ def generator_from_checkpoint(path: str | Path, device: torch.device | str = "cp
 class SRFamily:
     """SRResNet (and, in stage "srgan", its discriminator and VGG19 features) and their optimisers.
 
+    With `progressive.enabled` (×4 only) the generator grows ×2 → ×4 (`fastgan.models.growing.GrowingSRResNet`):
+    each stage is compared with the HR crop pooled to its size, faded in as `fastgan.train.progressive` schedules.
+
     Args:
-        config: the run configuration (model.name = srgan; sr.* and train.*).
+        config: the run configuration (model.name = srgan; sr.*, train.* and progressive.*).
         held_out: (name, uint8 (3, H, W)) images never trained on; their centre crops fill the sample grid.
         device: where everything runs.
         resuming: a checkpoint will restore the weights, so `sr.init_from` is not read.
@@ -65,14 +94,19 @@ class SRFamily:
         self.generator = build_generator(config).to(device)
         if sr.init_from and not resuming:
             self._initialise_from(sr.init_from)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=t.betas)
+        self.stages = self.generator.scale.bit_length() - 1
+        self.schedule = growth_schedule(config, self.stages)
+        self.growing = GrowingSRResNet(self.generator).to(device) if config.progressive.enabled else None
+        self.images_seen = 0
+        trained = self.growing if self.growing is not None else self.generator
+        self.opt_g = torch.optim.Adam(trained.parameters(), lr=t.lr_g, betas=t.betas)
         self.discriminator = self.opt_d = self.vgg = None
         if sr.stage == "srgan":
             self.vgg = load_vgg_features(sr.perceptual_layer, sr.vgg_weights, device)
             self.discriminator = SRDiscriminator().to(device)
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=t.betas)
         self.sample_columns = 3
-        self.sample_hr = self._sample_crops(held_out)  # (K, 3, S, S) in [0, 1]
+        self.sample_hr = held_out_crops(held_out, config.sr.scale).to(device)  # (K, 3, S, S) in [0, 1]
 
     def _initialise_from(self, path: str) -> None:
         generator, source = generator_from_checkpoint(path)
@@ -85,18 +119,6 @@ class SRFamily:
         self.generator.load_state_dict(generator.state_dict())
         log.info("generator initialised from %s (stage %s)", path, source.sr.stage)
 
-    def _sample_crops(self, held_out: list[tuple[str, torch.Tensor]]) -> torch.Tensor:
-        crops = []
-        for _, image in held_out:
-            h, w = image.shape[-2:]
-            side = min(SAMPLE_SIDE, h, w) // self.config.sr.scale * self.config.sr.scale
-            top, left = (h - side) // 2, (w - side) // 2
-            crop = image[:, top : top + side, left : left + side].float().div(255)
-            crops.append(F.interpolate(crop[None], size=(SAMPLE_SIDE, SAMPLE_SIDE), mode="area")[0])
-        if not crops:
-            raise ConfigError("sr.held_out names no image: keep at least one image out of training for samples")
-        return torch.stack(crops).to(self.device)
-
     @contextlib.contextmanager
     def _frozen_discriminator(self):
         self.discriminator.requires_grad_(False)
@@ -105,14 +127,27 @@ class SRFamily:
         finally:
             self.discriminator.requires_grad_(True)
 
+    def _generate(self, lr: torch.Tensor, stage: int, alpha: float) -> torch.Tensor:
+        if self.growing is None:
+            return self.generator(lr)
+        return self.growing(lr, stage, alpha)
+
     def train_step(self, loader, step: int) -> dict[str, float]:
         """One iteration: a pixel-loss G step ("srresnet"), or a D step then a content + adversarial G step."""
-        sr_config = self.config.sr
+        sr_config, t = self.config.sr, self.config.train
+        growth = self.schedule.at(self.images_seen)
+        for optimiser, rate in ((self.opt_g, t.lr_g), (self.opt_d, t.lr_d)):
+            for group in optimiser.param_groups if optimiser is not None else ():
+                group["lr"] = rate * growth.lr_scale
         with phase("data"):
-            lr, hr = loader.next_batch(self.config.train.batch_size_g)
+            lr, hr = loader.next_batch(growth.batch_size)
+        hr = stage_target(hr, growth.stage, self.stages, growth.alpha)
+        self.images_seen += lr.shape[0]
         metrics: dict[str, float] = {}
+        if self.growing is not None:
+            metrics.update(stage=float(growth.stage), alpha=growth.alpha)
         with phase("g_step"):
-            sr = self.generator(lr)  # one forward (and one BN statistics update) serves both steps
+            sr = self._generate(lr, growth.stage, growth.alpha)  # one forward (one BN update) serves both steps
         if sr_config.stage == "srgan":
             with phase("d_step"):
                 d_loss = discriminator_loss(
@@ -141,26 +176,32 @@ class SRFamily:
             with phase("optimizer_g"):
                 self.opt_g.step()
         metrics["g_loss"] = loss.item()
-        metrics["psnr"] = psnr(sr.detach().clamp(0, 1), hr, border=sr_config.scale).mean().item()
+        metrics["psnr"] = psnr(sr.detach().clamp(0, 1), hr, border=2**growth.stage).mean().item()
         return metrics
 
     @torch.no_grad()
     def sample_grid(self) -> torch.Tensor:
-        """Held-out crops, one row each: bicubic | SR | HR, (3K, 3, S, S) in [-1, 1]."""
+        """Held-out crops, one row each: bicubic | SR (at the current stage, up-sampled nearest) | HR,
+        (3K, 3, S, S) in [-1, 1]."""
         scale = self.config.sr.scale
         lr = F.interpolate(self.sample_hr, scale_factor=1 / scale, mode="bicubic", antialias=True).clamp(0, 1)
         bicubic = F.interpolate(lr, scale_factor=scale, mode="bicubic").clamp(0, 1)
+        growth = self.schedule.at(self.images_seen)
         was_training = self.generator.training
         self.generator.eval()
         try:
-            sr = self.generator(lr).clamp(0, 1)
+            sr = self._generate(lr, growth.stage, growth.alpha).clamp(0, 1)
         finally:
             self.generator.train(was_training)
+        sr = F.interpolate(sr, size=self.sample_hr.shape[-2:], mode="nearest")
         rows = torch.stack([bicubic, sr, self.sample_hr], dim=1)  # (K, 3 panels, 3, S, S)
         return rows.flatten(0, 1) * 2 - 1
 
     def state_dict(self) -> dict[str, Any]:
         state = {"generator": self.generator.state_dict(), "opt_g": self.opt_g.state_dict()}
+        state["images_seen"] = self.images_seen
+        if self.growing is not None:
+            state["growing_heads"] = self.growing.heads.state_dict()
         if self.discriminator is not None:
             state.update(discriminator=self.discriminator.state_dict(), opt_d=self.opt_d.state_dict())
         return state
@@ -168,6 +209,9 @@ class SRFamily:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
+        self.images_seen = int(state.get("images_seen", 0))  # absent from runs before progressive growing
+        if self.growing is not None:
+            self.growing.heads.load_state_dict(state["growing_heads"])
         if self.discriminator is not None:
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])

@@ -4,12 +4,16 @@
     python -m fastgan.upscale --model runs/srresnet-x2/export/upscaler-fp32.onnx --backend onnxruntime \
         --input clip.mp4 --output clip-x2.mp4
     python -m fastgan.upscale --model upscaler-fp16.onnx --backend tensorrt --tile 512 --batch 4 ...
+    python -m fastgan.upscale --model runs/lag-x4 --samples 4 --input lr/ --output sr/   # + sr-sample1/ … sr-sample4/
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
+
+import torch
 
 from fastgan.upscale.backends import BACKENDS, load_upscaler
 from fastgan.upscale.frames import FrameError, open_frames, open_sink
@@ -36,44 +40,85 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--border", choices=("reflect", "zero"), default="reflect")
     p.add_argument("--alpha", choices=ALPHA_MODES, default="model", help="how an alpha channel is upscaled")
     p.add_argument("--engine-cache", default=None, help="TensorRT engine cache folder (default: beside the model)")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        help="LAG runs: also write K samples G(y, z_k) beside the centre G(y, 0), to OUTPUT-sample1 … OUTPUT-sampleK",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds the z of --samples")
     return p
+
+
+def sample_output(output: str, k: int) -> str:
+    """Where sample k goes: the output's stem with -sample{k} (a file keeps its suffix; a folder gets a sibling)."""
+    path = Path(output)
+    return str(path.with_name(f"{path.stem}-sample{k}{path.suffix}"))
+
+
+def noise_draws(samples: int, noise_dim: int, seed: int) -> list[torch.Tensor | None]:
+    """None (the centre), then `samples` (Z,) noise vectors drawn from `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    return [None, *torch.randn(samples, noise_dim, generator=g)]
+
+
+def _upscale(args: argparse.Namespace, z: torch.Tensor | None, output: str):
+    """Upscale args.input to `output` with noise `z` (LAG) or the model as it is; -> (source, speed)."""
+    model = load_upscaler(
+        args.model, args.backend, args.device, args.precision, args.fused, args.tile, args.batch, args.engine_cache, z
+    )
+    overlap = model.receptive_radius if args.overlap is None else args.overlap
+    tiled = TiledUpscaler(
+        model.tiles,
+        model.scale,
+        model.receptive_radius,
+        args.tile,
+        overlap,
+        args.feather,
+        args.window,
+        args.batch,
+        args.border,
+        model.device,
+    )
+    source = open_frames(args.input)
+    log.info(
+        "%s ×%d, receptive radius %d; tiles ≤ %d, overlap %d, feather %d (%s); %d frames (%s) → %s",
+        model.description,
+        model.scale,
+        model.receptive_radius,
+        args.tile,
+        overlap,
+        tiled.feather,
+        "exact" if tiled.exact else "not exact: overlap < radius + feather",
+        len(source),
+        source.kind,
+        output,
+    )
+    with open_sink(output, source) as sink:
+        speed = upscale_frames(source, sink.write, tiled, args.alpha, total=len(source))
+    return source, speed
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.samples < 0:
+        log.error("--samples must be >= 0, got %d", args.samples)
+        return 1
     try:
-        model = load_upscaler(
-            args.model, args.backend, args.device, args.precision, args.fused, args.tile, args.batch, args.engine_cache
-        )
-        overlap = model.receptive_radius if args.overlap is None else args.overlap
-        tiled = TiledUpscaler(
-            model.tiles,
-            model.scale,
-            model.receptive_radius,
-            args.tile,
-            overlap,
-            args.feather,
-            args.window,
-            args.batch,
-            args.border,
-            model.device,
-        )
-        source = open_frames(args.input)
-        log.info(
-            "%s ×%d, receptive radius %d; tiles ≤ %d, overlap %d, feather %d (%s); %d frames (%s)",
-            model.description,
-            model.scale,
-            model.receptive_radius,
-            args.tile,
-            overlap,
-            tiled.feather,
-            "exact" if tiled.exact else "not exact: overlap < radius + feather",
-            len(source),
-            source.kind,
-        )
-        with open_sink(args.output, source) as sink:
-            speed = upscale_frames(source, sink.write, tiled, args.alpha, total=len(source))
+        draws: list[torch.Tensor | None] = [None]
+        if args.samples:
+            if args.backend != "torch":
+                raise ValueError("--samples draws LAG samples with the torch backend (ONNX files hold the centre)")
+            from fastgan.train.upscalers import run_config
+
+            config = run_config(args.model)
+            if config.model.name != "lag":
+                raise ValueError(f"--samples needs a LAG run; {args.model} is a {config.model.name} run")
+            draws = noise_draws(args.samples, config.lag.noise_dim, args.seed)
+        for k, z in enumerate(draws):
+            output = args.output if k == 0 else sample_output(args.output, k)
+            source, speed = _upscale(args, z, output)
     except (FileNotFoundError, FrameError, ValueError, RuntimeError) as error:
         log.error("%s", error)
         return 1

@@ -92,11 +92,15 @@ def load_upscaler(
     tile: int = 256,
     batch: int = 8,
     engine_cache: str | Path | None = None,
+    z: torch.Tensor | None = None,
 ) -> Upscaler:
     """An upscaler from a training run (checkpoint file or run directory; backend "torch") or an ONNX file written by
-    `python -m fastgan.export onnx` (backends "onnxruntime" and "tensorrt"; the precision is the file's own)."""
+    `python -m fastgan.export onnx` (backends "onnxruntime" and "tensorrt"; the precision is the file's own).
+
+    A LAG run upscales with G(y, z) for the (Z,) noise `z` (default zeros, the centre); ONNX files hold the centre.
+    """
     from fastgan.train.run import resolve_device
-    from fastgan.train.sr_step import generator_from_checkpoint
+    from fastgan.train.upscalers import upscaler_from_checkpoint, upscaler_scale
 
     if backend_name not in BACKENDS:
         raise ValueError(f"unknown upscale backend {backend_name!r}; choose one of {', '.join(BACKENDS)}")
@@ -106,14 +110,16 @@ def load_upscaler(
             raise ValueError(
                 f"{path} is an ONNX file: run it with --backend onnxruntime or tensorrt, or give torch a run"
             )
-        model, config = generator_from_checkpoint(path, "cpu")
-        scale = config.sr.scale
+        model, config = upscaler_from_checkpoint(path, "cpu", z)
+        scale = upscaler_scale(config)
         radius = receptive_radius(model, scale)
         target = resolve_device(device)
         tiles = TorchTiles(model, target, precision, fused)
         return Upscaler(tiles, scale, radius, target, f"torch {precision} on {target}{' fused' if fused else ''}")
     if path.suffix != ".onnx":
         raise ValueError(f"backend {backend_name} runs ONNX files; export {path} with `python -m fastgan.export onnx`")
+    if z is not None:
+        raise ValueError("LAG samples (a noise z) run on the torch backend; ONNX files hold the centre G(y, 0)")
     meta = read_metadata(path)
     if meta["fastgan.kind"] != "upscaler":
         raise ValueError(f"{path} holds a {meta['fastgan.kind']}, not an upscaler")

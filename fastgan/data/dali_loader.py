@@ -1,0 +1,268 @@
+"""DALI loaders: the batches of `InMemoryLoader` and `SRPatchLoader`, with the pixel work in DALI pipelines.
+
+The loaders draw their choices (epoch order, flips, crops) exactly as the torch loaders do and feed them to the
+pipelines of `fastgan.data.dali_pipelines` through `fn.external_source`; DALI flips, crops, rotates, down-scales,
+normalises and lays out NCHW, on the training GPU or, without one, on the CPU (device_id=None).
+
+DALI runs ahead of training (`prefetch` batches). The loaders count what they have *delivered*, not what DALI has
+prepared: `state_dict` is the position after the last batch returned by `next_batch`, and `load_state_dict` drops
+whatever was prefetched and restarts the pipeline there, so a resumed run sees exactly the batches an uninterrupted
+one would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+from fastgan.data.dali_pipelines import image_batches, patch_batches
+from fastgan.data.image_set import ImageSet
+from fastgan.data.loader import EpochCursor, check_loader_kind, epoch_plan, shard_bounds
+from fastgan.data.sr_loader import check_patch_source, patch_plan
+
+#: CPU threads of a pipeline: DALI's pixel work on these batches is small next to a training step.
+DEFAULT_THREADS = 1
+#: Batches DALI prepares ahead of the one being consumed.
+DEFAULT_PREFETCH = 2
+
+
+def dali_device_id(device: torch.device | str) -> int | None:
+    """The DALI device_id for a torch device: its CUDA index, or None (a CPU pipeline) for the CPU."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return None
+    if device.type != "cuda":
+        raise ValueError(f"DALI pipelines run on a CUDA device or the CPU, not {device}")
+    return torch.cuda.current_device() if device.index is None else device.index
+
+
+def _iterate(pipeline, names: list[str]) -> DALIGenericIterator:
+    """An endless torch iterator over a pipeline whose external source never runs dry."""
+    return DALIGenericIterator([pipeline], names, auto_reset=False)
+
+
+class DALIImageLoader:
+    """`InMemoryLoader`'s batches (same order, flips and position) with the flip and normalisation done by DALI.
+
+    Each epoch is the permutation and flips of `fastgan.data.loader.epoch_plan(seed, epoch)`; with `num_shards` > 1
+    shard `shard_id` takes its contiguous slice of every epoch, so the shards partition each epoch and every shard
+    sees each of its samples once per epoch. Batches run on across epoch boundaries: nothing is dropped or repeated.
+    The pipeline works in chunks of the first batch size it is asked for; other sizes are cut from those chunks.
+
+    Args:
+        image_set: the training images.
+        seed: seeds each epoch's order and flips.
+        flip: random horizontal flips.
+        device: where batches are delivered; a CUDA device runs the pipeline on that GPU.
+        shard_id: this process's shard, in [0, num_shards).
+        num_shards: processes sharing the data.
+        num_threads: DALI's CPU threads.
+        prefetch: batches DALI prepares ahead.
+    """
+
+    def __init__(
+        self,
+        image_set: ImageSet,
+        seed: int,
+        flip: bool = True,
+        device: torch.device | str = "cpu",
+        shard_id: int = 0,
+        num_shards: int = 1,
+        num_threads: int = DEFAULT_THREADS,
+        prefetch: int = DEFAULT_PREFETCH,
+    ):
+        self.start, self.end = shard_bounds(len(image_set), shard_id, num_shards)
+        self.image_set, self.seed, self.flip, self.device = image_set, seed, flip, torch.device(device)
+        self.shard_id, self.num_shards, self.num_threads, self.prefetch = shard_id, num_shards, num_threads, prefetch
+        self.device_id = dali_device_id(self.device)
+        self._pixels = image_set.images.permute(0, 2, 3, 1).contiguous().numpy()  # (N, H, W, 3) for DALI
+        self._labels = image_set.labels.numpy()
+        self.epoch, self.position = 0, 0  # of the next sample next_batch returns
+        self._iterator: DALIGenericIterator | None = None
+        self._left: tuple[torch.Tensor, torch.Tensor] | None = None  # the undelivered rest of the last chunk
+
+    def _shard_plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        order, flips = epoch_plan(self.seed, epoch, len(self.image_set), self.flip)
+        return order[self.start : self.end], flips[self.start : self.end]
+
+    def _start(self, chunk: int) -> None:
+        """Build the pipeline, fed from the delivered position on in chunks of `chunk` samples."""
+        cursor = EpochCursor(self._shard_plan, self.epoch, self.position)
+
+        def source() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            index, flips = cursor.take(chunk)
+            index = index.numpy()
+            return self._pixels[index], self._labels[index], flips.numpy().astype(np.int32)
+
+        pipeline = image_batches(
+            source,
+            batch_size=chunk,
+            num_threads=self.num_threads,
+            device_id=self.device_id,
+            prefetch_queue_depth=self.prefetch,
+        )
+        self._iterator, self._left = _iterate(pipeline, ["images", "labels"]), None
+
+    def _chunk(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._left is not None:
+            chunk, self._left = self._left, None
+            return chunk
+        out = next(self._iterator)[0]
+        return out["images"], out["labels"]
+
+    def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> images (B, 3, H, W) float32 in [-1, 1] and labels (B,) int64, on the loader's device."""
+        if self._iterator is None:
+            self._start(batch_size)
+        images, labels, count = [], [], 0
+        while count < batch_size:
+            chunk_images, chunk_labels = self._chunk()
+            take = min(batch_size - count, len(chunk_labels))
+            if take < len(chunk_labels):
+                self._left = chunk_images[take:], chunk_labels[take:]
+            images.append(chunk_images[:take])
+            labels.append(chunk_labels[:take])
+            count += take
+        epoch_length = self.end - self.start
+        self.epoch, self.position = divmod(self.epoch * epoch_length + self.position + batch_size, epoch_length)
+        if len(images) == 1:
+            return images[0], labels[0]
+        return torch.cat(images), torch.cat(labels)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "loader": "dali",
+            "epoch": self.epoch,
+            "position": self.position,
+            "seed": self.seed,
+            "size": len(self.image_set),
+            "shard_id": self.shard_id,
+            "num_shards": self.num_shards,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_loader_kind(state, "dali")
+        saved = (state["size"], state["seed"], state["shard_id"], state["num_shards"])
+        if saved != (len(self.image_set), self.seed, self.shard_id, self.num_shards):
+            raise ValueError(
+                f"the checkpoint's loader saw {state['size']} images with seed {state['seed']} as shard "
+                f"{state['shard_id']} of {state['num_shards']}, this run has {len(self.image_set)} with seed "
+                f"{self.seed} as shard {self.shard_id} of {self.num_shards}: resume with the same data, seed and shards"
+            )
+        self.epoch, self.position = state["epoch"], state["position"]
+        self._iterator, self._left = None, None  # whatever DALI prefetched belongs to the old position
+
+
+class DALIPatchLoader:
+    """`SRPatchLoader`'s (LR, HR) batches with cropping, flips, 90° turns and down-scaling done by DALI.
+
+    Batch k draws the same crops, flips and turns as `SRPatchLoader`'s batch k (`patch_plan`), so the HR patches are
+    equal; the LR patches come from DALI's resampling: bicubic ones differ from `degrade`'s by about one 8-bit level
+    on average (at most 8 in the tests), area ones by at most one where a rounding tie breaks the other way.
+    With `num_shards` > 1, shard `shard_id` takes batches shard_id, shard_id + num_shards, ... of the single-process
+    sequence, so the shards split it without dropping or repeating a batch. A call with another batch size than the
+    last restarts the pipeline at the same position.
+
+    Args:
+        images: (name, uint8 (3, H, W)) training images, each at least crop×crop.
+        crop: HR patch side, a multiple of `scale`.
+        scale: up-scaling factor of the model.
+        seed: seeds every batch's choices.
+        augment: random horizontal flips and rotations by multiples of 90°.
+        method: degradation, "bicubic" or "area" (area: power-of-two scales).
+        device: where batches are delivered; a CUDA device runs the pipeline on that GPU.
+        shard_id: this process's shard, in [0, num_shards).
+        num_shards: processes sharing the data.
+        num_threads: DALI's CPU threads.
+        prefetch: batches DALI prepares ahead.
+    """
+
+    def __init__(
+        self,
+        images: list[tuple[str, torch.Tensor]],
+        crop: int,
+        scale: int,
+        seed: int,
+        augment: bool = True,
+        method: str = "bicubic",
+        device: torch.device | str = "cpu",
+        shard_id: int = 0,
+        num_shards: int = 1,
+        num_threads: int = DEFAULT_THREADS,
+        prefetch: int = DEFAULT_PREFETCH,
+    ):
+        check_patch_source(images, crop, scale, method)
+        if method == "area" and scale & (scale - 1):
+            raise ValueError(f"the DALI loader's area degradation takes a power-of-two scale, got {scale}")
+        if not 0 <= shard_id < num_shards:
+            raise ValueError(f"shard_id must be in [0, num_shards={num_shards}), got {shard_id}")
+        self.crop, self.scale, self.seed, self.augment, self.method = crop, scale, seed, augment, method
+        self.device = torch.device(device)
+        self.shard_id, self.num_shards, self.num_threads, self.prefetch = shard_id, num_shards, num_threads, prefetch
+        self.device_id = dali_device_id(self.device)
+        self._pixels = [image.permute(1, 2, 0).contiguous().numpy() for _, image in images]  # (H, W, 3) each
+        self.sizes = [tuple(image.shape[-2:]) for _, image in images]
+        self.batches = 0  # batches delivered
+        self._iterator: DALIGenericIterator | None = None
+        self._batch_size = 0
+
+    def _start(self, batch_size: int) -> None:
+        """Build the pipeline, fed from the delivered position on with batches of `batch_size`."""
+        batch = self.batches
+
+        def source() -> tuple:
+            nonlocal batch
+            plan = patch_plan(self.seed, batch * self.num_shards + self.shard_id, self.sizes, self.crop, batch_size)
+            batch += 1
+            plan = plan.numpy()
+            images = [self._pixels[i] for i in plan[:, 0]]
+            corners = plan[:, 1:3].astype(np.int32)
+            if not self.augment:
+                return images, corners
+            return images, corners, plan[:, 3].astype(np.int32), (90 * plan[:, 4]).astype(np.float32)
+
+        pipeline = patch_batches(
+            source,
+            self.crop,
+            self.scale,
+            self.method,
+            self.augment,
+            batch_size=batch_size,
+            num_threads=self.num_threads,
+            device_id=self.device_id,
+            prefetch_queue_depth=self.prefetch,
+        )
+        self._iterator, self._batch_size = _iterate(pipeline, ["lr", "hr"]), batch_size
+
+    def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> LR (B, 3, crop/scale, crop/scale) and HR (B, 3, crop, crop), float32 in [0, 1], on the device."""
+        if self._iterator is None or batch_size != self._batch_size:
+            self._start(batch_size)
+        out = next(self._iterator)[0]
+        self.batches += 1
+        return out["lr"], out["hr"]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "loader": "dali",
+            "batches": self.batches,
+            "seed": self.seed,
+            "size": len(self.sizes),
+            "shard_id": self.shard_id,
+            "num_shards": self.num_shards,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_loader_kind(state, "dali")
+        saved = (state["size"], state["seed"], state["shard_id"], state["num_shards"])
+        if saved != (len(self.sizes), self.seed, self.shard_id, self.num_shards):
+            raise ValueError(
+                f"the checkpoint's loader saw {state['size']} images with seed {state['seed']} as shard "
+                f"{state['shard_id']} of {state['num_shards']}, this run has {len(self.sizes)} with seed "
+                f"{self.seed} as shard {self.shard_id} of {self.num_shards}: resume with the same data, seed and shards"
+            )
+        self.batches = state["batches"]
+        self._iterator = None  # whatever DALI prefetched belongs to the old position

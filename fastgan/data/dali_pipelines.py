@@ -1,0 +1,140 @@
+"""DALI pipeline definitions: the pixel work of fastgan's DALI loaders, on a GPU or on the CPU.
+
+Each pipeline takes its per-sample inputs from `fn.external_source`: the loaders choose the order, flips and crops
+from their seeds (so a checkpointed position resumes exactly, and the torch loaders draw the same choices), and the
+pipeline decodes, crops, flips, rotates, down-scales and normalises. Built with a `device_id` the work runs on that
+GPU (decoding with device="mixed"); with `device_id=None` the same graph runs on the CPU. Every pipeline is a
+`nvidia.dali.pipeline_def`: call it with the pipeline's arguments (`batch_size`, `num_threads`, `device_id`, ...)
+besides its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import nvidia.dali.fn as fn
+import nvidia.dali.math as dmath
+import nvidia.dali.types as types
+from nvidia.dali import pipeline_def
+from nvidia.dali.pipeline import DataNode, Pipeline
+
+
+def _on_gpu() -> bool:
+    return Pipeline.current().device_id is not None
+
+
+def _to_device(node: DataNode) -> DataNode:
+    return node.gpu() if _on_gpu() else node
+
+
+def _chw_float(images: DataNode, mean: float, std: float, mirror: DataNode | None = None) -> DataNode:
+    """uint8 HWC -> float32 CHW, (x - mean) / std, mirrored left-right where `mirror` is 1."""
+    return fn.crop_mirror_normalize(
+        images, mirror=0 if mirror is None else mirror, mean=mean, std=std, dtype=types.FLOAT, output_layout="CHW"
+    )
+
+
+@pipeline_def
+def image_batches(source: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]):
+    """HRGAN batches from in-memory images.
+
+    Args:
+        source: called once per batch; returns (uint8 (B, H, W, 3) images, (B,) int64 labels, (B,) int32 flips).
+
+    Returns:
+        images (B, 3, H, W) float32 in [-1, 1], flipped left-right where the flip is 1; labels (B,) int64.
+    """
+    images, labels, flips = fn.external_source(
+        source=source, num_outputs=3, batch=True, layout=["HWC", "", ""], dtype=[types.UINT8, types.INT64, types.INT32]
+    )
+    return _chw_float(_to_device(images), 127.5, 127.5, mirror=flips), _to_device(labels)
+
+
+def _area(patches: DataNode, side: int, scale: int) -> DataNode:
+    """Box mean of scale×scale blocks as exact ×2 halvings (linear interpolation without anti-aliasing averages
+    each 2×2 block), in float, then rounded to uint8."""
+    if scale & (scale - 1):
+        raise ValueError(f"the area degradation takes a power-of-two scale here, got {scale}")
+    for halving in range(1, scale.bit_length()):
+        size = side * scale >> halving
+        patches = fn.resize(
+            patches, size=[size, size], interp_type=types.INTERP_LINEAR, antialias=False, dtype=types.FLOAT
+        )
+    return fn.cast(patches, dtype=types.UINT8)
+
+
+@pipeline_def
+def patch_batches(
+    source: Callable[[], tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]],
+    crop: int,
+    scale: int,
+    method: str,
+    augment: bool,
+):
+    """Upscaler training pairs: HR crops of in-memory images and their LR down-scalings.
+
+    The crop is cut on the CPU (only the crop travels to the GPU), then flipped left-right and turned by multiples
+    of 90° (`fn.flip`, `fn.rotate` with nearest-neighbour sampling: exact), then down-scaled: "bicubic" is
+    anti-aliased cubic resampling, "area" the box mean of scale×scale blocks; both rounded to 8 bits.
+
+    Args:
+        source: called once per batch; returns B uint8 (H, W, 3) images and (B, 2) int32 (top, left) crop corners,
+            and with `augment` also (B,) int32 flips and (B,) float32 counter-clockwise turns in degrees.
+        crop: HR patch side, a multiple of `scale`.
+        scale: down-scaling factor.
+        method: "bicubic" or "area".
+        augment: flip and turn the crops.
+
+    Returns:
+        LR (B, 3, crop/scale, crop/scale) and HR (B, 3, crop, crop), float32 in [0, 1].
+    """
+    outputs = 4 if augment else 2
+    images, corners, *turns = fn.external_source(
+        source=source,
+        num_outputs=outputs,
+        batch=True,
+        layout=["HWC", "", "", ""][:outputs],
+        dtype=[types.UINT8, types.INT32, types.INT32, types.FLOAT][:outputs],
+        no_copy=True,  # the loader keeps the images alive and unchanged
+    )
+    patches = _to_device(fn.slice(images, corners, np.array([crop, crop], np.int32), axis_names="HW"))
+    if augment:
+        flips, angles = turns
+        patches = fn.rotate(
+            fn.flip(patches, horizontal=flips), angle=angles, interp_type=types.INTERP_NN, keep_size=True
+        )
+    side = crop // scale
+    if method == "bicubic":  # uint8 output: rounded and clamped, like an LR image saved to disk
+        lr = fn.resize(patches, size=[side, side], interp_type=types.INTERP_CUBIC, antialias=True)
+    else:
+        lr = _area(patches, side, scale)
+    return _chw_float(lr, 0.0, 255.0), _chw_float(patches, 0.0, 255.0)
+
+
+@pipeline_def
+def decoded_images(resolution: int | None):
+    """Decode encoded image files fed as `encoded` (`Pipeline.feed_input("encoded", [bytes, ...])`).
+
+    Decodes on the GPU (device="mixed") when the pipeline has a device_id, else on the CPU; any mode becomes 8-bit
+    RGB. With a `resolution`, each image is centre-cropped to a square (offsets rounded down) and resized to
+    resolution×resolution (linear, anti-aliased).
+
+    Args:
+        resolution: output side, or None to keep every image's own size.
+
+    Returns:
+        uint8 (H, W, 3) images.
+    """
+    encoded = fn.external_source(name="encoded", batch=True, dtype=types.UINT8)
+    images = fn.decoders.image(
+        encoded, device="mixed" if _on_gpu() else "cpu", output_type=types.RGB, adjust_orientation=False
+    )  # EXIF orientation ignored, as PIL's `read_rgb` does
+    if resolution is None:
+        return images
+    shape = fn.peek_image_shape(encoded, dtype=types.INT32)  # (H, W, C)
+    height, width = shape[0], shape[1]
+    side = dmath.min(height, width)
+    corner = fn.stack((height - side) // 2, (width - side) // 2)
+    square = fn.slice(images, corner, fn.stack(side, side), axis_names="HW")
+    return fn.resize(square, size=[resolution, resolution], interp_type=types.INTERP_LINEAR, antialias=True)

@@ -1,0 +1,56 @@
+"""Progressive growing schedule: stages, fade-in α, per-stage batch sizes and learning rates, real-image targets."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastgan.train.progressive import GrowthSchedule, stage_target
+
+
+def test_stages_fade_in_then_stabilise():
+    schedule = GrowthSchedule(3, stable_images=100, fade_images=50, batch_sizes=(16, 8, 4), lr_scales=(1, 0.5, 0.25))
+    expected = {
+        0: (1, 1.0, 16, 1.0),
+        99: (1, 1.0, 16, 1.0),
+        100: (2, 0.0, 8, 0.5),  # stage 2 starts fading in after 100 images
+        125: (2, 0.5, 8, 0.5),
+        150: (2, 1.0, 8, 0.5),  # faded in: stable for 100 images
+        249: (2, 1.0, 8, 0.5),
+        250: (3, 0.0, 4, 0.25),
+        290: (3, 0.8, 4, 0.25),
+        300: (3, 1.0, 4, 0.25),
+        10**9: (3, 1.0, 4, 0.25),  # the last stage runs to the end
+    }
+    for seen, (stage, alpha, batch, lr) in expected.items():
+        phase = schedule.at(seen)
+        assert (phase.stage, phase.batch_size, phase.lr_scale) == (stage, batch, lr), seen
+        assert phase.alpha == pytest.approx(alpha), seen
+        assert phase.fading == (alpha < 1)
+
+
+def test_fixed_schedule_is_the_whole_network_from_the_start():
+    schedule = GrowthSchedule.fixed(stages=2, batch_size=12)
+    assert [schedule.at(n) for n in (0, 10**6)] == [schedule.at(0)] * 2
+    assert (schedule.at(0).stage, schedule.at(0).alpha, schedule.at(0).batch_size) == (2, 1.0, 12)
+
+
+def test_bad_schedules_are_refused():
+    with pytest.raises(ValueError, match="one value per stage"):
+        GrowthSchedule(2, 10, 10, batch_sizes=(4,))
+    with pytest.raises(ValueError, match="positive"):
+        GrowthSchedule(2, 10, 10, lr_scales=(1.0, 0.0))
+    with pytest.raises(ValueError, match="fade_images"):
+        GrowthSchedule(2, 10, 0)
+    with pytest.raises(ValueError, match="images_seen"):
+        GrowthSchedule(2, 10, 10).at(-1)
+
+
+def test_stage_target_pools_and_fades_like_the_network():
+    hr = torch.rand(2, 3, 16, 16)
+    assert torch.equal(stage_target(hr, 3, 3, 1.0), hr)
+    assert torch.allclose(stage_target(hr, 2, 3, 1.0), F.avg_pool2d(hr, 2))
+    at_two = F.avg_pool2d(hr, 2)
+    coarse = F.interpolate(F.avg_pool2d(at_two, 2), scale_factor=2, mode="nearest")
+    assert torch.allclose(stage_target(hr, 2, 3, 0.0), coarse)
+    assert torch.allclose(stage_target(hr, 2, 3, 0.25), 0.75 * coarse + 0.25 * at_two)
+    assert torch.equal(stage_target(hr, 1, 3, 0.0), F.avg_pool2d(hr, 4))  # stage 1 never fades

@@ -1,0 +1,83 @@
+"""A LAG run serves the upscaling CLI (centre and K samples), the SR evaluation, the spread measurement and the
+ONNX export of its centre."""
+
+import cv2
+import numpy as np
+import torch
+
+from fastgan.eval import __main__ as eval_cli
+from fastgan.eval.sample_spread import markdown, sample_spread
+from fastgan.export import __main__ as export_cli
+from fastgan.train.lag_step import lag_generator_from_checkpoint
+from fastgan.upscale import __main__ as upscale_cli
+from fastgan.upscale.backends import load_upscaler
+from fastgan.upscale.tiling import TiledUpscaler, seam_error
+
+
+def _image(path, seed):
+    rng = np.random.default_rng(seed)
+    cv2.imwrite(str(path), rng.integers(0, 256, (10, 12, 3), dtype=np.uint8))
+
+
+def test_upscale_writes_the_centre_and_k_distinct_samples(tiny_lag_run, tmp_path):
+    folder = tmp_path / "lr"
+    folder.mkdir()
+    _image(folder / "a.png", 0)
+    out = tmp_path / "sr"
+    assert (
+        upscale_cli.main(
+            [
+                "--model",
+                str(tiny_lag_run),
+                "--input",
+                str(folder),
+                "--output",
+                str(out),
+                "--samples",
+                "2",
+                "--tile",
+                "16",
+            ]
+        )
+        == 0
+    )
+    centre = cv2.imread(str(out / "a.png"))
+    samples = [cv2.imread(str(tmp_path / f"sr-sample{k}" / "a.png")) for k in (1, 2)]
+    assert centre.shape == samples[0].shape == (40, 48, 3)
+    assert not np.array_equal(samples[0], samples[1])
+    again = tmp_path / "again"
+    assert upscale_cli.main(["--model", str(tiny_lag_run), "--input", str(folder), "--output", str(again)]) == 0
+    assert np.array_equal(cv2.imread(str(again / "a.png")), centre)  # the centre is deterministic
+
+
+def test_samples_are_refused_for_runs_without_noise(tiny_sr_run, tmp_path, caplog):
+    _image(tmp_path / "a.png", 1)
+    args = ["--input", str(tmp_path / "a.png"), "--output", str(tmp_path / "b.png"), "--samples", "2"]
+    assert upscale_cli.main(["--model", str(tiny_sr_run), *args]) == 1
+    assert "needs a LAG run" in caplog.text
+
+
+def test_tiled_lag_equals_the_whole_image(tiny_lag_run):
+    """One z per image (broadcast planes), so tiles of a sample agree with the whole sample."""
+    z = torch.randn(4)
+    upscaler = load_upscaler(tiny_lag_run, "torch", device="cpu", z=z)
+    r = upscaler.receptive_radius
+    tiled = TiledUpscaler(upscaler.tiles, 4, r, tile=2 * r + 5, overlap=r, device=torch.device("cpu"))
+    assert seam_error(tiled, torch.rand(3, 21, 17)) < 1e-5
+
+
+def test_spread_and_eval_of_a_lag_run(tiny_lag_run, tmp_path, capsys):
+    generator, config = lag_generator_from_checkpoint(tiny_lag_run)
+    images = [("noise", torch.randint(0, 256, (3, 24, 20), dtype=torch.uint8))]
+    (result,) = sample_spread(generator, images, samples=3)
+    assert result.std_levels > 0 and result.psnr_bicubic > 0
+    assert "**mean**" in markdown([result], 4, 3)
+    assert eval_cli.main(["spread", "--checkpoint", str(tiny_lag_run), "--samples", "2"]) == 0
+    assert "spread" in capsys.readouterr().out
+    assert eval_cli.main(["sr", "--checkpoint", str(tiny_lag_run), "--out", str(tmp_path / "eval")]) == 0
+    assert "LAG, z = 0" in (tmp_path / "eval" / "sr_eval.md").read_text()
+
+
+def test_export_holds_the_centre(tiny_lag_run):
+    assert export_cli.main(["onnx", "--checkpoint", str(tiny_lag_run)]) == 0
+    assert (tiny_lag_run / "export" / "upscaler-fp32.onnx").is_file()
