@@ -1,8 +1,8 @@
 """DALI loaders: the batches of `InMemoryLoader` and `SRPatchLoader`, with the pixel work in DALI pipelines.
 
-The loaders draw their choices (epoch order, flips, crops) exactly as the torch loaders do and feed them to the
-pipelines of `fastgan.data.dali_pipelines` through `fn.external_source`; DALI flips, crops, rotates, down-scales,
-normalises and lays out NCHW, on the training GPU or, without one, on the CPU (device_id=None).
+The loaders draw their choices (epoch order, flips, crops, colour-jitter factors) exactly as the torch loaders do and
+feed them to the pipelines of `fastgan.data.dali_pipelines` through `fn.external_source`; DALI flips, crops, rotates,
+jitters, down-scales, normalises and lays out NCHW, on the training GPU or, without one, on the CPU (device_id=None).
 
 DALI runs ahead of training (`prefetch` batches). The loaders count what they have *delivered*, not what DALI has
 prepared: `state_dict` is the position after the last batch returned by `next_batch`, and `load_state_dict` drops
@@ -12,12 +12,14 @@ one would.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
+from fastgan.data.color_jitter import NO_JITTER, check_amplitudes, jitter_factors
 from fastgan.data.dali_pipelines import image_batches, patch_batches
 from fastgan.data.image_set import ImageSet
 from fastgan.data.loader import EpochCursor, check_loader_kind, epoch_plan, shard_bounds
@@ -45,18 +47,22 @@ def _iterate(pipeline, names: list[str]) -> DALIGenericIterator:
 
 
 class DALIImageLoader:
-    """`InMemoryLoader`'s batches (same order, flips and position) with the flip and normalisation done by DALI.
+    """`InMemoryLoader`'s batches (same order, flips, jitter factors and position) with the jitter, flip and
+    normalisation done by DALI.
 
-    Each epoch is the permutation and flips of `fastgan.data.loader.epoch_plan(seed, epoch)`; with `num_shards` > 1
-    shard `shard_id` takes its contiguous slice of every epoch, so the shards partition each epoch and every shard
-    sees each of its samples once per epoch. Batches run on across epoch boundaries: nothing is dropped or repeated.
+    Each epoch is the permutation and flips of `fastgan.data.loader.epoch_plan(seed, epoch)` and the factors of
+    `fastgan.data.color_jitter.jitter_factors(seed, epoch)`; with `num_shards` > 1 shard `shard_id` takes its
+    contiguous slice of every epoch, so the shards partition each epoch and every shard sees each of its samples once
+    per epoch. Batches run on across epoch boundaries: nothing is dropped or repeated.
     The pipeline works in chunks of the first batch size it is asked for; other sizes are cut from those chunks.
 
     Args:
         image_set: the training images.
-        seed: seeds each epoch's order and flips.
+        seed: seeds each epoch's order, flips and jitter factors.
         flip: random horizontal flips.
         device: where batches are delivered; a CUDA device runs the pipeline on that GPU.
+        color_jitter: (brightness, contrast, saturation) amplitudes, each in [0, 1), as `InMemoryLoader`'s; DALI
+            applies them with `fn.color_twist` (within one 8-bit level of `InMemoryLoader`'s images).
         shard_id: this process's shard, in [0, num_shards).
         num_shards: processes sharing the data.
         num_threads: DALI's CPU threads.
@@ -69,6 +75,7 @@ class DALIImageLoader:
         seed: int,
         flip: bool = True,
         device: torch.device | str = "cpu",
+        color_jitter: Sequence[float] = NO_JITTER,
         shard_id: int = 0,
         num_shards: int = 1,
         num_threads: int = DEFAULT_THREADS,
@@ -76,6 +83,7 @@ class DALIImageLoader:
     ):
         self.start, self.end = shard_bounds(len(image_set), shard_id, num_shards)
         self.image_set, self.seed, self.flip, self.device = image_set, seed, flip, torch.device(device)
+        self.color_jitter = check_amplitudes(color_jitter)
         self.shard_id, self.num_shards, self.num_threads, self.prefetch = shard_id, num_shards, num_threads, prefetch
         self.device_id = dali_device_id(self.device)
         self._pixels = image_set.images.permute(0, 2, 3, 1).contiguous().numpy()  # (N, H, W, 3) for DALI
@@ -84,21 +92,25 @@ class DALIImageLoader:
         self._iterator: DALIGenericIterator | None = None
         self._left: tuple[torch.Tensor, torch.Tensor] | None = None  # the undelivered rest of the last chunk
 
-    def _shard_plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _shard_plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         order, flips = epoch_plan(self.seed, epoch, len(self.image_set), self.flip)
-        return order[self.start : self.end], flips[self.start : self.end]
+        factors = jitter_factors(self.seed, epoch, len(self.image_set), self.color_jitter)
+        return order[self.start : self.end], flips[self.start : self.end], factors[self.start : self.end]
 
     def _start(self, chunk: int) -> None:
         """Build the pipeline, fed from the delivered position on in chunks of `chunk` samples."""
         cursor = EpochCursor(self._shard_plan, self.epoch, self.position)
+        jitter = any(self.color_jitter)
 
-        def source() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            index, flips = cursor.take(chunk)
+        def source() -> tuple[np.ndarray, ...]:
+            index, flips, factors = cursor.take(chunk)
             index = index.numpy()
-            return self._pixels[index], self._labels[index], flips.numpy().astype(np.int32)
+            batch = self._pixels[index], self._labels[index], flips.numpy().astype(np.int32)
+            return (*batch, factors.numpy()) if jitter else batch
 
         pipeline = image_batches(
             source,
+            jitter,
             batch_size=chunk,
             num_threads=self.num_threads,
             device_id=self.device_id,
@@ -157,14 +169,15 @@ class DALIImageLoader:
 
 
 class DALIPatchLoader:
-    """`SRPatchLoader`'s (LR, HR) batches with cropping, flips, 90° turns and down-scaling done by DALI.
+    """`SRPatchLoader`'s (LR, HR) batches with cropping, flips, 90° turns, colour jitter and down-scaling done by DALI.
 
-    Batch k draws the same crops, flips and turns as `SRPatchLoader`'s batch k (`patch_plan`), so the HR patches are
-    equal; the LR patches come from DALI's resampling: bicubic ones differ from `degrade`'s by about one 8-bit level
-    on average (at most 8 in the tests), area ones by at most one where a rounding tie breaks the other way.
-    With `num_shards` > 1, shard `shard_id` takes batches shard_id, shard_id + num_shards, ... of the single-process
-    sequence, so the shards split it without dropping or repeating a batch. A call with another batch size than the
-    last restarts the pipeline at the same position.
+    Batch k draws the same crops, flips, turns and jitter factors as `SRPatchLoader`'s batch k (`patch_plan`,
+    `jitter_factors`), so the HR patches are equal (jittered ones up to a rare one-level rounding tie); the LR patches
+    come from DALI's resampling: bicubic ones differ from `degrade`'s by about one 8-bit level on average (at most 9
+    in the tests), area ones by at most one where a rounding tie breaks the other way. With `num_shards` > 1, shard
+    `shard_id` takes batches shard_id, shard_id + num_shards, ... of the single-process sequence, so the shards split
+    it without dropping or repeating a batch. A call with another batch size than the last restarts the pipeline at
+    the same position.
 
     Args:
         images: (name, uint8 (3, H, W)) training images, each at least crop×crop.
@@ -174,6 +187,8 @@ class DALIPatchLoader:
         augment: random horizontal flips and rotations by multiples of 90°.
         method: degradation, "bicubic" or "area" (area: power-of-two scales).
         device: where batches are delivered; a CUDA device runs the pipeline on that GPU.
+        color_jitter: (brightness, contrast, saturation) amplitudes, each in [0, 1), as `SRPatchLoader`'s; DALI
+            applies them with `fn.color_twist` to the HR crop after the flip and turn, before down-scaling.
         shard_id: this process's shard, in [0, num_shards).
         num_shards: processes sharing the data.
         num_threads: DALI's CPU threads.
@@ -189,6 +204,7 @@ class DALIPatchLoader:
         augment: bool = True,
         method: str = "bicubic",
         device: torch.device | str = "cpu",
+        color_jitter: Sequence[float] = NO_JITTER,
         shard_id: int = 0,
         num_shards: int = 1,
         num_threads: int = DEFAULT_THREADS,
@@ -200,6 +216,7 @@ class DALIPatchLoader:
         if not 0 <= shard_id < num_shards:
             raise ValueError(f"shard_id must be in [0, num_shards={num_shards}), got {shard_id}")
         self.crop, self.scale, self.seed, self.augment, self.method = crop, scale, seed, augment, method
+        self.color_jitter = check_amplitudes(color_jitter)
         self.device = torch.device(device)
         self.shard_id, self.num_shards, self.num_threads, self.prefetch = shard_id, num_shards, num_threads, prefetch
         self.device_id = dali_device_id(self.device)
@@ -212,17 +229,19 @@ class DALIPatchLoader:
     def _start(self, batch_size: int) -> None:
         """Build the pipeline, fed from the delivered position on with batches of `batch_size`."""
         batch = self.batches
+        jitter = any(self.color_jitter)
 
         def source() -> tuple:
             nonlocal batch
-            plan = patch_plan(self.seed, batch * self.num_shards + self.shard_id, self.sizes, self.crop, batch_size)
+            number = batch * self.num_shards + self.shard_id  # in the single-process sequence
             batch += 1
-            plan = plan.numpy()
-            images = [self._pixels[i] for i in plan[:, 0]]
-            corners = plan[:, 1:3].astype(np.int32)
-            if not self.augment:
-                return images, corners
-            return images, corners, plan[:, 3].astype(np.int32), (90 * plan[:, 4]).astype(np.float32)
+            plan = patch_plan(self.seed, number, self.sizes, self.crop, batch_size).numpy()
+            inputs = [[self._pixels[i] for i in plan[:, 0]], plan[:, 1:3].astype(np.int32)]
+            if self.augment:
+                inputs += [plan[:, 3].astype(np.int32), (90 * plan[:, 4]).astype(np.float32)]
+            if jitter:
+                inputs.append(jitter_factors(self.seed, number, batch_size, self.color_jitter).numpy())
+            return tuple(inputs)
 
         pipeline = patch_batches(
             source,
@@ -230,6 +249,7 @@ class DALIPatchLoader:
             self.scale,
             self.method,
             self.augment,
+            jitter,
             batch_size=batch_size,
             num_threads=self.num_threads,
             device_id=self.device_id,

@@ -1,11 +1,11 @@
 """DALI pipeline definitions: the pixel work of fastgan's DALI loaders, on a GPU or on the CPU.
 
-Each pipeline takes its per-sample inputs from `fn.external_source`: the loaders choose the order, flips and crops
-from their seeds (so a checkpointed position resumes exactly, and the torch loaders draw the same choices), and the
-pipeline decodes, crops, flips, rotates, down-scales and normalises. Built with a `device_id` the work runs on that
-GPU (decoding with device="mixed"); with `device_id=None` the same graph runs on the CPU. Every pipeline is a
-`nvidia.dali.pipeline_def`: call it with the pipeline's arguments (`batch_size`, `num_threads`, `device_id`, ...)
-besides its own.
+Each pipeline takes its per-sample inputs from `fn.external_source`: the loaders choose the order, flips, crops and
+colour-jitter factors from their seeds (so a checkpointed position resumes exactly, and the torch loaders draw the
+same choices), and the pipeline decodes, crops, flips, rotates, jitters, down-scales and normalises. Built with a
+`device_id` the work runs on that GPU (decoding with device="mixed"); with `device_id=None` the same graph runs on the
+CPU. Every pipeline is a `nvidia.dali.pipeline_def`: call it with the pipeline's arguments (`batch_size`,
+`num_threads`, `device_id`, ...) besides its own.
 """
 
 from __future__ import annotations
@@ -35,20 +35,36 @@ def _chw_float(images: DataNode, mean: float, std: float, mirror: DataNode | Non
     )
 
 
+def _color_jitter(images: DataNode, factors: DataNode) -> DataNode:
+    """uint8 HWC images through `fn.color_twist` with per-sample (3,) float32 (brightness, contrast, saturation)
+    factors: rounded and clamped to uint8 once (`fastgan.data.color_jitter.color_twist` is its torch twin)."""
+    return fn.color_twist(images, brightness=factors[0], contrast=factors[1], saturation=factors[2])
+
+
 @pipeline_def
-def image_batches(source: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]):
+def image_batches(source: Callable[[], tuple[np.ndarray, ...]], jitter: bool):
     """HRGAN batches from in-memory images.
 
     Args:
-        source: called once per batch; returns (uint8 (B, H, W, 3) images, (B,) int64 labels, (B,) int32 flips).
+        source: called once per batch; returns (uint8 (B, H, W, 3) images, (B,) int64 labels, (B,) int32 flips),
+            and with `jitter` also (B, 3) float32 (brightness, contrast, saturation) factors.
+        jitter: colour-jitter the images (before the flip and normalisation; both commute with it).
 
     Returns:
         images (B, 3, H, W) float32 in [-1, 1], flipped left-right where the flip is 1; labels (B,) int64.
     """
-    images, labels, flips = fn.external_source(
-        source=source, num_outputs=3, batch=True, layout=["HWC", "", ""], dtype=[types.UINT8, types.INT64, types.INT32]
+    outputs = 4 if jitter else 3
+    images, labels, flips, *factors = fn.external_source(
+        source=source,
+        num_outputs=outputs,
+        batch=True,
+        layout=["HWC", "", "", ""][:outputs],
+        dtype=[types.UINT8, types.INT64, types.INT32, types.FLOAT][:outputs],
     )
-    return _chw_float(_to_device(images), 127.5, 127.5, mirror=flips), _to_device(labels)
+    images = _to_device(images)
+    if jitter:
+        images = _color_jitter(images, factors[0])
+    return _chw_float(images, 127.5, 127.5, mirror=flips), _to_device(labels)
 
 
 def _area(patches: DataNode, side: int, scale: int) -> DataNode:
@@ -71,39 +87,45 @@ def patch_batches(
     scale: int,
     method: str,
     augment: bool,
+    jitter: bool,
 ):
     """Upscaler training pairs: HR crops of in-memory images and their LR down-scalings.
 
     The crop is cut on the CPU (only the crop travels to the GPU), then flipped left-right and turned by multiples
-    of 90° (`fn.flip`, `fn.rotate` with nearest-neighbour sampling: exact), then down-scaled: "bicubic" is
-    anti-aliased cubic resampling, "area" the box mean of scale×scale blocks; both rounded to 8 bits.
+    of 90° (`fn.flip`, `fn.rotate` with nearest-neighbour sampling: exact), then colour-jittered (in uint8), then
+    down-scaled: "bicubic" is anti-aliased cubic resampling, "area" the box mean of scale×scale blocks; both rounded
+    to 8 bits. LR is made from the jittered HR crop, so the two agree.
 
     Args:
         source: called once per batch; returns B uint8 (H, W, 3) images and (B, 2) int32 (top, left) crop corners,
-            and with `augment` also (B,) int32 flips and (B,) float32 counter-clockwise turns in degrees.
+            with `augment` then (B,) int32 flips and (B,) float32 counter-clockwise turns in degrees, and with
+            `jitter` then (B, 3) float32 (brightness, contrast, saturation) factors.
         crop: HR patch side, a multiple of `scale`.
         scale: down-scaling factor.
         method: "bicubic" or "area".
         augment: flip and turn the crops.
+        jitter: colour-jitter the crops.
 
     Returns:
         LR (B, 3, crop/scale, crop/scale) and HR (B, 3, crop, crop), float32 in [0, 1].
     """
-    outputs = 4 if augment else 2
-    images, corners, *turns = fn.external_source(
+    dtypes = [types.UINT8, types.INT32] + [types.INT32, types.FLOAT] * augment + [types.FLOAT] * jitter
+    images, corners, *extra = fn.external_source(
         source=source,
-        num_outputs=outputs,
+        num_outputs=len(dtypes),
         batch=True,
-        layout=["HWC", "", "", ""][:outputs],
-        dtype=[types.UINT8, types.INT32, types.INT32, types.FLOAT][:outputs],
+        layout=["HWC"] + [""] * (len(dtypes) - 1),
+        dtype=dtypes,
         no_copy=True,  # the loader keeps the images alive and unchanged
     )
     patches = _to_device(fn.slice(images, corners, np.array([crop, crop], np.int32), axis_names="HW"))
     if augment:
-        flips, angles = turns
+        flips, angles = extra[:2]
         patches = fn.rotate(
             fn.flip(patches, horizontal=flips), angle=angles, interp_type=types.INTERP_NN, keep_size=True
         )
+    if jitter:
+        patches = _color_jitter(patches, extra[-1])
     side = crop // scale
     if method == "bicubic":  # uint8 output: rounded and clamped, like an LR image saved to disk
         lr = fn.resize(patches, size=[side, side], interp_type=types.INTERP_CUBIC, antialias=True)

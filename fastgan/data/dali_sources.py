@@ -17,8 +17,8 @@ import torch
 
 from fastgan.data.dali_pipelines import decoded_images
 from fastgan.data.image_set import ImageSet
-from fastgan.data.sources import DataSourceError, class_folder_files
-from fastgan.data.sr_sources import NamedImages, image_files
+from fastgan.data.sources import class_folder_files, labelled_image_set
+from fastgan.data.sr_sources import NamedImages, image_files, readable_images
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +137,7 @@ def dali_folder_image_set(root: str | Path, resolution: int = 32, device_id: int
     """
     class_names, files = class_folder_files(root)
     decoded = decode_files([path for path, _ in files], resolution, device_id)
-    kept = [(image, label) for image, (_, label) in zip(decoded, files, strict=True) if image is not None]
-    empty = sorted(set(range(len(class_names))) - {label for _, label in kept})
-    if empty:
-        raise DataSourceError(
-            f"class folder(s) {', '.join(class_names[i] for i in empty)} under {root} hold no readable image"
-        )
-    images = torch.stack([image for image, _ in kept])
-    labels = torch.tensor([label for _, label in kept])
-    return ImageSet(images, labels, class_names, f"folder:{Path(root).expanduser()}")
+    return labelled_image_set(root, class_names, files, decoded)
 
 
 def dali_folder_images(root: str | Path, device_id: int | None = None) -> NamedImages:
@@ -159,8 +151,4 @@ def dali_folder_images(root: str | Path, device_id: int | None = None) -> NamedI
         DataSourceError: the folder is missing, holds no image files, or none of them can be decoded.
     """
     files = image_files(root)
-    decoded = decode_files([path for _, path in files], None, device_id)
-    images = [(name, image) for (name, _), image in zip(files, decoded, strict=True) if image is not None]
-    if not images:
-        raise DataSourceError(f"none of the {len(files)} image files under {root} can be decoded")
-    return images
+    return readable_images(root, files, decode_files([path for _, path in files], None, device_id))

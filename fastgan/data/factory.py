@@ -2,7 +2,8 @@
 
 "dali" runs the pixel work in DALI pipelines (`fastgan.data.dali_loader`, `fastgan.data.dali_sources`), on the
 training GPU or on the CPU; "torch" is the fallback that needs no DALI (`InMemoryLoader`, `SRPatchLoader`, PIL
-decoding). Both draw the same order, flips and crops from the same seed. "auto" picks DALI when it is installed and
+decoding). Both draw the same order, flips, crops and colour-jitter factors from the same seed, and both skip
+unreadable or corrupt image files with a warning naming each. "auto" picks DALI when it is installed and
 either the images are decoded from a folder or the run is on a GPU; in-memory sets on a CPU keep the torch loader,
 which is as fast there (README, "Data loading"). DALI is imported only when a DALI reader or loader is built.
 """
@@ -10,11 +11,13 @@ which is as fast there (README, "Data loading"). DALI is imported only when a DA
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fastgan.data.color_jitter import NO_JITTER
 from fastgan.data.image_set import ImageSet
 from fastgan.data.loader import InMemoryLoader
 from fastgan.data.sources import folder_image_set
@@ -61,7 +64,7 @@ def resolve_loader(
 
 
 def class_folder_image_set(kind: str, root: str | Path, device: torch.device, resolution: int = 32) -> ImageSet:
-    """A class-folder image set decoded by DALI (skipping corrupt files) or by PIL (refusing them)."""
+    """A class-folder image set decoded by DALI or by PIL (either skips unreadable and corrupt files)."""
     if kind == "torch":
         return folder_image_set(root, resolution)
     from fastgan.data.dali_loader import dali_device_id
@@ -71,7 +74,8 @@ def class_folder_image_set(kind: str, root: str | Path, device: torch.device, re
 
 
 def image_folder(kind: str, root: str | Path, device: torch.device) -> NamedImages:
-    """Every image under a folder at its own size, decoded by DALI (skipping corrupt files) or by PIL."""
+    """Every image under a folder at its own size, decoded by DALI or by PIL (either skips unreadable and corrupt
+    files)."""
     if kind == "torch":
         return folder_images(root)
     from fastgan.data.dali_loader import dali_device_id
@@ -80,13 +84,20 @@ def image_folder(kind: str, root: str | Path, device: torch.device) -> NamedImag
     return dali_folder_images(root, dali_device_id(device))
 
 
-def image_loader(kind: str, image_set: ImageSet, seed: int, flip: bool, device: torch.device):
-    """HRGAN batches: `InMemoryLoader` or `DALIImageLoader` (the same order and flips)."""
+def image_loader(
+    kind: str,
+    image_set: ImageSet,
+    seed: int,
+    flip: bool,
+    device: torch.device,
+    color_jitter: Sequence[float] = NO_JITTER,
+):
+    """HRGAN batches: `InMemoryLoader` or `DALIImageLoader` (the same order, flips and colour-jitter factors)."""
     if kind == "torch":
-        return InMemoryLoader(image_set, seed, flip, device)
+        return InMemoryLoader(image_set, seed, flip, device, color_jitter)
     from fastgan.data.dali_loader import DALIImageLoader
 
-    return DALIImageLoader(image_set, seed, flip, device)
+    return DALIImageLoader(image_set, seed, flip, device, color_jitter)
 
 
 def patch_loader(
@@ -98,10 +109,12 @@ def patch_loader(
     augment: bool,
     method: str,
     device: torch.device,
+    color_jitter: Sequence[float] = NO_JITTER,
 ):
-    """Upscaler (LR, HR) batches: `SRPatchLoader` or `DALIPatchLoader` (the same crops, flips and turns)."""
+    """Upscaler (LR, HR) batches: `SRPatchLoader` or `DALIPatchLoader` (the same crops, flips, turns and colour-jitter
+    factors)."""
     if kind == "torch":
-        return SRPatchLoader(images, crop, scale, seed, augment, method, device)
+        return SRPatchLoader(images, crop, scale, seed, augment, method, device, color_jitter)
     from fastgan.data.dali_loader import DALIPatchLoader
 
-    return DALIPatchLoader(images, crop, scale, seed, augment, method, device)
+    return DALIPatchLoader(images, crop, scale, seed, augment, method, device, color_jitter)

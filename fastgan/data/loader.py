@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
+from fastgan.data.color_jitter import NO_JITTER, check_amplitudes, color_twist, jitter_factors
 from fastgan.data.image_set import ImageSet
 
 
@@ -35,31 +36,31 @@ def shard_bounds(size: int, shard_id: int, num_shards: int) -> tuple[int, int]:
 
 
 class EpochCursor:
-    """A position (epoch, position) in an endless run of epochs whose order and flips come from `plan(epoch)`.
+    """A position (epoch, position) in an endless run of epochs whose per-sample choices come from `plan(epoch)`.
 
     Args:
-        plan: epoch -> (order (L,) int64 sample indices, flips (L,) bool), the same length L for every epoch.
+        plan: epoch -> a tuple of tensors with one row per sample of the epoch (e.g. order (L,) int64 sample indices,
+            flips (L,) bool, jitter factors (L, 3)), the same length L for every epoch.
         epoch: the epoch of the next sample.
         position: the next sample's position in its epoch.
     """
 
-    def __init__(self, plan: Callable[[int], tuple[torch.Tensor, torch.Tensor]], epoch: int = 0, position: int = 0):
+    def __init__(self, plan: Callable[[int], tuple[torch.Tensor, ...]], epoch: int = 0, position: int = 0):
         self.plan, self.epoch, self.position = plan, epoch, position
-        self._order, self._flips = plan(epoch)
+        self._plan = plan(epoch)
 
-    def take(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next `count` samples' indices (count,) and flips (count,), running on into later epochs."""
-        index, flips = [], []
+    def take(self, count: int) -> tuple[torch.Tensor, ...]:
+        """The next `count` samples' rows of each of the plan's tensors, running on into later epochs."""
+        parts = []
         while count:
-            take = min(count, len(self._order) - self.position)
-            index.append(self._order[self.position : self.position + take])
-            flips.append(self._flips[self.position : self.position + take])
+            take = min(count, len(self._plan[0]) - self.position)
+            parts.append([rows[self.position : self.position + take] for rows in self._plan])
             self.position += take
             count -= take
-            if self.position == len(self._order):
+            if self.position == len(self._plan[0]):
                 self.epoch, self.position = self.epoch + 1, 0
-                self._order, self._flips = self.plan(self.epoch)
-        return torch.cat(index), torch.cat(flips)
+                self._plan = self.plan(self.epoch)
+        return tuple(torch.cat(rows) for rows in zip(*parts, strict=True))
 
 
 def check_loader_kind(state: dict[str, Any], kind: str) -> None:
@@ -74,15 +75,33 @@ def check_loader_kind(state: dict[str, Any], kind: str) -> None:
 
 
 class InMemoryLoader:
-    """Endless batches drawn without replacement, epoch after epoch, with random horizontal flips.
+    """Endless batches drawn without replacement, epoch after epoch, with random horizontal flips and, optionally,
+    colour jitter.
 
-    Each epoch's order and flips come from a generator seeded by (seed, epoch), so the loader's whole
-    state is (epoch, position): `state_dict` / `load_state_dict` resume it exactly. A batch that runs
-    past the end of an epoch continues into the next one; no sample is dropped or repeated.
+    Each epoch's order and flips come from a generator seeded by (seed, epoch), and its jitter factors from another
+    (`jitter_factors(seed, epoch)`), so the loader's whole state is (epoch, position): `state_dict` /
+    `load_state_dict` resume it exactly. A batch that runs past the end of an epoch continues into the next one;
+    no sample is dropped or repeated.
+
+    Args:
+        image_set: the training images.
+        seed: seeds each epoch's order, flips and jitter factors.
+        flip: random horizontal flips.
+        device: where batches are delivered (and jittered).
+        color_jitter: (brightness, contrast, saturation) amplitudes a, each in [0, 1): every image's factors are
+            1 + U(-a, a), applied by `color_twist` after the flip; all 0 (the default) leaves the images untouched.
     """
 
-    def __init__(self, image_set: ImageSet, seed: int, flip: bool = True, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        image_set: ImageSet,
+        seed: int,
+        flip: bool = True,
+        device: torch.device | str = "cpu",
+        color_jitter: Sequence[float] = NO_JITTER,
+    ):
         self.image_set, self.seed, self.flip, self.device = image_set, seed, flip, torch.device(device)
+        self.color_jitter = check_amplitudes(color_jitter)
         self._cursor = EpochCursor(self._epoch_plan)
 
     @property
@@ -93,15 +112,19 @@ class InMemoryLoader:
     def position(self) -> int:
         return self._cursor.position
 
-    def _epoch_plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return epoch_plan(self.seed, epoch, len(self.image_set), self.flip)
+    def _epoch_plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        size = len(self.image_set)
+        return *epoch_plan(self.seed, epoch, size, self.flip), jitter_factors(self.seed, epoch, size, self.color_jitter)
 
     def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """-> images (B, 3, H, W) float32 in [-1, 1] and labels (B,) int64, on the loader's device."""
-        index_all, flip_all = self._cursor.take(batch_size)
+        index_all, flip_all, factors = self._cursor.take(batch_size)
         images = self.image_set.images[index_all]
         images = torch.where(flip_all.view(-1, 1, 1, 1), images.flip(-1), images)
-        images = images.to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        images = images.to(self.device, non_blocking=True)
+        if any(self.color_jitter):
+            images = color_twist(images, factors)
+        images = images.float().div_(127.5).sub_(1.0)
         return images, self.image_set.labels[index_all].to(self.device, non_blocking=True)
 
     def state_dict(self) -> dict[str, int]:

@@ -1,8 +1,14 @@
-"""Readers that turn the embedded set, CIFAR pickles or a class-folder of images into an `ImageSet`."""
+"""Readers that turn the embedded set, CIFAR pickles or a class-folder of images into an `ImageSet`.
+
+Folder readers skip image files they cannot read (each logged as a warning naming it, then a count) and fail only
+when nothing usable is left.
+"""
 
 from __future__ import annotations
 
+import logging
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +18,8 @@ from PIL import Image, UnidentifiedImageError
 
 from fastgan.data.image_set import ImageSet
 from fastgan.data.procedural import CLASS_NAMES, render_uint8, sample_scenes
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 _CIFAR = {
@@ -136,9 +144,53 @@ def class_folder_files(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Pa
     return tuple(p.name for p in class_dirs), files
 
 
-def folder_image_set(root: str | Path, resolution: int = 32) -> ImageSet:
-    """Images under root/<class name>/ (any size and mode), centre-cropped and resized to `resolution`."""
-    class_names, files = class_folder_files(root)
-    images = torch.stack([_load_square(path, resolution) for path, _ in files])
-    labels = torch.tensor([label for _, label in files])
+def read_or_skip(paths: list[Path], read: Callable[[Path], torch.Tensor]) -> list[torch.Tensor | None]:
+    """`read(path)` for each path; a file it refuses (DataSourceError) is skipped with a logged warning naming it,
+    and the number skipped is logged at the end.
+
+    Returns:
+        One image per path, None where the file was skipped.
+    """
+    images: list[torch.Tensor | None] = []
+    for path in paths:
+        try:
+            images.append(read(path))
+        except DataSourceError as exc:
+            log.warning("skipping image file %s: %s", path, exc.__cause__ or exc)
+            images.append(None)
+    skipped = images.count(None)
+    if skipped:
+        log.warning("%d of %d image files skipped (unreadable or corrupt); see the warnings above", skipped, len(paths))
+    return images
+
+
+def labelled_image_set(
+    root: str | Path, class_names: tuple[str, ...], files: list[tuple[Path, int]], images: list[torch.Tensor | None]
+) -> ImageSet:
+    """The `ImageSet` of a class folder from its `class_folder_files` and their (3, R, R) uint8 images, None where a
+    file was skipped.
+
+    Raises:
+        DataSourceError: a class has no readable image.
+    """
+    kept = [(image, label) for image, (_, label) in zip(images, files, strict=True) if image is not None]
+    empty = sorted(set(range(len(class_names))) - {label for _, label in kept})
+    if empty:
+        raise DataSourceError(
+            f"class folder(s) {', '.join(class_names[i] for i in empty)} under {root} hold no readable image"
+        )
+    images = torch.stack([image for image, _ in kept])
+    labels = torch.tensor([label for _, label in kept])
     return ImageSet(images, labels, class_names, f"folder:{Path(root).expanduser()}")
+
+
+def folder_image_set(root: str | Path, resolution: int = 32) -> ImageSet:
+    """Images under root/<class name>/ (any size and mode), centre-cropped and resized to `resolution`, skipping
+    (with a warning each, and a count) files that cannot be read.
+
+    Raises:
+        DataSourceError: the folder is missing or has no class subfolders, or a class has no readable image.
+    """
+    class_names, files = class_folder_files(root)
+    images = read_or_skip([path for path, _ in files], lambda path: _load_square(path, resolution))
+    return labelled_image_set(root, class_names, files, images)

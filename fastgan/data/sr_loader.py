@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
+from fastgan.data.color_jitter import NO_JITTER, check_amplitudes, color_twist, jitter_factors
 from fastgan.data.loader import check_loader_kind
 from fastgan.data.sources import DataSourceError
 
@@ -122,11 +125,12 @@ def patch_plan(seed: int, batch: int, sizes: list[tuple[int, int]], crop: int, b
 
 
 class SRPatchLoader:
-    """Endless (LR, HR) batches of random `crop`×`crop` HR patches, with flips and 90° rotations.
+    """Endless (LR, HR) batches of random `crop`×`crop` HR patches, with flips, 90° turns and optional colour jitter.
 
     Each patch comes from a uniformly chosen image at a uniformly chosen position. Batch k's choices come from
-    a generator seeded by (seed, k), so the loader's whole state is k: `state_dict` / `load_state_dict`
-    resume it exactly. LR patches are made from the (augmented) HR ones by `degrade`.
+    a generator seeded by (seed, k) and its jitter factors from `jitter_factors(seed, k)`, so the loader's whole
+    state is k: `state_dict` / `load_state_dict` resume it exactly. LR patches are made from the (augmented,
+    jittered) HR ones by `degrade`, so both show the same colours.
 
     Args:
         images: (name, uint8 (3, H, W)) training images, each at least crop×crop.
@@ -135,7 +139,10 @@ class SRPatchLoader:
         seed: seeds every batch's choices.
         augment: random horizontal flips and rotations by multiples of 90° (the 8 symmetries of the square).
         method: degradation, "bicubic" or "area".
-        device: where batches are delivered (patches are cut on the CPU, degraded on the device).
+        device: where batches are delivered (patches are cut on the CPU, jittered and degraded on the device).
+        color_jitter: (brightness, contrast, saturation) amplitudes a, each in [0, 1): every patch's factors are
+            1 + U(-a, a), applied by `color_twist` to the uint8 HR patch after the flip and turn; all 0 (the default)
+            leaves the patches untouched.
     """
 
     def __init__(
@@ -147,10 +154,12 @@ class SRPatchLoader:
         augment: bool = True,
         method: str = "bicubic",
         device: torch.device | str = "cpu",
+        color_jitter: Sequence[float] = NO_JITTER,
     ):
         check_patch_source(images, crop, scale, method)
         self.images, self.crop, self.scale, self.seed = images, crop, scale, seed
         self.augment, self.method, self.device = augment, method, torch.device(device)
+        self.color_jitter = check_amplitudes(color_jitter)
         self.sizes = [tuple(image.shape[-2:]) for _, image in images]
         self.batches = 0
 
@@ -164,9 +173,12 @@ class SRPatchLoader:
     def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """-> LR (B, 3, crop/scale, crop/scale) and HR (B, 3, crop, crop), float32 in [0, 1], on the device."""
         plan = patch_plan(self.seed, self.batches, self.sizes, self.crop, batch_size)
-        self.batches += 1
         patches = torch.stack([self._patch(*row) for row in plan.tolist()])  # (B, 3, crop, crop) uint8
-        hr = patches.to(self.device, non_blocking=True).float().div_(255)
+        patches = patches.to(self.device, non_blocking=True)
+        if any(self.color_jitter):
+            patches = color_twist(patches, jitter_factors(self.seed, self.batches, batch_size, self.color_jitter))
+        self.batches += 1
+        hr = patches.float().div_(255)
         return degrade(hr, self.scale, self.method), hr
 
     def state_dict(self) -> dict[str, int]:

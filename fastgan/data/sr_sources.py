@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from fastgan.data.game_frames import render_frames
-from fastgan.data.sources import IMAGE_SUFFIXES, DataSourceError, read_rgb
+from fastgan.data.sources import IMAGE_SUFFIXES, DataSourceError, read_or_skip, read_rgb
 
 NamedImages = list[tuple[str, torch.Tensor]]
 
@@ -28,6 +28,7 @@ __all__ = [
     "folder_images",
     "game_frames",
     "image_files",
+    "readable_images",
     "skimage_photos",
     "split_held_out",
 ]
@@ -84,13 +85,30 @@ def image_files(root: str | Path) -> list[tuple[str, Path]]:
     return [(p.relative_to(folder).with_suffix("").as_posix(), p) for p in files]
 
 
+def readable_images(root: str | Path, files: list[tuple[str, Path]], images: list[torch.Tensor | None]) -> NamedImages:
+    """The (name, image) pairs of `image_files(root)` whose image was read (not None).
+
+    Raises:
+        DataSourceError: none was.
+    """
+    named = [(name, image) for (name, _), image in zip(files, images, strict=True) if image is not None]
+    if not named:
+        raise DataSourceError(f"none of the {len(files)} image files under {root} can be read or decoded")
+    return named
+
+
 def folder_images(root: str | Path) -> NamedImages:
-    """Every image file under `root` (recursively, sorted by path), read with `read_rgb` (any size and mode).
+    """Every image file under `root` (recursively, sorted by path), read with `read_rgb` (any size and mode),
+    skipping (with a warning each, and a count) files that cannot be read.
 
     Returns:
         [(path relative to root without suffix, uint8 (3, H, W))].
+
+    Raises:
+        DataSourceError: the folder is missing, holds no image files, or none of them can be read.
     """
-    return [(name, read_rgb(path)) for name, path in image_files(root)]
+    files = image_files(root)
+    return readable_images(root, files, read_or_skip([path for _, path in files], read_rgb))
 
 
 def game_frames(scenario: str = "basic", count: int = 64, seed: int = 0, every: int = 4) -> NamedImages:

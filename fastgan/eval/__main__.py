@@ -140,12 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     table.add_argument("--batch-size", type=int, default=250)
     table.add_argument("--device", default="auto")
     table.add_argument("--out", type=Path, help="also write the table (.md) and every score (.json)")
-    spread = commands.add_parser("spread", help="LAG runs: spread of samples across z, PSNR of G(y, 0) and bicubic")
+    spread = commands.add_parser(
+        "spread", help="LAG runs: spread of samples across z, PSNR of G(y, 0) and bicubic, a sample sheet (PNG)"
+    )
     spread.add_argument("--checkpoint", required=True)
     spread.add_argument("--images", default="held-out", help="held-out (default), skimage, doom, or a folder")
     spread.add_argument("--samples", type=int, default=16, help="z draws per image")
     spread.add_argument("--seed", type=int, default=0)
-    spread.add_argument("--out", type=Path, help="default: RUN/eval (writes spread.md)")
+    spread.add_argument("--out", type=Path, help="default: RUN/eval (writes spread.md, spread.png)")
     sheets = commands.add_parser("sheets", help="per-class sample sheet and latent interpolations (PNG)")
     sheets.add_argument("--checkpoint", required=True)
     sheets.add_argument("--out", type=Path, help="default: RUN/eval")
@@ -170,21 +172,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _spread_command(args) -> int:
-    from fastgan.eval.sample_spread import markdown, sample_spread
+    from fastgan.eval.sample_spread import draw_samples, markdown, sample_spread, spread_sheet
     from fastgan.train.lag_step import lag_generator_from_checkpoint
 
     run = Path(args.checkpoint).expanduser()
     out = args.out or (run if run.is_dir() else run.parent) / "eval"
     try:
         generator, config = lag_generator_from_checkpoint(run)
-        results = sample_spread(generator, _images(args.images, config), args.samples, args.seed, config.sr.degrade)
+        draws = draw_samples(generator, _images(args.images, config), args.samples, args.seed, config.sr.degrade)
+        results = sample_spread(draws, config.lag.scale)
     except (CheckpointError, DataSourceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     table = markdown(results, config.lag.scale, args.samples)
     out.mkdir(parents=True, exist_ok=True)
     (out / "spread.md").write_text(table)
-    print(table + f"wrote {out / 'spread.md'}")
+    spread_sheet(draws).save(out / "spread.png")
+    print(table + f"wrote {out / 'spread.md'} and {out / 'spread.png'}")
     return 0
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from fastgan.data.color_jitter import check_amplitudes
 from fastgan.data.factory import DALI_INSTALL, LOADERS, dali_available
 
 MODELS = ("hrgan", "srgan", "lag")
@@ -51,8 +52,15 @@ class DataConfig:
     seed: int = 0  # embedded scenes and loader order
     flip: bool = True
     loader: str = "auto"  # auto | dali | torch (fastgan.data.factory; auto: DALI for folders and on CUDA, if installed)
+    # colour jitter: (brightness, contrast, saturation) amplitudes a, each in [0, 1), 0 for none; each image gets
+    # factors 1 + U(-a, a) (fastgan.data.color_jitter; applied in the DALI pipeline or by the torch loader)
+    color_jitter: tuple[float, ...] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
+        try:
+            self.color_jitter = check_amplitudes(self.color_jitter)
+        except ValueError as exc:
+            raise ConfigError(f"data.color_jitter: {exc}") from None
         if self.source not in DATA_SOURCES:
             raise ConfigError(f"data.source must be one of {DATA_SOURCES}, got {self.source!r}")
         if self.source != "embedded" and not self.path:

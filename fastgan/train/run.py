@@ -121,7 +121,8 @@ def _hrgan_family_and_loader(
         _describe(ops_backend(config)),
     )
     family = HRGANFamily(config, image_set, device)
-    return family, image_loader(kind, image_set, config.data.seed, config.data.flip, device)
+    data = config.data
+    return family, image_loader(kind, image_set, data.seed, data.flip, device, data.color_jitter)
 
 
 def load_sr_images(
@@ -160,7 +161,10 @@ def _sr_family_and_loader(config: Config, device: torch.device, loader_state: di
         _describe(ops_backend(config)),
     )
     family = SRFamily(config, held_out, device, resuming=loader_state is not None)
-    loader = patch_loader(kind, train_images, sr.crop, sr.scale, config.data.seed, config.data.flip, sr.degrade, device)
+    data = config.data
+    loader = patch_loader(
+        kind, train_images, sr.crop, sr.scale, data.seed, data.flip, sr.degrade, device, data.color_jitter
+    )
     return family, loader
 
 
@@ -195,8 +199,9 @@ def _lag_family_and_loader(config: Config, device: torch.device, loader_state: d
         _describe(ops_backend(config)),
     )
     family = LAGFamily(config, held_out, device)
+    data = config.data
     loader = patch_loader(
-        kind, train_images, sr.crop, lag.scale, config.data.seed, config.data.flip, sr.degrade, device
+        kind, train_images, sr.crop, lag.scale, data.seed, data.flip, sr.degrade, device, data.color_jitter
     )
     return family, loader
 

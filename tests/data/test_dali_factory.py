@@ -11,7 +11,7 @@ from fastgan.data import factory
 from fastgan.data.factory import resolve_loader
 from fastgan.train import config as config_module
 from fastgan.train.config import ConfigError, load_config, merge
-from fastgan.train.run import resume, train
+from fastgan.train.run import build_trainer, resume, train
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 needs_dali = pytest.mark.skipif(not factory.dali_available(), reason="NVIDIA DALI is not installed")
@@ -39,11 +39,27 @@ def test_without_dali_auto_falls_back_and_asking_for_it_says_how_to_install(monk
         load_config(None, ["data.loader=pillow"])
 
 
+def test_color_jitter_reaches_the_loader_of_every_family(tiny_config, tmp_path):
+    jitter = {"data": {"loader": "torch", "color_jitter": [0.1, 0.2, 0.3]}, "loss": {"lambda_ms": 0.0}}
+    small = {"channels": 8, "min_channels": 4, "blocks": 1, "critic_blocks": 1}
+    for name, config in (
+        ("hrgan", tiny_config),
+        ("srgan", merge(load_config("srresnet-x2-light"), {"sr": {"channels": 8, "blocks": 1}})),
+        ("lag", merge(load_config("lag-x4"), {"lag": small})),
+    ):
+        config = merge(config, jitter | {"output": {"out_dir": str(tmp_path / name), "tensorboard": False}})
+        loader = build_trainer(config).loader
+        assert loader.color_jitter == (0.1, 0.2, 0.3), name
+
+
 @needs_dali
-def test_dali_run_resumes_exactly(tiny_config, tmp_path):
-    updates = {"model": {"resolution": 32}, "data": {"loader": "dali"}, "loss": {"lambda_ms": 0.0}}
+@pytest.mark.parametrize("jitter", [(0.0, 0.0, 0.0), (0.3, 0.3, 0.3)], ids=["plain", "jittered"])
+def test_dali_run_resumes_exactly(tiny_config, tmp_path, jitter):
+    data = {"loader": "dali", "color_jitter": list(jitter)}
+    updates = {"model": {"resolution": 32}, "data": data, "loss": {"lambda_ms": 0.0}}
     config = merge(tiny_config, updates | {"train": {"iterations": 3}, "output": {"checkpoint_every": 1}})
     straight = train(config)
+    assert straight.loader.color_jitter == jitter
     train(merge(config, {"train": {"iterations": 1}, "output": {"out_dir": str(tmp_path / "resumed")}}))
     resumed = resume(tmp_path / "resumed", {"train": {"iterations": 3}})
     assert straight.loader.state_dict() == resumed.loader.state_dict()
@@ -65,6 +81,7 @@ def test_upscaler_run_reads_a_folder_through_dali(tmp_path, caplog):
         load_config("srresnet-x2-light"),
         {
             "sr": {"channels": 8, "blocks": 1, "crop": 32, "images": str(tmp_path), "held_out": ["c"]},
+            "data": {"color_jitter": [0.1, 0.2, 0.3]},
             "train": {"iterations": 2, "batch_size_g": 4, "device": "cpu"},
             "output": {"out_dir": str(tmp_path / "run"), "tensorboard": False},
         },
@@ -72,6 +89,7 @@ def test_upscaler_run_reads_a_folder_through_dali(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     trainer = train(config)
     assert trainer.step == 2 and trainer.loader.state_dict()["loader"] == "dali"
+    assert trainer.loader.color_jitter == (0.1, 0.2, 0.3)
     messages = [record.getMessage() for record in caplog.records]
     assert any("2 training and 1 held-out images, dali loader" in message for message in messages)
     assert any("broken.png" in message for message in messages)

@@ -5,11 +5,14 @@ import torch
 
 pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda120)")
 
+from fastgan.data.color_jitter import color_twist, jitter_factors  # noqa: E402
 from fastgan.data.dali_loader import DALIImageLoader, DALIPatchLoader  # noqa: E402
 from fastgan.data.image_set import ImageSet  # noqa: E402
 from fastgan.data.loader import InMemoryLoader  # noqa: E402
 from fastgan.data.sources import embedded_image_set  # noqa: E402
 from fastgan.data.sr_loader import SRPatchLoader  # noqa: E402
+
+JITTER = (0.3, 0.4, 0.5)  # (brightness, contrast, saturation) amplitudes
 
 
 def _unique_set(n: int) -> ImageSet:
@@ -111,6 +114,58 @@ def test_patch_loader_resumes_exactly_and_shards_split_the_batches():
             assert torch.equal(shard.next_batch(4)[1], expected[2 * k + s][1])
 
 
+def test_jittered_image_batches_match_the_torch_loaders():
+    image_set = embedded_image_set(40, seed=0)
+    torch_loader = InMemoryLoader(image_set, seed=3, color_jitter=JITTER)
+    dali_loader = DALIImageLoader(image_set, seed=3, color_jitter=JITTER)
+    plain = InMemoryLoader(image_set, seed=3)
+    for batch_size in (16, 16, 16, 5, 30, 16):  # epochs end inside batches
+        (x, y), (u, v), (p, q) = (loader.next_batch(batch_size) for loader in (torch_loader, dali_loader, plain))
+        assert torch.equal(v, y) and torch.equal(q, y)  # jitter leaves the order alone
+        assert (_pixels(u).int() - _pixels(x).int()).abs().max() <= 1  # fn.color_twist vs color_twist: ties at most
+        assert -1 <= u.min() and u.max() <= 1 and not torch.equal(_pixels(u), _pixels(p))
+
+
+def test_jittered_patch_batches_match_the_torch_loaders():
+    photos = _photos()
+    for method, lr_error in (("bicubic", 1.5 / 255), ("area", 0.1 / 255)):
+        torch_loader = SRPatchLoader(photos, crop=32, scale=4, seed=5, method=method, color_jitter=JITTER)
+        dali_loader = DALIPatchLoader(photos, crop=32, scale=4, seed=5, method=method, color_jitter=JITTER)
+        plain = SRPatchLoader(photos, crop=32, scale=4, seed=5, method=method)
+        for k, batch_size in enumerate((6, 6, 3)):
+            (lr, hr), (lr_d, hr_d) = torch_loader.next_batch(batch_size), dali_loader.next_batch(batch_size)
+            assert (hr_d - hr).abs().max() <= 1 / 255 + 1e-6  # the same crops, turns and factors; ties at most
+            assert (lr_d - lr).abs().mean() <= lr_error, method  # LR from the jittered HR on both sides
+            hr_plain = plain.next_batch(batch_size)[1].mul(255).round().to(torch.uint8)
+            factors = jitter_factors(5, k, batch_size, JITTER)
+            assert (hr_d.mul(255) - color_twist(hr_plain, factors).float()).abs().max() <= 1 + 1e-3
+
+
+def test_jittered_dali_loaders_resume_exactly_mid_epoch():
+    image_set = embedded_image_set(30, seed=0)
+    straight = DALIImageLoader(image_set, seed=2, color_jitter=JITTER)
+    expected = [straight.next_batch(7) for _ in range(8)]  # epochs end inside batches
+    interrupted = DALIImageLoader(image_set, seed=2, color_jitter=JITTER, prefetch=3)
+    for _ in range(3):
+        interrupted.next_batch(7)
+    resumed = DALIImageLoader(image_set, seed=2, color_jitter=JITTER)
+    resumed.load_state_dict(interrupted.state_dict())
+    assert (resumed.epoch, resumed.position) == (0, 21)
+    for x, y in expected[3:]:
+        u, v = resumed.next_batch(7)
+        assert torch.equal(u, x) and torch.equal(v, y)
+    photos = _photos()
+    straight = DALIPatchLoader(photos, crop=16, scale=2, seed=6, color_jitter=JITTER)
+    expected = [straight.next_batch(4) for _ in range(5)]
+    interrupted = DALIPatchLoader(photos, crop=16, scale=2, seed=6, color_jitter=JITTER)
+    interrupted.next_batch(4), interrupted.next_batch(4)
+    resumed = DALIPatchLoader(photos, crop=16, scale=2, seed=6, color_jitter=JITTER)
+    resumed.load_state_dict(interrupted.state_dict())
+    for lr, hr in expected[2:]:
+        lr_r, hr_r = resumed.next_batch(4)
+        assert torch.equal(lr_r, lr) and torch.equal(hr_r, hr)
+
+
 def test_states_of_other_loaders_or_data_are_refused():
     image_set = embedded_image_set(20, seed=0)
     with pytest.raises(ValueError, match="torch loader.*dali loader"):
@@ -138,3 +193,17 @@ def test_gpu_pipelines_deliver_the_cpu_batches_on_the_gpu():
     lr, hr = DALIPatchLoader(photos, 32, 4, seed=2).next_batch(8)
     lr_g, hr_g = DALIPatchLoader(photos, 32, 4, seed=2, device="cuda").next_batch(8)
     assert hr_g.is_cuda and (hr_g.cpu() - hr).abs().max() <= 1e-6 and (lr_g.cpu() - lr).abs().max() <= 2 / 255
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU: the pipelines then run on it")
+def test_gpu_pipelines_jitter_as_the_cpu_ones():
+    image_set = embedded_image_set(40, seed=0)
+    x, _ = DALIImageLoader(image_set, seed=1, color_jitter=JITTER).next_batch(16)
+    u, _ = DALIImageLoader(image_set, seed=1, device="cuda", color_jitter=JITTER).next_batch(16)
+    assert u.is_cuda and (_pixels(u.cpu()).int() - _pixels(x).int()).abs().max() <= 1  # ties may round otherwise
+    photos = _photos()
+    lr, hr = DALIPatchLoader(photos, 32, 4, seed=2, color_jitter=JITTER).next_batch(8)
+    lr_g, hr_g = DALIPatchLoader(photos, 32, 4, seed=2, device="cuda", color_jitter=JITTER).next_batch(8)
+    assert hr_g.is_cuda and (hr_g.cpu() - hr).abs().max() <= 1 / 255 + 1e-6
+    assert (lr_g.cpu() - lr).abs().max() <= 3 / 255

@@ -1,4 +1,4 @@
-"""Folders decoded by DALI on the CPU: the PIL readers' images; corrupt files skipped with a warning, never fatal."""
+"""Folders decoded by DALI on the CPU: the PIL readers' images; corrupt files skipped with a warning by both."""
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -62,8 +62,14 @@ def test_corrupt_files_are_skipped_with_a_warning_each_and_a_count(tmp_path, cap
     for name in bad:
         assert sum(str(tmp_path / name) in message for message in warnings) == 1, name
     assert "4 of 10 image files skipped" in warnings[-1]
-    with pytest.raises(DataSourceError, match="cut.png"):  # the torch reader refuses them before training
-        folder_image_set(tmp_path)
+    caplog.clear()
+    caplog.set_level(logging.WARNING, logger="fastgan.data.sources")
+    pil = folder_image_set(tmp_path)  # the torch fallback's reader skips the same files
+    assert torch.equal(pil.labels, image_set.labels) and torch.equal(pil.images[:3], image_set.images[:3])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for name in bad:
+        assert sum(str(tmp_path / name) in message for message in warnings) == 1, name
+    assert "4 of 10 image files skipped" in warnings[-1]
 
 
 def test_upscaler_folder_skips_corrupt_files_and_keeps_names_and_sizes(tmp_path, caplog):
@@ -88,5 +94,6 @@ def test_a_class_without_a_readable_image_is_an_error(tmp_path):
     _save(tmp_path / "good" / "0.png", _rgb(32, 32, 0))
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "0.png").write_text("garbage")
-    with pytest.raises(DataSourceError, match="bad.*no readable image"):
-        dali_folder_image_set(tmp_path)
+    for reader in (dali_folder_image_set, folder_image_set):
+        with pytest.raises(DataSourceError, match="bad.*no readable image"):
+            reader(tmp_path)

@@ -1,3 +1,4 @@
+import logging
 import pickle
 
 import numpy as np
@@ -89,8 +90,24 @@ def test_folder_errors_name_the_problem(tmp_path):
     with pytest.raises(DataSourceError, match="holds no images"):
         folder_image_set(tmp_path / "set")
     (tmp_path / "set" / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    with pytest.raises(DataSourceError, match="broken.png"):
+    with pytest.raises(DataSourceError, match="b under .* no readable image"):  # broken.png alone is not enough
         folder_image_set(tmp_path / "set")
+
+
+def test_folder_skips_unreadable_files_with_a_warning_each_and_a_count(tmp_path, caplog):
+    rng = np.random.default_rng(1)
+    for name in ("a/0.png", "a/1.png", "b/0.png"):
+        _save(tmp_path / name, rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    whole = (tmp_path / "a" / "0.png").read_bytes()
+    (tmp_path / "a" / "cut.png").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "b" / "text.jpg").write_text("not an image")
+    caplog.set_level(logging.WARNING, logger="fastgan.data.sources")
+    s = folder_image_set(tmp_path)
+    assert s.images.shape == (3, 3, 32, 32) and s.labels.tolist() == [0, 0, 1]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert str(tmp_path / "a" / "cut.png") in warnings[0] and str(tmp_path / "b" / "text.jpg") in warnings[1]
+    assert "2 of 5 image files skipped" in warnings[2]
 
 
 def test_image_set_validates_its_tensors():

@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -89,7 +91,7 @@ def test_skimage_photos_unknown_name_lists_the_valid_ones():
         skimage_photos(["coffee", "lena"])
 
 
-def test_folder_images_reads_every_image_recursively_in_order(tmp_path):
+def test_folder_images_reads_every_image_recursively_in_order_and_skips_unreadable_ones(tmp_path, caplog):
     (tmp_path / "b").mkdir()
     Image.fromarray(_rgb(6, 8)).save(tmp_path / "b" / "z.png")
     Image.fromarray(_rgb(4, 4)[..., 0], "L").save(tmp_path / "a.png")
@@ -99,7 +101,14 @@ def test_folder_images_reads_every_image_recursively_in_order(tmp_path):
     assert [name for name, _ in images] == ["a", "b/c", "b/z"]
     assert [tuple(image.shape) for _, image in images] == [(3, 4, 4), (3, 5, 9), (3, 6, 8)]
     (tmp_path / "b" / "broken.png").write_bytes(b"\x89PNG broken")
-    with pytest.raises(DataSourceError, match=r"broken\.png"):
+    caplog.set_level(logging.WARNING, logger="fastgan.data.sources")
+    assert [name for name, _ in folder_images(tmp_path)] == ["a", "b/c", "b/z"]  # skipped, with a warning naming it
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and str(tmp_path / "b" / "broken.png") in warnings[0]
+    assert "1 of 4 image files skipped" in warnings[1]
+    for path in (tmp_path / "a.png", tmp_path / "b" / "c.JPG", tmp_path / "b" / "z.png"):
+        path.write_bytes(b"junk")
+    with pytest.raises(DataSourceError, match="none of the 4 image files .* can be read"):
         folder_images(tmp_path)
 
 

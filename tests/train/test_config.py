@@ -53,6 +53,20 @@ def test_wrong_types_and_values_are_errors():
         parse_override("iterations=5")
 
 
+def test_color_jitter_takes_three_amplitudes_in_zero_one():
+    assert Config().data.color_jitter == (0.0, 0.0, 0.0)  # off
+    assert load_config(None, ["data.color_jitter=[0.2, 0, 0.1]"]).data.color_jitter == (0.2, 0.0, 0.1)
+    for bad in ("[0.2, -0.1, 0.1]", "[0.2, 1.0, 0.1]", "[.nan, 0, 0]", "[0.2, 0.2]", "[0.1, 0.1, 0.1, 0.1]"):
+        with pytest.raises(ConfigError, match=r"data.color_jitter: .*\(brightness, contrast, saturation\).*\[0, 1\)"):
+            load_config(None, [f"data.color_jitter={bad}"])
+    with pytest.raises(ConfigError, match="data.color_jitter must be a number"):
+        load_config(None, ["data.color_jitter=[bright, 0, 0]"])
+    with pytest.raises(ConfigError, match="data.color_jitter must be a list"):
+        load_config(None, ["data.color_jitter=0.2"])
+    with pytest.raises(ConfigError, match="unknown config key data.colour_jitter"):
+        load_config(None, ["data.colour_jitter=[0.2, 0.2, 0.2]"])
+
+
 def test_shipped_preset_resolves_and_unknown_preset_lists_them():
     assert preset_path("embedded-64").is_file()
     assert load_config("embedded-64").data.source == "embedded"

@@ -3,10 +3,12 @@ ONNX export of its centre."""
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from fastgan.eval import __main__ as eval_cli
-from fastgan.eval.sample_spread import markdown, sample_spread
+from fastgan.eval.sample_spread import draw_samples, markdown, sample_spread, spread_sheet
+from fastgan.eval.sr_compare import GAP, LABEL_BAND
 from fastgan.export import __main__ as export_cli
 from fastgan.train.lag_step import lag_generator_from_checkpoint
 from fastgan.upscale import __main__ as upscale_cli
@@ -69,11 +71,19 @@ def test_tiled_lag_equals_the_whole_image(tiny_lag_run):
 def test_spread_and_eval_of_a_lag_run(tiny_lag_run, tmp_path, capsys):
     generator, config = lag_generator_from_checkpoint(tiny_lag_run)
     images = [("noise", torch.randint(0, 256, (3, 24, 20), dtype=torch.uint8))]
-    (result,) = sample_spread(generator, images, samples=3)
+    draws = draw_samples(generator, images, samples=3)
+    assert draws[0].samples.shape == (3, 3, 24, 20) and draws[0].lr.shape == (1, 3, 6, 5)
+    assert torch.equal(draws[0].samples, draw_samples(generator, images, samples=3)[0].samples)  # seeded z's
+    (result,) = sample_spread(draws, 4)
     assert result.std_levels > 0 and result.psnr_bicubic > 0
     assert "**mean**" in markdown([result], 4, 3)
-    assert eval_cli.main(["spread", "--checkpoint", str(tiny_lag_run), "--samples", "2"]) == 0
-    assert "spread" in capsys.readouterr().out
+    sheet = spread_sheet(draws + draws, shown=2)  # LR, bicubic, centre, 2 samples, std, HR: 7 panels a row
+    assert sheet.size == (7 * 20 + 6 * GAP, 2 * (20 + LABEL_BAND))  # 20×20 centre crops
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        sample_spread(draw_samples(generator, images, samples=1), 4)
+    out = tmp_path / "spread"
+    assert eval_cli.main(["spread", "--checkpoint", str(tiny_lag_run), "--samples", "2", "--out", str(out)]) == 0
+    assert "spread" in capsys.readouterr().out and (out / "spread.png").stat().st_size > 0
     assert eval_cli.main(["sr", "--checkpoint", str(tiny_lag_run), "--out", str(tmp_path / "eval")]) == 0
     assert "LAG, z = 0" in (tmp_path / "eval" / "sr_eval.md").read_text()
 
