@@ -17,19 +17,24 @@ def straight_through_round(x: torch.Tensor) -> torch.Tensor:
     return (x.round() - x).detach() + x
 
 
-def downscale(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """H, the down-scaling operator: anti-aliased bicubic by `factor` (the data's degradation without its rounding).
+def downscale(x: torch.Tensor, factor: int, method: str = "bicubic") -> torch.Tensor:
+    """H, the down-scaling operator: the data's degradation (`sr.degrade`) without its rounding — anti-aliased
+    bicubic, or the box mean of factor×factor blocks for "area".
 
     (N, 3, H, W) -> (N, 3, H/factor, W/factor); differentiable twice (the gradient penalty goes through it).
     """
+    if method not in ("bicubic", "area"):
+        raise ValueError(f"the down-scaling operator is bicubic or area, got {method!r}")
     if factor == 1:
         return x
+    if method == "area":
+        return F.avg_pool2d(x, factor)
     h, w = x.shape[-2:]
     return F.interpolate(x, size=(h // factor, w // factor), mode="bicubic", antialias=True, align_corners=False)
 
 
 def lr_conditioning(
-    y: torch.Tensor, x: torch.Tensor, factor: int, resolution: float = COLOR_RESOLUTION
+    y: torch.Tensor, x: torch.Tensor, factor: int, method: str = "bicubic", resolution: float = COLOR_RESOLUTION
 ) -> torch.Tensor:
     """|y − round_r(H(x))| / r: how far the down-scaled sample lands from its input, in colour levels (Eq. 10).
 
@@ -40,12 +45,13 @@ def lr_conditioning(
         y: (N, 3, h, w) the low-resolution inputs in [-1, 1] (8-bit quantised).
         x: (N, 3, factor·h, factor·w) samples in [-1, 1].
         factor: x's size over y's.
+        method: H, the degradation that made y from real images ("bicubic" or "area").
         resolution: r, the colour quantum.
 
     Returns:
         (N, 3, h, w), whole numbers in the forward pass; gradients reach x through the straight-through rounding.
     """
-    levels = straight_through_round((downscale(x, factor) + 1) / resolution)
+    levels = straight_through_round((downscale(x, factor, method) + 1) / resolution)
     return (((y + 1) / resolution).round() - levels).abs()
 
 

@@ -12,6 +12,8 @@ one would.
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +26,8 @@ from fastgan.data.dali_pipelines import image_batches, patch_batches
 from fastgan.data.image_set import ImageSet
 from fastgan.data.loader import EpochCursor, check_loader_kind, epoch_plan, shard_bounds
 from fastgan.data.sr_loader import check_patch_source, patch_plan
+
+log = logging.getLogger(__name__)
 
 #: CPU threads of a pipeline: DALI's pixel work on these batches is small next to a training step.
 DEFAULT_THREADS = 1
@@ -39,6 +43,40 @@ def dali_device_id(device: torch.device | str) -> int | None:
     if device.type != "cuda":
         raise ValueError(f"DALI pipelines run on a CUDA device or the CPU, not {device}")
     return torch.cuda.current_device() if device.index is None else device.index
+
+
+def _identity(loader, size: int) -> dict[str, Any]:
+    """What a DALI loader's checkpointed position belongs to: data size, seed, shard and pipeline device."""
+    return {
+        "loader": "dali",
+        "seed": loader.seed,
+        "size": size,
+        "shard_id": loader.shard_id,
+        "num_shards": loader.num_shards,
+        "pipeline": "cpu" if loader.device_id is None else "gpu",
+    }
+
+
+def _check_identity(state: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse a position saved for other data, seed or shards; warn when the pipeline moved between CPU and GPU
+    (decoders and resamplers round differently there, so pixels may differ by a level from an unmoved run)."""
+    check_loader_kind(state, "dali")
+    keys = ("size", "seed", "shard_id", "num_shards")
+    if any(state[key] != current[key] for key in keys):
+        raise ValueError(
+            f"the checkpoint's loader saw {state['size']} images with seed {state['seed']} as shard "
+            f"{state['shard_id']} of {state['num_shards']}, this run has {current['size']} with seed "
+            f"{current['seed']} as shard {current['shard_id']} of {current['num_shards']}: resume with the same data, "
+            "seed and shards"
+        )
+    saved = state.get("pipeline", current["pipeline"])
+    if saved != current["pipeline"]:
+        log.warning(
+            "the checkpoint's batches came from DALI's %s pipeline and this run's come from its %s one: the same "
+            "images and crops, but decoding and resampling may round a level differently",
+            saved.upper(),
+            current["pipeline"].upper(),
+        )
 
 
 def _iterate(pipeline, names: list[str]) -> DALIGenericIterator:
@@ -145,25 +183,10 @@ class DALIImageLoader:
         return torch.cat(images), torch.cat(labels)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "loader": "dali",
-            "epoch": self.epoch,
-            "position": self.position,
-            "seed": self.seed,
-            "size": len(self.image_set),
-            "shard_id": self.shard_id,
-            "num_shards": self.num_shards,
-        }
+        return {**_identity(self, len(self.image_set)), "epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        check_loader_kind(state, "dali")
-        saved = (state["size"], state["seed"], state["shard_id"], state["num_shards"])
-        if saved != (len(self.image_set), self.seed, self.shard_id, self.num_shards):
-            raise ValueError(
-                f"the checkpoint's loader saw {state['size']} images with seed {state['seed']} as shard "
-                f"{state['shard_id']} of {state['num_shards']}, this run has {len(self.image_set)} with seed "
-                f"{self.seed} as shard {self.shard_id} of {self.num_shards}: resume with the same data, seed and shards"
-            )
+        _check_identity(state, _identity(self, len(self.image_set)))
         self.epoch, self.position = state["epoch"], state["position"]
         self._iterator, self._left = None, None  # whatever DALI prefetched belongs to the old position
 
@@ -230,6 +253,7 @@ class DALIPatchLoader:
         """Build the pipeline, fed from the delivered position on with batches of `batch_size`."""
         batch = self.batches
         jitter = any(self.color_jitter)
+        alive = deque(maxlen=self.prefetch + 2)  # no_copy: DALI reads each batch's arrays until it has run it
 
         def source() -> tuple:
             nonlocal batch
@@ -241,6 +265,7 @@ class DALIPatchLoader:
                 inputs += [plan[:, 3].astype(np.int32), (90 * plan[:, 4]).astype(np.float32)]
             if jitter:
                 inputs.append(jitter_factors(self.seed, number, batch_size, self.color_jitter).numpy())
+            alive.append(inputs)
             return tuple(inputs)
 
         pipeline = patch_batches(
@@ -266,23 +291,9 @@ class DALIPatchLoader:
         return out["lr"], out["hr"]
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "loader": "dali",
-            "batches": self.batches,
-            "seed": self.seed,
-            "size": len(self.sizes),
-            "shard_id": self.shard_id,
-            "num_shards": self.num_shards,
-        }
+        return {**_identity(self, len(self.sizes)), "batches": self.batches}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        check_loader_kind(state, "dali")
-        saved = (state["size"], state["seed"], state["shard_id"], state["num_shards"])
-        if saved != (len(self.sizes), self.seed, self.shard_id, self.num_shards):
-            raise ValueError(
-                f"the checkpoint's loader saw {state['size']} images with seed {state['seed']} as shard "
-                f"{state['shard_id']} of {state['num_shards']}, this run has {len(self.sizes)} with seed "
-                f"{self.seed} as shard {self.shard_id} of {self.num_shards}: resume with the same data, seed and shards"
-            )
+        _check_identity(state, _identity(self, len(self.sizes)))
         self.batches = state["batches"]
         self._iterator = None  # whatever DALI prefetched belongs to the old position

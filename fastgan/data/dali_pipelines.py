@@ -69,7 +69,8 @@ def image_batches(source: Callable[[], tuple[np.ndarray, ...]], jitter: bool):
 
 def _area(patches: DataNode, side: int, scale: int) -> DataNode:
     """Box mean of scale×scale blocks as exact ×2 halvings (linear interpolation without anti-aliasing averages
-    each 2×2 block), in float, then rounded to uint8."""
+    each 2×2 block), in float, then rounded half up to uint8 (explicitly: a cast rounds ties to even on the GPU and
+    away from zero on the CPU)."""
     if scale & (scale - 1):
         raise ValueError(f"the area degradation takes a power-of-two scale here, got {scale}")
     for halving in range(1, scale.bit_length()):
@@ -77,7 +78,7 @@ def _area(patches: DataNode, side: int, scale: int) -> DataNode:
         patches = fn.resize(
             patches, size=[size, size], interp_type=types.INTERP_LINEAR, antialias=False, dtype=types.FLOAT
         )
-    return fn.cast(patches, dtype=types.UINT8)
+    return fn.cast(dmath.floor(patches + 0.5), dtype=types.UINT8)
 
 
 @pipeline_def

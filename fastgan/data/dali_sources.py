@@ -4,12 +4,14 @@ The DALI counterparts of `fastgan.data.sources.folder_image_set` and `fastgan.da
 that cannot be read or decoded is skipped, never fatal: each one is logged as a warning naming it, and the total is
 logged once the folder is read. Files are read in Python (bytes only) and fed to the pipeline, so an unreadable file
 is caught before DALI sees it, and a batch DALI cannot decode is decoded again file by file to find the culprits.
+Formats DALI's decoder lacks (GIF) are read by the PIL readers, so both loaders keep the same files.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +19,18 @@ import torch
 
 from fastgan.data.dali_pipelines import decoded_images
 from fastgan.data.image_set import ImageSet
-from fastgan.data.sources import class_folder_files, labelled_image_set
+from fastgan.data.sources import class_folder_files, labelled_image_set, load_square, read_or_skip, read_rgb
 from fastgan.data.sr_sources import NamedImages, image_files, readable_images
 
 log = logging.getLogger(__name__)
 
 #: Files decoded per pipeline run.
 DECODE_BATCH = 32
+#: Suffixes DALI's image decoder reads (JPEG, PNG, BMP, TIFF, WebP, PNM); other image files go to PIL.
+DALI_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 
 
-def _dali_reason(exc: Exception) -> str:
+def dali_reason(exc: Exception) -> str:
     """The operator's own complaint inside a DALI pipeline error (which otherwise repeats the pipeline's code)."""
     text = str(exc)
     reason = text.split("encountered:", 1)[-1].split("Current pipeline object", 1)[0].strip()
@@ -119,12 +123,27 @@ def decode_files(
                 try:
                     decoded.extend(decoder([data]))
                 except RuntimeError as exc:
-                    skip(paths[i], f"DALI cannot decode it ({_dali_reason(exc)})")
+                    skip(paths[i], f"DALI cannot decode it ({dali_reason(exc)})")
                     decoded.append(None)
         for (i, _), image in zip(batch, decoded, strict=True):
             images[i] = image
     if skipped:
         log.warning("%d of %d image files skipped (unreadable or corrupt); see the warnings above", skipped, len(paths))
+    return images
+
+
+def _decode_with_fallback(
+    paths: list[Path], resolution: int | None, device_id: int | None, pil_read: Callable[[Path], torch.Tensor]
+) -> list[torch.Tensor | None]:
+    """`decode_files` for the formats DALI decodes; the others (GIF) through `pil_read`, as the torch loader's
+    reader does, so that both readers keep the same files."""
+    images: list[torch.Tensor | None] = [None] * len(paths)
+    by_dali = [i for i, path in enumerate(paths) if path.suffix.lower() in DALI_SUFFIXES]
+    by_pil = [i for i, path in enumerate(paths) if path.suffix.lower() not in DALI_SUFFIXES]
+    for index, image in zip(by_dali, decode_files([paths[i] for i in by_dali], resolution, device_id), strict=True):
+        images[index] = image
+    for index, image in zip(by_pil, read_or_skip([paths[i] for i in by_pil], pil_read), strict=True):
+        images[index] = image
     return images
 
 
@@ -136,7 +155,8 @@ def dali_folder_image_set(root: str | Path, resolution: int = 32, device_id: int
         DataSourceError: the folder is missing or has no class subfolders, or a class has no readable image.
     """
     class_names, files = class_folder_files(root)
-    decoded = decode_files([path for path, _ in files], resolution, device_id)
+    paths = [path for path, _ in files]
+    decoded = _decode_with_fallback(paths, resolution, device_id, lambda path: load_square(path, resolution))
     return labelled_image_set(root, class_names, files, decoded)
 
 
@@ -151,4 +171,4 @@ def dali_folder_images(root: str | Path, device_id: int | None = None) -> NamedI
         DataSourceError: the folder is missing, holds no image files, or none of them can be decoded.
     """
     files = image_files(root)
-    return readable_images(root, files, decode_files([path for _, path in files], None, device_id))
+    return readable_images(root, files, _decode_with_fallback([path for _, path in files], None, device_id, read_rgb))

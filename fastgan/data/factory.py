@@ -23,6 +23,7 @@ from fastgan.data.loader import InMemoryLoader
 from fastgan.data.sources import folder_image_set
 from fastgan.data.sr_loader import SRPatchLoader
 from fastgan.data.sr_sources import NamedImages, folder_images
+from fastgan.data.video_sources import video_frames
 
 LOADERS = ("auto", "dali", "torch")
 DALI_INSTALL = "pip install nvidia-dali-cuda120 (its CPU pipelines need no GPU), or fastgan's `dali` extra"
@@ -82,6 +83,16 @@ def image_folder(kind: str, root: str | Path, device: torch.device) -> NamedImag
     from fastgan.data.dali_sources import dali_folder_images
 
     return dali_folder_images(root, dali_device_id(device))
+
+
+def video(kind: str, path: str | Path, every: int, limit: int, device: torch.device) -> NamedImages:
+    """Every `every`-th frame of a video (at most `limit`; 0: all), decoded by DALI's video reader or by OpenCV."""
+    if kind == "torch":
+        return video_frames(path, every, limit)
+    from fastgan.data.dali_loader import dali_device_id
+    from fastgan.data.video_sources import dali_video_frames
+
+    return dali_video_frames(path, every, limit, dali_device_id(device))
 
 
 def image_loader(

@@ -116,7 +116,7 @@ def read_rgb(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def _load_square(path: Path, resolution: int) -> torch.Tensor:
+def load_square(path: Path, resolution: int) -> torch.Tensor:
     """Centre-crop an image file to a square and resize it (anti-aliased) -> (3, R, R) uint8."""
     x = read_rgb(path).float().unsqueeze(0)  # (1, 3, H, W)
     side = min(x.shape[-2:])
@@ -192,5 +192,5 @@ def folder_image_set(root: str | Path, resolution: int = 32) -> ImageSet:
         DataSourceError: the folder is missing or has no class subfolders, or a class has no readable image.
     """
     class_names, files = class_folder_files(root)
-    images = read_or_skip([path for path, _ in files], lambda path: _load_square(path, resolution))
+    images = read_or_skip([path for path, _ in files], lambda path: load_square(path, resolution))
     return labelled_image_set(root, class_names, files, images)

@@ -21,6 +21,7 @@ import torch
 from fastgan.data.sources import DataSourceError
 from fastgan.data.sr_loader import center_crops, degrade
 from fastgan.data.sr_sources import folder_images, game_frames, skimage_photos
+from fastgan.data.video_sources import is_video, video_frames
 from fastgan.eval.sr_compare import baseline_upscale, comparison_image, evaluate, markdown_table
 from fastgan.train.checkpoint import CheckpointError
 from fastgan.train.run import load_sr_images, resolve_device
@@ -34,6 +35,8 @@ def _images(source: str, config) -> list[tuple[str, torch.Tensor]]:
         return skimage_photos()
     if source == "doom":
         return game_frames(config.sr.doom_scenario, count=config.sr.doom_frames, seed=1)  # not training's seed
+    if is_video(source):
+        return video_frames(source, config.sr.video_every, config.sr.video_frames)
     return folder_images(source)
 
 
@@ -118,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     sr = commands.add_parser("sr", help="evaluate an SRResNet/SRGAN run")
     sr.add_argument("--checkpoint", required=True, help="run directory or checkpoint file")
     sr.add_argument(
-        "--images", default="held-out", help="held-out (the run's, default), skimage, doom, or a folder of images"
+        "--images",
+        default="held-out",
+        help="held-out (the run's, default), skimage, doom, a folder of images or a video file",
     )
     sr.add_argument("--out", type=Path, help="where to write sr_eval.md and sr_comparison.png (default: RUN/eval)")
     sr.add_argument("--device", default="auto")
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "spread", help="LAG runs: spread of samples across z, PSNR of G(y, 0) and bicubic, a sample sheet (PNG)"
     )
     spread.add_argument("--checkpoint", required=True)
-    spread.add_argument("--images", default="held-out", help="held-out (default), skimage, doom, or a folder")
+    spread.add_argument("--images", default="held-out", help="held-out (default), skimage, doom, a folder or a video")
     spread.add_argument("--samples", type=int, default=16, help="z draws per image")
     spread.add_argument("--seed", type=int, default=0)
     spread.add_argument("--out", type=Path, help="default: RUN/eval (writes spread.md, spread.png)")

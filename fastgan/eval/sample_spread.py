@@ -108,7 +108,13 @@ def spread_sheet(draws: list[Draws], shown: int = 3, crop: int = 128) -> Image.I
 
 
 def markdown(results: list[Spread], scale: int, samples: int) -> str:
-    """The per-image table and the mean row."""
+    """The per-image table and the mean row.
+
+    Raises:
+        ValueError: no results (no images were measured).
+    """
+    if not results:
+        raise ValueError("no images to measure the spread on: give --images, or a run whose sr.held_out is not empty")
     lines = [
         f"| image (×{scale}, {samples} samples) | spread (std, 8-bit levels) | PSNR G(y, 0) | PSNR bicubic |",
         "|---|---|---|---|",

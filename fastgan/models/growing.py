@@ -1,14 +1,16 @@
 """Progressively grown outputs: an upscaler whose ×2 stages are added one at a time, each new one faded in.
 
 An upscaler with S ×2 stages trained progressively first outputs at ×2 (stage 1), then at ×4 (stage 2), …; while
-stage s fades in, its image is the blend (1 − α)·up2(rgb_{s−1}) + α·rgb_s of the previous stage's image
-nearest-up-sampled and the new stage's own, with α ramping from 0 to 1 (Karras et al. 2018, the progressive growing
+stage s fades in, its image is the blend (1 − α)·up2(x_{s−1}) + α·x_s of the previous stage's image
+nearest-up-sampled and the new stage's own (each its head's output plus, with a bicubic skip, the input bicubic-
+up-sampled to that stage's size), with α ramping from 0 to 1 (Karras et al. 2018, the progressive growing
 LAG trains with). Networks here only compute the blend; the schedule of stages and α is `fastgan.train.progressive`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +36,12 @@ def check_stage(stage: int, stages: int, alpha: float) -> None:
 
 
 def grown_output(
-    features: torch.Tensor, upsample: nn.ModuleList | nn.Sequential, to_rgb: list[nn.Module], stage: int, alpha: float
+    features: torch.Tensor,
+    upsample: nn.ModuleList | nn.Sequential,
+    to_rgb: list[nn.Module],
+    stage: int,
+    alpha: float,
+    skip: Callable[[int], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The image of `stage`, faded in from the previous stage's by `alpha`.
 
@@ -44,20 +51,32 @@ def grown_output(
         to_rgb: one module per stage mapping its features to an image (N, 3, ·, ·).
         stage: how many ×2 stages run, 1..S.
         alpha: fade-in weight of the newest stage in [0, 1]; ignored at stage 1 (there is nothing to fade from).
+        skip: stage k -> an image (N, 3, 2^k·h, 2^k·w) added to that stage's head (a bicubic skip), so the blend
+            starts from exactly the previous stage's output.
 
     Returns:
         (N, 3, 2^stage·h, 2^stage·w).
     """
     check_stage(stage, len(upsample), alpha)
+
+    def stage_image(k: int, stage_features: torch.Tensor) -> torch.Tensor:
+        image = to_rgb[k - 1](stage_features)
+        return image if skip is None else image + skip(k)
+
     previous = None
-    for k in range(stage):
-        if k == stage - 1 and stage > 1 and alpha < 1.0:
-            previous = to_rgb[k - 1](features)
-        features = upsample[k](features)
-    image = to_rgb[stage - 1](features)
+    for k in range(1, stage + 1):
+        if k == stage and stage > 1 and alpha < 1.0:
+            previous = stage_image(k - 1, features)
+        features = upsample[k - 1](features)
+    image = stage_image(stage, features)
     if previous is None:
         return image
     return torch.lerp(F.interpolate(previous, scale_factor=2, mode="nearest"), image, alpha)
+
+
+def bicubic_skips(image: torch.Tensor) -> Callable[[int], torch.Tensor]:
+    """Stage k -> `image` (N, 3, h, w) bicubic-up-sampled ×2^k: the skip that `grown_output` adds to each stage."""
+    return lambda k: F.interpolate(image, scale_factor=2**k, mode="bicubic", align_corners=False)
 
 
 class GrowingSRResNet(nn.Module):
@@ -79,7 +98,5 @@ class GrowingSRResNet(nn.Module):
         net = self.net
         features = net.head(lr)
         features = features + net.body_tail(net.body(features))
-        out = grown_output(features, net.upsample, [*self.heads, net.tail], stage, alpha)
-        if net.bicubic_skip:
-            out = out + F.interpolate(lr, scale_factor=2**stage, mode="bicubic", align_corners=False)
-        return out
+        skip = bicubic_skips(lr) if net.bicubic_skip else None
+        return grown_output(features, net.upsample, [*self.heads, net.tail], stage, alpha, skip)

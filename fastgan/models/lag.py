@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastgan.models.growing import check_stage, grown_output, stage_count
+from fastgan.models.growing import bicubic_skips, check_stage, grown_output, stage_count
 from fastgan.models.srgan import ResidualBlock, UpsampleStage
 
 #: Upscaling factors LAG is built for (×2 … ×32, one ×2 stage each).
@@ -98,10 +98,8 @@ class LAGGenerator(nn.Module):
         stage = self.stages if stage is None else stage
         features = self.head(torch.cat([y, broadcast_noise(z.to(y.dtype), h, w)], dim=1))  # (N, C0, h, w)
         features = features + self.body(features)
-        out = grown_output(features, self.upsample, list(self.to_rgb), stage, alpha)
-        if self.bicubic_skip:
-            out = out + F.interpolate(y, scale_factor=2**stage, mode="bicubic", align_corners=False)
-        return out
+        skip = bicubic_skips(y) if self.bicubic_skip else None
+        return grown_output(features, self.upsample, list(self.to_rgb), stage, alpha, skip)
 
 
 class LAGCritic(nn.Module):

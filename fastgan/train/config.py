@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from fastgan.data.color_jitter import check_amplitudes
-from fastgan.data.factory import DALI_INSTALL, LOADERS, dali_available
+from fastgan.data.factory import LOADERS
 
 MODELS = ("hrgan", "srgan", "lag")
 DATA_SOURCES = ("embedded", "cifar10", "cifar100", "folder")
@@ -67,8 +67,6 @@ class DataConfig:
             raise ConfigError(f"data.source={self.source} needs data.path (--data-path)")
         if self.loader not in LOADERS:
             raise ConfigError(f"data.loader must be one of {LOADERS}, got {self.loader!r}")
-        if self.loader == "dali" and not dali_available():
-            raise ConfigError(f"data.loader=dali needs NVIDIA DALI, which is not installed: {DALI_INSTALL}")
 
 
 @dataclass
@@ -125,8 +123,10 @@ class SRConfig:
     adversarial_weight: float = 1e-3
     relativistic: bool = False  # relativistic-average BCE instead of the standard one
     init_from: str | None = None  # an srresnet-stage checkpoint (or run dir) to start the generator from
-    images: str = "skimage"  # skimage (bundled photos) | doom (ViZDoom frames) | a folder of images
-    held_out: tuple[str, ...] = ("astronaut", "coffee", "chelsea")  # names kept for evaluation (not for doom)
+    images: str = "skimage"  # skimage (bundled photos) | doom (ViZDoom frames) | a folder of images | a video file
+    held_out: tuple[str, ...] = ("astronaut", "coffee", "chelsea")  # names kept for evaluation (not doom or video)
+    video_every: int = 4  # a video source keeps one frame in video_every
+    video_frames: int = 256  # ... and at most this many (0: all); its last eighth is held out
     doom_frames: int = 64  # frames rendered when images = doom
     doom_scenario: str = "deadly_corridor"  # a ViZDoom scenario bundled with vizdoom
     crop: int = 96  # HR training crop side (a multiple of scale)
@@ -139,8 +139,10 @@ class SRConfig:
             raise ConfigError("sr.stage must be srresnet or srgan, sr.pixel_loss mse or l1")
         if self.degrade not in ("bicubic", "area"):
             raise ConfigError(f"sr.degrade must be bicubic or area, got {self.degrade!r}")
-        if self.crop < 2 * self.scale or self.crop % self.scale or min(self.channels, self.doom_frames) < 1:
-            raise ConfigError(f"sr.crop must be a multiple of sr.scale={self.scale} and >= {2 * self.scale}")
+        if self.video_every < 1 or self.video_frames < 0:
+            raise ConfigError("sr.video_every must be >= 1 and sr.video_frames >= 0 (0: every kept frame)")
+        if min(self.channels, self.doom_frames) < 1:
+            raise ConfigError("sr.channels and sr.doom_frames must be >= 1")
         if self.blocks < 0 or not self.adversarial_weight >= 0:
             raise ConfigError("sr.blocks and sr.adversarial_weight must be >= 0")
 
@@ -225,6 +227,18 @@ class Config:
     lag: LAGConfig = field(default_factory=LAGConfig)
     progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        if self.model.name == "hrgan":
+            return
+        key, scale = ("lag.scale", self.lag.scale) if self.model.name == "lag" else ("sr.scale", self.sr.scale)
+        if self.sr.crop < 2 * scale or self.sr.crop % scale:
+            raise ConfigError(f"sr.crop={self.sr.crop} must be a multiple of {key}={scale} and >= {2 * scale}")
+        if self.progressive.enabled and self.sr.init_from:
+            raise ConfigError(
+                "progressive.enabled grows the network from ×2 with fresh stage heads, sr.init_from starts from a "
+                "trained one: use one or the other"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

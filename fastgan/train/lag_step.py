@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from fastgan.data.sr_loader import degrade
 from fastgan.eval.sr_metrics import psnr
 from fastgan.losses_lag import centre_loss, critic_loss, gradient_penalty, lr_conditioning
 from fastgan.models.lag import LAGCritic, LAGGenerator
@@ -115,7 +116,7 @@ class LAGFamily:
 
     def train_step(self, loader, step: int) -> dict[str, float]:
         """One critic update and one generator update at the schedule's stage and α, then the EMA update."""
-        t, lag = self.config.train, self.config.lag
+        t, lag, method = self.config.train, self.config.lag, self.config.sr.degrade
         growth = self.schedule.at(self.images_seen)
         stage, alpha = growth.stage, growth.alpha
         for group in self.opt_g.param_groups:
@@ -137,8 +138,8 @@ class LAGFamily:
             with torch.no_grad():
                 fake = self.generator(y, z, stage, alpha)
             real_scores = critic(real, zero)
-            fake_scores = critic(fake, lr_conditioning(y, fake, factor))
-            penalty = gradient_penalty(lambda x: critic(x, lr_conditioning(y, x, factor)), real, fake, rho)
+            fake_scores = critic(fake, lr_conditioning(y, fake, factor, method))
+            penalty = gradient_penalty(lambda x: critic(x, lr_conditioning(y, x, factor, method)), real, fake, rho)
             wasserstein = critic_loss(real_scores, fake_scores)
             d_loss = wasserstein + lag.gp_weight * penalty + lag.drift_weight * real_scores.square().mean()
             self.opt_d.zero_grad(set_to_none=True)
@@ -147,7 +148,7 @@ class LAGFamily:
                 self.opt_d.step()
         with phase("g_step"), self._frozen_critic():
             both = self.generator(torch.cat([y, y]), torch.cat([z, torch.zeros_like(z)]), stage, alpha)
-            latent = self.critic.project(both, lr_conditioning(torch.cat([y, y]), both, factor), stage, alpha)
+            latent = self.critic.project(both, lr_conditioning(torch.cat([y, y]), both, factor, method), stage, alpha)
             with torch.no_grad():
                 real_latent = self.critic.project(real, zero, stage, alpha)
             adversarial = -self.critic.score(latent[:n]).mean()
@@ -185,8 +186,7 @@ class LAGFamily:
         model = self.generator_ema.module if averaged else self.generator
         growth = self.schedule.at(self.images_seen)
         hr, scale = self.sample_hr, self.config.lag.scale
-        y = ((F.interpolate((hr + 1) / 2, scale_factor=1 / scale, mode="bicubic", antialias=True)).clamp(0, 1)) * 2 - 1
-        y = y.mul(127.5).round().div(127.5)  # 8-bit, as training inputs are
+        y = degrade((hr + 1) / 2, scale, self.config.sr.degrade) * 2 - 1  # 8-bit, as training inputs are
         was_training = model.training
         model.eval()
         try:

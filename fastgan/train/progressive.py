@@ -26,10 +26,6 @@ class GrowthPhase:
     batch_size: int
     lr_scale: float
 
-    @property
-    def fading(self) -> bool:
-        return self.alpha < 1.0
-
 
 class GrowthSchedule:
     """Stages and fade-in weights by images seen.

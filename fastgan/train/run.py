@@ -8,10 +8,18 @@ from typing import Any
 
 import torch
 
-from fastgan.data.factory import class_folder_image_set, image_folder, image_loader, patch_loader, resolve_loader
+from fastgan.data.factory import (
+    class_folder_image_set,
+    image_folder,
+    image_loader,
+    patch_loader,
+    resolve_loader,
+    video,
+)
 from fastgan.data.image_set import ImageSet
 from fastgan.data.sources import cifar_image_set, embedded_image_set
 from fastgan.data.sr_sources import game_frames, skimage_photos, split_held_out
+from fastgan.data.video_sources import is_video, split_video_tail
 from fastgan.ops.backends import backend, fused_backend_for
 from fastgan.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from fastgan.train.config import Config, ConfigError, DataConfig, SRConfig, merge
@@ -129,7 +137,10 @@ def load_sr_images(
     sr: SRConfig, loader: str = "torch", device: torch.device | str = "cpu"
 ) -> tuple[list[tuple[str, torch.Tensor]], list[tuple[str, torch.Tensor]]]:
     """(training, held-out) HR images named by sr.images: skimage's photos or a folder (held out by the names in
-    sr.held_out; decoded by the `loader` kind's reader), or ViZDoom frames (training: seed 0; held out: seed 1)."""
+    sr.held_out; decoded by the `loader` kind's reader), ViZDoom frames (training: seed 0; held out: seed 1), or a
+    video's frames (held out: its last eighth; decoded by the `loader` kind's reader)."""
+    if is_video(sr.images):
+        return split_video_tail(video(loader, sr.images, sr.video_every, sr.video_frames, device))
     if sr.images == "doom":  # held out: frames of another seeded episode (sr.held_out does not apply)
         held_out = game_frames(sr.doom_scenario, count=max(1, sr.doom_frames // 8), seed=1)
         return game_frames(sr.doom_scenario, count=sr.doom_frames, seed=0), held_out
@@ -177,8 +188,6 @@ def _growth(config: Config) -> str:
 
 def _lag_family_and_loader(config: Config, device: torch.device, loader_state: dict | None) -> tuple[LAGFamily, Loader]:
     sr, lag = config.sr, config.lag
-    if sr.crop % lag.scale or sr.crop < 2 * lag.scale:
-        raise ConfigError(f"sr.crop={sr.crop} must be a multiple of lag.scale={lag.scale} and at least twice it")
     kind = _loader_kind(config, sr.images not in ("skimage", "doom"), device, loader_state)
     train_images, held_out = load_sr_images(sr, kind, device)
     generator, critic = build_lag(config)

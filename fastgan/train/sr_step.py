@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from fastgan.eval.sr_metrics import psnr
 from fastgan.losses_sr import discriminator_loss, generator_adversarial_loss, perceptual_loss, pixel_loss
-from fastgan.models.growing import GrowingSRResNet
+from fastgan.models.growing import GrowingSRResNet, stage_count
 from fastgan.models.srgan import SRDiscriminator, SRResNet
 from fastgan.models.vgg import load_vgg_features
 from fastgan.profiling import phase
@@ -94,7 +94,7 @@ class SRFamily:
         self.generator = build_generator(config).to(device)
         if sr.init_from and not resuming:
             self._initialise_from(sr.init_from)
-        self.stages = self.generator.scale.bit_length() - 1
+        self.stages = stage_count(self.generator.scale)
         self.schedule = growth_schedule(config, self.stages)
         self.growing = GrowingSRResNet(self.generator).to(device) if config.progressive.enabled else None
         self.images_seen = 0

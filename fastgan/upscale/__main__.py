@@ -119,18 +119,19 @@ def main(argv: list[str] | None = None) -> int:
         for k, z in enumerate(draws):
             output = args.output if k == 0 else sample_output(args.output, k)
             source, speed = _upscale(args, z, output)
+            skipped = getattr(source, "skipped", [])
+            log.info(
+                "%s: %d frames in %.2f s: %.2f frames/s, %.2f input MP/s%s",
+                output,
+                speed.frames,
+                speed.seconds,
+                speed.fps,
+                speed.megapixels_per_second,
+                f"; skipped {len(skipped)} unreadable: {', '.join(skipped)}" if skipped else "",
+            )
     except (FileNotFoundError, FrameError, ValueError, RuntimeError) as error:
         log.error("%s", error)
         return 1
-    skipped = getattr(source, "skipped", [])
-    log.info(
-        "%d frames in %.2f s: %.2f frames/s, %.2f input MP/s%s",
-        speed.frames,
-        speed.seconds,
-        speed.fps,
-        speed.megapixels_per_second,
-        f"; skipped {len(skipped)} unreadable: {', '.join(skipped)}" if skipped else "",
-    )
     return 0
 
 

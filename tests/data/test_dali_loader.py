@@ -1,5 +1,7 @@
 """DALI loaders against the torch loaders: same batches, exact resume, shards that partition epochs (CPU pipelines)."""
 
+import logging
+
 import pytest
 import torch
 
@@ -193,6 +195,9 @@ def test_gpu_pipelines_deliver_the_cpu_batches_on_the_gpu():
     lr, hr = DALIPatchLoader(photos, 32, 4, seed=2).next_batch(8)
     lr_g, hr_g = DALIPatchLoader(photos, 32, 4, seed=2, device="cuda").next_batch(8)
     assert hr_g.is_cuda and (hr_g.cpu() - hr).abs().max() <= 1e-6 and (lr_g.cpu() - lr).abs().max() <= 2 / 255
+    lr, _ = DALIPatchLoader(photos, 32, 4, seed=2, method="area").next_batch(8)
+    lr_g, _ = DALIPatchLoader(photos, 32, 4, seed=2, method="area", device="cuda").next_batch(8)
+    assert torch.equal(lr_g.cpu(), lr)  # box means rounded half up on both devices
 
 
 @pytest.mark.cuda
@@ -207,3 +212,17 @@ def test_gpu_pipelines_jitter_as_the_cpu_ones():
     lr_g, hr_g = DALIPatchLoader(photos, 32, 4, seed=2, device="cuda", color_jitter=JITTER).next_batch(8)
     assert hr_g.is_cuda and (hr_g.cpu() - hr).abs().max() <= 1 / 255 + 1e-6
     assert (lr_g.cpu() - lr).abs().max() <= 3 / 255
+
+
+def test_a_position_resumed_on_another_pipeline_device_warns(caplog):
+    loader = DALIImageLoader(embedded_image_set(40, seed=0), seed=1)
+    loader.next_batch(8)
+    state = loader.state_dict()
+    assert state["pipeline"] == "cpu"
+    with caplog.at_level(logging.WARNING):
+        DALIImageLoader(embedded_image_set(40, seed=0), seed=1).load_state_dict(state)
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING):
+        resumed = DALIPatchLoader(_photos(), 32, 4, seed=2)
+        resumed.load_state_dict({**resumed.state_dict(), "batches": 3, "pipeline": "gpu"})
+    assert "GPU pipeline" in caplog.text and resumed.batches == 3

@@ -97,3 +97,12 @@ def test_a_class_without_a_readable_image_is_an_error(tmp_path):
     for reader in (dali_folder_image_set, folder_image_set):
         with pytest.raises(DataSourceError, match="bad.*no readable image"):
             reader(tmp_path)
+
+
+def test_gifs_which_dali_cannot_decode_are_read_by_pil(tmp_path):
+    _save(tmp_path / "x" / "a.png", _rgb(32, 32, 0))
+    _save(tmp_path / "x" / "b.gif", _rgb(32, 32, 1)[..., 0])  # grey GIF: exact through the palette
+    dali, pil = dali_folder_image_set(tmp_path), folder_image_set(tmp_path)
+    assert len(dali) == len(pil) == 2 and torch.equal(dali.images, pil.images)
+    names = [name for name, _ in dali_folder_images(tmp_path)]
+    assert names == [name for name, _ in folder_images(tmp_path)] == ["x/a", "x/b"]

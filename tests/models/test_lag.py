@@ -41,6 +41,30 @@ def test_a_stage_starting_to_fade_in_changes_nothing(networks):
     assert not torch.allclose(generator(y, z, 2, alpha=0.5), generator(y, z, 2, alpha=0.0))
 
 
+@pytest.mark.parametrize("grown", ["lag", "srresnet"])
+def test_fading_in_with_a_bicubic_skip_starts_from_the_previous_output(grown):
+    """With the skip on, alpha = 0 still gives the previous stage's whole output (heads + bicubic) up-sampled."""
+    torch.manual_seed(2)
+    if grown == "lag":
+        net = LAGGenerator(scale=4, channels=8, blocks=1, noise_dim=4, bicubic_skip=True)
+        for head in net.to_rgb:  # trained heads: not the zero start
+            torch.nn.init.normal_(head.weight, std=0.1)
+        y = torch.rand(2, 3, 5, 6) * 2 - 1
+
+        def run(stage, alpha):
+            return net(y, None, stage, alpha)
+    else:
+        net = GrowingSRResNet(SRResNet(scale=4, channels=8, blocks=1, batch_norm=False, bicubic_skip=True))
+        y = torch.rand(2, 3, 5, 6)
+
+        def run(stage, alpha):
+            return net(y, stage, alpha)
+
+    previous = run(1, 1.0)
+    assert torch.allclose(run(2, 0.0), F.interpolate(previous, scale_factor=2), atol=1e-5)
+    assert not torch.allclose(run(2, 1.0), run(2, 0.0), atol=1e-3)
+
+
 def test_centre_is_deterministic_and_samples_differ():
     torch.manual_seed(1)
     generator = LAGGenerator(scale=4, channels=8, blocks=1, noise_dim=4, bicubic_skip=False).eval()
@@ -117,6 +141,5 @@ def test_growing_srresnet_ends_as_the_plain_network():
     lr = torch.rand(2, 3, 6, 5)
     assert torch.allclose(grown(lr, stage=2), net(lr), atol=1e-6)
     assert grown(lr, stage=1).shape == (2, 3, 12, 10)
-    faded = grown(lr, stage=2, alpha=0.0) - F.interpolate(lr, scale_factor=4, mode="bicubic")
-    first = grown(lr, stage=1) - F.interpolate(lr, scale_factor=2, mode="bicubic")
+    faded, first = grown(lr, stage=2, alpha=0.0), grown(lr, stage=1)  # each stage's skip inside the blend
     assert torch.allclose(faded, F.interpolate(first, scale_factor=2), atol=1e-5)

@@ -99,3 +99,14 @@ def test_variable_length_width_list():
     assert load_config(None, ["model.g_widths=[64, 32, 16, 8, 4]"]).model.g_widths == (64, 32, 16, 8, 4)
     with pytest.raises(ConfigError, match="model.g_widths must be a list"):
         load_config(None, ["model.g_widths=64"])
+
+
+def test_crop_is_checked_against_the_scale_of_the_model_that_trains():
+    assert load_config(None, ["model.name=lag", "lag.scale=2", "sr.crop=34"]).sr.crop == 34  # sr.scale=4 irrelevant
+    with pytest.raises(ConfigError, match="multiple of lag.scale=8"):
+        load_config(None, ["model.name=lag", "lag.scale=8", "sr.crop=68"])
+    with pytest.raises(ConfigError, match="multiple of sr.scale=4"):
+        load_config(None, ["model.name=srgan", "sr.crop=30"])
+    assert load_config(None, ["sr.crop=30"]).model.name == "hrgan"  # an HRGAN run has no crop to check
+    with pytest.raises(ConfigError, match="use one or the other"):
+        load_config(None, ["model.name=srgan", "progressive.enabled=true", "sr.init_from=runs/srresnet-x4"])

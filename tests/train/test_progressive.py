@@ -25,7 +25,6 @@ def test_stages_fade_in_then_stabilise():
         phase = schedule.at(seen)
         assert (phase.stage, phase.batch_size, phase.lr_scale) == (stage, batch, lr), seen
         assert phase.alpha == pytest.approx(alpha), seen
-        assert phase.fading == (alpha < 1)
 
 
 def test_fixed_schedule_is_the_whole_network_from_the_start():
