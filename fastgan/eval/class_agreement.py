@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.optim.swa_utils import AveragedModel
 
 from fastgan.data.procedural import CLASS_NAMES
 from fastgan.eval.evaluator import Evaluator, EvaluatorWeightsError, default_evaluator_weights, load_evaluator
 from fastgan.models.hrgan import Generator
-from fastgan.train.checkpoint import CheckpointError, load_checkpoint
+from fastgan.train.checkpoint import CheckpointError, averaged_generator, load_checkpoint
 from fastgan.train.config import Config, merge
 
 
@@ -30,13 +29,7 @@ def ema_generator_from_checkpoint(path: str | Path) -> tuple[Generator, Config]:
     num_classes = family["generator"]["blocks.0.bn1.gain.weight"].shape[0]
     m = config.model
     generator = Generator(m.resolution, num_classes, m.z_dim, m.g_channels, m.g_widths)
-    ema = AveragedModel(generator, use_buffers=True)
-    ema.load_state_dict(family["generator_ema"])
-    if int(ema.n_averaged) == 0:
-        generator.load_state_dict(family["generator"])
-    else:
-        generator = ema.module
-    return generator.eval(), config
+    return averaged_generator(generator, family).eval(), config
 
 
 @torch.no_grad()

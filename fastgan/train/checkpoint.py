@@ -36,3 +36,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a fastgan training checkpoint")
     return state
+
+
+def averaged_generator(generator: torch.nn.Module, family: dict[str, Any]) -> torch.nn.Module:
+    """`generator` with a checkpointed family's EMA weights ("generator_ema") once averaging has started, else with
+    its live weights ("generator")."""
+    from torch.optim.swa_utils import AveragedModel
+
+    ema = AveragedModel(generator, use_buffers=True)
+    ema.load_state_dict(family["generator_ema"])
+    if int(ema.n_averaged) > 0:
+        return ema.module
+    generator.load_state_dict(family["generator"])
+    return generator

@@ -22,7 +22,7 @@ from fastgan.eval.sr_metrics import psnr
 from fastgan.losses_lag import centre_loss, critic_loss, gradient_penalty, lr_conditioning
 from fastgan.models.lag import LAGCritic, LAGGenerator
 from fastgan.profiling import phase
-from fastgan.train.checkpoint import CheckpointError, load_checkpoint
+from fastgan.train.checkpoint import CheckpointError, averaged_generator, load_checkpoint
 from fastgan.train.config import Config, merge
 from fastgan.train.progressive import growth_schedule, stage_target
 from fastgan.train.sr_step import held_out_crops
@@ -62,13 +62,7 @@ def lag_generator_from_checkpoint(path: str | Path, device: torch.device | str =
     config = merge(Config(), checkpoint["config"])
     if config.model.name != "lag":
         raise CheckpointError(f"{path} is a {config.model.name} run, not a LAG one")
-    generator, _ = build_lag(config)
-    ema = AveragedModel(generator, use_buffers=True)
-    ema.load_state_dict(checkpoint["family"]["generator_ema"])
-    if int(ema.n_averaged) > 0:
-        generator = ema.module
-    else:
-        generator.load_state_dict(checkpoint["family"]["generator"])
+    generator = averaged_generator(build_lag(config)[0], checkpoint["family"])
     return generator.to(device).eval(), config
 
 

@@ -25,8 +25,8 @@ from fastgan.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from fastgan.train.config import Config, ConfigError, DataConfig, SRConfig, merge
 from fastgan.train.core import Loader, Trainer
 from fastgan.train.hrgan_step import HRGANFamily
-from fastgan.train.lag_step import LAGFamily, build_lag
-from fastgan.train.sr_step import SRFamily, build_generator
+from fastgan.train.lag_step import LAGFamily
+from fastgan.train.sr_step import SRFamily
 
 log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = ("train.iterations", "train.fused", "output.")  # what a resumed run may change
@@ -151,11 +151,21 @@ def load_sr_images(
     return split_held_out(images, list(sr.held_out))
 
 
+def _upscaler_data(config: Config, device: torch.device, loader_state: dict | None):
+    """An upscaler run's loader kind ("dali" or "torch") and its (training, held-out) images."""
+    kind = _loader_kind(config, config.sr.images not in ("skimage", "doom"), device, loader_state)
+    return (kind, *load_sr_images(config.sr, kind, device))
+
+
+def _patch_loader(config: Config, kind: str, images, scale: int, device: torch.device) -> Loader:
+    sr, data = config.sr, config.data
+    return patch_loader(kind, images, sr.crop, scale, data.seed, data.flip, sr.degrade, device, data.color_jitter)
+
+
 def _sr_family_and_loader(config: Config, device: torch.device, loader_state: dict | None) -> tuple[SRFamily, Loader]:
     sr = config.sr
-    kind = _loader_kind(config, sr.images not in ("skimage", "doom"), device, loader_state)
-    train_images, held_out = load_sr_images(sr, kind, device)
-    generator = build_generator(config)
+    kind, train_images, held_out = _upscaler_data(config, device, loader_state)
+    family = SRFamily(config, held_out, device, resuming=loader_state is not None)
     log.info(
         "SR data: %s, %d training and %d held-out images, %s loader; SRResNet ×%d, %d channels, %d blocks (%.0f "
         "kFLOP per output pixel), stage %s; device: %s; ops backend: %s",
@@ -166,17 +176,12 @@ def _sr_family_and_loader(config: Config, device: torch.device, loader_state: di
         sr.scale,
         sr.channels,
         sr.blocks,
-        generator.flops_per_output_pixel() / 1e3,
+        family.generator.flops_per_output_pixel() / 1e3,
         sr.stage,
         device,
         _describe(ops_backend(config)),
     )
-    family = SRFamily(config, held_out, device, resuming=loader_state is not None)
-    data = config.data
-    loader = patch_loader(
-        kind, train_images, sr.crop, sr.scale, data.seed, data.flip, sr.degrade, device, data.color_jitter
-    )
-    return family, loader
+    return family, _patch_loader(config, kind, train_images, sr.scale, device)
 
 
 def _growth(config: Config) -> str:
@@ -188,9 +193,8 @@ def _growth(config: Config) -> str:
 
 def _lag_family_and_loader(config: Config, device: torch.device, loader_state: dict | None) -> tuple[LAGFamily, Loader]:
     sr, lag = config.sr, config.lag
-    kind = _loader_kind(config, sr.images not in ("skimage", "doom"), device, loader_state)
-    train_images, held_out = load_sr_images(sr, kind, device)
-    generator, critic = build_lag(config)
+    kind, train_images, held_out = _upscaler_data(config, device, loader_state)
+    family = LAGFamily(config, held_out, device)
     log.info(
         "LAG data: %s, %d training and %d held-out images, %d×%d crops, %s loader; LAG ×%d (%s), generator %.2f M "
         "and critic %.2f M parameters; device: %s; ops backend: %s",
@@ -202,17 +206,12 @@ def _lag_family_and_loader(config: Config, device: torch.device, loader_state: d
         kind,
         lag.scale,
         _growth(config),
-        sum(p.numel() for p in generator.parameters()) / 1e6,
-        sum(p.numel() for p in critic.parameters()) / 1e6,
+        sum(p.numel() for p in family.generator.parameters()) / 1e6,
+        sum(p.numel() for p in family.critic.parameters()) / 1e6,
         device,
         _describe(ops_backend(config)),
     )
-    family = LAGFamily(config, held_out, device)
-    data = config.data
-    loader = patch_loader(
-        kind, train_images, sr.crop, lag.scale, data.seed, data.flip, sr.degrade, device, data.color_jitter
-    )
-    return family, loader
+    return family, _patch_loader(config, kind, train_images, lag.scale, device)
 
 
 def train(config: Config) -> Trainer:
