@@ -7,8 +7,16 @@ import torch.nn.functional as F
 
 
 def repeat_blocks(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """(N, C, H, W) -> (N, C, scale·H, scale·W), each pixel repeated over a scale×scale block (one copy)."""
+    """(N, C, H, W) -> (N, C, scale·H, scale·W), each pixel repeated over a scale×scale block (one copy).
+
+    A channels-last x gives a channels-last result (the copy runs in NHWC order), so the convolution that
+    follows in an NHWC network takes it without another layout copy.
+    """
     n, c, h, w = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        nhwc = x.permute(0, 2, 3, 1)  # (N, H, W, C), a contiguous view
+        blocks = nhwc[:, :, None, :, None, :].expand(n, h, scale, w, scale, c)
+        return blocks.reshape(n, h * scale, w * scale, c).permute(0, 3, 1, 2)
     return x[:, :, :, None, :, None].expand(n, c, h, scale, w, scale).reshape(n, c, h * scale, w * scale)
 
 

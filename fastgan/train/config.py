@@ -94,6 +94,7 @@ class TrainConfig:
     ema_start: int = 1000
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     fused: bool = False  # fused ops: Triton kernels on CUDA, fused torch arithmetic on CPU (fastgan.ops.backends)
+    channels_last: bool = True  # the networks convolve in NHWC memory layout (faster on CPUs and tensor cores)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 

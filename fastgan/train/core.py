@@ -61,6 +61,13 @@ class ModelFamily(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+def placed(network: torch.nn.Module, device: torch.device, config: Config) -> torch.nn.Module:
+    """`network` moved to `device`, its convolution weights in channels-last (NHWC) layout when
+    `train.channels_last` is on (the same maths; faster convolutions on CPUs and tensor cores)."""
+    layout = torch.channels_last if config.train.channels_last else torch.contiguous_format
+    return network.to(device, memory_format=layout)
+
+
 def _rng_state() -> dict[str, Any]:
     """torch's global CPU and CUDA generators (the families draw their own noise from checkpointed generators)."""
     state = {"torch": torch.get_rng_state()}

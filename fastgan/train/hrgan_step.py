@@ -16,7 +16,7 @@ from fastgan.losses import discriminator_hinge_loss, generator_loss
 from fastgan.models.hrgan import TRAINING_RESOLUTION, Discriminator, Generator, downsample_to_training
 from fastgan.profiling import phase
 from fastgan.train.config import Config
-from fastgan.train.core import Loader
+from fastgan.train.core import Loader, placed
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,9 @@ class HRGANFamily:
         self.num_classes = image_set.num_classes
         self.hr = config.model.resolution // TRAINING_RESOLUTION
         m, t = config.model, config.train
-        self.generator = Generator(m.resolution, self.num_classes, m.z_dim, m.g_channels, m.g_widths).to(device)
-        self.discriminator = Discriminator(self.num_classes, m.d_channels).to(device)
+        generator = Generator(m.resolution, self.num_classes, m.z_dim, m.g_channels, m.g_widths)
+        self.generator = placed(generator, device, config)
+        self.discriminator = placed(Discriminator(self.num_classes, m.d_channels), device, config)
         self.generator_ema = AveragedModel(
             self.generator, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True
         )
@@ -76,9 +77,9 @@ class HRGANFamily:
             real, labels = loader.next_batch(self.config.train.batch_size_d)
         with torch.no_grad(), self._autocast():
             fake = downsample_to_training(self.generator(self._noise(len(labels)), labels))
-        with self._autocast():
-            real_scores = self.discriminator(real, labels).float()
-            fake_scores = self.discriminator(fake, labels).float()
+        with self._autocast():  # one forward over real and fake: one spectral-norm power iteration per D step
+            scores = self.discriminator(torch.cat([real, fake.to(real.dtype)]), torch.cat([labels, labels])).float()
+        real_scores, fake_scores = scores.split(len(labels))
         loss = discriminator_hinge_loss(real_scores, fake_scores, self.config.loss.hinge_margin)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()

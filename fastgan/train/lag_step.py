@@ -24,6 +24,7 @@ from fastgan.models.lag import LAGCritic, LAGGenerator
 from fastgan.profiling import phase
 from fastgan.train.checkpoint import CheckpointError, averaged_generator, load_checkpoint
 from fastgan.train.config import Config, merge
+from fastgan.train.core import placed
 from fastgan.train.progressive import growth_schedule, stage_target
 from fastgan.train.sr_step import held_out_crops
 
@@ -79,7 +80,7 @@ class LAGFamily:
         self.config, self.device = config, device
         t, lag = config.train, config.lag
         generator, critic = build_lag(config)
-        self.generator, self.critic = generator.to(device), critic.to(device)
+        self.generator, self.critic = placed(generator, device, config), placed(critic, device, config)
         self.stages = generator.stages
         self.schedule = growth_schedule(config, self.stages)
         self.generator_ema = AveragedModel(

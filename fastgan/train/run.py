@@ -29,7 +29,8 @@ from fastgan.train.lag_step import LAGFamily
 from fastgan.train.sr_step import SRFamily
 
 log = logging.getLogger(__name__)
-RESUMABLE_CHANGES = ("train.iterations", "train.fused", "output.")  # what a resumed run may change
+# what a resumed run may change: length, output, and how (not what) it computes
+RESUMABLE_CHANGES = ("train.iterations", "train.fused", "train.channels_last", "train.device", "output.")
 
 
 def resolve_device(name: str) -> torch.device:

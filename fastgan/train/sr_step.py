@@ -23,6 +23,7 @@ from fastgan.models.vgg import load_vgg_features
 from fastgan.profiling import phase
 from fastgan.train.checkpoint import CheckpointError, load_checkpoint
 from fastgan.train.config import Config, ConfigError, merge
+from fastgan.train.core import placed
 from fastgan.train.progressive import growth_schedule, stage_target
 
 log = logging.getLogger(__name__)
@@ -91,19 +92,19 @@ class SRFamily:
     ):
         self.config, self.device = config, device
         sr, t = config.sr, config.train
-        self.generator = build_generator(config).to(device)
+        self.generator = placed(build_generator(config), device, config)
         if sr.init_from and not resuming:
             self._initialise_from(sr.init_from)
         self.stages = stage_count(self.generator.scale)
         self.schedule = growth_schedule(config, self.stages)
-        self.growing = GrowingSRResNet(self.generator).to(device) if config.progressive.enabled else None
+        self.growing = placed(GrowingSRResNet(self.generator), device, config) if config.progressive.enabled else None
         self.images_seen = 0
         trained = self.growing if self.growing is not None else self.generator
         self.opt_g = torch.optim.Adam(trained.parameters(), lr=t.lr_g, betas=t.betas)
         self.discriminator = self.opt_d = self.vgg = None
         if sr.stage == "srgan":
             self.vgg = load_vgg_features(sr.perceptual_layer, sr.vgg_weights, device)
-            self.discriminator = SRDiscriminator().to(device)
+            self.discriminator = placed(SRDiscriminator(), device, config)
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=t.betas)
         self.sample_columns = 3
         self.sample_hr = held_out_crops(held_out, config.sr.scale).to(device)  # (K, 3, S, S) in [0, 1]

@@ -24,6 +24,18 @@ def test_gradcheck_and_non_contiguous_input():
     assert torch.autograd.gradcheck(lambda t: nearest_upsample(t, 2), (x,))
 
 
+@pytest.mark.parametrize("scale", [2, 3])
+def test_channels_last_input_stays_channels_last(scale):
+    """An NHWC network's activations come out NHWC (no layout copy for the next convolution), same values."""
+    x = torch.randn(2, 6, 5, 7).contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = nearest_upsample(x, scale)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    assert torch.equal(out, F.interpolate(x.detach().contiguous(), scale_factor=scale, mode="nearest"))
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    assert torch.allclose(x.grad, F.avg_pool2d(grad.contiguous(), scale, divisor_override=1), atol=1e-6)
+
+
 def test_rejects_non_4d_input():
     with pytest.raises(ValueError, match="N, C, H, W"):
         nearest_upsample(torch.randn(3, 4, 4), 2)

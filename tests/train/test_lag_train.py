@@ -54,6 +54,19 @@ def test_lag_grows_and_resumes_mid_fade_exactly(lag_config, tmp_path):
             assert torch.allclose(tensor, theirs.critic.state_dict()[name], atol=1e-6), name
 
 
+def test_channels_last_lag_follows_the_nchw_run(lag_config, tmp_path):
+    """train.channels_last (default) puts generator and critic in NHWC; the losses, gradient penalty included, match
+    an NCHW run up to rounding."""
+    nhwc = train(lag_config)
+    for network in (nhwc.family.generator, nhwc.family.critic):
+        weights = [p for p in network.parameters() if p.dim() == 4]
+        assert weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    nchw_config = merge(lag_config, {"train": {"channels_last": False}, "output": {"out_dir": str(tmp_path / "nchw")}})
+    for a, b in zip(_metrics(nhwc.run_dir), _metrics(train(nchw_config).run_dir), strict=True):
+        for key in ("d_loss", "gp", "g_loss", "centre"):
+            assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-4), (a["step"], key)
+
+
 def test_trained_lag_serves_centre_and_samples(lag_config):
     trainer = train(lag_config)
     generator, config = lag_generator_from_checkpoint(trainer.run_dir)

@@ -46,6 +46,21 @@ def test_fused_run_follows_the_eager_run(tiny_config, tmp_path, caplog):
             assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-4), (a["step"], key)
 
 
+def test_channels_last_trains_the_same_model_as_nchw(tiny_config, tmp_path):
+    """train.channels_last (the default) changes the memory layout of G's and D's convolutions, not the maths."""
+    nhwc = train(tiny_config)
+    family = nhwc.family
+    for network in (family.generator, family.discriminator, family.generator_ema.module):
+        weights = [p for p in network.parameters() if p.dim() == 4]
+        assert weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    nchw_config = merge(tiny_config, {"train": {"channels_last": False}, "output": {"out_dir": str(tmp_path / "nchw")}})
+    nchw = train(nchw_config)
+    assert all(p.is_contiguous() for p in nchw.family.generator.parameters())
+    for a, b in zip(_metrics(nhwc.run_dir), _metrics(nchw.run_dir), strict=True):
+        for key in ("d_loss", "g_loss", "ms_fake"):
+            assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-4), (a["step"], key)
+
+
 def test_profile_writes_a_chrome_trace_of_the_phases(tiny_config, caplog):
     """--profile 2 on a 4-iteration run: iteration 1 warms up, 2 and 3 are traced, 4 trains unprofiled."""
     with caplog.at_level("INFO", logger="fastgan.profiling"):
@@ -79,6 +94,17 @@ def test_resume_continues_exactly(tiny_config, tmp_path):
     assert torch.equal(a_state["noise"], b_state["noise"])
     exp_a = a_state["opt_g"]["state"][0]["exp_avg"]
     assert torch.allclose(exp_a, b_state["opt_g"]["state"][0]["exp_avg"], atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU: trains under bf16 autocast there")
+def test_cuda_run_trains_under_bf16_autocast_and_resumes_on_the_cpu(tiny_config, tmp_path):
+    """On CUDA: bf16 autocast, fp32 weights, finite losses; its checkpoint continues on the CPU (noise on the CPU)."""
+    cuda = train(merge(tiny_config, {"train": {"device": "cuda", "iterations": 2}}))
+    assert all(p.is_cuda and p.dtype == torch.float32 for p in cuda.family.generator.parameters())
+    assert all(math.isfinite(r[k]) for r in _metrics(cuda.run_dir) for k in ("d_loss", "g_loss", "ms_fake"))
+    resumed = resume(cuda.run_dir, {"train": {"device": "cpu", "iterations": 4}})
+    assert [r["step"] for r in _metrics(resumed.run_dir)] == [1, 2, 3, 4]
+    assert not next(resumed.family.generator.parameters()).is_cuda
 
 
 def test_resume_refuses_another_evaluator(tiny_config, tmp_path):
