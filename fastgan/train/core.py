@@ -63,9 +63,22 @@ class ModelFamily(Protocol):
 
 def placed(network: torch.nn.Module, device: torch.device, config: Config) -> torch.nn.Module:
     """`network` moved to `device`, its convolution weights in channels-last (NHWC) layout when
-    `train.channels_last` is on (the same maths; faster convolutions on CPUs and tensor cores)."""
-    layout = torch.channels_last if config.train.channels_last else torch.contiguous_format
-    return network.to(device, memory_format=layout)
+    `train.channels_last` is on (the same maths; faster convolutions on CPUs and tensor cores) — except under
+    `--fused` on CUDA, whose Triton kernels read and write NCHW planes."""
+    nhwc = config.train.channels_last and not (config.train.fused and torch.device(device).type == "cuda")
+    return network.to(device, memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """`optimizer.load_state_dict(state)`, then every per-parameter state tensor (Adam's moments) in its
+    parameter's memory layout, so a run resumed with another `train.channels_last` keeps the foreach update."""
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            slots = optimizer.state.get(parameter, {})
+            for key, value in slots.items():
+                if torch.is_tensor(value) and value.shape == parameter.shape and value.stride() != parameter.stride():
+                    slots[key] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
 
 
 def _rng_state() -> dict[str, Any]:

@@ -16,7 +16,7 @@ from fastgan.losses import discriminator_hinge_loss, generator_loss
 from fastgan.models.hrgan import TRAINING_RESOLUTION, Discriminator, Generator, downsample_to_training
 from fastgan.profiling import phase
 from fastgan.train.config import Config
-from fastgan.train.core import Loader, placed
+from fastgan.train.core import Loader, load_optimizer_state, placed
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class HRGANFamily:
         self.ms_real = float("nan")
         if config.loss.lambda_ms > 0:
             weights = default_evaluator_weights(config.loss.evaluator_weights, config.data.source)
-            self.evaluator = load_evaluator(weights, device)
+            self.evaluator = placed(load_evaluator(weights, device), device, config)
             self.ms_real = cached_real_score(
                 self.evaluator, image_set, config.output.cache_dir, config.loss.ms_real_batch_size
             )
@@ -161,6 +161,6 @@ class HRGANFamily:
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.generator_ema.load_state_dict(state["generator_ema"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        load_optimizer_state(self.opt_g, state["opt_g"])
+        load_optimizer_state(self.opt_d, state["opt_d"])
         self.noise.set_state(state["noise"])

@@ -24,7 +24,7 @@ from fastgan.models.lag import LAGCritic, LAGGenerator
 from fastgan.profiling import phase
 from fastgan.train.checkpoint import CheckpointError, averaged_generator, load_checkpoint
 from fastgan.train.config import Config, merge
-from fastgan.train.core import placed
+from fastgan.train.core import load_optimizer_state, placed
 from fastgan.train.progressive import growth_schedule, stage_target
 from fastgan.train.sr_step import held_out_crops
 
@@ -210,7 +210,7 @@ class LAGFamily:
         self.generator.load_state_dict(state["generator"])
         self.critic.load_state_dict(state["critic"])
         self.generator_ema.load_state_dict(state["generator_ema"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        load_optimizer_state(self.opt_g, state["opt_g"])
+        load_optimizer_state(self.opt_d, state["opt_d"])
         self.noise.set_state(state["noise"])
         self.images_seen = int(state["images_seen"])

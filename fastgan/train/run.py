@@ -58,7 +58,10 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def resume_config(checkpoint: dict[str, Any], updates: dict[str, Any]) -> Config:
     """The checkpoint's config with `updates` applied; only iterations and output settings may change."""
-    saved = merge(Config(), checkpoint["config"])
+    stored = checkpoint["config"]
+    if "channels_last" not in stored.get("train", {}):  # written before train.channels_last existed: NCHW
+        stored = {**stored, "train": {**stored.get("train", {}), "channels_last": False}}
+    saved = merge(Config(), stored)
     config = merge(saved, updates)
     frozen = [k for k in _changed_keys(saved.to_dict(), config.to_dict()) if not k.startswith(RESUMABLE_CHANGES)]
     if frozen:

@@ -23,7 +23,7 @@ from fastgan.models.vgg import load_vgg_features
 from fastgan.profiling import phase
 from fastgan.train.checkpoint import CheckpointError, load_checkpoint
 from fastgan.train.config import Config, ConfigError, merge
-from fastgan.train.core import placed
+from fastgan.train.core import load_optimizer_state, placed
 from fastgan.train.progressive import growth_schedule, stage_target
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class SRFamily:
         self.opt_g = torch.optim.Adam(trained.parameters(), lr=t.lr_g, betas=t.betas)
         self.discriminator = self.opt_d = self.vgg = None
         if sr.stage == "srgan":
-            self.vgg = load_vgg_features(sr.perceptual_layer, sr.vgg_weights, device)
+            self.vgg = placed(load_vgg_features(sr.perceptual_layer, sr.vgg_weights, device), device, config)
             self.discriminator = placed(SRDiscriminator(), device, config)
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=t.betas)
         self.sample_columns = 3
@@ -209,10 +209,10 @@ class SRFamily:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])
-        self.opt_g.load_state_dict(state["opt_g"])
+        load_optimizer_state(self.opt_g, state["opt_g"])
         self.images_seen = int(state.get("images_seen", 0))  # absent from runs before progressive growing
         if self.growing is not None:
             self.growing.heads.load_state_dict(state["growing_heads"])
         if self.discriminator is not None:
             self.discriminator.load_state_dict(state["discriminator"])
-            self.opt_d.load_state_dict(state["opt_d"])
+            load_optimizer_state(self.opt_d, state["opt_d"])

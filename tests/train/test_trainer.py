@@ -61,6 +61,38 @@ def test_channels_last_trains_the_same_model_as_nchw(tiny_config, tmp_path):
             assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-4), (a["step"], key)
 
 
+def _moments_follow_parameters(optimizer):
+    for parameter, slots in optimizer.state.items():
+        for value in slots.values():
+            if value.shape == parameter.shape:
+                assert value.stride() == parameter.stride()
+
+
+def test_resume_may_switch_layout_and_the_optimizer_state_follows(tiny_config, tmp_path):
+    """A channels-last run continued in NCHW: parameters and Adam's moments are NCHW, the run goes on."""
+    half = merge(tiny_config, {"train": {"iterations": 2}})
+    train(half)
+    resumed = resume(half.output.out_dir, {"train": {"iterations": 3, "channels_last": False}})
+    family = resumed.family
+    assert all(p.is_contiguous() for p in family.generator.parameters())
+    for optimizer in (family.opt_g, family.opt_d):
+        _moments_follow_parameters(optimizer)
+    assert load_checkpoint(resumed.run_dir)["step"] == 3
+
+
+def test_checkpoint_from_before_channels_last_resumes_in_nchw(tiny_config, tmp_path):
+    """Checkpoints written before train.channels_last existed were trained in NCHW, and continue so."""
+    from fastgan.train.checkpoint import save_checkpoint
+
+    trainer = train(merge(tiny_config, {"train": {"iterations": 2, "channels_last": False}}))
+    state = load_checkpoint(trainer.run_dir)
+    del state["config"]["train"]["channels_last"]
+    save_checkpoint(state, trainer.checkpoint_path)
+    resumed = resume(trainer.run_dir, {"train": {"iterations": 3}})
+    assert resumed.config.train.channels_last is False
+    assert all(p.is_contiguous() for p in resumed.family.generator.parameters())
+
+
 def test_profile_writes_a_chrome_trace_of_the_phases(tiny_config, caplog):
     """--profile 2 on a 4-iteration run: iteration 1 warms up, 2 and 3 are traced, 4 trains unprofiled."""
     with caplog.at_level("INFO", logger="fastgan.profiling"):
