@@ -57,7 +57,7 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def resume_config(checkpoint: dict[str, Any], updates: dict[str, Any]) -> Config:
-    """The checkpoint's config with `updates` applied; only iterations and output settings may change."""
+    """The checkpoint's config with `updates` applied; only `RESUMABLE_CHANGES` may differ."""
     stored = checkpoint["config"]
     if "channels_last" not in stored.get("train", {}):  # written before train.channels_last existed: NCHW
         stored = {**stored, "train": {**stored.get("train", {}), "channels_last": False}}
