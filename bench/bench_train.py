@@ -23,6 +23,7 @@ from fastgan.models.blocks import ResBlockUp
 from fastgan.models.hrgan import generator_channels
 from fastgan.ops import backend
 from fastgan.train.config import Config, load_config, merge
+from fastgan.train.core import placed
 from fastgan.train.hrgan_step import HRGANFamily
 from fastgan.train.run import load_image_set
 
@@ -31,13 +32,15 @@ SMOKE_MODEL = {"model": {"resolution": 64, "g_channels": 16, "d_channels": 16, "
 PROVIDER_IDS = ["eager", "fused", "compiled"]
 
 
-def _config(smoke: bool, cache_dir: str) -> Config:
+def _config(smoke: bool, cache_dir: str, provider: str) -> Config:
+    """The model each machine trains; `train.fused` set as the trainer would for `provider`, so the networks get the
+    trainer's memory layout (`fastgan.train.core.placed`: NCHW under --fused on CUDA, else channels-last)."""
     base = load_config(None, []) if ON_CUDA else load_config("embedded-64")
     model = SMOKE_MODEL if smoke else PAPER_128 if ON_CUDA else {}
     batches = {"batch_size_d": 4, "batch_size_g": 4} if smoke else {}
     updates = {
         "data": {"source": "embedded", "num_images": 256},
-        "train": {"device": DEVICE.type, "ema_start": 0, **batches},
+        "train": {"device": DEVICE.type, "ema_start": 0, "fused": provider == "fused", **batches},
         "output": {"cache_dir": cache_dir, "samples_per_class": 1},
     }
     return merge(merge(base, model), updates)
@@ -55,7 +58,7 @@ def _scope(provider: str):
 @pytest.fixture
 def family_and_loader(request, tmp_path):
     smoke = request.node.get_closest_marker("smoke") is not None
-    config = _config(smoke, str(tmp_path / "cache"))
+    config = _config(smoke, str(tmp_path / "cache"), request.node.callspec.params["provider"])
     image_set = load_image_set(config.data)
     family = HRGANFamily(config, image_set, DEVICE)
     return family, InMemoryLoader(image_set, 0, True, DEVICE), config
@@ -95,12 +98,14 @@ def test_res_block_up(benchmark, provider, size, family_and_loader):
     _skip_unless_available(provider)
     family, _, config = family_and_loader
     last = [m for m in family.generator.modules() if isinstance(m, ResBlockUp)][-1]
-    block = ResBlockUp(last.conv1.in_channels, last.conv1.out_channels, family.num_classes).to(DEVICE)
+    block = placed(ResBlockUp(last.conv1.in_channels, last.conv1.out_channels, family.num_classes), DEVICE, config)
     if provider == "compiled":
         block = torch.compile(block)
     side = config.model.resolution // 2
     batch = config.train.batch_size_g
-    x = torch.randn(batch, last.conv1.in_channels, side, side, device=DEVICE, requires_grad=True)
+    nhwc = last.conv1.weight.is_contiguous(memory_format=torch.channels_last)  # as the generator's activations
+    x = torch.randn(batch, last.conv1.in_channels, side, side, device=DEVICE)
+    x = x.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format).requires_grad_()
     y = torch.randint(family.num_classes, (batch,), device=DEVICE)
 
     def forward():

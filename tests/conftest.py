@@ -1,10 +1,21 @@
-"""Shared fixtures: a tiny HRGAN run config that trains in seconds on a CPU."""
+"""Shared fixtures (tiny run configs that train in seconds on a CPU) and the skip of `cuda` tests without a GPU."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from fastgan.train.config import Config, merge
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` skip, with the reason, where torch sees no NVIDIA GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU (torch.cuda.is_available() is False here)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -195,3 +195,26 @@ def test_traffic_is_near_the_minimum_and_far_below_eager():
     half = traffic(128, 1000, torch.bfloat16)
     assert half["backward"].minimum == 2 * 128 * 1000 * 2 + 4
     assert half["forward"].eager > t["forward"].eager  # the fp32 cast is one more launch
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
+@pytest.mark.parametrize("shape", [(3, 10), (7, 33), (64, 10), (128, 1000), (256, 1000), (256, 4099)], ids=str)
+def test_compiled_kernels_on_cuda_match_reference(shape, dtype, matches_reference):
+    """The compiled kernels (not the interpreter) against the fp64 truth, judged by torch's own CUDA error."""
+    torch.manual_seed(sum(shape))
+    logits = (torch.randn(*shape, device="cuda") * 3).to(dtype)
+    _assert_matches(logits, "triton", matches_reference, f"cuda {dtype} {shape}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
+def test_compiled_kernels_on_cuda_stay_finite_and_take_slices(dtype, matches_reference):
+    torch.manual_seed(1)
+    logits = torch.full((6, 5), -1e4)
+    logits[torch.arange(6), torch.arange(6) % 4] = 1e4
+    logits[:, :4] += torch.randn(6, 4) * 30
+    _assert_matches(logits.to("cuda", dtype), "triton", matches_reference, f"cuda {dtype} confident")
+    wide = (torch.randn(9, 24, device="cuda") * 2).to(dtype)
+    _assert_matches(wide[:, 3:20], "triton", matches_reference, f"cuda {dtype} column slice")
+    _assert_matches(wide.t()[:, :5], "triton", matches_reference, f"cuda {dtype} transposed")

@@ -195,3 +195,39 @@ def test_traffic_fused_near_minimum(shape, dtype):
         assert t.eager > t.fused, (key, t)
     assert report["forward"].minimum == 2 * numel * size + shape[1] // 4 * size
     assert report["forward"].eager == 4 * numel * size + shape[1] // 4 * size
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (2, 4, 6, 7, 2),
+        (1, 3, 5, 5, 2),
+        (2, 2, 20, 3, 2),
+        (1, 1, 2, 70, 2),
+        (2, 2, 4, 3, 3),
+        (2, 3, 4, 4, 1),
+        (16, 64, 64, 64, 2),
+        (1, 64, 270, 480, 2),
+    ],
+    ids=lambda s: "N{}C{}H{}W{}r{}".format(*s),
+)
+@pytest.mark.parametrize("slopes", ["shared", "per-channel"])
+def test_compiled_kernels_on_cuda_match_reference(slopes, shape, dtype, matches_reference):
+    """The compiled kernels (not the interpreter) against the fp64 truth, judged by torch's own CUDA error."""
+    n, c, h, w, r = shape
+    inputs = _inputs(n, c, h, w, r, 1 if slopes == "shared" else c, dtype, seed=sum(shape))
+    x, weight, grad = (t.cuda() for t in inputs)
+    _check_backend("triton", x, weight, grad, r, matches_reference)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("layout", ["channels_last", "transposed", "sliced", "batch_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_compiled_kernels_on_cuda_take_non_contiguous_inputs(dtype, layout, matches_reference):
+    x = _layouts(dtype)[layout].cuda()
+    _, weight, grad = _inputs(2, 3, 5, 6, 2, 3, dtype, seed=2)
+    grad = grad.cuda().transpose(2, 3).contiguous().transpose(2, 3)
+    out, _, _ = _check_backend("triton", x, weight.cuda(), grad, 2, matches_reference)
+    assert out.is_contiguous()

@@ -51,6 +51,17 @@ def test_srresnet_stage_trains_resumes_exactly_and_samples(sr_config, tmp_path):
         assert torch.allclose(tensor, resumed.family.generator.state_dict()[name], atol=1e-6), name
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("fused", [False, True], ids=["eager", "fused"])
+def test_srresnet_trains_on_cuda(sr_config, fused):
+    """On CUDA (eager, and --fused: pixel_shuffle_prelu as a compiled Triton kernel): finite losses, weights there."""
+    run = train(merge(sr_config, {"train": {"device": "cuda", "fused": fused}}))
+    assert all(p.is_cuda for p in run.family.generator.parameters())
+    records = _metrics(run.run_dir)
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert all(torch.isfinite(torch.tensor(r[k])) for r in records for k in ("pixel", "g_loss", "psnr"))
+
+
 def test_srgan_stage_starts_from_srresnet_and_needs_vgg_weights(sr_config, tmp_path):
     stage1 = train(sr_config)
     vgg = tmp_path / "vgg19.pth"

@@ -128,13 +128,15 @@ def test_resume_continues_exactly(tiny_config, tmp_path):
     assert torch.allclose(exp_a, b_state["opt_g"]["state"][0]["exp_avg"], atol=1e-6)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU: trains under bf16 autocast there")
-def test_cuda_run_trains_under_bf16_autocast_and_resumes_on_the_cpu(tiny_config, tmp_path):
-    """On CUDA: bf16 autocast, fp32 weights, finite losses; its checkpoint continues on the CPU (noise on the CPU)."""
-    cuda = train(merge(tiny_config, {"train": {"device": "cuda", "iterations": 2}}))
+@pytest.mark.cuda
+@pytest.mark.parametrize("fused", [False, True], ids=["eager", "fused"])
+def test_cuda_run_trains_under_bf16_autocast_and_resumes_on_the_cpu(tiny_config, tmp_path, fused):
+    """On CUDA (eager, and --fused: the compiled Triton kernels): bf16 autocast, fp32 weights, finite losses; its
+    checkpoint continues on the CPU, eager (noise on the CPU)."""
+    cuda = train(merge(tiny_config, {"train": {"device": "cuda", "iterations": 2, "fused": fused}}))
     assert all(p.is_cuda and p.dtype == torch.float32 for p in cuda.family.generator.parameters())
     assert all(math.isfinite(r[k]) for r in _metrics(cuda.run_dir) for k in ("d_loss", "g_loss", "ms_fake"))
-    resumed = resume(cuda.run_dir, {"train": {"device": "cpu", "iterations": 4}})
+    resumed = resume(cuda.run_dir, {"train": {"device": "cpu", "iterations": 4, "fused": False}})  # no CPU compile
     assert [r["step"] for r in _metrics(resumed.run_dir)] == [1, 2, 3, 4]
     assert not next(resumed.family.generator.parameters()).is_cuda
 
