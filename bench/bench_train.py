@@ -34,7 +34,7 @@ PROVIDER_IDS = ["eager", "fused", "compiled"]
 
 def _config(smoke: bool, cache_dir: str, provider: str) -> Config:
     """The model each machine trains; `train.fused` set as the trainer would for `provider`, so the networks get the
-    trainer's memory layout (`fastgan.train.core.placed`: NCHW under --fused on CUDA, else channels-last)."""
+    trainer's memory layout (`fastgan.train.core.placed`)."""
     base = load_config(None, []) if ON_CUDA else load_config("embedded-64")
     model = SMOKE_MODEL if smoke else PAPER_128 if ON_CUDA else {}
     batches = {"batch_size_d": 4, "batch_size_g": 4} if smoke else {}

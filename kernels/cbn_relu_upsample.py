@@ -26,6 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fastgan.kernels import cbn_relu_upsample_nhwc as nhwc_kernels
 from fastgan.kernels.aot import KernelBuild
 from fastgan.kernels.launch import element_type, on_device_of, with_int32_offsets
 
@@ -324,6 +325,14 @@ def _plane_addressable(t: torch.Tensor) -> torch.Tensor:
     return with_int32_offsets(t, {2: t.shape[2], 3: t.shape[3]})
 
 
+def _takes_nhwc(x: torch.Tensor, scale: int) -> bool:
+    """Whether the channels-last kernels (`fastgan.kernels.cbn_relu_upsample_nhwc`) take x: unit channel stride,
+    more than one channel and pixel, and a sample of x and of the up-sampled output addressable in int32."""
+    n, c, h, w = x.shape
+    span = (c - 1) + (h - 1) * x.stride(2) + (w - 1) * x.stride(3)
+    return c > 1 and h * w > 1 and x.stride(1) == 1 and span < 2**31 and scale * scale * h * w * c < 2**31
+
+
 def forward_batch_stats(
     x: torch.Tensor,
     gain: torch.Tensor,
@@ -334,8 +343,15 @@ def forward_batch_stats(
     eps: float,
     scale: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Training forward: (out (N, C, sH, sW), mean (C,) fp32, rstd (C,) fp32); running buffers updated in place."""
+    """Training forward: (out (N, C, sH, sW), mean (C,) fp32, rstd (C,) fp32); running buffers updated in place.
+
+    Channels-last x goes to the NHWC kernels and gives channels-last out; any other layout the plane kernels.
+    """
     _check(x, gain, bias)
+    if _takes_nhwc(x, scale):
+        for name, buffer in (("running_mean", running_mean), ("running_var", running_var)):
+            _fp32_buffer(buffer, name, x)
+        return nhwc_kernels.forward_batch_stats(x, gain, bias, running_mean, running_var, momentum, eps, scale)
     x = _plane_addressable(x)
     n, c, h, w = x.shape
     for name, buffer in (("running_mean", running_mean), ("running_var", running_var)):
@@ -381,12 +397,15 @@ def forward_batch_stats(
 def forward_given_stats(
     x: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, scale: int
 ) -> torch.Tensor:
-    """Forward with known fp32 (C,) mean and rstd (eval mode, or recomputation in backward): (N, C, sH, sW)."""
+    """Forward with known fp32 (C,) mean and rstd (eval mode, or recomputation in backward): (N, C, sH, sW),
+    channels-last when x is."""
     _check(x, gain, bias)
-    x = _plane_addressable(x)
-    n, c, h, w = x.shape
     _fp32_buffer(mean, "mean", x)
     _fp32_buffer(rstd, "rstd", x)
+    if _takes_nhwc(x, scale):
+        return nhwc_kernels.forward_given_stats(x, mean, rstd, gain, bias, scale)
+    x = _plane_addressable(x)
+    n, c, h, w = x.shape
     out = torch.empty(n, c, h * scale, w * scale, device=x.device, dtype=x.dtype)
     on_device_of(cbn_relu_upsample_forward_kernel, x, out)[(n * c,)](
         x,
@@ -429,7 +448,8 @@ def backward(
     batch_stats: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx (N, C, H, W) in x's dtype, dgain (N, C) and dbias (N, C) in gain's/bias's dtypes) from one pass over
-    the up-sampled gradient `grad_out` (N, C, sH, sW); `batch_stats` says whether mean/rstd were batch statistics."""
+    the up-sampled gradient `grad_out` (N, C, sH, sW); `batch_stats` says whether mean/rstd were batch statistics.
+    Channels-last x goes to the NHWC kernels (grad_out brought to channels-last) and gives channels-last dx."""
     _check(x, gain, bias)
     n, c, h, w = x.shape
     if grad_out.shape != (n, c, h * scale, w * scale) or grad_out.dtype != x.dtype:
@@ -437,6 +457,10 @@ def backward(
             f"cbn_relu_upsample backward: grad_out must be {(n, c, h * scale, w * scale)} in {x.dtype}, "
             f"got {tuple(grad_out.shape)} in {grad_out.dtype}"
         )
+    if _takes_nhwc(x, scale):
+        if not _takes_nhwc(grad_out, 1):
+            grad_out = grad_out.contiguous(memory_format=torch.channels_last)
+        return nhwc_kernels.backward(grad_out, x, mean, rstd, gain, bias, scale, batch_stats)
     x, grad_out = _plane_addressable(x), _plane_addressable(grad_out)
     fp32 = dict(device=x.device, dtype=torch.float32)
     dgain, dbias = torch.empty(n, c, **fp32), torch.empty(n, c, **fp32)
@@ -494,12 +518,20 @@ def backward(
 UNIT_STRIDES = ("stride_xw", "stride_dw", "stride_gc", "stride_bc")
 #: Sizes and strides that are multiples of 16 for feature maps of 16×16 and more (the JIT specialises on it).
 MULTIPLES_OF_16 = ("W", "stride_xn", "stride_xc", "stride_xh", "stride_dn", "stride_dc", "stride_dh")
+#: The same for dense channels-last activations with a multiple of 16 channels: only gain/bias have unit strides
+#: (the channel stride is implicit), and C and every pixel stride are multiples of 16.
+NHWC_UNIT_STRIDES = ("stride_gc", "stride_bc")
+NHWC_MULTIPLES_OF_16 = ("C", "stride_xn", "stride_xh", "stride_xw", "stride_dn", "stride_dh", "stride_dw")
 _ACTIVATION_POINTERS = ("x_ptr", "out_ptr", "grad_ptr", "dx_ptr")
 
 
-def _build(kernel, ty: str, label: str, constexprs: dict, dense: bool = True, dest: str = "fp32") -> KernelBuild:
+def _build(
+    kernel, ty: str, label: str, constexprs: dict, dense: bool = True, dest: str = "fp32", nhwc: bool = False
+) -> KernelBuild:
     """`kernel` as a launcher specialises it: activations in `ty`, statistics fp32, gain/bias fp32, `dest_ptr` in
-    `dest`; with `dense` the unit strides of contiguous tensors become constants and sizes multiples of 16."""
+    `dest`; with `dense` the unit strides of contiguous tensors (NCHW, or channels-last with `nhwc`) become
+    constants and sizes multiples of 16."""
+    unit_strides = NHWC_UNIT_STRIDES if nhwc else UNIT_STRIDES
     signature, constexprs = {}, dict(constexprs)
     for param in kernel.params:
         name = param.name
@@ -511,20 +543,22 @@ def _build(kernel, ty: str, label: str, constexprs: dict, dense: bool = True, de
             )
         elif name in ("momentum", "eps"):
             signature[name] = "fp32"
-        elif dense and name in UNIT_STRIDES:
+        elif dense and name in unit_strides:
             signature[name], constexprs[name] = "constexpr", 1
         else:
             signature[name] = "i32"
     if "X_DENSE" in signature:
         constexprs["X_DENSE"] = dense
-    layout = "" if dense else " strided"
-    return KernelBuild(kernel, signature, constexprs, f"{ty}{layout} {label}".strip(), NUM_WARPS,
-                       MULTIPLES_OF_16 if dense else ())  # fmt: skip
+    layout = " nhwc" if nhwc else "" if dense else " strided"
+    multiples = (NHWC_MULTIPLES_OF_16 if nhwc else MULTIPLES_OF_16) if dense else ()
+    return KernelBuild(kernel, signature, constexprs, f"{ty}{layout} {label}".strip(), NUM_WARPS, multiples)
 
 
 def aot_builds() -> list[KernelBuild]:
     """Each kernel as the launchers specialise it, for fp32/fp16/bf16 activations (fp32 gain/bias, BLOCK 1024),
-    dense NCHW planes, plus strided (e.g. channels_last) builds in fp16."""
+    dense NCHW planes, plus strided builds of the plane kernels in fp16; the NHWC kernels for dense channels-last
+    activations of 64 or more channels (BLOCK_P × BLOCK_C = 16 × 64; the backward finalise at SPLIT = 8, as for
+    HRGAN-128's batch of 64)."""
     builds = []
     for ty, dense in (("fp32", True), ("fp16", True), ("bf16", True), ("fp16", False)):
         builds.append(_build(cbn_plane_sums_kernel, ty, "", {"BLOCK": BLOCK}, dense))
@@ -537,4 +571,21 @@ def aot_builds() -> list[KernelBuild]:
                 _build(cbn_relu_upsample_backward_reduce_kernel, ty, stats, reduce, dense, "fp32" if batch else ty)
             )
         builds.append(_build(cbn_relu_upsample_backward_dx_kernel, ty, "", {"BLOCK_N": 64, "BLOCK": BLOCK}, dense))
+    block_p, block_c = nhwc_kernels.tile_shape(64)
+    tiles = {"BLOCK_P": block_p, "BLOCK_C": block_c}
+    for ty in ("fp32", "fp16", "bf16"):
+        builds.append(_build(nhwc_kernels.cbn_pixel_sums_nhwc_kernel, ty, "", tiles, nhwc=True))
+        finalize = {"UPDATE_RUNNING": True} | tiles
+        builds.append(_build(nhwc_kernels.cbn_finalize_statistics_kernel, ty, "", finalize, nhwc=True))
+        for scale in (2, 1):
+            kernel = nhwc_kernels.cbn_relu_upsample_forward_nhwc_kernel
+            builds.append(_build(kernel, ty, f"scale={scale}", {"SCALE": scale} | tiles, nhwc=True))
+        for scale, batch in ((2, True), (1, True), (2, False)):
+            stats = f"scale={scale} {'batch' if batch else 'given'} stats"
+            reduce = {"SCALE": scale, "BATCH_STATS": batch} | tiles
+            kernel = nhwc_kernels.cbn_relu_upsample_backward_reduce_nhwc_kernel
+            builds.append(_build(kernel, ty, stats, reduce, dest="fp32" if batch else ty, nhwc=True))
+        finish = {"BLOCK_S": 8, "BLOCK_C": block_c}
+        builds.append(_build(nhwc_kernels.cbn_backward_finalize_kernel, ty, "split=8", finish, nhwc=True))
+        builds.append(_build(nhwc_kernels.cbn_relu_upsample_backward_dx_nhwc_kernel, ty, "", tiles, nhwc=True))
     return builds

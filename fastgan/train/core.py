@@ -20,6 +20,7 @@ import torchvision.utils
 import yaml
 from tqdm import tqdm
 
+from fastgan.ops.pixel_shuffle_prelu import PixelShufflePReLU
 from fastgan.profiling import StepProfiler, phase
 from fastgan.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from fastgan.train.config import Config
@@ -63,10 +64,16 @@ class ModelFamily(Protocol):
 
 def placed(network: torch.nn.Module, device: torch.device, config: Config) -> torch.nn.Module:
     """`network` moved to `device`, its convolution weights in channels-last (NHWC) layout when
-    `train.channels_last` is on (the same maths; faster convolutions on CPUs and tensor cores) — except under
-    `--fused` on CUDA, whose Triton kernels read and write NCHW planes."""
-    nhwc = config.train.channels_last and not (config.train.fused and torch.device(device).type == "cuda")
+    `train.channels_last` is on (the same maths; faster convolutions on CPUs and tensor cores) — except, under
+    `--fused` on CUDA, networks with pixel-shuffle + PReLU stages, whose Triton kernel reads and writes NCHW
+    planes (the CBN kernels have channels-last twins)."""
+    planes_only = config.train.fused and torch.device(device).type == "cuda" and _has_pixel_shuffle_prelu(network)
+    nhwc = config.train.channels_last and not planes_only
     return network.to(device, memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+
+
+def _has_pixel_shuffle_prelu(network: torch.nn.Module) -> bool:
+    return any(isinstance(module, PixelShufflePReLU) for module in network.modules())
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:

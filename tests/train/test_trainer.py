@@ -214,3 +214,25 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert "batches.meta" in capsys.readouterr().err
     assert cli.main(["--resume", str(tmp_path / "nothing")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_layout_rule_keeps_only_pixel_shuffle_networks_nchw_under_fused_cuda(tiny_config):
+    """`placed` on CUDA under --fused: the HRGAN networks stay channels-last (the CBN kernels have NHWC twins), an
+    SRResNet, whose pixel-shuffle kernel reads NCHW planes, goes NCHW. The move is recorded, not made: no GPU needed."""
+    from fastgan.models.hrgan import Generator
+    from fastgan.models.srgan import SRResNet
+    from fastgan.train.core import placed
+
+    fused = merge(tiny_config, {"train": {"fused": True}})
+    cuda = torch.device("cuda")
+
+    def layout_on(network, config, device):
+        moved = []
+        network.to = lambda device, memory_format: moved.append(memory_format) or network
+        placed(network, device, config)
+        return moved[0]
+
+    assert layout_on(Generator(64, 10, 32, 16), fused, cuda) == torch.channels_last
+    assert layout_on(SRResNet(2, channels=8, blocks=1), fused, cuda) == torch.contiguous_format
+    assert layout_on(SRResNet(2, channels=8, blocks=1), tiny_config, cuda) == torch.channels_last
+    assert layout_on(SRResNet(2, channels=8, blocks=1), fused, torch.device("cpu")) == torch.channels_last
