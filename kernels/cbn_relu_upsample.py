@@ -575,7 +575,7 @@ def aot_builds() -> list[KernelBuild]:
     tiles = {"BLOCK_P": block_p, "BLOCK_C": block_c}
     for ty in ("fp32", "fp16", "bf16"):
         builds.append(_build(nhwc_kernels.cbn_pixel_sums_nhwc_kernel, ty, "", tiles, nhwc=True))
-        finalize = {"UPDATE_RUNNING": True} | tiles
+        finalize = {"UPDATE_RUNNING": True, "BLOCK_R": nhwc_kernels.FINALIZE_TILE // block_c, "BLOCK_C": block_c}
         builds.append(_build(nhwc_kernels.cbn_finalize_statistics_kernel, ty, "", finalize, nhwc=True))
         for scale in (2, 1):
             kernel = nhwc_kernels.cbn_relu_upsample_forward_nhwc_kernel
@@ -585,7 +585,7 @@ def aot_builds() -> list[KernelBuild]:
             reduce = {"SCALE": scale, "BATCH_STATS": batch} | tiles
             kernel = nhwc_kernels.cbn_relu_upsample_backward_reduce_nhwc_kernel
             builds.append(_build(kernel, ty, stats, reduce, dest="fp32" if batch else ty, nhwc=True))
-        finish = {"BLOCK_S": 8, "BLOCK_C": block_c}
+        finish = {"BLOCK_N": nhwc_kernels.FINALIZE_TILE // (8 * block_c), "BLOCK_S": 8, "BLOCK_C": block_c}
         builds.append(_build(nhwc_kernels.cbn_backward_finalize_kernel, ty, "split=8", finish, nhwc=True))
         builds.append(_build(nhwc_kernels.cbn_relu_upsample_backward_dx_nhwc_kernel, ty, "", tiles, nhwc=True))
     return builds

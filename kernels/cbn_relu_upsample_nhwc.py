@@ -28,8 +28,10 @@ TILE = 1024
 MAX_BLOCK_C = 64
 #: Programs a pixel grid aims for (several per multiprocessor), by splitting each sample's pixels ...
 TARGET_PROGRAMS = 1024
-#: ... into at most this many ranges (the backward finalise loads [SPLIT, BLOCK_C] tiles).
+#: ... into at most this many ranges (the backward finalise loads [·, SPLIT, BLOCK_C] tiles).
 MAX_SPLIT = 64
+#: Elements of the finalise kernels' tiles ([BLOCK_R, BLOCK_C] rows of partial sums; [BLOCK_N, BLOCK_S, BLOCK_C]).
+FINALIZE_TILE = 4096
 NUM_WARPS = 4
 
 
@@ -125,7 +127,7 @@ def cbn_finalize_statistics_kernel(
     eps,
     # constexprs
     UPDATE_RUNNING: tl.constexpr,
-    BLOCK_P: tl.constexpr,
+    BLOCK_R: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
     """mean_c, rstd_c from the (ROWS, C) pivot-shifted sums of `count` values per channel; with UPDATE_RUNNING blend
@@ -134,8 +136,8 @@ def cbn_finalize_statistics_kernel(
     col_mask = cols < C
     total = tl.zeros([BLOCK_C], dtype=tl.float32)
     total_sq = tl.zeros([BLOCK_C], dtype=tl.float32)
-    for r0 in range(0, ROWS, BLOCK_P):
-        rows = r0 + tl.arange(0, BLOCK_P)
+    for r0 in range(0, ROWS, BLOCK_R):
+        rows = r0 + tl.arange(0, BLOCK_R).to(tl.int64)
         mask = (rows < ROWS)[:, None] & col_mask[None, :]
         offsets = rows[:, None] * C + cols[None, :]
         total += tl.sum(tl.load(sums_ptr + offsets, mask=mask, other=0.0), axis=0)
@@ -290,26 +292,32 @@ def cbn_backward_finalize_kernel(
     stride_gn,
     stride_gc,
     # constexprs
+    BLOCK_N: tl.constexpr,
     BLOCK_S: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
     """dgain/dbias[n, c] = Σ_s partial[n·SPLIT + s, c]; batch_sums = (Σ_n gain·dbias, Σ_n gain·dgain) (2, C);
-    grid (cdiv(C, BLOCK_C),)."""
+    grid (cdiv(C, BLOCK_C),), BLOCK_N samples at a time in [BLOCK_N, BLOCK_S, BLOCK_C] tiles."""
     cols = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
     col_mask = cols < C
     splits = tl.arange(0, BLOCK_S)
-    mask = (splits < SPLIT)[:, None] & col_mask[None, :]
     sum_dbias = tl.zeros([BLOCK_C], dtype=tl.float32)
     sum_dgain = tl.zeros([BLOCK_C], dtype=tl.float32)
-    for n in range(0, N):
-        offsets = (n * SPLIT + splits)[:, None] * C + cols[None, :]
-        dgain = tl.sum(tl.load(partial_dgain_ptr + offsets, mask=mask, other=0.0), axis=0)
-        dbias = tl.sum(tl.load(partial_dbias_ptr + offsets, mask=mask, other=0.0), axis=0)
-        tl.store(dgain_ptr + n * C + cols, dgain, mask=col_mask)
-        tl.store(dbias_ptr + n * C + cols, dbias, mask=col_mask)
-        gain = tl.load(gain_ptr + n * stride_gn + cols * stride_gc, mask=col_mask, other=0.0).to(tl.float32)
-        sum_dbias += gain * dbias
-        sum_dgain += gain * dgain
+    for n0 in range(0, N, BLOCK_N):
+        samples = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
+        sample_mask = (samples < N)[:, None] & col_mask[None, :]  # [BLOCK_N, BLOCK_C]
+        rows = samples[:, None] * SPLIT + splits[None, :]  # [BLOCK_N, BLOCK_S]
+        mask = sample_mask[:, None, :] & (splits < SPLIT)[None, :, None]
+        offsets = rows[:, :, None] * C + cols[None, None, :]
+        dgain = tl.sum(tl.load(partial_dgain_ptr + offsets, mask=mask, other=0.0), axis=1)  # [BLOCK_N, BLOCK_C]
+        dbias = tl.sum(tl.load(partial_dbias_ptr + offsets, mask=mask, other=0.0), axis=1)
+        dense = samples[:, None] * C + cols[None, :]
+        tl.store(dgain_ptr + dense, dgain, mask=sample_mask)
+        tl.store(dbias_ptr + dense, dbias, mask=sample_mask)
+        gain_offsets = samples[:, None] * stride_gn + cols[None, :] * stride_gc
+        gain = tl.load(gain_ptr + gain_offsets, mask=sample_mask, other=0.0).to(tl.float32)
+        sum_dbias += tl.sum(gain * dbias, axis=0)
+        sum_dgain += tl.sum(gain * dgain, axis=0)
     tl.store(batch_sums_ptr + cols, sum_dbias, mask=col_mask)
     tl.store(batch_sums_ptr + C + cols, sum_dgain, mask=col_mask)
 
@@ -406,7 +414,8 @@ def forward_batch_stats(
     update = running_mean is not None and running_var is not None
     on_device_of(cbn_finalize_statistics_kernel, x, sums)[(grid[1],)](
         x, sums, squares, mean, rstd, running_mean if update else mean, running_var if update else rstd,
-        n * grid[2], c, n * h * w, momentum, eps, UPDATE_RUNNING=update, **tiles, num_warps=NUM_WARPS,
+        n * grid[2], c, n * h * w, momentum, eps,
+        UPDATE_RUNNING=update, BLOCK_R=FINALIZE_TILE // tiles["BLOCK_C"], BLOCK_C=tiles["BLOCK_C"], num_warps=NUM_WARPS,
     )  # fmt: skip
     return forward_given_stats(x, mean, rstd, gain, bias, scale), mean, rstd
 
@@ -435,9 +444,11 @@ def backward(
         SCALE=scale, BATCH_STATS=batch_stats, **tiles, num_warps=NUM_WARPS,
     )  # fmt: skip
     dgain, dbias, batch_sums = torch.empty(n, c, **fp32), torch.empty(n, c, **fp32), torch.empty(2, c, **fp32)
+    block_s = triton.next_power_of_2(grid[2])
     on_device_of(cbn_backward_finalize_kernel, partial_dgain, dgain)[(grid[1],)](
         partial_dgain, partial_dbias, gain, dgain, dbias, batch_sums, n, c, grid[2], *gain.stride(),
-        BLOCK_S=triton.next_power_of_2(grid[2]), BLOCK_C=tiles["BLOCK_C"], num_warps=NUM_WARPS,
+        BLOCK_N=max(1, FINALIZE_TILE // (block_s * tiles["BLOCK_C"])), BLOCK_S=block_s, BLOCK_C=tiles["BLOCK_C"],
+        num_warps=NUM_WARPS,
     )  # fmt: skip
     if batch_stats:
         on_device_of(cbn_relu_upsample_backward_dx_nhwc_kernel, x, gz, dx)[grid](

@@ -113,6 +113,29 @@ def test_nhwc_kernels_split_pixels_over_programs(shape, training, matches_refere
     _check_backend("triton", shape, training, 2, torch.float32, matches_reference, CHANNELS_LAST)
 
 
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_nhwc_kernels_take_views_gapped_gradients_and_broadcast_gains(training):
+    """Channel slices of a channels-last tensor (unit channel stride, wider pixel strides), an incoming gradient
+    with gaps between pixels and a zero-stride (expanded) gain all take the NHWC kernels and match torch."""
+    x_full, _, bias, (mean, var) = _inputs((2, 8, 5, 6))
+    x = CHANNELS_LAST(x_full.float())[:, 2:7]  # (2, 5, 5, 6), strides (240, 1, 48, 8)
+    gain = torch.rand(1, 5, dtype=torch.float32).add(0.5).expand(2, 5)  # stride (0, 1)
+    wide = torch.randn(2, 5, 10, 24, dtype=torch.float32)
+    grad = CHANNELS_LAST(wide)[..., ::2]  # (2, 5, 10, 12) with a gap after every pixel
+    assert x.stride(1) == 1 and gain.stride(0) == 0 and grad.stride(1) == 1
+    results = []
+    for name in ("torch", "triton"):
+        leaves = [t.detach().requires_grad_() for t in (x, gain, bias[:, 2:7].float())]  # views kept as they are
+        running = mean[2:7].clone(), var[2:7].clone()
+        with backend(name):
+            out = cbn_relu_upsample(*leaves, *running, training=training, scale=2)
+        out.backward(grad)
+        results.append([out, *(leaf.grad for leaf in leaves), *running])
+    for got, ref in zip(*results, strict=True):
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+    assert results[1][0].is_contiguous(memory_format=torch.channels_last)  # the NHWC kernels ran
+
+
 @pytest.mark.parametrize("name", FUSED)
 @pytest.mark.parametrize(
     "layout",
@@ -293,9 +316,11 @@ def test_compiled_kernels_on_cuda_take_non_contiguous_inputs(layout, dtype, matc
 @pytest.mark.cuda
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "autocast-bf16"])
-def test_compiled_conv_variant_on_cuda(training, autocast):
+@pytest.mark.parametrize("layout", [lambda t: t, CHANNELS_LAST], ids=["nchw", "channels_last"])
+def test_compiled_conv_variant_on_cuda(training, autocast, layout):
+    """HRGAN's path: the conv variant, NCHW (plane kernels) and channels-last (NHWC kernels, gradient from cuDNN)."""
     dtype = torch.bfloat16 if autocast else torch.float32
-    fused = _conv_run("triton", dtype, training, autocast, device="cuda")
+    fused = _conv_run("triton", dtype, training, autocast, device="cuda", layout=layout)
     eager = _conv_run("torch", dtype, training, autocast, device="cuda")
     for got, ref in zip([fused[0], *fused[1], *fused[2]], [eager[0], *eager[1], *eager[2]], strict=True):
         assert got.dtype == ref.dtype

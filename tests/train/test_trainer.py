@@ -217,11 +217,14 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
 
 
 def test_layout_rule_keeps_only_pixel_shuffle_networks_nchw_under_fused_cuda(tiny_config):
-    """`placed` on CUDA under --fused: the HRGAN networks stay channels-last (the CBN kernels have NHWC twins), an
-    SRResNet, whose pixel-shuffle kernel reads NCHW planes, goes NCHW. The move is recorded, not made: no GPU needed."""
+    """`placed` on CUDA under --fused decides per network: those with pixel-shuffle stages (SRResNet, the LAG
+    generator), whose kernel reads NCHW planes, go NCHW; HRGAN's (the CBN kernels have NHWC twins) and the
+    discriminators stay channels-last. The move is recorded, not made: no GPU needed."""
     from fastgan.models.hrgan import Generator
-    from fastgan.models.srgan import SRResNet
+    from fastgan.models.srgan import SRDiscriminator, SRResNet
+    from fastgan.train.config import load_config
     from fastgan.train.core import placed
+    from fastgan.train.lag_step import build_lag
 
     fused = merge(tiny_config, {"train": {"fused": True}})
     cuda = torch.device("cuda")
@@ -232,7 +235,11 @@ def test_layout_rule_keeps_only_pixel_shuffle_networks_nchw_under_fused_cuda(tin
         placed(network, device, config)
         return moved[0]
 
+    lag_generator, lag_critic = build_lag(load_config("lag-x4"))
     assert layout_on(Generator(64, 10, 32, 16), fused, cuda) == torch.channels_last
     assert layout_on(SRResNet(2, channels=8, blocks=1), fused, cuda) == torch.contiguous_format
+    assert layout_on(lag_generator, fused, cuda) == torch.contiguous_format
+    for network in (SRDiscriminator(), lag_critic):  # no fused op inside: channels-last like eager
+        assert layout_on(network, fused, cuda) == torch.channels_last
     assert layout_on(SRResNet(2, channels=8, blocks=1), tiny_config, cuda) == torch.channels_last
     assert layout_on(SRResNet(2, channels=8, blocks=1), fused, torch.device("cpu")) == torch.channels_last
