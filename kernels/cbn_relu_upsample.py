@@ -348,14 +348,12 @@ def forward_batch_stats(
     Channels-last x goes to the NHWC kernels and gives channels-last out; any other layout the plane kernels.
     """
     _check(x, gain, bias)
+    for name, buffer in (("running_mean", running_mean), ("running_var", running_var)):
+        _fp32_buffer(buffer, name, x)
     if _takes_nhwc(x, scale):
-        for name, buffer in (("running_mean", running_mean), ("running_var", running_var)):
-            _fp32_buffer(buffer, name, x)
         return nhwc_kernels.forward_batch_stats(x, gain, bias, running_mean, running_var, momentum, eps, scale)
     x = _plane_addressable(x)
     n, c, h, w = x.shape
-    for name, buffer in (("running_mean", running_mean), ("running_var", running_var)):
-        _fp32_buffer(buffer, name, x)
     fp32 = dict(device=x.device, dtype=torch.float32)
     sums, squares = torch.empty(n, c, **fp32), torch.empty(n, c, **fp32)
     mean, rstd = torch.empty(c, **fp32), torch.empty(c, **fp32)
