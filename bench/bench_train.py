@@ -99,11 +99,11 @@ def test_res_block_up(benchmark, provider, size, family_and_loader):
     family, _, config = family_and_loader
     last = [m for m in family.generator.modules() if isinstance(m, ResBlockUp)][-1]
     block = placed(ResBlockUp(last.conv1.in_channels, last.conv1.out_channels, family.num_classes), DEVICE, config)
+    nhwc = block.conv1.weight.is_contiguous(memory_format=torch.channels_last)  # activations follow the weights
     if provider == "compiled":
         block = torch.compile(block)
     side = config.model.resolution // 2
     batch = config.train.batch_size_g
-    nhwc = last.conv1.weight.is_contiguous(memory_format=torch.channels_last)  # as the generator's activations
     x = torch.randn(batch, last.conv1.in_channels, side, side, device=DEVICE)
     x = x.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format).requires_grad_()
     y = torch.randint(family.num_classes, (batch,), device=DEVICE)

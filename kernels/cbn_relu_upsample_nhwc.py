@@ -16,6 +16,8 @@ small batches still fill the GPU, and partial sums come back as N·SPLIT rows, r
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -35,12 +37,14 @@ FINALIZE_TILE = 4096
 NUM_WARPS = 4
 
 
+@functools.cache
 def tile_shape(channels: int) -> tuple[int, int]:
     """(BLOCK_P, BLOCK_C) for `channels` channels: BLOCK_C a power of two ≤ MAX_BLOCK_C, TILE elements in all."""
     block_c = min(MAX_BLOCK_C, triton.next_power_of_2(channels))
     return TILE // block_c, block_c
 
 
+@functools.cache  # launchers ask per call; a layer's shapes repeat every iteration
 def pixel_split(batch: int, channels: int, pixels: int) -> tuple[int, int]:
     """(SPLIT, CHUNK): each sample's `pixels` in SPLIT ranges of CHUNK (a multiple of BLOCK_P) pixels, SPLIT chosen
     so that the grid has about TARGET_PROGRAMS programs."""
