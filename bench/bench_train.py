@@ -13,6 +13,7 @@ from bench.common import (
     DEVICE,
     ON_CUDA,
     PROVIDERS,
+    device_seconds,
     peak_allocated_bytes,
     record,
     run_timed,
@@ -30,17 +31,25 @@ from fastgan.train.run import load_image_set
 PAPER_128 = {"model": {"resolution": 128}, "train": {"batch_size_d": 64, "batch_size_g": 128}}
 SMOKE_MODEL = {"model": {"resolution": 64, "g_channels": 16, "d_channels": 16, "z_dim": 32}}
 PROVIDER_IDS = ["eager", "fused", "compiled"]
+#: The iteration also runs replayed from CUDA graphs (`train.cuda_graphs`), eager and fused.
+ITERATION_PROVIDER_IDS = [*PROVIDER_IDS, "eager-graphs", "fused-graphs"]
 
 
 def _config(smoke: bool, cache_dir: str, provider: str) -> Config:
-    """The model each machine trains; `train.fused` set as the trainer would for `provider`, so the networks get the
-    trainer's memory layout (`fastgan.train.core.placed`)."""
+    """The model each machine trains; `train.fused` (and `train.cuda_graphs`) set as the trainer would for
+    `provider`, so the networks get the trainer's memory layout (`fastgan.train.core.placed`)."""
     base = load_config(None, []) if ON_CUDA else load_config("embedded-64")
     model = SMOKE_MODEL if smoke else PAPER_128 if ON_CUDA else {}
     batches = {"batch_size_d": 4, "batch_size_g": 4} if smoke else {}
     updates = {
         "data": {"source": "embedded", "num_images": 256},
-        "train": {"device": DEVICE.type, "ema_start": 0, "fused": provider == "fused", **batches},
+        "train": {
+            "device": DEVICE.type,
+            "ema_start": 0,
+            "fused": provider.startswith("fused"),
+            "cuda_graphs": provider.endswith("-graphs"),
+            **batches,
+        },
         "output": {"cache_dir": cache_dir, "samples_per_class": 1},
     }
     return merge(merge(base, model), updates)
@@ -49,16 +58,20 @@ def _config(smoke: bool, cache_dir: str, provider: str) -> Config:
 def _skip_unless_available(provider: str) -> None:
     if provider == "compiled" and not ON_CUDA:
         pytest.skip("torch.compile baseline is measured on CUDA only (CPU compile time dwarfs these runs)")
+    if provider.endswith("-graphs") and not ON_CUDA:
+        pytest.skip("CUDA graphs need a CUDA device")
 
 
 def _scope(provider: str):
-    return backend(PROVIDERS.get(provider, "torch"))
+    return backend(PROVIDERS.get(provider.removesuffix("-graphs"), "torch"))
 
 
 @pytest.fixture
 def family_and_loader(request, tmp_path):
     smoke = request.node.get_closest_marker("smoke") is not None
-    config = _config(smoke, str(tmp_path / "cache"), request.node.callspec.params["provider"])
+    provider = request.node.callspec.params["provider"]
+    _skip_unless_available(provider)
+    config = _config(smoke, str(tmp_path / "cache"), provider)
     image_set = load_image_set(config.data)
     family = HRGANFamily(config, image_set, DEVICE)
     return family, InMemoryLoader(image_set, 0, True, DEVICE), config
@@ -71,8 +84,8 @@ def _maybe_compile(family: HRGANFamily, provider: str) -> None:
 
 
 def _measure(benchmark, config: Config, what: str, provider: str, step, saving, parameters, **info) -> None:
-    """Time `step()`; record activation bytes kept by `saving()` (not counting `parameters`) and, on CUDA, the
-    peak memory of one step."""
+    """Time `step()`; record activation bytes kept by `saving()` (not counting `parameters`; None: not measured)
+    and, on CUDA, the GPU's busy time and the peak memory of one step."""
     m, t = config.model, config.train
     widths = m.g_widths or [m.g_channels, *generator_channels(m.resolution, m.g_channels)]
     benchmark.group = f"train {what}"
@@ -83,12 +96,14 @@ def _measure(benchmark, config: Config, what: str, provider: str, step, saving, 
         f"B{t.batch_size_d}/{t.batch_size_g}",
         "provider": provider,
         "mode": "full",
-        "saved_bytes": saved_activation_bytes(saving, parameters),
     }
+    if saving is not None:
+        info["saved_bytes"] = saved_activation_bytes(saving, parameters)
     peak = peak_allocated_bytes(step)
     if peak is not None:
         info["peak_allocated_bytes"] = peak
-    record(benchmark, info, seconds)
+    kernels = None if seconds is None else device_seconds(step, rounds=3)
+    record(benchmark, info, seconds, kernel_seconds=kernels)
 
 
 @pytest.mark.parametrize("provider", PROVIDER_IDS)
@@ -139,10 +154,12 @@ def test_generator_forward_backward(benchmark, provider, size, family_and_loader
     _measure(benchmark, config, "generator", provider, step, forward, family.generator.parameters())
 
 
-@pytest.mark.parametrize("provider", PROVIDER_IDS)
+@pytest.mark.parametrize("provider", ITERATION_PROVIDER_IDS)
 @pytest.mark.parametrize("size", [pytest.param("model", id="model"), pytest.param("smoke", marks=pytest.mark.smoke)])
 def test_training_iteration(benchmark, provider, size, family_and_loader):
-    """One HRGAN iteration: n_dis D steps, the G step with the MobileNet-score loss, the EMA update."""
+    """One HRGAN iteration: n_dis D steps, the G step with the MobileNet-score loss, the EMA update (graphed
+    providers: the D and G updates replayed from CUDA graphs, captured during the warm-up rounds; their activation
+    bytes are not measured — a replay keeps none for autograd)."""
     _skip_unless_available(provider)
     family, loader, config = family_and_loader
     _maybe_compile(family, provider)
@@ -157,4 +174,5 @@ def test_training_iteration(benchmark, provider, size, family_and_loader):
 
     networks = [family.generator, family.discriminator] + ([family.evaluator] if family.evaluator else [])
     parameters = [p for network in networks for p in [*network.parameters(), *network.buffers()]]
-    _measure(benchmark, config, "HRGAN iteration", provider, iteration, generator_step, parameters)
+    saving = None if provider.endswith("-graphs") else generator_step
+    _measure(benchmark, config, "HRGAN iteration", provider, iteration, saving, parameters)

@@ -84,6 +84,22 @@ def run_timed(benchmark, target: Callable[..., Any], setup: Callable[[], tuple] 
     return None if benchmark.stats is None else benchmark.stats.stats.median
 
 
+def device_seconds(
+    target: Callable[..., Any], setup: Callable[[], tuple] | None = None, rounds: int = 10
+) -> float | None:
+    """CUDA: the GPU time of one `target(*setup())` — the kernels' durations summed by torch.profiler, so host
+    launch cost and idle gaps are left out; None on a CPU. Every round's arguments are made before profiling."""
+    if not ON_CUDA:
+        return None
+    arguments = [setup() if setup else () for _ in range(rounds)]
+    torch.cuda.synchronize(DEVICE)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+        for args in arguments:
+            target(*args)
+        torch.cuda.synchronize(DEVICE)
+    return sum(event.self_device_time_total for event in profile.key_averages()) / rounds / 1e6
+
+
 def saved_activation_bytes(forward: Callable[[], Any], parameters: Iterable[torch.Tensor] = ()) -> int:
     """Bytes of the distinct storages autograd keeps for backward while `forward()` runs (saved-tensor hooks),
     leaving out `parameters` (weights are kept either way; they are not activations)."""
@@ -113,19 +129,33 @@ def peak_allocated_bytes(step: Callable[[], Any]) -> int | None:
     return torch.cuda.max_memory_allocated(DEVICE) - base
 
 
-def record(benchmark, info: dict[str, Any], seconds: float | None, traffic_bytes: int | None = None) -> None:
-    """Store `info` plus the environment, and on CUDA the achieved bandwidth, in the result's extra_info."""
+def record(
+    benchmark,
+    info: dict[str, Any],
+    seconds: float | None,
+    traffic_bytes: int | None = None,
+    kernel_seconds: float | None = None,
+) -> None:
+    """Store `info` plus the environment, and on CUDA the achieved bandwidth, in the result's extra_info.
+
+    `kernel_seconds`, when measured (`device_seconds`), is the GPU's busy time (``device_ms``); its bandwidth is
+    stored beside the wall-time one (``device_achieved_gbps``, ``device_fraction_of_peak``).
+    """
     benchmark.extra_info.update(environment())
     benchmark.extra_info.update(info)
-    if traffic_bytes is not None:
-        benchmark.extra_info["traffic_bytes"] = traffic_bytes
-        peak = peak_bandwidth_gbps()
-        if ON_CUDA and seconds:
-            achieved = traffic_bytes / seconds / 1e9
-            benchmark.extra_info["achieved_gbps"] = round(achieved, 1)
+    if kernel_seconds:
+        benchmark.extra_info["device_ms"] = round(kernel_seconds * 1e3, 4)
+    if traffic_bytes is None:
+        return
+    benchmark.extra_info["traffic_bytes"] = traffic_bytes
+    peak = peak_bandwidth_gbps()
+    for prefix, spent in (("", seconds if ON_CUDA else None), ("device_", kernel_seconds)):
+        if spent:
+            achieved = traffic_bytes / spent / 1e9
+            benchmark.extra_info[f"{prefix}achieved_gbps"] = round(achieved, 1)
             if peak:
                 benchmark.extra_info["peak_gbps"] = peak
-                benchmark.extra_info["fraction_of_peak"] = round(achieved / peak, 3)
+                benchmark.extra_info[f"{prefix}fraction_of_peak"] = round(achieved / peak, 3)
 
 
 def op_case(
@@ -154,12 +184,12 @@ def op_case(
     def full():
         forward().backward(grad)
 
-    if mode == "forward":
-        seconds = run_timed(benchmark, forward)
-    elif mode == "backward":
-        seconds = run_timed(benchmark, lambda out: out.backward(grad), setup=lambda: (forward(),))
-    else:
-        seconds = run_timed(benchmark, full)
+    target, setup = {
+        "forward": (forward, None),
+        "backward": (lambda out: out.backward(grad), lambda: (forward(),)),
+        "full": (full, None),
+    }[mode]
+    seconds = run_timed(benchmark, target, setup)
     passes = {"forward": ["forward"], "backward": ["backward"], "full": ["forward", "backward"]}[mode]
     kind = "fused" if provider == "fused" else "eager"
     bytes_moved = sum(getattr(traffic[p], kind) for p in passes)
@@ -168,4 +198,5 @@ def op_case(
     if peak is not None:
         info["peak_allocated_bytes"] = peak
     info["minimum_traffic_bytes"] = sum(traffic[p].minimum for p in passes)
-    record(benchmark, info, seconds, bytes_moved)
+    kernels = None if seconds is None else device_seconds(target, setup)
+    record(benchmark, info, seconds, bytes_moved, kernels)

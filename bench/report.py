@@ -46,15 +46,26 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             "eager_ms": eager_ms,
             "fused_ms": fused_ms,
             "speedup": eager_ms / fused_ms,
-            "memory_ratio": fused["extra_info"]["saved_bytes"] / max(eager["extra_info"]["saved_bytes"], 1),
         }
-        if "compiled" in providers:
-            row["compiled_ms"] = providers["compiled"]["stats"]["median"] * 1e3
+        if "saved_bytes" in fused["extra_info"] and "saved_bytes" in eager["extra_info"]:
+            row["memory_ratio"] = fused["extra_info"]["saved_bytes"] / max(eager["extra_info"]["saved_bytes"], 1)
+        for name in ("compiled", "eager-graphs", "fused-graphs"):
+            if name in providers:
+                row[f"{name.replace('-', '_')}_ms"] = providers[name]["stats"]["median"] * 1e3
+        for name, result in (("eager", eager), ("fused", fused)):
+            if "device_ms" in result["extra_info"]:
+                row[f"{name}_device_ms"] = result["extra_info"]["device_ms"]
         info = fused["extra_info"]
         if "traffic_bytes" in info and "minimum_traffic_bytes" in info:
             row["traffic_vs_minimum"] = info["traffic_bytes"] / info["minimum_traffic_bytes"]
             row["eager_traffic_vs_minimum"] = eager["extra_info"]["traffic_bytes"] / info["minimum_traffic_bytes"]
-        for name in ("achieved_gbps", "fraction_of_peak", "peak_allocated_bytes"):
+        for name in (
+            "achieved_gbps",
+            "fraction_of_peak",
+            "device_achieved_gbps",
+            "device_fraction_of_peak",
+            "peak_allocated_bytes",
+        ):
             if name in info:
                 row[name] = info[name]
         if "peak_allocated_bytes" in eager["extra_info"] and "peak_allocated_bytes" in info:
@@ -151,9 +162,10 @@ def markdown(report: dict[str, Any]) -> str:
     if table:
         lines += [
             "",
-            "| op | case | mode | eager ms | fused ms | speed-up | compiled ms | saved-activation ratio | "
-            "traffic fused/min (eager/min) | GB/s | % of peak |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| op | case | mode | eager ms | fused ms | speed-up | compiled ms | CUDA-graphed ms, eager / fused | "
+            "saved-activation ratio | traffic fused/min (eager/min) | GB/s | % of peak | GPU-busy ms, eager / fused "
+            "| GPU-busy GB/s (% of peak) |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
     for row in table:
         traffic = (
@@ -162,10 +174,18 @@ def markdown(report: dict[str, Any]) -> str:
             else "–"
         )
         peak = f"{100 * row['fraction_of_peak']:.0f} %" if "fraction_of_peak" in row else "–"
+        graphed = f"{_cell(row, 'eager_graphs_ms', '.3f')} / {_cell(row, 'fused_graphs_ms', '.3f')}"
+        busy = f"{_cell(row, 'eager_device_ms', '.3f')} / {_cell(row, 'fused_device_ms', '.3f')}"
+        busy_bandwidth = (
+            f"{row['device_achieved_gbps']:.0f} ({100 * row['device_fraction_of_peak']:.0f} %)"
+            if "device_fraction_of_peak" in row
+            else "–"
+        )
         lines.append(
             f"| {row['op']} | {row['case']} | {row['mode']} | {row['eager_ms']:.3f} | {row['fused_ms']:.3f} | "
-            f"{row['speedup']:.2f}× | {_cell(row, 'compiled_ms', '.3f')} | {row['memory_ratio']:.2f} | {traffic} | "
-            f"{_cell(row, 'achieved_gbps', '.0f')} | {peak} |"
+            f"{row['speedup']:.2f}× | {_cell(row, 'compiled_ms', '.3f')} | {graphed} | "
+            f"{_cell(row, 'memory_ratio', '.2f')} | {traffic} | {_cell(row, 'achieved_gbps', '.0f')} | {peak} | "
+            f"{busy} | {busy_bandwidth} |"
         )
     if upscale_rows(report):
         lines += ["", upscale_markdown(report).rstrip("\n")]
@@ -189,7 +209,9 @@ def chart(report: dict[str, Any], path: Path) -> None:
         (axes[1], "memory_ratio", "activation bytes kept (fused / eager), <1 is leaner"),
     ):
         axis.barh(
-            range(len(table)), [row[name] for row in table], color="tab:blue" if name == "speedup" else "tab:green"
+            range(len(table)),
+            [row.get(name, float("nan")) for row in table],
+            color="tab:blue" if name == "speedup" else "tab:green",
         )
         axis.axvline(1.0, color="black", linewidth=0.8)
         axis.set_title(title, fontsize=9)

@@ -42,7 +42,7 @@ def mobilenet_score_loss(ms_fake: torch.Tensor, ms_real: float, hr: int) -> torc
 
 def generator_loss(
     fake_scores: torch.Tensor, evaluator_logits: torch.Tensor | None, ms_real: float, hr: int, lambda_ms: float
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 3: −mean D(G_d(z, w), w) + λ_MS · L_MS; λ_MS = 0 (or no logits) drops the evaluator term.
 
     Args:
@@ -51,13 +51,14 @@ def generator_loss(
         ms_real, hr, lambda_ms: see `mobilenet_score_loss`; λ_MS ≥ 0.
 
     Returns:
-        The scalar loss and its parts as floats (g_adv, and ms_fake and l_ms when the evaluator is used).
+        The scalar loss and its parts as detached () tensors (g_adv, and ms_fake and l_ms when the evaluator is
+        used): reading them is left to the caller, so a step can run without host synchronisation.
     """
     adversarial = generator_adversarial_loss(fake_scores)
-    parts = {"g_adv": adversarial.item()}
+    parts = {"g_adv": adversarial.detach()}
     if lambda_ms == 0 or evaluator_logits is None:
         return adversarial, parts
     ms_fake = mobilenet_score(evaluator_logits)
     l_ms = mobilenet_score_loss(ms_fake, ms_real, hr)
-    parts.update(ms_fake=ms_fake.item(), l_ms=l_ms.item())
+    parts.update(ms_fake=ms_fake.detach(), l_ms=l_ms.detach())
     return adversarial + lambda_ms * l_ms, parts

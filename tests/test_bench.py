@@ -51,6 +51,24 @@ def test_report_pairs_providers_and_writes_table_and_chart(tmp_path):
     assert (tmp_path / "out" / "cpu.png").stat().st_size > 1000
 
 
+def test_report_adds_graphed_iterations_and_gpu_busy_time(tmp_path):
+    gpu = {"device_ms": 0.5, "device_achieved_gbps": 2400.0, "device_fraction_of_peak": 0.5}
+    data = {
+        "benchmarks": [
+            _result("eager", 0.010, 1000, device_ms=4.0),
+            _result("fused", 0.008, 400, **gpu),
+            _result("fused-graphs", 0.002, None),
+        ]
+    }
+    for result in data["benchmarks"][2:]:
+        del result["extra_info"]["saved_bytes"]  # a replay keeps nothing for autograd: not measured
+    [row] = report.rows(data)
+    assert row["fused_graphs_ms"] == 2.0 and "eager_graphs_ms" not in row and row["memory_ratio"] == 0.4
+    (tmp_path / "bench.json").write_text(json.dumps(data))
+    assert report.main([str(tmp_path / "bench.json"), "--out", str(tmp_path / "gpu")]) == 0
+    assert "| – | – / 2.000 | 0.40 | – | – | – | 4.000 / 0.500 | 2400 (50 %) |" in (tmp_path / "gpu.md").read_text()
+
+
 def test_report_refuses_a_file_without_pairs(tmp_path, capsys):
     (tmp_path / "empty.json").write_text(json.dumps({"benchmarks": []}))
     assert report.main([str(tmp_path / "empty.json")]) == 2

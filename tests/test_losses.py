@@ -63,6 +63,6 @@ def test_generator_loss_combines_terms_and_lambda_zero_disables_evaluator():
     logits = torch.zeros(2, 3)  # MS_fake = 1
     loss, parts = generator_loss(scores, logits, ms_real=2.0, hr=1, lambda_ms=0.5)
     assert loss.item() == pytest.approx(-1.0 + 0.5 * math.log(2.0))
-    assert parts["ms_fake"] == pytest.approx(1.0)
+    assert parts["ms_fake"].item() == pytest.approx(1.0) and parts["g_adv"].item() == pytest.approx(-1.0)
     loss0, parts0 = generator_loss(scores, logits, ms_real=2.0, hr=1, lambda_ms=0.0)
     assert loss0.item() == pytest.approx(-1.0) and "ms_fake" not in parts0

@@ -38,6 +38,7 @@ _FLAG_KEYS = {
     "device": "train.device",
     "seed": "train.seed",
     "fused": "train.fused",
+    "cuda_graphs": "train.cuda_graphs",
     "profile": "output.profile_steps",
     "progressive": "progressive.enabled",
 }
@@ -63,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="fused ops: Triton kernels on CUDA; on a CPU the fused autograd ops with torch arithmetic",
+    )
+    p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        default=None,
+        help="HRGAN on CUDA: capture each D and G update in a CUDA graph and replay it (launch-bound steps run "
+        "at kernel speed)",
     )
     p.add_argument(
         "--profile",

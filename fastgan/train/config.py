@@ -95,6 +95,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     fused: bool = False  # fused ops: Triton kernels on CUDA, fused torch arithmetic on CPU (fastgan.ops.backends)
     channels_last: bool = True  # the networks convolve in NHWC memory layout (faster on CPUs and tensor cores)
+    cuda_graphs: bool = False  # HRGAN on CUDA: replay each D and G update from a CUDA graph (no host launch cost)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
@@ -232,6 +233,8 @@ class Config:
     def __post_init__(self) -> None:
         if self.model.name == "hrgan":
             return
+        if self.train.cuda_graphs:
+            raise ConfigError(f"train.cuda_graphs is for model.name=hrgan; {self.model.name} trains without graphs")
         key, scale = ("lag.scale", self.lag.scale) if self.model.name == "lag" else ("sr.scale", self.sr.scale)
         if self.sr.crop < 2 * scale or self.sr.crop % scale:
             raise ConfigError(f"sr.crop={self.sr.crop} must be a multiple of {key}={scale} and >= {2 * scale}")

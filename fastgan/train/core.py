@@ -76,15 +76,23 @@ def _has_pixel_shuffle_prelu(network: torch.nn.Module) -> bool:
     return any(isinstance(module, PixelShufflePReLU) for module in network.modules())
 
 
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any], capturable: bool = False) -> None:
     """`optimizer.load_state_dict(state)`, then every per-parameter state tensor (Adam's moments) in its
-    parameter's memory layout, so a run resumed with another `train.channels_last` keeps the foreach update."""
+    parameter's memory layout, so a run resumed with another `train.channels_last` keeps the foreach update.
+
+    `capturable` is what this run needs (CUDA-graph-safe Adam: step counts on the parameters' device), whatever
+    the checkpoint was saved with: a run resumes with or without `train.cuda_graphs`, on either device.
+    """
     optimizer.load_state_dict(state)
     for group in optimizer.param_groups:
+        if "capturable" in group:
+            group["capturable"] = capturable
         for parameter in group["params"]:
             slots = optimizer.state.get(parameter, {})
             for key, value in slots.items():
-                if torch.is_tensor(value) and value.shape == parameter.shape and value.stride() != parameter.stride():
+                if key == "step" and torch.is_tensor(value):
+                    slots[key] = value.to(parameter.device if capturable else "cpu", torch.float32)
+                elif torch.is_tensor(value) and value.shape == parameter.shape and value.stride() != parameter.stride():
                     slots[key] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
 
 

@@ -17,6 +17,7 @@ from fastgan.models.hrgan import TRAINING_RESOLUTION, Discriminator, Generator, 
 from fastgan.profiling import phase
 from fastgan.train.config import Config
 from fastgan.train.core import Loader, load_optimizer_state, placed
+from fastgan.train.cuda_graphs import GraphedUpdate, Update
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,11 @@ class HRGANFamily:
         self.generator_ema = AveragedModel(
             self.generator, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True
         )
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=t.betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=t.betas)
+        if t.cuda_graphs and device.type != "cuda":
+            raise ValueError(f"train.cuda_graphs replays CUDA graphs: it needs a CUDA device, not {device}")
+        capturable = t.cuda_graphs  # graph-safe Adam: its step count lives on the device
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=t.betas, capturable=capturable)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=t.betas, capturable=capturable)
         self.noise = torch.Generator().manual_seed(t.seed)  # on the CPU, so a run resumes on any device
         self.evaluator: Evaluator | None = None
         self.ms_real = float("nan")
@@ -62,30 +66,51 @@ class HRGANFamily:
         per_class = self.sample_columns = config.output.samples_per_class
         self.sample_z = torch.randn(self.num_classes * per_class, m.z_dim, generator=fixed).to(device)
         self.sample_y = torch.arange(self.num_classes).repeat_interleave(per_class).to(device)
+        self._graph_updates()
+
+    def _graph_updates(self) -> None:
+        """The D and G updates as called by the steps: graphed (`train.cuda_graphs`, captured afresh) or eager."""
+
+        def graphed(update: Update) -> Update:
+            return GraphedUpdate(update, self.device) if self.config.train.cuda_graphs else update
+
+        self._update_d, self._update_g = graphed(self._discriminator_update), graphed(self._generator_update)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         enabled = self.device.type == "cuda" and self.config.train.amp
-        return torch.autocast("cuda", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+        # no cast cache under graphs: cached bf16 weights would outlive the captured region
+        caching = not self.config.train.cuda_graphs
+        return (
+            torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=caching) if enabled else contextlib.nullcontext()
+        )
 
     def _noise(self, batch: int) -> torch.Tensor:
-        return torch.randn(batch, self.config.model.z_dim, generator=self.noise).to(self.device, non_blocking=True)
+        """(batch, z_dim) standard normal noise from the run's CPU generator (so a run resumes on any device)."""
+        return torch.randn(batch, self.config.model.z_dim, generator=self.noise)
 
     @phase("d_step")
     def discriminator_step(self, loader: Loader) -> dict[str, float]:
         """One D update on a real batch and a generated batch with the real labels (Algorithm 1, lines 4–8)."""
         with phase("data"):
             real, labels = loader.next_batch(self.config.train.batch_size_d)
+        return _as_floats(self._update_d(real, labels, self._noise(len(labels))))
+
+    def _discriminator_update(
+        self, real: torch.Tensor, labels: torch.Tensor, z: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Device work of a D step (capturable): real (B, 3, 32, 32), labels (B,), z (B, z_dim) -> loss tensors."""
+        z = z.to(self.device, non_blocking=True)
         with torch.no_grad(), self._autocast():
-            fake = downsample_to_training(self.generator(self._noise(len(labels)), labels))
+            fake = downsample_to_training(self.generator(z, labels))
         with self._autocast():  # one forward over real and fake: one spectral-norm power iteration per D step
             scores = self.discriminator(torch.cat([real, fake.to(real.dtype)]), torch.cat([labels, labels])).float()
-        real_scores, fake_scores = scores.split(len(labels))
-        loss = discriminator_hinge_loss(real_scores, fake_scores, self.config.loss.hinge_margin)
+        real_scores, fake_scores = scores.detach().split(len(labels))
+        loss = discriminator_hinge_loss(*scores.split(len(labels)), self.config.loss.hinge_margin)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         with phase("optimizer_d"):
             self.opt_d.step()
-        return {"d_loss": loss.item(), "d_real": real_scores.mean().item(), "d_fake": fake_scores.mean().item()}
+        return {"d_loss": loss.detach(), "d_real": real_scores.mean(), "d_fake": fake_scores.mean()}
 
     def _evaluator_logits(self, images: torch.Tensor) -> torch.Tensor | None:
         """The evaluator's logits of the generated images (B, 3, R, R) -> (B, classes), or None without L_MS."""
@@ -98,11 +123,16 @@ class HRGANFamily:
     def generator_step(self) -> dict[str, float]:
         """One G update with the adversarial and MobileNet-score terms (Algorithm 1, lines 10–16)."""
         batch = self.config.train.batch_size_g
-        labels = torch.randint(self.num_classes, (batch,), generator=self.noise).to(self.device, non_blocking=True)
+        labels = torch.randint(self.num_classes, (batch,), generator=self.noise)
+        return _as_floats(self._update_g(labels, self._noise(batch)))
+
+    def _generator_update(self, labels: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Device work of a G step (capturable): labels (B,), z (B, z_dim) -> loss tensors."""
+        labels, z = labels.to(self.device, non_blocking=True), z.to(self.device, non_blocking=True)
         self.discriminator.requires_grad_(False)
         try:
             with self._autocast():
-                images = self.generator(self._noise(batch), labels)  # (B, 3, R, R)
+                images = self.generator(z, labels)  # (B, 3, R, R)
                 scores = self.discriminator(downsample_to_training(images), labels).float()
                 logits = self._evaluator_logits(images)
             loss, parts = generator_loss(scores, logits, self.ms_real, self.hr, self.config.loss.lambda_ms)
@@ -112,7 +142,7 @@ class HRGANFamily:
                 self.opt_g.step()
         finally:
             self.discriminator.requires_grad_(True)
-        return {"g_loss": loss.item(), **parts}
+        return {"g_loss": loss.detach(), **parts}
 
     def train_step(self, loader: Loader, step: int) -> dict[str, float]:
         """One iteration: n_dis D updates, one G update, then the EMA update (from train.ema_start on)."""
@@ -161,6 +191,14 @@ class HRGANFamily:
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.generator_ema.load_state_dict(state["generator_ema"])
-        load_optimizer_state(self.opt_g, state["opt_g"])
-        load_optimizer_state(self.opt_d, state["opt_d"])
+        capturable = self.config.train.cuda_graphs
+        load_optimizer_state(self.opt_g, state["opt_g"], capturable)
+        load_optimizer_state(self.opt_d, state["opt_d"], capturable)
         self.noise.set_state(state["noise"])
+        self._graph_updates()  # graphs captured before would replay into the replaced optimiser state
+
+
+def _as_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    """{name: () tensor} -> {name: float} with one host synchronisation."""
+    values = torch.stack([value.float() for value in metrics.values()]).tolist()
+    return dict(zip(metrics, values, strict=True))

@@ -30,7 +30,14 @@ from fastgan.train.sr_step import SRFamily
 
 log = logging.getLogger(__name__)
 # what a resumed run may change: length, output, and how (not what) it computes
-RESUMABLE_CHANGES = ("train.iterations", "train.fused", "train.channels_last", "train.device", "output.")
+RESUMABLE_CHANGES = (
+    "train.iterations",
+    "train.fused",
+    "train.channels_last",
+    "train.cuda_graphs",
+    "train.device",
+    "output.",
+)
 
 
 def resolve_device(name: str) -> torch.device:

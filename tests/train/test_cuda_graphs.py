@@ -1,0 +1,81 @@
+"""`train.cuda_graphs`: HRGAN's D and G updates replayed from CUDA graphs train the model the eager loop trains."""
+
+import json
+
+import pytest
+import torch
+
+from fastgan.train import __main__ as cli
+from fastgan.train.config import Config, ConfigError, merge
+from fastgan.train.core import load_optimizer_state
+from fastgan.train.cuda_graphs import GraphedUpdate
+from fastgan.train.run import build_trainer, resume, train
+
+
+def _metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_cuda_graphs_need_a_cuda_device(tiny_config):
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        build_trainer(merge(tiny_config, {"train": {"cuda_graphs": True}}))
+    with pytest.raises(ValueError, match="need a CUDA device"):
+        GraphedUpdate(lambda: {}, torch.device("cpu"))
+
+
+def test_cuda_graphs_are_for_hrgan_only():
+    with pytest.raises(ConfigError, match="train.cuda_graphs is for model.name=hrgan"):
+        merge(Config(), {"model": {"name": "srgan"}, "train": {"cuda_graphs": True}})
+    assert cli._flag_updates(cli._parser().parse_args(["--cuda-graphs"])) == {"train": {"cuda_graphs": True}}
+
+
+@pytest.mark.parametrize("capturable", [False, True])
+def test_optimizer_state_loads_for_the_run_it_resumes(capturable):
+    """A checkpoint's Adam state loads into a graphed run (step counts on the parameters' device, capturable) and
+    into an eager one (step counts on the CPU), whichever it was saved from."""
+    parameter = torch.nn.Parameter(torch.randn(3, 4))
+    saved = torch.optim.Adam([parameter], capturable=not capturable)
+    parameter.grad = torch.ones_like(parameter)
+    if not capturable:  # a capturable Adam only steps on CUDA: give its state by hand
+        saved.state[parameter] = {
+            "step": torch.tensor(5.0),
+            "exp_avg": torch.zeros_like(parameter),
+            "exp_avg_sq": torch.zeros_like(parameter),
+        }
+    else:
+        saved.step()
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.randn(3, 4))])
+    load_optimizer_state(optimizer, saved.state_dict(), capturable)
+    [group] = optimizer.param_groups
+    [state] = optimizer.state.values()
+    assert group["capturable"] is capturable
+    assert state["step"].dtype == torch.float32 and state["step"].device == group["params"][0].device
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("fused", [False, True], ids=["eager", "fused"])
+def test_graphed_run_follows_the_eager_run_and_resumes(tiny_config, tmp_path, fused):
+    """Eight graphed iterations (three warm-up calls, a capture, replays) give the eager loop's losses; a graphed run
+    resumed from its step-4 checkpoint warms up and captures again, and ends where the straight one does; its
+    checkpoint continues on the CPU, eager."""
+    cuda = {"device": "cuda", "iterations": 8, "fused": fused, "amp": False}
+    eager = train(merge(tiny_config, {"train": cuda, "output": {"out_dir": str(tmp_path / "eager")}}))
+    graphed_config = merge(tiny_config, {"train": {**cuda, "cuda_graphs": True}})
+    graphed = train(graphed_config)
+    assert graphed.family._update_d.captured and graphed.family._update_g.captured
+    for a, b in zip(_metrics(eager.run_dir), _metrics(graphed.run_dir), strict=True):
+        for key in ("d_loss", "d_real", "g_loss", "ms_fake"):
+            assert a[key] == pytest.approx(b[key], rel=1e-2, abs=1e-3), (a["step"], key)
+
+    half = merge(graphed_config, {"train": {"iterations": 4}, "output": {"out_dir": str(tmp_path / "half")}})
+    train(half)
+    resumed = resume(tmp_path / "half", {"train": {"iterations": 8}})
+    assert resumed.family._update_d.captured  # warm-up and capture again after loading the optimiser state
+    for a, b in zip(_metrics(graphed.run_dir), _metrics(resumed.run_dir), strict=True):
+        for key in ("d_loss", "g_loss"):
+            assert a[key] == pytest.approx(b[key], rel=1e-2, abs=1e-3), (a["step"], key)
+
+    on_cpu = resume(
+        tmp_path / "half", {"train": {"device": "cpu", "iterations": 10, "fused": False, "cuda_graphs": False}}
+    )
+    assert [r["step"] for r in _metrics(on_cpu.run_dir)][-2:] == [9, 10]
