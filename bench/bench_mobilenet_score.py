@@ -1,4 +1,5 @@
-"""mobilenet_score: eager (log_softmax, logsumexp, KL, exp: ~19 launches forward) vs fused (one launch each way)."""
+"""mobilenet_score: eager (log_softmax, logsumexp, KL, exp: ~19 launches forward) vs fused (two launches forward, one
+backward)."""
 
 from __future__ import annotations
 

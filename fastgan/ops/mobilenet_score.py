@@ -5,7 +5,8 @@ Three faces (see `fastgan.ops.backends`):
 - ``"torch"``: `mobilenet_score_ref`, the eager truth, differentiable by plain autograd (twice, too).
 - ``"fused-torch"``: `_MobileNetScoreFunction` over `_TorchKernels` — the same forward/backward maths as the
   Triton kernels in torch arithmetic, saving only the logits, row statistics (2, B), log q (K,) and the score.
-- ``"triton"``: the same Function over `fastgan.kernels.mobilenet_score`: one launch forward, one backward.
+- ``"triton"``: the same Function over `fastgan.kernels.mobilenet_score`: two launches forward (row-group partials,
+  then one program reducing them), one backward.
 
 fp64 logits always take the eager reference (the kernels take fp32/fp16/bf16), whatever the backend.
 """
@@ -189,17 +190,18 @@ def traffic(batch: int, classes: int, dtype: torch.dtype = torch.float32) -> dic
 
     minimum: logits read once and the score written (forward); grad and logits read once, dlogits written
     (backward). fused: what the Triton kernels load and store as `fastgan.kernels.mobilenet_score.launch_plan`
-    launches them (row stats, log q, the scalars; log q once per backward program; the logits twice when
-    K > TILE).
+    launches them (row stats, the forward's partials, log q, the scalars; log q once per backward program; the
+    logits twice when K > TILE).
     eager: the launches of `mobilenet_score_ref` and of autograd's backward through it.
     """
-    plan = kernels_for("triton", "mobilenet_score", _TorchKernels).launch_plan(batch, classes)
     size = torch.empty((), dtype=dtype).element_size()
+    plan = kernels_for("triton", "mobilenet_score", _TorchKernels).launch_plan(batch, classes, size)
     logits, f32 = batch * classes * size, 4
     passes = 1 if plan["whole_rows"] else 2
     # forward: logits read (twice for split rows, with the row stats re-read per K block), the row stats (2, B)
-    # and log q (K,) written, the score written
-    fused_forward = passes * logits + 2 * batch * f32 + classes * f32 + f32
+    # written; the partials (P, K) and (P,) written and read back; log q (K,) and the score written
+    partials = plan["forward_programs"] * (classes + 1) * f32
+    fused_forward = passes * logits + 2 * batch * f32 + 2 * partials + classes * f32 + f32
     if not plan["whole_rows"]:
         fused_forward += plan["k_blocks"] * 2 * batch * f32
     # backward: per program the grad and score scalars and log q (per K block and pass for split rows); per row

@@ -33,7 +33,7 @@ def test_kernel_compiles_without_spills(build, capability):
 def test_every_kernel_module_has_builds_for_each_dtype():
     builds = all_builds()
     names = {build.name for build in builds}
-    assert len(names) == 14  # 4 + 6 (NHWC) cbn_relu_upsample, 2 pixel_shuffle_prelu, 2 mobilenet_score kernels
+    assert len(names) == 15  # 4 + 6 (NHWC) cbn_relu_upsample, 2 pixel_shuffle_prelu, 3 mobilenet_score kernels
     for name in names:
         dtypes = {build.label.split()[0] for build in builds if build.name == name}
         assert dtypes == {"fp32", "fp16", "bf16"}, (name, dtypes)
