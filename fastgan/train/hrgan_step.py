@@ -48,7 +48,10 @@ class HRGANFamily:
             self.generator, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True
         )
         if t.cuda_graphs and device.type != "cuda":
-            raise ValueError(f"train.cuda_graphs replays CUDA graphs: it needs a CUDA device, not {device}")
+            raise ValueError(
+                f"train.cuda_graphs replays CUDA graphs: it needs a CUDA device, not {device}; train (or resume) on "
+                "CUDA, or add --set train.cuda_graphs=false"
+            )
         capturable = t.cuda_graphs  # graph-safe Adam: its step count lives on the device
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=t.betas, capturable=capturable)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=t.betas, capturable=capturable)

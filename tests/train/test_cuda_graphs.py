@@ -16,11 +16,40 @@ def _metrics(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def _assert_adam_steps(family, steps: int, device: str) -> None:
+    """Every Adam step count of G and D (n_dis = 1) equals `steps`, fp32, on `device`."""
+    for optimizer in (family.opt_g, family.opt_d):
+        for state in optimizer.state.values():
+            assert state["step"].item() == steps and state["step"].dtype == torch.float32
+            assert state["step"].device.type == device
+
+
 def test_cuda_graphs_need_a_cuda_device(tiny_config):
     with pytest.raises(ValueError, match="needs a CUDA device"):
         build_trainer(merge(tiny_config, {"train": {"cuda_graphs": True}}))
     with pytest.raises(ValueError, match="need a CUDA device"):
         GraphedUpdate(lambda: {}, torch.device("cpu"))
+
+
+@pytest.mark.cuda
+def test_graphed_update_runs_once_per_call_and_follows_its_inputs():
+    """Two warm-up calls, a capturing call, replays: the update's side effect happens exactly once per call and its
+    output follows each call's (CPU) input through the static buffer."""
+    counter = torch.zeros((), device="cuda")
+
+    def update(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        counter.add_(1)
+        return {"twice_sum": 2 * x.to("cuda").sum()}
+
+    graphed = GraphedUpdate(update, torch.device("cuda"), warmup_calls=2)
+    for call in range(1, 7):
+        assert graphed(torch.full((3,), float(call)))["twice_sum"].item() == 6 * call
+        assert counter.item() == call
+        assert graphed.captured == (call >= 3)
+    with pytest.raises(ValueError, match="keep their shapes"):
+        graphed(torch.ones(4))
+    with pytest.raises(ValueError, match="warmup_calls must be >= 1"):
+        GraphedUpdate(update, torch.device("cuda"), warmup_calls=0)
 
 
 def test_cuda_graphs_are_for_hrgan_only():
@@ -63,6 +92,7 @@ def test_graphed_run_follows_the_eager_run_and_resumes(tiny_config, tmp_path, fu
     graphed_config = merge(tiny_config, {"train": {**cuda, "cuda_graphs": True}})
     graphed = train(graphed_config)
     assert graphed.family._update_d.captured and graphed.family._update_g.captured
+    _assert_adam_steps(graphed.family, 8, "cuda")  # no update skipped or repeated by warm-up, capture or replay
     for a, b in zip(_metrics(eager.run_dir), _metrics(graphed.run_dir), strict=True):
         for key in ("d_loss", "d_real", "g_loss", "ms_fake"):
             assert a[key] == pytest.approx(b[key], rel=1e-2, abs=1e-3), (a["step"], key)
@@ -70,7 +100,8 @@ def test_graphed_run_follows_the_eager_run_and_resumes(tiny_config, tmp_path, fu
     half = merge(graphed_config, {"train": {"iterations": 4}, "output": {"out_dir": str(tmp_path / "half")}})
     train(half)
     resumed = resume(tmp_path / "half", {"train": {"iterations": 8}})
-    assert resumed.family._update_d.captured  # warm-up and capture again after loading the optimiser state
+    assert resumed.family._update_d.captured and resumed.family._update_g.captured  # again after loading the state
+    _assert_adam_steps(resumed.family, 8, "cuda")
     for a, b in zip(_metrics(graphed.run_dir), _metrics(resumed.run_dir), strict=True):
         for key in ("d_loss", "g_loss"):
             assert a[key] == pytest.approx(b[key], rel=1e-2, abs=1e-3), (a["step"], key)
@@ -79,3 +110,4 @@ def test_graphed_run_follows_the_eager_run_and_resumes(tiny_config, tmp_path, fu
         tmp_path / "half", {"train": {"device": "cpu", "iterations": 10, "fused": False, "cuda_graphs": False}}
     )
     assert [r["step"] for r in _metrics(on_cpu.run_dir)][-2:] == [9, 10]
+    _assert_adam_steps(on_cpu.family, 10, "cpu")
