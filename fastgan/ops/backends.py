@@ -64,9 +64,11 @@ def fused_backend_for(device: torch.device) -> str:
 
 @functools.cache
 def _compiled(torch_kernels: type) -> type:
-    """`torch_kernels` with each static method compiled by `torch.compile` (dynamic shapes), built once."""
+    """`torch_kernels` with its static methods compiled by `torch.compile` (dynamic shapes), built once: all of
+    them, or those its ``COMPILED`` names (the others run as torch arithmetic, where ATen's kernels are faster)."""
+    chosen = getattr(torch_kernels, "COMPILED", None)
     methods = {
-        name: staticmethod(torch.compile(member.__func__, dynamic=True))
+        name: staticmethod(torch.compile(member.__func__, dynamic=True)) if chosen is None or name in chosen else member
         for name, member in vars(torch_kernels).items()
         if isinstance(member, staticmethod)
     }

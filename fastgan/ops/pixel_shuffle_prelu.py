@@ -38,6 +38,11 @@ def pixel_shuffle_prelu_ref(x: torch.Tensor, weight: torch.Tensor, upscale: int 
 class _TorchKernels:
     """Fused forward/backward in torch arithmetic (backend "fused-torch"), with the Triton launchers' signatures."""
 
+    #: What "fused-compiled" compiles: the backward only. TorchInductor's CPU code for the forward's permuted
+    #: gather is slower than ATen's PReLU over the shuffled view plus one copy (2-core Intel Xeon, 2026-11-30,
+    #: median of 15 interleaved calls: (8, 256, 64, 64) 27.6 ms uncompiled, 39.9 compiled, eager 35.3).
+    COMPILED = ("backward",)
+
     @staticmethod
     def forward(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> torch.Tensor:
         """(N, C·r², H, W) → (N, C, r·H, r·W): PReLU on the shuffled *view* of x (no shuffle copy), then the

@@ -5,6 +5,9 @@ import pytest
 import torch
 
 from fastgan.ops import backend, cbn_relu_upsample_conv, mobilenet_score, pixel_shuffle_prelu
+from fastgan.ops.backends import kernels_for
+from fastgan.ops.mobilenet_score import _TorchKernels as ScoreKernels
+from fastgan.ops.pixel_shuffle_prelu import _TorchKernels as ShuffleKernels
 
 
 def _forward_backward(name, op, *inputs):
@@ -50,3 +53,12 @@ def test_compiled_matches_uncompiled(op):
         plain = _forward_backward("fused-torch", function, *inputs)
         for got, ref in zip(compiled, plain, strict=True):
             assert torch.allclose(got, ref, rtol=1e-5, atol=1e-5), op
+
+
+def test_compiled_backend_compiles_what_the_kernels_name():
+    """pixel_shuffle_prelu's forward stays torch arithmetic (ATen is faster there on a CPU), its backward compiles;
+    kernels without COMPILED compile every method."""
+    shuffle = kernels_for("fused-compiled", "pixel_shuffle_prelu", ShuffleKernels)
+    assert shuffle.forward is ShuffleKernels.forward and shuffle.backward is not ShuffleKernels.backward
+    score = kernels_for("fused-compiled", "mobilenet_score", ScoreKernels)
+    assert score.forward is not ScoreKernels.forward and score.backward is not ScoreKernels.backward
