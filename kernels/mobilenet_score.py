@@ -30,8 +30,9 @@ Launch plan (tiles of at most TILE = 4096 fp32 elements, e.g. 4 × 1024 for K = 
               The finalize kernel, one program, reduces the partials over programs in a fixed order per K block
               (C_k = Σ_i max(columns[i, k], 0); where C_k = 0, max_i columns[i, k] = max_b log p_bk), stores
               log q and the score = exp((Σ_i plogp[i] − Σ_k C_k · log q_k) / B).
-    backward: ONE launch, the same grid of P programs. With whole rows each tile is read once (KL_b over the tile,
-              then dlogits); wider rows take a KL pass and a dlogits pass.
+    backward: ONE launch, a grid over the row groups (about ROWS_PER_PROGRAM rows each).
+              With whole rows each tile is read once (KL_b over the tile, then dlogits); wider rows take a KL
+              pass and a dlogits pass.
 Saved for backward: the logits, row_stats (2, B) = (m, z), log q (K,) and the score — no (B, K) intermediates.
 """
 
@@ -53,6 +54,8 @@ SPLIT_ROWS = 4
 #: Rows each partials and backward program handles (in BLOCK_B steps): fewer programs store fewer forward partials
 #: (P · (K + 1) fp32) and re-read log q less often in the backward; more spread the rows over more SMs.
 ROWS_PER_PROGRAM = 16
+#: Most programs of the forward's partials kernel: the finalise kernel, one program, reads all their partials.
+MAX_FORWARD_PROGRAMS = 128
 #: Share of the logits' bytes the forward's partials (P · (K + 1) fp32, written then read back) may add to its
 #: traffic: more partials programs spread the rows over more SMs, but issue 3 holds each fused forward within 10 %
 #: of the minimum bytes (e.g. (128, 1000) logits: 2 programs in bf16, 5 in fp32).
@@ -62,9 +65,12 @@ NUM_WARPS = 8
 
 @triton.jit
 def _accumulate_columns(acc_p, acc_plogp, acc_max, p, log_p, mask):
-    """The running per-element Σ p, Σ p·log p and max log p of [BLOCK_B, BLOCK_K] tiles (p is 0 where masked)."""
+    """The running per-element Σ p, Σ p·log p and max log p of [BLOCK_B, BLOCK_K] tiles (p is 0 where masked).
+
+    0·log 0 counts 0: a class with a −inf logit (log p = −inf) adds nothing, as it would not exist.
+    """
     acc_p += p
-    acc_plogp += p * tl.where(mask, log_p, 0.0)
+    acc_plogp += tl.where(p > 0.0, p * log_p, 0.0)
     acc_max = tl.maximum(acc_max, tl.where(mask, log_p, float("-inf")))
     return acc_p, acc_plogp, acc_max
 
@@ -290,7 +296,7 @@ def mobilenet_score_backward_kernel(
             z = tl.load(row_stats_ptr + B + rows, mask=row_mask, other=0.0)
             acc_kl = tl.zeros([BLOCK_B, BLOCK_K], dtype=tl.float32)
             for k0 in range(0, K, BLOCK_K):
-                cols = k0 + col_range.to(tl.int64)
+                cols = k0 + col_range  # int32 (K < 2³¹): int64 column indices lose their contiguity (scalar loads)
                 col_mask = cols < k_bound
                 mask = row_mask[:, None] & col_mask[None, :]
                 x = tl.load(logits_ptr + offsets[:, None] + cols[None, :], mask=mask, other=float("-inf"))
@@ -299,7 +305,7 @@ def mobilenet_score_backward_kernel(
                 acc_kl += tl.exp(log_p) * tl.where(mask, log_p - log_q[None, :], 0.0)
             kl = tl.sum(acc_kl, axis=1)
             for k0 in range(0, K, BLOCK_K):
-                cols = k0 + col_range.to(tl.int64)
+                cols = k0 + col_range  # int32 (K < 2³¹): int64 column indices lose their contiguity (scalar loads)
                 col_mask = cols < k_bound
                 mask = row_mask[:, None] & col_mask[None, :]
                 x = tl.load(logits_ptr + offsets[:, None] + cols[None, :], mask=mask, other=float("-inf"))
@@ -330,16 +336,17 @@ def _row_align(element_size: int, *strides: int) -> int:
 
 
 def _programs(batch: int, block_b: int) -> int:
-    """Programs of the backward kernel: about ROWS_PER_PROGRAM rows each, at least one row block."""
+    """Row groups of the backward kernel (and the most the forward's partials kernel takes): about
+    ROWS_PER_PROGRAM rows each, at least one row block."""
     return min(triton.cdiv(batch, block_b), max(1, triton.cdiv(batch, ROWS_PER_PROGRAM)))
 
 
 def _forward_programs(batch: int, classes: int, block_b: int, element_size: int) -> int:
     """Programs of the partials kernel: the backward's row groups, fewer where their partials would add more than
-    PARTIALS_BUDGET of the logits' bytes; at least one."""
+    PARTIALS_BUDGET of the logits' bytes (or exceed MAX_FORWARD_PROGRAMS); at least one."""
     partials = 2 * (classes + 1) * 4  # one program's column partials and plogp, written and read back
     affordable = int(PARTIALS_BUDGET * batch * classes * element_size) // partials
-    return max(1, min(_programs(batch, block_b), affordable))
+    return max(1, min(_programs(batch, block_b), affordable, MAX_FORWARD_PROGRAMS))
 
 
 def launch_plan(batch: int, classes: int, element_size: int = 4, tile: int = TILE) -> dict[str, int | bool]:

@@ -119,7 +119,15 @@ def _log_marginal(logits: torch.Tensor) -> torch.Tensor:
 #: (B, K, tile, programs): tile=64 puts rows of K ≤ 16 in 4-row blocks, so B = 37 and 50 spread over 3 and 4
 #: programs (row blocks i, i + P, ...: uneven groups, a last block of 1 or 2 rows); tile=16 forces the K > TILE
 #: path (online lse over K blocks, K blocks outer) in 4-row blocks, on one program or several.
-KERNEL_CASES = [(37, 10, 64, 3), (50, 10, 64, 4), (3, 10, 64, 1), (5, 21, 16, 1), (3, 48, 16, 1), (37, 21, 16, 3)]
+KERNEL_CASES = [
+    (37, 10, 64, 3),
+    (50, 10, 64, 4),
+    (37, 10, 64, 10),  # more programs than the finalise kernel's BLOCK_P = 4: several program blocks
+    (3, 10, 64, 1),
+    (5, 21, 16, 1),
+    (3, 48, 16, 1),
+    (37, 21, 16, 3),
+]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
@@ -244,8 +252,24 @@ def test_partials_programs_follow_the_traffic_budget():
     assert kernels.launch_plan(128, 1000, element_size=2)["forward_programs"] == 2
     assert kernels.launch_plan(128, 1000, element_size=4)["forward_programs"] == 5
     assert kernels.launch_plan(256, 1000, element_size=2)["forward_programs"] == 5
-    assert kernels.launch_plan(1024, 1000, element_size=4)["forward_programs"] == 40  # the budget, below 64 row groups
+    assert (
+        kernels.launch_plan(1024, 1000, element_size=4)["forward_programs"] == 40
+    )  # the budget, below the 64 row groups
     assert kernels.launch_plan(128, 10, element_size=4)["forward_programs"] == 1  # one 256-row block
+    assert kernels.launch_plan(8192, 1000, element_size=4)["forward_programs"] == kernels.MAX_FORWARD_PROGRAMS
+
+
+@pytest.mark.parametrize("tile", [4096, 8], ids=["whole-rows", "two-pass"])
+def test_a_class_no_row_can_have_adds_nothing_to_the_score(tile):
+    """A −inf logit in every row (a masked class): 0·log 0 counts 0, so the kernels score the remaining classes."""
+    torch.manual_seed(9)
+    logits = torch.randn(9, 6) * 3
+    masked = logits.clone()
+    masked[:, 5] = float("-inf")
+    score, _, log_marginal = kernels.forward(masked, tile=tile, programs=2)
+    expected, _, _ = kernels.forward(logits[:, :5].contiguous(), tile=tile, programs=2)
+    assert score.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert torch.isneginf(log_marginal[5])
 
 
 def test_traffic_is_near_the_minimum_and_far_below_eager():
