@@ -37,6 +37,11 @@ class HRGANFamily:
                 f"HRGAN trains on {TRAINING_RESOLUTION}×{TRAINING_RESOLUTION} images, "
                 f"{image_set.name} has {image_set.resolution}×{image_set.resolution}"
             )
+        if config.train.cuda_graphs and device.type != "cuda":
+            raise ValueError(
+                f"train.cuda_graphs replays CUDA graphs: it needs a CUDA device, not {device}; train (or resume) on "
+                "CUDA, or add --set train.cuda_graphs=false"
+            )
         self.config, self.device = config, device
         self.num_classes = image_set.num_classes
         self.hr = config.model.resolution // TRAINING_RESOLUTION
@@ -47,11 +52,6 @@ class HRGANFamily:
         self.generator_ema = AveragedModel(
             self.generator, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True
         )
-        if t.cuda_graphs and device.type != "cuda":
-            raise ValueError(
-                f"train.cuda_graphs replays CUDA graphs: it needs a CUDA device, not {device}; train (or resume) on "
-                "CUDA, or add --set train.cuda_graphs=false"
-            )
         capturable = t.cuda_graphs  # graph-safe Adam: its step count lives on the device
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=t.betas, capturable=capturable)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=t.betas, capturable=capturable)
@@ -107,13 +107,13 @@ class HRGANFamily:
             fake = downsample_to_training(self.generator(z, labels))
         with self._autocast():  # one forward over real and fake: one spectral-norm power iteration per D step
             scores = self.discriminator(torch.cat([real, fake.to(real.dtype)]), torch.cat([labels, labels])).float()
-        real_scores, fake_scores = scores.detach().split(len(labels))
-        loss = discriminator_hinge_loss(*scores.split(len(labels)), self.config.loss.hinge_margin)
+        real_scores, fake_scores = scores.split(len(labels))
+        loss = discriminator_hinge_loss(real_scores, fake_scores, self.config.loss.hinge_margin)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         with phase("optimizer_d"):
             self.opt_d.step()
-        return {"d_loss": loss.detach(), "d_real": real_scores.mean(), "d_fake": fake_scores.mean()}
+        return {"d_loss": loss.detach(), "d_real": real_scores.detach().mean(), "d_fake": fake_scores.detach().mean()}
 
     def _evaluator_logits(self, images: torch.Tensor) -> torch.Tensor | None:
         """The evaluator's logits of the generated images (B, 3, R, R) -> (B, classes), or None without L_MS."""
