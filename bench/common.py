@@ -170,9 +170,12 @@ def op_case(
     """Benchmark one op: `op(*inputs)` under `provider`'s backend, in mode forward / backward / full.
 
     `make_inputs()` returns fresh leaf tensors (those needing gradients already require them); the output's
-    gradient is a fixed random tensor. `traffic` is the op's analytic {"forward": Traffic, "backward": Traffic}.
+    gradient is a fixed random tensor, and the backward returns the leaves' gradients (`torch.autograd.grad`)
+    rather than accumulating them into `.grad`, an extra elementwise pass of equal cost for both providers that
+    is not the op's. `traffic` is the op's analytic {"forward": Traffic, "backward": Traffic}.
     """
     inputs = make_inputs()
+    leaves = [t for t in inputs if t.requires_grad]
     with backend(PROVIDERS[provider]):
         probe = op(*inputs)
     grad = torch.randn_like(probe, dtype=probe.dtype) if probe.dim() else torch.ones_like(probe)
@@ -181,12 +184,15 @@ def op_case(
         with backend(PROVIDERS[provider]):
             return op(*inputs)
 
+    def backward(out):
+        return torch.autograd.grad(out, leaves, grad)
+
     def full():
-        forward().backward(grad)
+        return backward(forward())
 
     target, setup = {
         "forward": (forward, None),
-        "backward": (lambda out: out.backward(grad), lambda: (forward(),)),
+        "backward": (backward, lambda: (forward(),)),
         "full": (full, None),
     }[mode]
     seconds = run_timed(benchmark, target, setup)

@@ -11,10 +11,12 @@ Backward, with g = ∂L/∂out summed over each S×S block and gz = g·[z > 0]:
     training: dx = rstd_c·(gain_nc·gz − (Σ_n gain_nc·dbias_nc + x̂·Σ_n gain_nc·dgain_nc) / M)
     eval:     dx = gain_nc·rstd_c·gz
 
-Every reduction and every elementwise step runs in fp32; outputs are stored in the input's dtype. Statistics use
-sums shifted by a pivot (x[0, c, 0, 0]) so that a large mean does not cancel the variance away.
+Every reduction and every elementwise step runs in fp32; outputs are stored in the input's dtype, and so is gz
+between the two training-backward kernels (it is staged in dx's buffer). Statistics use sums shifted by a pivot
+(x[0, c, 0, 0]) so that a large mean does not cancel the variance away.
 
-Launch plan (every grid is one program per (n, c) plane, looping over the plane in blocks):
+Launch plan (every grid is one program per (n, c) plane, looping over the plane in blocks; the up-sampling kernels
+walk [rows, columns] tiles, so no index needs a run-time division):
     training forward: plane partial sums → normalise/activate/up-sample (also finalises the statistics and
                       updates the running buffers); eval forward: the second kernel alone
     backward:         block-sum + masked reductions (writes gz, or dx directly in eval) → dx (training only)
@@ -77,6 +79,57 @@ def cbn_plane_sums_kernel(
 
 
 @triton.jit
+def _store_upsampled(out_base, y, rows, w0, cols, mask, H, W, SCALE: tl.constexpr, WIDEN_STEPS: tl.constexpr,
+                     BLOCK_W: tl.constexpr):
+    """Store y [BLOCK_H, BLOCK_W] (x's rows, columns w0 + [0, BLOCK_W)) as SCALE×SCALE blocks of the row-major
+    (SCALE·H, SCALE·W) plane at out_base.
+
+    WIDEN_STEPS = log2(SCALE) for powers of two: each row is widened by interleaving it with itself, so every
+    store is a contiguous run of SCALE·BLOCK_W; −1 for other scales: SCALE² strided stores.
+    """
+    out_w = W * SCALE
+    if WIDEN_STEPS >= 0:
+        wide = y
+        for _ in tl.static_range(WIDEN_STEPS):
+            wide = tl.interleave(wide, wide)
+        out_cols = w0 * SCALE + tl.arange(0, BLOCK_W * SCALE)
+        wide_mask = (rows < H)[:, None] & (out_cols < out_w)[None, :]
+        for dh in tl.static_range(SCALE):
+            tl.store(out_base + (rows * SCALE + dh)[:, None] * out_w + out_cols[None, :], wide, mask=wide_mask)
+    else:
+        for dh in tl.static_range(SCALE):
+            for dw in tl.static_range(SCALE):
+                offsets = (rows * SCALE + dh)[:, None] * out_w + (cols * SCALE + dw)[None, :]
+                tl.store(out_base + offsets, y, mask=mask)
+
+
+@triton.jit
+def _block_sums(grad_base, rows, w0, cols, mask, H, W, stride_dh, stride_dw, SCALE: tl.constexpr,
+                WIDEN_STEPS: tl.constexpr, BLOCK_W: tl.constexpr):
+    """fp32 [BLOCK_H, BLOCK_W]: each SCALE×SCALE block of the up-sampled gradient at grad_base summed, for x's rows
+    and columns w0 + [0, BLOCK_W) — the adjoint of `_store_upsampled` (contiguous row loads, then pairwise sums
+    of neighbours WIDEN_STEPS times, for powers of two; SCALE² strided loads otherwise)."""
+    if WIDEN_STEPS >= 0:
+        out_cols = w0 * SCALE + tl.arange(0, BLOCK_W * SCALE)
+        wide_mask = (rows < H)[:, None] & (out_cols < W * SCALE)[None, :]
+        wide = tl.zeros([rows.shape[0], BLOCK_W * SCALE], dtype=tl.float32)
+        for dh in tl.static_range(SCALE):
+            offsets = (rows * SCALE + dh)[:, None] * stride_dh + out_cols[None, :] * stride_dw
+            wide += tl.load(grad_base + offsets, mask=wide_mask, other=0.0).to(tl.float32)
+        for _ in tl.static_range(WIDEN_STEPS):
+            left, right = tl.split(tl.reshape(wide, [wide.shape[0], wide.shape[1] // 2, 2]))
+            wide = left + right
+        return wide
+    else:
+        g = tl.zeros([rows.shape[0], BLOCK_W], dtype=tl.float32)
+        for dh in tl.static_range(SCALE):
+            for dw in tl.static_range(SCALE):
+                offsets = (rows * SCALE + dh)[:, None] * stride_dh + (cols * SCALE + dw)[None, :] * stride_dw
+                g += tl.load(grad_base + offsets, mask=mask, other=0.0).to(tl.float32)
+        return g
+
+
+@triton.jit
 def cbn_relu_upsample_forward_kernel(
     # pointers
     x_ptr,
@@ -108,12 +161,15 @@ def cbn_relu_upsample_forward_kernel(
     eps,
     # constexprs
     SCALE: tl.constexpr,
+    WIDEN_STEPS: tl.constexpr,
     BATCH_STATS: tl.constexpr,
     UPDATE_RUNNING: tl.constexpr,
     BLOCK_N: tl.constexpr,
-    BLOCK: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
 ):
-    """out[n, c] = relu(gain_nc·(x − mean_c)·rstd_c + bias_nc), up-sampled ×SCALE; one program per plane.
+    """out[n, c] = relu(gain_nc·(x − mean_c)·rstd_c + bias_nc), up-sampled ×SCALE; one program per plane, walked in
+    [BLOCK_H, BLOCK_W] tiles of x (see `_store_upsampled` for WIDEN_STEPS).
 
     BATCH_STATS: finalise mean/rstd from the plane sums (and the pivot), store them to mean_ptr/rstd_ptr (program
     n = 0 of each channel) and, with UPDATE_RUNNING, blend them into the running buffers like F.batch_norm
@@ -124,9 +180,9 @@ def cbn_relu_upsample_forward_kernel(
     c = plane % C
     if BATCH_STATS:
         count = N * H * W
-        rows = tl.arange(0, BLOCK_N)
-        total = tl.sum(tl.load(sums_ptr + rows * C + c, mask=rows < N, other=0.0), axis=0)
-        total_sq = tl.sum(tl.load(squares_ptr + rows * C + c, mask=rows < N, other=0.0), axis=0)
+        samples = tl.arange(0, BLOCK_N)
+        total = tl.sum(tl.load(sums_ptr + samples * C + c, mask=samples < N, other=0.0), axis=0)
+        total_sq = tl.sum(tl.load(squares_ptr + samples * C + c, mask=samples < N, other=0.0), axis=0)
         shifted_mean = total / count
         var = tl.maximum(total_sq / count - shifted_mean * shifted_mean, 0.0)
         mean = tl.load(x_ptr + c * stride_xc).to(tl.float32) + shifted_mean
@@ -147,15 +203,15 @@ def cbn_relu_upsample_forward_kernel(
     offset = tl.load(bias_ptr + n * stride_bn + c * stride_bc).to(tl.float32) - mean * multiplier
     x_base = x_ptr + n * stride_xn + c * stride_xc
     out_base = out_ptr + plane * (H * W * SCALE * SCALE)
-    out_w = W * SCALE
-    for start in range(0, H * W * SCALE * SCALE, BLOCK):
-        o = start + tl.arange(0, BLOCK)
-        mask = o < H * W * SCALE * SCALE
-        h = (o // out_w) // SCALE
-        w = (o % out_w) // SCALE
-        v = tl.load(x_base + h * stride_xh + w * stride_xw, mask=mask, other=0.0).to(tl.float32)
-        y = tl.maximum(v * multiplier + offset, 0.0)
-        tl.store(out_base + o, y.to(out_ptr.dtype.element_ty), mask=mask)
+    for h0 in range(0, H, BLOCK_H):
+        rows = h0 + tl.arange(0, BLOCK_H)
+        for w0 in range(0, W, BLOCK_W):
+            cols = w0 + tl.arange(0, BLOCK_W)
+            mask = (rows < H)[:, None] & (cols < W)[None, :]
+            offsets = rows[:, None] * stride_xh + cols[None, :] * stride_xw
+            v = tl.load(x_base + offsets, mask=mask, other=0.0).to(tl.float32)
+            y = tl.maximum(v * multiplier + offset, 0.0).to(out_ptr.dtype.element_ty)
+            _store_upsampled(out_base, y, rows, w0, cols, mask, H, W, SCALE, WIDEN_STEPS, BLOCK_W)
 
 
 @triton.jit
@@ -189,13 +245,16 @@ def cbn_relu_upsample_backward_reduce_kernel(
     stride_bc,
     # constexprs
     SCALE: tl.constexpr,
+    WIDEN_STEPS: tl.constexpr,
     BATCH_STATS: tl.constexpr,
-    X_DENSE: tl.constexpr,
-    BLOCK: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
 ):
-    """Sum each SCALE×SCALE block of grad, mask by z > 0 (z recomputed from x), reduce dgain/dbias per plane.
+    """Sum each SCALE×SCALE block of grad, mask by z > 0 (z recomputed from x), reduce dgain/dbias per plane;
+    [BLOCK_H, BLOCK_W] tiles of x (WIDEN_STEPS as in `_store_upsampled`).
 
-    dest receives gz (fp32) with BATCH_STATS — the dx kernel finishes it — or dx = gain·rstd·gz in dest's dtype.
+    dest (dense planes, x's dtype) receives gz with BATCH_STATS — the dx kernel finishes it in place — or
+    dx = gain·rstd·gz.
     """
     plane = tl.program_id(0).to(tl.int64)
     n = plane // C
@@ -207,33 +266,25 @@ def cbn_relu_upsample_backward_reduce_kernel(
     offset = tl.load(bias_ptr + n * stride_bn + c * stride_bc).to(tl.float32) - mean * multiplier
     x_base = x_ptr + n * stride_xn + c * stride_xc
     grad_base = grad_ptr + n * stride_dn + c * stride_dc
-    acc_dbias = tl.zeros([BLOCK], dtype=tl.float32)
-    acc_dgain = tl.zeros([BLOCK], dtype=tl.float32)
-    for start in range(0, H * W, BLOCK):
-        i = start + tl.arange(0, BLOCK)
-        mask = i < H * W
-        h = i // W
-        w = i % W
-        g = tl.zeros([BLOCK], dtype=tl.float32)
-        for dh in tl.static_range(SCALE):
-            for dw in tl.static_range(SCALE):
-                grad_offsets = (h * SCALE + dh) * stride_dh + (w * SCALE + dw) * stride_dw
-                g += tl.load(grad_base + grad_offsets, mask=mask, other=0.0).to(tl.float32)
-        if X_DENSE:
-            x_offsets = i
-        else:
-            x_offsets = h * stride_xh + w * stride_xw
-        v = tl.load(x_base + x_offsets, mask=mask, other=0.0).to(tl.float32)
-        gz = tl.where(v * multiplier + offset > 0.0, g, 0.0)
-        x_hat = (v - mean) * rstd
-        acc_dbias += gz
-        acc_dgain += gz * x_hat
-        if BATCH_STATS:
-            tl.store(dest_ptr + plane * H * W + i, gz, mask=mask)
-        else:
-            tl.store(dest_ptr + plane * H * W + i, (gz * multiplier).to(dest_ptr.dtype.element_ty), mask=mask)
-    tl.store(dgain_ptr + plane, tl.sum(acc_dgain, axis=0))
-    tl.store(dbias_ptr + plane, tl.sum(acc_dbias, axis=0))
+    dest_base = dest_ptr + plane * H * W
+    acc_dbias = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.float32)
+    acc_dgain = tl.zeros([BLOCK_H, BLOCK_W], dtype=tl.float32)
+    for h0 in range(0, H, BLOCK_H):
+        rows = h0 + tl.arange(0, BLOCK_H)
+        for w0 in range(0, W, BLOCK_W):
+            cols = w0 + tl.arange(0, BLOCK_W)
+            mask = (rows < H)[:, None] & (cols < W)[None, :]
+            g = _block_sums(grad_base, rows, w0, cols, mask, H, W, stride_dh, stride_dw, SCALE, WIDEN_STEPS, BLOCK_W)
+            x_offsets = rows[:, None] * stride_xh + cols[None, :] * stride_xw
+            v = tl.load(x_base + x_offsets, mask=mask, other=0.0).to(tl.float32)
+            gz = tl.where(v * multiplier + offset > 0.0, g, 0.0)
+            acc_dbias += gz
+            acc_dgain += gz * ((v - mean) * rstd)
+            dest = gz if BATCH_STATS else gz * multiplier
+            dest_offsets = rows[:, None] * W + cols[None, :]
+            tl.store(dest_base + dest_offsets, dest.to(dest_ptr.dtype.element_ty), mask=mask)
+    tl.store(dgain_ptr + plane, tl.sum(tl.sum(acc_dgain, axis=1), axis=0))
+    tl.store(dbias_ptr + plane, tl.sum(tl.sum(acc_dbias, axis=1), axis=0))
 
 
 @triton.jit
@@ -264,7 +315,8 @@ def cbn_relu_upsample_backward_dx_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    """dx = rstd·(gain·gz − (Σ_n gain·dbias + x̂·Σ_n gain·dgain)/M) for one plane; dx may alias gz (fp32)."""
+    """dx = rstd·(gain·gz − (Σ_n gain·dbias + x̂·Σ_n gain·dgain)/M) for one plane; gz (dense planes, dx's dtype)
+    may alias dx."""
     plane = tl.program_id(0).to(tl.int64)
     n = plane // C
     c = plane % C
@@ -285,13 +337,22 @@ def cbn_relu_upsample_backward_dx_kernel(
         else:
             x_offsets = (i // W) * stride_xh + (i % W) * stride_xw
         x_hat = (tl.load(x_base + x_offsets, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
-        gz = tl.load(gz_ptr + plane * H * W + i, mask=mask, other=0.0)
+        gz = tl.load(gz_ptr + plane * H * W + i, mask=mask, other=0.0).to(tl.float32)
         dx = rstd * (gain * gz - (sum_dbias + x_hat * sum_dgain) / count)
         tl.store(dx_ptr + plane * H * W + i, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
 def _block(elements: int) -> int:
     return min(BLOCK, triton.next_power_of_2(max(elements, 16)))
+
+
+def _tiles(h: int, w: int, scale: int) -> dict[str, int]:
+    """Constexprs of the 2-D plane kernels: [BLOCK_H, BLOCK_W] tiles of at most BLOCK elements of x, whole rows
+    where they fit, and WIDEN_STEPS (log2 of a power-of-two `scale`, else −1; see `_store_upsampled`)."""
+    block_w = min(BLOCK, triton.next_power_of_2(w))
+    block_h = min(triton.next_power_of_2(h), max(1, BLOCK // block_w))
+    widen = scale.bit_length() - 1 if scale & (scale - 1) == 0 else -1
+    return {"SCALE": scale, "WIDEN_STEPS": widen, "BLOCK_H": block_h, "BLOCK_W": block_w}
 
 
 def _dense_planes(x: torch.Tensor) -> bool:
@@ -382,11 +443,10 @@ def forward_batch_stats(
         *bias.stride(),
         momentum,
         eps,
-        SCALE=scale,
         BATCH_STATS=True,
         UPDATE_RUNNING=update,
         BLOCK_N=triton.next_power_of_2(n),
-        BLOCK=_block(h * w * scale * scale),
+        **_tiles(h, w, scale),
         num_warps=NUM_WARPS,
     )
     return out, mean, rstd
@@ -425,11 +485,10 @@ def forward_given_stats(
         *bias.stride(),
         0.0,
         0.0,
-        SCALE=scale,
         BATCH_STATS=False,
         UPDATE_RUNNING=False,
         BLOCK_N=1,  # unused without batch statistics: one build for every batch size
-        BLOCK=_block(h * w * scale * scale),
+        **_tiles(h, w, scale),
         num_warps=NUM_WARPS,
     )
     return out
@@ -462,17 +521,15 @@ def backward(
     x, grad_out = _plane_addressable(x), _plane_addressable(grad_out)
     fp32 = dict(device=x.device, dtype=torch.float32)
     dgain, dbias = torch.empty(n, c, **fp32), torch.empty(n, c, **fp32)
-    dx = torch.empty(n, c, h, w, device=x.device, dtype=x.dtype)
-    gz = (dx if x.dtype == torch.float32 else torch.empty(n, c, h, w, **fp32)) if batch_stats else dx
-    block = _block(h * w)
-    on_device_of(cbn_relu_upsample_backward_reduce_kernel, grad_out, x, gz)[(n * c,)](
+    dx = torch.empty(n, c, h, w, device=x.device, dtype=x.dtype)  # gz first in training mode, finished in place
+    on_device_of(cbn_relu_upsample_backward_reduce_kernel, grad_out, x, dx)[(n * c,)](
         grad_out,
         x,
         gain,
         bias,
         mean,
         rstd,
-        gz,
+        dx,
         dgain,
         dbias,
         c,
@@ -482,15 +539,13 @@ def backward(
         *x.stride(),
         *gain.stride(),
         *bias.stride(),
-        SCALE=scale,
         BATCH_STATS=batch_stats,
-        X_DENSE=_dense_planes(x),
-        BLOCK=block,
+        **_tiles(h, w, scale),
         num_warps=NUM_WARPS,
     )
     if batch_stats:
-        on_device_of(cbn_relu_upsample_backward_dx_kernel, x, gz, dx)[(n * c,)](
-            gz,
+        on_device_of(cbn_relu_upsample_backward_dx_kernel, x, dx)[(n * c,)](
+            dx,
             x,
             gain,
             mean,
@@ -506,7 +561,7 @@ def backward(
             *gain.stride(),
             X_DENSE=_dense_planes(x),
             BLOCK_N=triton.next_power_of_2(n),
-            BLOCK=block,
+            BLOCK=_block(h * w),
             num_warps=NUM_WARPS,
         )
     return dx, dgain.to(gain.dtype), dbias.to(bias.dtype)
@@ -524,7 +579,14 @@ _ACTIVATION_POINTERS = ("x_ptr", "out_ptr", "grad_ptr", "dx_ptr")
 
 
 def _build(
-    kernel, ty: str, label: str, constexprs: dict, dense: bool = True, dest: str = "fp32", nhwc: bool = False
+    kernel,
+    ty: str,
+    label: str,
+    constexprs: dict,
+    dense: bool = True,
+    dest: str = "fp32",
+    nhwc: bool = False,
+    num_warps: int = NUM_WARPS,
 ) -> KernelBuild:
     """`kernel` as a launcher specialises it: activations in `ty`, statistics fp32, gain/bias fp32, `dest_ptr` in
     `dest`; with `dense` the unit strides of contiguous tensors (NCHW, or channels-last with `nhwc`) become
@@ -549,32 +611,35 @@ def _build(
         constexprs["X_DENSE"] = dense
     layout = " nhwc" if nhwc else "" if dense else " strided"
     multiples = (NHWC_MULTIPLES_OF_16 if nhwc else MULTIPLES_OF_16) if dense else ()
-    return KernelBuild(kernel, signature, constexprs, f"{ty}{layout} {label}".strip(), NUM_WARPS, multiples)
+    return KernelBuild(kernel, signature, constexprs, f"{ty}{layout} {label}".strip(), num_warps, multiples)
 
 
 def aot_builds() -> list[KernelBuild]:
-    """Each kernel as the launchers specialise it, for fp32/fp16/bf16 activations (fp32 gain/bias, BLOCK 1024),
-    dense NCHW planes, plus strided builds of the plane kernels in fp16; the NHWC kernels for dense channels-last
-    activations of 64 or more channels (BLOCK_P × BLOCK_C = 16 × 64; the backward finalise at SPLIT = 8, as for
+    """Each kernel as the launchers specialise it, for fp32/fp16/bf16 activations (fp32 gain/bias, BLOCK 1024,
+    64×64 planes), dense NCHW planes, plus strided builds of the plane kernels in fp16 and the strided-store
+    ×3 up-sampling in bf16; the NHWC kernels for dense channels-last
+    activations of 64 or more channels (BLOCK_P × BLOCK_C = 16 × 64; the backward finalise at SPLIT = 16, as for
     HRGAN-128's batch of 64)."""
     builds = []
     for ty, dense in (("fp32", True), ("fp16", True), ("bf16", True), ("fp16", False)):
         builds.append(_build(cbn_plane_sums_kernel, ty, "", {"BLOCK": BLOCK}, dense))
-        for scale, batch in ((2, True), (1, True), (2, False)):
+        scales = ((2, True), (1, True), (2, False)) + (((3, True),) if ty == "bf16" else ())
+        for scale, batch in scales:
             stats = f"scale={scale} {'batch' if batch else 'given'} stats"
-            forward = {"SCALE": scale, "BATCH_STATS": batch, "UPDATE_RUNNING": batch, "BLOCK_N": 64 if batch else 1}
-            builds.append(_build(cbn_relu_upsample_forward_kernel, ty, stats, forward | {"BLOCK": BLOCK}, dense))
-            reduce = {"SCALE": scale, "BATCH_STATS": batch, "BLOCK": BLOCK}
-            builds.append(
-                _build(cbn_relu_upsample_backward_reduce_kernel, ty, stats, reduce, dense, "fp32" if batch else ty)
-            )
+            tiles = _tiles(64, 64, scale) | {"BATCH_STATS": batch}  # HRGAN-128's 64×64 planes
+            forward = {"UPDATE_RUNNING": batch, "BLOCK_N": 64 if batch else 1}
+            builds.append(_build(cbn_relu_upsample_forward_kernel, ty, stats, forward | tiles, dense))
+            builds.append(_build(cbn_relu_upsample_backward_reduce_kernel, ty, stats, tiles, dense, ty))
         builds.append(_build(cbn_relu_upsample_backward_dx_kernel, ty, "", {"BLOCK_N": 64, "BLOCK": BLOCK}, dense))
     block_p, block_c = nhwc_kernels.tile_shape(64)
     tiles = {"BLOCK_P": block_p, "BLOCK_C": block_c}
     for ty in ("fp32", "fp16", "bf16"):
         builds.append(_build(nhwc_kernels.cbn_pixel_sums_nhwc_kernel, ty, "", tiles, nhwc=True))
-        finalize = {"UPDATE_RUNNING": True, "BLOCK_R": nhwc_kernels.FINALIZE_TILE // block_c, "BLOCK_C": block_c}
-        builds.append(_build(nhwc_kernels.cbn_finalize_statistics_kernel, ty, "", finalize, nhwc=True))
+        fin_c = nhwc_kernels.FINALIZE_BLOCK_C
+        finalize = {"UPDATE_RUNNING": True, "BLOCK_R": nhwc_kernels.FINALIZE_TILE // fin_c, "BLOCK_C": fin_c}
+        finalize_warps = nhwc_kernels.FINALIZE_WARPS
+        kernel = nhwc_kernels.cbn_finalize_statistics_kernel
+        builds.append(_build(kernel, ty, "", finalize, nhwc=True, num_warps=finalize_warps))
         for scale in (2, 1):
             kernel = nhwc_kernels.cbn_relu_upsample_forward_nhwc_kernel
             builds.append(_build(kernel, ty, f"scale={scale}", {"SCALE": scale} | tiles, nhwc=True))
@@ -582,8 +647,9 @@ def aot_builds() -> list[KernelBuild]:
             stats = f"scale={scale} {'batch' if batch else 'given'} stats"
             reduce = {"SCALE": scale, "BATCH_STATS": batch} | tiles
             kernel = nhwc_kernels.cbn_relu_upsample_backward_reduce_nhwc_kernel
-            builds.append(_build(kernel, ty, stats, reduce, dest="fp32" if batch else ty, nhwc=True))
-        finish = {"BLOCK_N": nhwc_kernels.FINALIZE_TILE // (8 * block_c), "BLOCK_S": 8, "BLOCK_C": block_c}
-        builds.append(_build(nhwc_kernels.cbn_backward_finalize_kernel, ty, "split=8", finish, nhwc=True))
+            builds.append(_build(kernel, ty, stats, reduce, dest=ty, nhwc=True))
+        finish = {"BLOCK_N": nhwc_kernels.FINALIZE_TILE // (16 * fin_c), "BLOCK_S": 16, "BLOCK_C": fin_c}
+        kernel = nhwc_kernels.cbn_backward_finalize_kernel
+        builds.append(_build(kernel, ty, "split=16", finish, nhwc=True, num_warps=finalize_warps))
         builds.append(_build(nhwc_kernels.cbn_relu_upsample_backward_dx_nhwc_kernel, ty, "", tiles, nhwc=True))
     return builds

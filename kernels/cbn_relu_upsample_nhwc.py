@@ -28,12 +28,18 @@ from fastgan.kernels.launch import on_device_of
 TILE = 1024
 #: Widest channel block: 64 channels of bf16 are one 128-byte row segment.
 MAX_BLOCK_C = 64
-#: Programs a pixel grid aims for (several per multiprocessor), by splitting each sample's pixels ...
-TARGET_PROGRAMS = 1024
+#: Programs a pixel grid aims for (enough 4-warp programs to fill every multiprocessor of an H100/H200: at 1024,
+#: half the warp slots stayed empty — ncu, 2026-11-30), by splitting each sample's pixels ...
+TARGET_PROGRAMS = 2048
 #: ... into at most this many ranges (the backward finalise loads [·, SPLIT, BLOCK_C] tiles).
 MAX_SPLIT = 64
-#: Elements of the finalise kernels' tiles ([BLOCK_R, BLOCK_C] rows of partial sums; [BLOCK_N, BLOCK_S, BLOCK_C]).
-FINALIZE_TILE = 4096
+#: The finalise kernels are latency-bound (ncu, 2026-11-30: 27–83 µs for HRGAN-128 with one or two programs of
+#: 64 channels walking the partial rows 64 at a time), so each program takes a narrow block of channels (one
+#: 32-byte sector of a partial-sum row: C / 8 programs) and wide tiles of rows, [BLOCK_R, BLOCK_C] (or
+#: [BLOCK_N, BLOCK_S, BLOCK_C]) of FINALIZE_TILE elements over FINALIZE_WARPS warps: one or two loop trips.
+FINALIZE_TILE = 8192
+FINALIZE_BLOCK_C = 8
+FINALIZE_WARPS = 8
 NUM_WARPS = 4
 
 
@@ -244,7 +250,7 @@ def cbn_relu_upsample_backward_reduce_nhwc_kernel(
 ):
     """Sum each SCALE×SCALE block of grad, mask by z > 0; partial dgain/dbias rows n·SPLIT + s over pixel range s.
 
-    dest receives gz (fp32) with BATCH_STATS — the dx kernel finishes it — or dx = gain·rstd·gz in dest's dtype.
+    dest (x's dtype) receives gz with BATCH_STATS — the dx kernel finishes it in place — or dx = gain·rstd·gz.
     """
     n, cols, col_mask, begin, end = _program_range(C, H, W, CHUNK, BLOCK_C)
     mean = tl.load(mean_ptr + cols, mask=col_mask, other=0.0)
@@ -271,11 +277,8 @@ def cbn_relu_upsample_backward_reduce_nhwc_kernel(
         gz = tl.where(v * multiplier[None, :] + offset[None, :] > 0.0, g, 0.0)
         acc_dbias += gz
         acc_dgain += gz * ((v - mean[None, :]) * rstd[None, :])
-        dest = dest_base + (p * C)[:, None] + cols[None, :]
-        if BATCH_STATS:
-            tl.store(dest, gz, mask=mask)
-        else:
-            tl.store(dest, (gz * multiplier[None, :]).to(dest_ptr.dtype.element_ty), mask=mask)
+        dest = gz if BATCH_STATS else gz * multiplier[None, :]
+        tl.store(dest_base + (p * C)[:, None] + cols[None, :], dest.to(dest_ptr.dtype.element_ty), mask=mask)
     _store_partial_rows(dgain_ptr, dbias_ptr, acc_dgain, acc_dbias, n, C, cols, col_mask)
 
 
@@ -352,7 +355,8 @@ def cbn_relu_upsample_backward_dx_nhwc_kernel(
     BLOCK_P: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
-    """dx = rstd·(gain·gz − (Σ_n gain·dbias + x̂·Σ_n gain·dgain)/M) over one pixel range; dx may alias gz (fp32)."""
+    """dx = rstd·(gain·gz − (Σ_n gain·dbias + x̂·Σ_n gain·dgain)/M) over one pixel range; gz (dx's dtype) may alias
+    dx."""
     n, cols, col_mask, begin, end = _program_range(C, H, W, CHUNK, BLOCK_C)
     sum_dbias = tl.load(batch_sums_ptr + cols, mask=col_mask, other=0.0)
     sum_dgain = tl.load(batch_sums_ptr + C + cols, mask=col_mask, other=0.0)
@@ -365,7 +369,7 @@ def cbn_relu_upsample_backward_dx_nhwc_kernel(
         offsets, mask = _pixel_tile(p, W, stride_xh, stride_xw, cols, col_mask, end)
         x_hat = (tl.load(x_base + offsets, mask=mask, other=0.0).to(tl.float32) - mean[None, :]) * rstd[None, :]
         dense = n * (H * W * C) + (p * C)[:, None] + cols[None, :]
-        gz = tl.load(gz_ptr + dense, mask=mask, other=0.0)
+        gz = tl.load(gz_ptr + dense, mask=mask, other=0.0).to(tl.float32)
         dx = rstd[None, :] * (gain[None, :] * gz - (sum_dbias[None, :] + x_hat * sum_dgain[None, :]) / count)
         tl.store(dx_ptr + dense, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
@@ -416,10 +420,11 @@ def forward_batch_stats(
         x, sums, squares, c, h, w, chunk, *_pixel_strides(x), **tiles, num_warps=NUM_WARPS
     )
     update = running_mean is not None and running_var is not None
-    on_device_of(cbn_finalize_statistics_kernel, x, sums)[(grid[1],)](
+    on_device_of(cbn_finalize_statistics_kernel, x, sums)[(triton.cdiv(c, FINALIZE_BLOCK_C),)](
         x, sums, squares, mean, rstd, running_mean if update else mean, running_var if update else rstd,
         n * grid[2], c, n * h * w, momentum, eps,
-        UPDATE_RUNNING=update, BLOCK_R=FINALIZE_TILE // tiles["BLOCK_C"], BLOCK_C=tiles["BLOCK_C"], num_warps=NUM_WARPS,
+        UPDATE_RUNNING=update, BLOCK_R=FINALIZE_TILE // FINALIZE_BLOCK_C, BLOCK_C=FINALIZE_BLOCK_C,
+        num_warps=FINALIZE_WARPS,
     )  # fmt: skip
     return forward_given_stats(x, mean, rstd, gain, bias, scale), mean, rstd
 
@@ -439,24 +444,23 @@ def backward(
     grid, chunk, tiles = _plan(x)
     fp32 = dict(device=x.device, dtype=torch.float32)
     layout = dict(device=x.device, memory_format=torch.channels_last)
-    dx = torch.empty(n, c, h, w, dtype=x.dtype, **layout)
-    gz = dx if not batch_stats or x.dtype == torch.float32 else torch.empty(n, c, h, w, dtype=torch.float32, **layout)
+    dx = torch.empty(n, c, h, w, dtype=x.dtype, **layout)  # gz first in training mode, finished in place
     partial_dgain, partial_dbias = torch.empty(n * grid[2], c, **fp32), torch.empty(n * grid[2], c, **fp32)
-    on_device_of(cbn_relu_upsample_backward_reduce_nhwc_kernel, grad_out, x, gz)[grid](
-        grad_out, x, gain, bias, mean, rstd, gz, partial_dgain, partial_dbias, c, h, w, chunk,
+    on_device_of(cbn_relu_upsample_backward_reduce_nhwc_kernel, grad_out, x, dx)[grid](
+        grad_out, x, gain, bias, mean, rstd, dx, partial_dgain, partial_dbias, c, h, w, chunk,
         *_pixel_strides(grad_out), *_pixel_strides(x), *gain.stride(), *bias.stride(),
         SCALE=scale, BATCH_STATS=batch_stats, **tiles, num_warps=NUM_WARPS,
     )  # fmt: skip
     dgain, dbias, batch_sums = torch.empty(n, c, **fp32), torch.empty(n, c, **fp32), torch.empty(2, c, **fp32)
     block_s = triton.next_power_of_2(grid[2])
-    on_device_of(cbn_backward_finalize_kernel, partial_dgain, dgain)[(grid[1],)](
+    on_device_of(cbn_backward_finalize_kernel, partial_dgain, dgain)[(triton.cdiv(c, FINALIZE_BLOCK_C),)](
         partial_dgain, partial_dbias, gain, dgain, dbias, batch_sums, n, c, grid[2], *gain.stride(),
-        BLOCK_N=max(1, FINALIZE_TILE // (block_s * tiles["BLOCK_C"])), BLOCK_S=block_s, BLOCK_C=tiles["BLOCK_C"],
-        num_warps=NUM_WARPS,
+        BLOCK_N=max(1, FINALIZE_TILE // (block_s * FINALIZE_BLOCK_C)), BLOCK_S=block_s, BLOCK_C=FINALIZE_BLOCK_C,
+        num_warps=FINALIZE_WARPS,
     )  # fmt: skip
     if batch_stats:
-        on_device_of(cbn_relu_upsample_backward_dx_nhwc_kernel, x, gz, dx)[grid](
-            gz, x, gain, mean, rstd, batch_sums, dx, c, h, w, chunk, n * h * w, *_pixel_strides(x), *gain.stride(),
+        on_device_of(cbn_relu_upsample_backward_dx_nhwc_kernel, x, dx)[grid](
+            dx, x, gain, mean, rstd, batch_sums, dx, c, h, w, chunk, n * h * w, *_pixel_strides(x), *gain.stride(),
             **tiles, num_warps=NUM_WARPS,
         )  # fmt: skip
     return dx, dgain.to(gain.dtype), dbias.to(bias.dtype)

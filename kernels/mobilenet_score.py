@@ -84,6 +84,14 @@ def _column_partial(acc_p, acc_max):
 
 
 @triton.jit
+def _load_rows(logits_ptr, rows, cols, col_mask, B, stride_lb, ROW_ALIGN: tl.constexpr):
+    """The [BLOCK_B, BLOCK_K] tile of logits at `rows` × `cols` in their dtype, −inf where masked (rows ≥ B too)."""
+    offsets = tl.multiple_of(rows * stride_lb, ROW_ALIGN)
+    mask = (rows < B)[:, None] & col_mask[None, :]
+    return tl.load(logits_ptr + offsets[:, None] + cols[None, :], mask=mask, other=float("-inf"))
+
+
+@triton.jit
 def mobilenet_score_partials_kernel(
     # pointers
     logits_ptr,
@@ -121,13 +129,15 @@ def mobilenet_score_partials_kernel(
         acc_p = tl.zeros([BLOCK_B, BLOCK_K], dtype=tl.float32)
         acc_plogp = tl.zeros([BLOCK_B, BLOCK_K], dtype=tl.float32)
         acc_max = tl.full([BLOCK_B, BLOCK_K], float("-inf"), dtype=tl.float32)
-        for b0 in range(pid * BLOCK_B, B, programs * BLOCK_B):
+        step = programs * BLOCK_B
+        upcoming = _load_rows(logits_ptr, pid * BLOCK_B + row_range.to(tl.int64), cols, col_mask, B, stride_lb, ROW_ALIGN)
+        for b0 in range(pid * BLOCK_B, B, step):
             rows = b0 + row_range.to(tl.int64)
             row_mask = rows < B
             mask = row_mask[:, None] & col_mask[None, :]
-            offsets = tl.multiple_of(rows * stride_lb, ROW_ALIGN)
-            x = tl.load(logits_ptr + offsets[:, None] + cols[None, :], mask=mask, other=float("-inf"))
-            x = tl.where(row_mask[:, None], x.to(tl.float32), 0.0)  # rows past B: zeros, never -inf − -inf
+            x = tl.where(row_mask[:, None], upcoming.to(tl.float32), 0.0)  # rows past B: zeros, never -inf − -inf
+            # the next row block's load is issued before this one's arithmetic, so its latency is hidden
+            upcoming = _load_rows(logits_ptr, rows + step, cols, col_mask, B, stride_lb, ROW_ALIGN)
             m = tl.max(x, axis=1)
             shifted = x - m[:, None]
             e = tl.exp(shifted)

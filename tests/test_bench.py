@@ -58,15 +58,17 @@ def test_report_adds_graphed_iterations_and_gpu_busy_time(tmp_path):
             _result("eager", 0.010, 1000, device_ms=4.0),
             _result("fused", 0.008, 400, **gpu),
             _result("fused-graphs", 0.002, None),
+            _result("compiled-graphs", 0.003, None),
         ]
     }
     for result in data["benchmarks"][2:]:
         del result["extra_info"]["saved_bytes"]  # a replay keeps nothing for autograd: not measured
     [row] = report.rows(data)
     assert row["fused_graphs_ms"] == 2.0 and "eager_graphs_ms" not in row and row["memory_ratio"] == 0.4
+    assert row["compiled_graphs_ms"] == 3.0 and "compiled_ms" not in row
     (tmp_path / "bench.json").write_text(json.dumps(data))
     assert report.main([str(tmp_path / "bench.json"), "--out", str(tmp_path / "gpu")]) == 0
-    assert "| – | – / 2.000 | 0.40 | – | – | – | 4.000 / 0.500 | 2400 (50 %) |" in (tmp_path / "gpu.md").read_text()
+    assert "| – / 3.000 | – / 2.000 | 0.40 | – | – | – | 4.000 / 0.500 | 2400 (50 %) |" in (tmp_path / "gpu.md").read_text()
 
 
 def test_report_refuses_a_file_without_pairs(tmp_path, capsys):

@@ -352,7 +352,6 @@ def traffic(shape: tuple[int, int, int, int], dtype: torch.dtype, scale: int = 2
     """
     n, c, h, w = shape
     unit = n * c * h * w * torch.finfo(dtype).bits // 8  # one x-sized tensor in x's dtype
-    fp32_unit = n * c * h * w * 4
     up = scale * scale
     upsample_fwd = (1 + up) * unit if scale > 1 else 0
     upsample_bwd = (up + 1) * unit if scale > 1 else 0
@@ -367,7 +366,7 @@ def traffic(shape: tuple[int, int, int, int], dtype: torch.dtype, scale: int = 2
     )
     backward = Traffic(
         minimum=(up + 2) * unit,  # read grad and x, write dx
-        fused=(up + 1) * unit + (2 * fp32_unit + 2 * unit if training else unit),
+        fused=(up + 1) * unit + (4 * unit if training else unit),  # (+ gz written, gz and x read, dx written)
         eager=upsample_bwd  # sum-pool of the up-sampled gradient
         + 3 * unit  # relu backward: grad, saved output -> grad
         + 3 * unit  # mul backward to the normalised input: grad, gain -> grad (and a reduction for dgain)

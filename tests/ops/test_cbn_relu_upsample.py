@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastgan.kernels import cbn_relu_upsample as cbn_kernels
 from fastgan.kernels import cbn_relu_upsample_nhwc as nhwc_kernels
 from fastgan.models.blocks import ResBlockUp
 from fastgan.ops import backend, cbn_relu_upsample, cbn_relu_upsample_conv
@@ -82,6 +83,15 @@ def test_fused_matches_reference(name, dtype, training, scale, matches_reference
 @pytest.mark.parametrize("shape", [(1, 3, 5, 5), (2, 64, 2, 3), (4, 2, 16, 16), (2, 3, 23, 37)], ids=str)
 def test_fused_odd_shapes(name, shape, matches_reference):
     _check_backend(name, shape, True, 2, torch.float32, matches_reference)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("scale, shape", [(3, (2, 3, 5, 7)), (4, (2, 3, 5, 7)), (2, (1, 2, 3, 1100))], ids=str)
+def test_plane_kernels_any_scale_and_row_width(scale, shape, training, matches_reference):
+    """The NCHW plane kernels: ×4 widens each row twice, ×3 (not a power of two) takes the strided stores and
+    loads, and rows wider than one tile (1100 > BLOCK) are walked in several column blocks."""
+    assert shape[3] > cbn_kernels.BLOCK or scale != 2
+    _check_backend("triton", shape, training, scale, torch.float32, matches_reference)
 
 
 def CHANNELS_LAST(t):
@@ -283,6 +293,7 @@ def test_traffic_of_the_fused_forward():
     assert training.fused_overhead == pytest.approx(1 / 5)  # the statistics pass reads x once more
     backward = traffic((64, 128, 32, 32), torch.bfloat16, scale=2)["backward"]
     assert backward.fused < backward.eager
+    assert backward.fused_overhead == pytest.approx(1 / 2)  # gz written and read back, x read twice
 
 
 CUDA_SHAPES = [(3, 4, 5, 5), (1, 3, 5, 5), (2, 3, 23, 37), (64, 256, 16, 16), (8, 64, 64, 64)]
