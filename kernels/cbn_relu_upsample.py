@@ -12,7 +12,7 @@ Backward, with g = ∂L/∂out summed over each S×S block and gz = g·[z > 0]:
     eval:     dx = gain_nc·rstd_c·gz
 
 Every reduction and every elementwise step runs in fp32; outputs are stored in the input's dtype, and so is gz
-between the two training-backward kernels (it is staged in dx's buffer). Statistics use sums shifted by a pivot
+between the two training-backward kernels (staged in dx's buffer; in fp32 for fp16, whose range it can exceed). Statistics use sums shifted by a pivot
 (x[0, c, 0, 0]) so that a large mean does not cancel the variance away.
 
 Launch plan (every grid is one program per (n, c) plane, looping over the plane in blocks; the up-sampling kernels
@@ -253,8 +253,8 @@ def cbn_relu_upsample_backward_reduce_kernel(
     """Sum each SCALE×SCALE block of grad, mask by z > 0 (z recomputed from x), reduce dgain/dbias per plane;
     [BLOCK_H, BLOCK_W] tiles of x (WIDEN_STEPS as in `_store_upsampled`).
 
-    dest (dense planes, x's dtype) receives gz with BATCH_STATS — the dx kernel finishes it in place — or
-    dx = gain·rstd·gz.
+    dest (dense planes) receives gz with BATCH_STATS (see `cbn_relu_upsample_nhwc.gz_staging`) — the dx kernel
+    finishes it — or dx = gain·rstd·gz.
     """
     plane = tl.program_id(0).to(tl.int64)
     n = plane // C
@@ -315,8 +315,8 @@ def cbn_relu_upsample_backward_dx_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    """dx = rstd·(gain·gz − (Σ_n gain·dbias + x̂·Σ_n gain·dgain)/M) for one plane; gz (dense planes, dx's dtype)
-    may alias dx."""
+    """dx = rstd·(gain·gz − (Σ_n gain·dbias + x̂·Σ_n gain·dgain)/M) for one plane; gz (dense planes) may alias
+    dx."""
     plane = tl.program_id(0).to(tl.int64)
     n = plane // C
     c = plane % C
@@ -347,10 +347,12 @@ def _block(elements: int) -> int:
 
 
 def _tiles(h: int, w: int, scale: int) -> dict[str, int]:
-    """Constexprs of the 2-D plane kernels: [BLOCK_H, BLOCK_W] tiles of at most BLOCK elements of x, whole rows
-    where they fit, and WIDEN_STEPS (log2 of a power-of-two `scale`, else −1; see `_store_upsampled`)."""
-    block_w = min(BLOCK, triton.next_power_of_2(w))
-    block_h = min(triton.next_power_of_2(h), max(1, BLOCK // block_w))
+    """Constexprs of the 2-D plane kernels: [BLOCK_H, BLOCK_W] tiles of x, whole rows where they fit, of at most
+    BLOCK elements and at most 2·BLOCK once widened ×scale (so ×4 and ×8 do not spill), and WIDEN_STEPS (log2 of
+    a power-of-two `scale`, else −1; see `_store_upsampled`)."""
+    elements = min(BLOCK, 2 * BLOCK // triton.next_power_of_2(scale))
+    block_w = min(elements, triton.next_power_of_2(w))
+    block_h = min(triton.next_power_of_2(h), max(1, elements // block_w))
     widen = scale.bit_length() - 1 if scale & (scale - 1) == 0 else -1
     return {"SCALE": scale, "WIDEN_STEPS": widen, "BLOCK_H": block_h, "BLOCK_W": block_w}
 
@@ -521,15 +523,16 @@ def backward(
     x, grad_out = _plane_addressable(x), _plane_addressable(grad_out)
     fp32 = dict(device=x.device, dtype=torch.float32)
     dgain, dbias = torch.empty(n, c, **fp32), torch.empty(n, c, **fp32)
-    dx = torch.empty(n, c, h, w, device=x.device, dtype=x.dtype)  # gz first in training mode, finished in place
-    on_device_of(cbn_relu_upsample_backward_reduce_kernel, grad_out, x, dx)[(n * c,)](
+    dx = torch.empty(n, c, h, w, device=x.device, dtype=x.dtype)
+    gz = nhwc_kernels.gz_staging(dx, batch_stats)
+    on_device_of(cbn_relu_upsample_backward_reduce_kernel, grad_out, x, gz)[(n * c,)](
         grad_out,
         x,
         gain,
         bias,
         mean,
         rstd,
-        dx,
+        gz,
         dgain,
         dbias,
         c,
@@ -544,8 +547,8 @@ def backward(
         num_warps=NUM_WARPS,
     )
     if batch_stats:
-        on_device_of(cbn_relu_upsample_backward_dx_kernel, x, dx)[(n * c,)](
-            dx,
+        on_device_of(cbn_relu_upsample_backward_dx_kernel, x, gz, dx)[(n * c,)](
+            gz,
             x,
             gain,
             mean,
@@ -629,7 +632,8 @@ def aot_builds() -> list[KernelBuild]:
             tiles = _tiles(64, 64, scale) | {"BATCH_STATS": batch}  # HRGAN-128's 64×64 planes
             forward = {"UPDATE_RUNNING": batch, "BLOCK_N": 64 if batch else 1}
             builds.append(_build(cbn_relu_upsample_forward_kernel, ty, stats, forward | tiles, dense))
-            builds.append(_build(cbn_relu_upsample_backward_reduce_kernel, ty, stats, tiles, dense, ty))
+            gz = "fp32" if batch and ty == "fp16" else ty
+            builds.append(_build(cbn_relu_upsample_backward_reduce_kernel, ty, stats, tiles, dense, gz))
         builds.append(_build(cbn_relu_upsample_backward_dx_kernel, ty, "", {"BLOCK_N": 64, "BLOCK": BLOCK}, dense))
     block_p, block_c = nhwc_kernels.tile_shape(64)
     tiles = {"BLOCK_P": block_p, "BLOCK_C": block_c}
@@ -647,7 +651,7 @@ def aot_builds() -> list[KernelBuild]:
             stats = f"scale={scale} {'batch' if batch else 'given'} stats"
             reduce = {"SCALE": scale, "BATCH_STATS": batch} | tiles
             kernel = nhwc_kernels.cbn_relu_upsample_backward_reduce_nhwc_kernel
-            builds.append(_build(kernel, ty, stats, reduce, dest=ty, nhwc=True))
+            builds.append(_build(kernel, ty, stats, reduce, dest="fp32" if batch and ty == "fp16" else ty, nhwc=True))
         finish = {"BLOCK_N": nhwc_kernels.FINALIZE_TILE // (16 * fin_c), "BLOCK_S": 16, "BLOCK_C": fin_c}
         kernel = nhwc_kernels.cbn_backward_finalize_kernel
         builds.append(_build(kernel, ty, "split=16", finish, nhwc=True, num_warps=finalize_warps))

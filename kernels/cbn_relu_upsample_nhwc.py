@@ -43,6 +43,12 @@ FINALIZE_WARPS = 8
 NUM_WARPS = 4
 
 
+def gz_staging(dx: torch.Tensor, batch_stats: bool) -> torch.Tensor:
+    """Where a training backward stages gz before the dx kernel finishes it: dx's own buffer, except in fp16,
+    whose range a block sum of fp16 gradients can exceed (an fp32 tensor of dx's layout then); eval writes dx."""
+    return torch.empty_like(dx, dtype=torch.float32) if batch_stats and dx.dtype == torch.float16 else dx
+
+
 @functools.cache
 def tile_shape(channels: int) -> tuple[int, int]:
     """(BLOCK_P, BLOCK_C) for `channels` channels: BLOCK_C a power of two ≤ MAX_BLOCK_C, TILE elements in all."""
@@ -250,7 +256,7 @@ def cbn_relu_upsample_backward_reduce_nhwc_kernel(
 ):
     """Sum each SCALE×SCALE block of grad, mask by z > 0; partial dgain/dbias rows n·SPLIT + s over pixel range s.
 
-    dest (x's dtype) receives gz with BATCH_STATS — the dx kernel finishes it in place — or dx = gain·rstd·gz.
+    dest receives gz with BATCH_STATS (see `gz_staging`) — the dx kernel finishes it — or dx = gain·rstd·gz.
     """
     n, cols, col_mask, begin, end = _program_range(C, H, W, CHUNK, BLOCK_C)
     mean = tl.load(mean_ptr + cols, mask=col_mask, other=0.0)
@@ -355,8 +361,7 @@ def cbn_relu_upsample_backward_dx_nhwc_kernel(
     BLOCK_P: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
-    """dx = rstd·(gain·gz − (Σ_n gain·dbias + x̂·Σ_n gain·dgain)/M) over one pixel range; gz (dx's dtype) may alias
-    dx."""
+    """dx = rstd·(gain·gz − (Σ_n gain·dbias + x̂·Σ_n gain·dgain)/M) over one pixel range; gz may alias dx."""
     n, cols, col_mask, begin, end = _program_range(C, H, W, CHUNK, BLOCK_C)
     sum_dbias = tl.load(batch_sums_ptr + cols, mask=col_mask, other=0.0)
     sum_dgain = tl.load(batch_sums_ptr + C + cols, mask=col_mask, other=0.0)
@@ -444,10 +449,11 @@ def backward(
     grid, chunk, tiles = _plan(x)
     fp32 = dict(device=x.device, dtype=torch.float32)
     layout = dict(device=x.device, memory_format=torch.channels_last)
-    dx = torch.empty(n, c, h, w, dtype=x.dtype, **layout)  # gz first in training mode, finished in place
+    dx = torch.empty(n, c, h, w, dtype=x.dtype, **layout)
+    gz = gz_staging(dx, batch_stats)
     partial_dgain, partial_dbias = torch.empty(n * grid[2], c, **fp32), torch.empty(n * grid[2], c, **fp32)
-    on_device_of(cbn_relu_upsample_backward_reduce_nhwc_kernel, grad_out, x, dx)[grid](
-        grad_out, x, gain, bias, mean, rstd, dx, partial_dgain, partial_dbias, c, h, w, chunk,
+    on_device_of(cbn_relu_upsample_backward_reduce_nhwc_kernel, grad_out, x, gz)[grid](
+        grad_out, x, gain, bias, mean, rstd, gz, partial_dgain, partial_dbias, c, h, w, chunk,
         *_pixel_strides(grad_out), *_pixel_strides(x), *gain.stride(), *bias.stride(),
         SCALE=scale, BATCH_STATS=batch_stats, **tiles, num_warps=NUM_WARPS,
     )  # fmt: skip
@@ -459,8 +465,8 @@ def backward(
         num_warps=FINALIZE_WARPS,
     )  # fmt: skip
     if batch_stats:
-        on_device_of(cbn_relu_upsample_backward_dx_nhwc_kernel, x, dx)[grid](
-            dx, x, gain, mean, rstd, batch_sums, dx, c, h, w, chunk, n * h * w, *_pixel_strides(x), *gain.stride(),
+        on_device_of(cbn_relu_upsample_backward_dx_nhwc_kernel, x, gz, dx)[grid](
+            gz, x, gain, mean, rstd, batch_sums, dx, c, h, w, chunk, n * h * w, *_pixel_strides(x), *gain.stride(),
             **tiles, num_warps=NUM_WARPS,
         )  # fmt: skip
     return dx, dgain.to(gain.dtype), dbias.to(bias.dtype)

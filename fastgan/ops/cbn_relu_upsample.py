@@ -352,6 +352,7 @@ def traffic(shape: tuple[int, int, int, int], dtype: torch.dtype, scale: int = 2
     """
     n, c, h, w = shape
     unit = n * c * h * w * torch.finfo(dtype).bits // 8  # one x-sized tensor in x's dtype
+    gz_unit = n * c * h * w * 4 if dtype == torch.float16 else unit  # gz is staged in fp32 for fp16
     up = scale * scale
     upsample_fwd = (1 + up) * unit if scale > 1 else 0
     upsample_bwd = (up + 1) * unit if scale > 1 else 0
@@ -366,7 +367,7 @@ def traffic(shape: tuple[int, int, int, int], dtype: torch.dtype, scale: int = 2
     )
     backward = Traffic(
         minimum=(up + 2) * unit,  # read grad and x, write dx
-        fused=(up + 1) * unit + (4 * unit if training else unit),  # (+ gz written, gz and x read, dx written)
+        fused=(up + 1) * unit + (2 * gz_unit + 2 * unit if training else unit),  # + gz written/read, x read, dx
         eager=upsample_bwd  # sum-pool of the up-sampled gradient
         + 3 * unit  # relu backward: grad, saved output -> grad
         + 3 * unit  # mul backward to the normalised input: grad, gain -> grad (and a reduction for dgain)

@@ -110,6 +110,23 @@ def test_nhwc_kernels_match_reference(shape, scale, training, dtype, matches_ref
     assert dx.is_contiguous(memory_format=torch.channels_last) and not dx.is_contiguous()
 
 
+@pytest.mark.parametrize("layout", [lambda t: t, CHANNELS_LAST], ids=["nchw", "channels_last"])
+def test_fp16_block_sums_beyond_fp16_range_stay_finite(layout):
+    """In fp16 a block sum of up-sampled gradients (gz) can exceed fp16's range while dx does not (rstd ≈ 0.02
+    here): the training backward stages gz in fp32 for fp16, so dx stays finite and right."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 2, 4, 4, generator=generator, dtype=torch.float64) * 50
+    grad = torch.randn(2, 2, 8, 8, generator=generator, dtype=torch.float64).sign() * 20000
+    gain, bias = torch.ones(2, 2), torch.full((2, 2), 5.0)
+    x16, grad16 = layout(x.half()), layout(grad.half())
+    _, mean, rstd = cbn_kernels.forward_batch_stats(x16, gain, bias, None, None, 0.1, 1e-5, 2)
+    dx, _, _ = cbn_kernels.backward(grad16, x16, mean, rstd, gain, bias, 2, True)
+    truth = x16.double().requires_grad_()
+    cbn_relu_upsample(truth, gain.double(), bias.double(), scale=2).backward(grad16.double())
+    assert torch.isfinite(dx).all()
+    torch.testing.assert_close(dx.double(), truth.grad, rtol=0, atol=2e-3 * truth.grad.abs().max().item())
+
+
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("shape", [(1, 64, 12, 12), (2, 64, 9, 7), (1, 64, 40, 40)], ids=str)
 def test_nhwc_kernels_split_pixels_over_programs(shape, training, matches_reference):
