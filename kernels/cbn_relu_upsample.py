@@ -12,8 +12,8 @@ Backward, with g = ∂L/∂out summed over each S×S block and gz = g·[z > 0]:
     eval:     dx = gain_nc·rstd_c·gz
 
 Every reduction and every elementwise step runs in fp32; outputs are stored in the input's dtype, and so is gz
-between the two training-backward kernels (staged in dx's buffer; in fp32 for fp16, whose range it can exceed). Statistics use sums shifted by a pivot
-(x[0, c, 0, 0]) so that a large mean does not cancel the variance away.
+between the two training-backward kernels (staged in dx's buffer; in fp32 for fp16, whose range it can exceed).
+Statistics use sums shifted by a pivot (x[0, c, 0, 0]) so that a large mean does not cancel the variance away.
 
 Launch plan (every grid is one program per (n, c) plane, looping over the plane in blocks; the up-sampling kernels
 walk [rows, columns] tiles, so no index needs a run-time division):
@@ -79,8 +79,9 @@ def cbn_plane_sums_kernel(
 
 
 @triton.jit
-def _store_upsampled(out_base, y, rows, w0, cols, mask, H, W, SCALE: tl.constexpr, WIDEN_STEPS: tl.constexpr,
-                     BLOCK_W: tl.constexpr):
+def _store_upsampled(
+    out_base, y, rows, w0, cols, mask, H, W, SCALE: tl.constexpr, WIDEN_STEPS: tl.constexpr, BLOCK_W: tl.constexpr
+):
     """Store y [BLOCK_H, BLOCK_W] (x's rows, columns w0 + [0, BLOCK_W)) as SCALE×SCALE blocks of the row-major
     (SCALE·H, SCALE·W) plane at out_base.
 
@@ -104,8 +105,20 @@ def _store_upsampled(out_base, y, rows, w0, cols, mask, H, W, SCALE: tl.constexp
 
 
 @triton.jit
-def _block_sums(grad_base, rows, w0, cols, mask, H, W, stride_dh, stride_dw, SCALE: tl.constexpr,
-                WIDEN_STEPS: tl.constexpr, BLOCK_W: tl.constexpr):
+def _block_sums(
+    grad_base,
+    rows,
+    w0,
+    cols,
+    mask,
+    H,
+    W,
+    stride_dh,
+    stride_dw,
+    SCALE: tl.constexpr,
+    WIDEN_STEPS: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     """fp32 [BLOCK_H, BLOCK_W]: each SCALE×SCALE block of the up-sampled gradient at grad_base summed, for x's rows
     and columns w0 + [0, BLOCK_W) — the adjoint of `_store_upsampled` (contiguous row loads, then pairwise sums
     of neighbours WIDEN_STEPS times, for powers of two; SCALE² strided loads otherwise)."""
@@ -617,6 +630,11 @@ def _build(
     return KernelBuild(kernel, signature, constexprs, f"{ty}{layout} {label}".strip(), num_warps, multiples)
 
 
+def _gz_type(ty: str, batch_stats: bool) -> str:
+    """The type the backward-reduce kernels store into dest for `ty` activations, as `gz_staging` allocates it."""
+    return "fp32" if batch_stats and ty == "fp16" else ty
+
+
 def aot_builds() -> list[KernelBuild]:
     """Each kernel as the launchers specialise it, for fp32/fp16/bf16 activations (fp32 gain/bias, BLOCK 1024,
     64×64 planes), dense NCHW planes, plus strided builds of the plane kernels in fp16 and the strided-store
@@ -632,8 +650,8 @@ def aot_builds() -> list[KernelBuild]:
             tiles = _tiles(64, 64, scale) | {"BATCH_STATS": batch}  # HRGAN-128's 64×64 planes
             forward = {"UPDATE_RUNNING": batch, "BLOCK_N": 64 if batch else 1}
             builds.append(_build(cbn_relu_upsample_forward_kernel, ty, stats, forward | tiles, dense))
-            gz = "fp32" if batch and ty == "fp16" else ty
-            builds.append(_build(cbn_relu_upsample_backward_reduce_kernel, ty, stats, tiles, dense, gz))
+            kernel = cbn_relu_upsample_backward_reduce_kernel
+            builds.append(_build(kernel, ty, stats, tiles, dense, _gz_type(ty, batch)))
         builds.append(_build(cbn_relu_upsample_backward_dx_kernel, ty, "", {"BLOCK_N": 64, "BLOCK": BLOCK}, dense))
     block_p, block_c = nhwc_kernels.tile_shape(64)
     tiles = {"BLOCK_P": block_p, "BLOCK_C": block_c}
@@ -651,7 +669,7 @@ def aot_builds() -> list[KernelBuild]:
             stats = f"scale={scale} {'batch' if batch else 'given'} stats"
             reduce = {"SCALE": scale, "BATCH_STATS": batch} | tiles
             kernel = nhwc_kernels.cbn_relu_upsample_backward_reduce_nhwc_kernel
-            builds.append(_build(kernel, ty, stats, reduce, dest="fp32" if batch and ty == "fp16" else ty, nhwc=True))
+            builds.append(_build(kernel, ty, stats, reduce, dest=_gz_type(ty, batch), nhwc=True))
         finish = {"BLOCK_N": nhwc_kernels.FINALIZE_TILE // (16 * fin_c), "BLOCK_S": 16, "BLOCK_C": fin_c}
         kernel = nhwc_kernels.cbn_backward_finalize_kernel
         builds.append(_build(kernel, ty, "split=16", finish, nhwc=True, num_warps=finalize_warps))

@@ -130,7 +130,9 @@ def mobilenet_score_partials_kernel(
         acc_plogp = tl.zeros([BLOCK_B, BLOCK_K], dtype=tl.float32)
         acc_max = tl.full([BLOCK_B, BLOCK_K], float("-inf"), dtype=tl.float32)
         step = programs * BLOCK_B
-        upcoming = _load_rows(logits_ptr, pid * BLOCK_B + row_range.to(tl.int64), cols, col_mask, B, stride_lb, ROW_ALIGN)
+        upcoming = _load_rows(
+            logits_ptr, pid * BLOCK_B + row_range.to(tl.int64), cols, col_mask, B, stride_lb, ROW_ALIGN
+        )
         for b0 in range(pid * BLOCK_B, B, step):
             rows = b0 + row_range.to(tl.int64)
             row_mask = rows < B

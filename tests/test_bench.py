@@ -68,7 +68,10 @@ def test_report_adds_graphed_iterations_and_gpu_busy_time(tmp_path):
     assert row["compiled_graphs_ms"] == 3.0 and "compiled_ms" not in row
     (tmp_path / "bench.json").write_text(json.dumps(data))
     assert report.main([str(tmp_path / "bench.json"), "--out", str(tmp_path / "gpu")]) == 0
-    assert "| – / 3.000 | – / 2.000 | 0.40 | – | – | – | 4.000 / 0.500 | 2400 (50 %) |" in (tmp_path / "gpu.md").read_text()
+    assert (
+        "| – / 3.000 | – / 2.000 | 0.40 | – | – | – | 4.000 / 0.500 | 2400 (50 %) |"
+        in (tmp_path / "gpu.md").read_text()
+    )
 
 
 def test_report_refuses_a_file_without_pairs(tmp_path, capsys):
