@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,6 +24,9 @@ BATCH = 64 if ON_CUDA else 16
 #: is a correctness tool and is never timed.
 PROVIDERS = {"eager": "torch", "fused": fused_backend_for(DEVICE)}
 ROUNDS, WARMUP_ROUNDS = (50, 5) if ON_CUDA else (9, 2)
+#: A CPU case takes as many more rounds as fit in about this many seconds (at most `MAX_CPU_ROUNDS`): a 2-core
+#: machine's timings vary by ±20 % from round to round, and cheap cases can afford a steadier median.
+CPU_SECONDS_PER_CASE, MAX_CPU_ROUNDS = 4.0, 60
 
 #: Peak DRAM bandwidth (GB/s) of GPUs we report against, by a substring of the device name.
 PEAK_BANDWIDTH_GBPS = {"H200": 4800, "H100 SXM": 3350, "H100 PCIe": 2000, "H100": 3350, "A100": 2039, "L40S": 864}
@@ -71,15 +75,28 @@ def _synchronized(fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _cpu_rounds(target: Callable[..., Any], setup: Callable[[], tuple] | None) -> int:
+    """How many rounds fit in `CPU_SECONDS_PER_CASE`, within [`ROUNDS`, `MAX_CPU_ROUNDS`], by one timed call."""
+    args = setup() if setup else ()
+    start = time.perf_counter()
+    target(*args)
+    seconds = max(time.perf_counter() - start, 1e-6)
+    return min(MAX_CPU_ROUNDS, max(ROUNDS, int(CPU_SECONDS_PER_CASE / seconds)))
+
+
 def run_timed(benchmark, target: Callable[..., Any], setup: Callable[[], tuple] | None = None) -> float | None:
     """Time `target` with `benchmark.pedantic` (warm-up rounds first, CUDA synchronised); returns the median seconds.
 
-    `setup`, when given, runs untimed before each round and returns the positional arguments of `target`.
+    `setup`, when given, runs untimed before each round and returns the positional arguments of `target`. Every
+    case makes `WARMUP_ROUNDS` untimed calls first; on a CPU the first of them sizes the rounds (`_cpu_rounds`).
     Returns None when benchmarking is disabled (``--benchmark-disable``: the target still runs once).
     """
+    rounds, warmup_rounds = ROUNDS, WARMUP_ROUNDS
+    if not ON_CUDA and not benchmark.disabled:
+        rounds, warmup_rounds = _cpu_rounds(target, setup), WARMUP_ROUNDS - 1
     wrapped_setup = None if setup is None else _synchronized(lambda: (setup(), {}))
     benchmark.pedantic(
-        _synchronized(target), setup=wrapped_setup, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1
+        _synchronized(target), setup=wrapped_setup, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1
     )
     return None if benchmark.stats is None else benchmark.stats.stats.median
 

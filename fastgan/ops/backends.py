@@ -64,15 +64,16 @@ def fused_backend_for(device: torch.device) -> str:
 
 @functools.cache
 def _compiled(torch_kernels: type) -> type:
-    """`torch_kernels` with its static methods compiled by `torch.compile` (dynamic shapes), built once: all of
-    them, or those its ``COMPILED`` names (the others run as torch arithmetic, where ATen's kernels are faster)."""
+    """A subclass of `torch_kernels` whose static methods are compiled by `torch.compile` (dynamic shapes), built
+    once: all of them, or those its ``COMPILED`` names (the others stay torch arithmetic, where ATen's kernels are
+    faster). Class methods are inherited, so one calling ``cls.<method>`` reaches the compiled method."""
     chosen = getattr(torch_kernels, "COMPILED", None)
     methods = {
-        name: staticmethod(torch.compile(member.__func__, dynamic=True)) if chosen is None or name in chosen else member
+        name: staticmethod(torch.compile(member.__func__, dynamic=True))
         for name, member in vars(torch_kernels).items()
-        if isinstance(member, staticmethod)
+        if isinstance(member, staticmethod) and (chosen is None or name in chosen)
     }
-    return type(f"Compiled{torch_kernels.__name__}", (), methods)
+    return type(f"Compiled{torch_kernels.__name__}", (torch_kernels,), methods)
 
 
 def kernels_for(name: str, op: str, torch_kernels: type) -> ModuleType | type:

@@ -3,10 +3,13 @@
 Three faces (see `fastgan.ops.backends`):
 
 - ``"torch"``: `mobilenet_score_ref`, the eager truth, differentiable by plain autograd (twice, too).
-- ``"fused-torch"``: `_MobileNetScoreFunction` over `_TorchKernels` — the same forward/backward maths as the
-  Triton kernels in torch arithmetic, saving only the logits, row statistics (2, B), log q (K,) and the score.
-- ``"triton"``: the same Function over `fastgan.kernels.mobilenet_score`: two launches forward (row-group partials,
-  then one program reducing them), one backward.
+- ``"fused-torch"`` / ``"fused-compiled"``: `_ScoreAndGradientFunction` over `_TorchKernels` — the score and its
+  gradient dS/dlogits in one pass of torch arithmetic (compiled: one TorchInductor call), the way fused
+  cross-entropy losses do it; backward only scales the kept (B, K) fp32 gradient. On a CPU that halves the
+  calls: with 1 280 logits the calls, not the arithmetic, are the cost.
+- ``"triton"``: `_MobileNetScoreFunction` over `fastgan.kernels.mobilenet_score`: two launches forward (row-group
+  partials, then one program reducing them), one backward that re-derives p from the logits, saving only the
+  logits, row statistics (2, B), log q (K,) and the score.
 
 fp64 logits always take the eager reference (the kernels take fp32/fp16/bf16), whatever the backend.
 """
@@ -49,44 +52,46 @@ def mobilenet_score_ref(logits: torch.Tensor) -> torch.Tensor:
 
 
 class _TorchKernels:
-    """The kernels' contract in torch arithmetic ("fused-torch"): fp32 inside (fp64 for fp64 logits)."""
+    """The score with its gradient in torch arithmetic ("fused-torch"; "fused-compiled" compiles it)."""
 
     @staticmethod
-    def forward(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(score (), row_stats (2, B), log_marginal (K,)) from (B, K) logits; fp32 (fp64 for fp64 logits).
+    def score_and_gradient(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(score (), dscore/dlogits (B, K)) from (B, K) logits, fp32 (fp64 for fp64 logits).
 
-        row_stats = (row max m, log Σ_k exp(l − m)): log p = (l − m) − z keeps its precision for large logits,
-        which a single rounded lse = m + z would not.
+        log p = (l − max) − log Σ exp(l − max) keeps its precision for large logits; with q the batch mean of p,
+        d = log p − log q and KL_b = Σ_k p·d, the gradient is S/B · p · (d − KL_b).
         """
         x = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        row_max = x.amax(dim=1)  # (B,)
-        shifted = x - row_max[:, None]  # (B, K)
-        log_sum = torch.logsumexp(shifted, dim=1)  # (B,)
-        log_p = shifted - log_sum[:, None]  # (B, K)
+        shifted = x - x.amax(dim=1, keepdim=True)  # (B, K)
+        log_p = shifted - torch.logsumexp(shifted, dim=1, keepdim=True)  # (B, K)
         log_marginal = torch.logsumexp(log_p, dim=0) - math.log(x.shape[0])  # (K,)
-        kl = (log_p.exp() * (log_p - log_marginal)).sum(dim=1)  # (B,)
-        return kl.mean().exp(), torch.stack([row_max, log_sum]), log_marginal
-
-    @staticmethod
-    def backward(
-        grad_score: torch.Tensor,
-        logits: torch.Tensor,
-        row_stats: torch.Tensor,
-        log_marginal: torch.Tensor,
-        score: torch.Tensor,
-    ) -> torch.Tensor:
-        """dlogits (B, K) in the logits' dtype: grad · S/B · p · (log p − log q − KL_b)."""
-        x = logits.to(row_stats.dtype)
-        log_p = (x - row_stats[0, :, None]) - row_stats[1, :, None]  # (B, K)
         p = log_p.exp()
         d = log_p - log_marginal  # (B, K)
         kl = (p * d).sum(dim=1, keepdim=True)  # (B, 1)
-        coefficient = grad_score.to(row_stats.dtype) * score / x.shape[0]
-        return (coefficient * p * (d - kl)).to(logits.dtype)
+        score = kl.mean().exp()
+        return score, (score / x.shape[0]) * p * (d - kl)
+
+
+class _ScoreAndGradientFunction(torch.autograd.Function):
+    """score = kernels.score_and_gradient(logits)[0]; keeps the gradient (when the logits need one), not the logits."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, kernels) -> torch.Tensor:
+        score, gradient = kernels.score_and_gradient(logits)
+        ctx.logits_dtype = logits.dtype
+        ctx.save_for_backward(gradient if ctx.needs_input_grad[0] else None)
+        return score
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_score: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (gradient,) = ctx.saved_tensors
+        return (grad_score * gradient).to(ctx.logits_dtype), None
 
 
 class _MobileNetScoreFunction(torch.autograd.Function):
-    """score = kernels.forward(logits)[0]; the backward recomputes p from the logits, row stats and log q."""
+    """score = kernels.forward(logits)[0] (the Triton launchers); the backward recomputes p from the logits, row
+    stats and log q."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, kernels) -> torch.Tensor:
@@ -106,9 +111,10 @@ def mobilenet_score(logits: torch.Tensor) -> torch.Tensor:
     """exp(mean_x KL(p(y|x) ‖ p(y))) with p(y) the batch-mean of p(y|x); differentiable, on the current backend.
 
     Computed in fp32 (fp64 for fp64 input) from logits with log-softmax (never the log of a softmax), so confident
-    predictions do not produce log(0). On the fused backends ("fused-torch", "triton") the backward is one fused
-    pass saving only the logits and O(B + K) statistics (not twice-differentiable); fp64 logits, and the "torch"
-    backend, use `mobilenet_score_ref`.
+    predictions do not produce log(0). On the fused backends the backward is not twice-differentiable: "triton"
+    keeps the logits and O(B + K) statistics and re-derives the gradient in one pass; the torch-arithmetic ones
+    compute it with the score and keep it ((B, K) fp32). fp64 logits, and the "torch" backend, use
+    `mobilenet_score_ref`.
 
     Args:
         logits: (B, K) classifier logits, any float dtype.
@@ -120,9 +126,12 @@ def mobilenet_score(logits: torch.Tensor) -> torch.Tensor:
     backend = current_backend()
     if backend == "torch" or logits.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         return mobilenet_score_ref(logits)
+    kernels = kernels_for(backend, "mobilenet_score", _TorchKernels)
+    if backend != "triton":
+        return _ScoreAndGradientFunction.apply(logits, kernels)
     if logits.stride(1) != 1:
         logits = logits.contiguous()  # the kernels read rows with unit stride along K
-    return _MobileNetScoreFunction.apply(logits, kernels_for(backend, "mobilenet_score", _TorchKernels))
+    return _MobileNetScoreFunction.apply(logits, kernels)
 
 
 class MobileNetScore(nn.Module):

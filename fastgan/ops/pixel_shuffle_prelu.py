@@ -38,10 +38,11 @@ def pixel_shuffle_prelu_ref(x: torch.Tensor, weight: torch.Tensor, upscale: int 
 class _TorchKernels:
     """Fused forward/backward in torch arithmetic (backend "fused-torch"), with the Triton launchers' signatures."""
 
-    #: What "fused-compiled" compiles: the backward only. TorchInductor's CPU code for the forward's permuted
-    #: gather is slower than ATen's PReLU over the shuffled view plus one copy (2-core Intel Xeon, 2026-11-30,
-    #: median of 15 interleaved calls: (8, 256, 64, 64) 27.6 ms uncompiled, 39.9 compiled, eager 35.3).
-    COMPILED = ("backward",)
+    #: What "fused-compiled" compiles: the PReLU backward over x's layout only. TorchInductor's CPU code for the
+    #: permuted gathers is slower than ATen's (2-core Intel Xeon, 2026-11-30, medians of 15–21 interleaved calls at
+    #: (8, 256, 64, 64): forward 27.6 ms uncompiled, 39.9 compiled, eager 35.3; backward 44.1 ms with ATen's
+    #: pixel_unshuffle and this core compiled, 69.5 with the whole backward compiled, eager 86.3).
+    COMPILED = ("prelu_backward",)
 
     @staticmethod
     def forward(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> torch.Tensor:
@@ -53,25 +54,32 @@ class _TorchKernels:
         shuffled = x.reshape(n, c, r, r, h, w).permute(0, 1, 4, 2, 5, 3)  # (N, C, H, r, W, r), a view of x
         return F.prelu(shuffled, weight.to(x.dtype).reshape(-1)).reshape(n, c, h * r, w * r)
 
-    @staticmethod
+    @classmethod
     def backward(
-        grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, upscale: int
+        cls, grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, upscale: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """dx (N, C·r², H, W) and dweight (weight's shape and dtype), in x's layout.
 
-        grad_out is brought to x's element order by `F.pixel_unshuffle`; x is grouped as (N, C, r², H, W) so that
-        dimension 1 is C, and ATen's PReLU backward kernel (the one eager autograd runs: dx and the per-element
-        slope terms in one pass) applies directly, without recomputing the forward.
+        grad_out is brought to x's element order by ATen's `F.pixel_unshuffle`; x is grouped as (N, C, r², H, W)
+        so that dimension 1 is C, and `prelu_backward` (``cls``'s: compiled under "fused-compiled") finishes in
+        that contiguous layout without recomputing the forward.
         """
         n, _, h, w = x.shape
         r = upscale
         c = x.shape[1] // (r * r)
         grad = F.pixel_unshuffle(grad_out, r).reshape(n, c, r * r, h, w)
-        grouped = x.reshape(n, c, r * r, h, w)
-        slope = weight.to(x.dtype).reshape(1, -1, 1, 1, 1)
-        dx, slope_terms = torch.ops.aten._prelu_kernel_backward(grad, grouped, slope)
-        dweight = slope_terms.sum() if weight.numel() == 1 else slope_terms.sum(dim=(0, 2, 3, 4))
+        dx, dweight = cls.prelu_backward(grad, x.reshape(n, c, r * r, h, w), weight.to(x.dtype))
         return dx.reshape(x.shape), dweight.reshape(weight.shape).to(weight.dtype)
+
+    @staticmethod
+    def prelu_backward(
+        grad: torch.Tensor, grouped: torch.Tensor, weight: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """PReLU's gradients for grad and input grouped (N, C, r², H, W), weight (1,) or (C,) in their dtype:
+        dx of grouped's shape, and dweight (weight.numel(),) — by ATen's PReLU backward kernel (the one eager
+        autograd runs: dx and the per-element slope terms in one pass), then the slope terms' sum."""
+        dx, slope_terms = torch.ops.aten._prelu_kernel_backward(grad, grouped, weight.reshape(1, -1, 1, 1, 1))
+        return dx, slope_terms.sum() if weight.numel() == 1 else slope_terms.sum(dim=(0, 2, 3, 4))
 
 
 class _PixelShufflePReLU(torch.autograd.Function):

@@ -56,9 +56,11 @@ def test_compiled_matches_uncompiled(op):
 
 
 def test_compiled_backend_compiles_what_the_kernels_name():
-    """pixel_shuffle_prelu's forward stays torch arithmetic (ATen is faster there on a CPU), its backward compiles;
-    kernels without COMPILED compile every method."""
+    """pixel_shuffle_prelu's forward and its gradient's un-shuffle stay torch arithmetic (ATen is faster there on a
+    CPU), the PReLU backward it calls through the class compiles; kernels without COMPILED compile every method."""
     shuffle = kernels_for("fused-compiled", "pixel_shuffle_prelu", ShuffleKernels)
-    assert shuffle.forward is ShuffleKernels.forward and shuffle.backward is not ShuffleKernels.backward
+    assert shuffle.forward is ShuffleKernels.forward
+    assert shuffle.backward.__func__ is ShuffleKernels.backward.__func__ and shuffle.backward.__self__ is shuffle
+    assert shuffle.prelu_backward is not ShuffleKernels.prelu_backward
     score = kernels_for("fused-compiled", "mobilenet_score", ScoreKernels)
-    assert score.forward is not ScoreKernels.forward and score.backward is not ScoreKernels.backward
+    assert score.score_and_gradient is not ScoreKernels.score_and_gradient

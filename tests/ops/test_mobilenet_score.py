@@ -9,7 +9,7 @@ from fastgan.kernels import mobilenet_score as kernels
 from fastgan.ops.backends import backend as use_backend
 from fastgan.ops.mobilenet_score import (
     MobileNetScore,
-    _MobileNetScoreFunction,
+    _ScoreAndGradientFunction,
     _TorchKernels,
     mobilenet_score,
     mobilenet_score_ref,
@@ -181,10 +181,10 @@ def test_confident_logits_over_several_programs(tile, dtype, matches_reference):
     assert score.item() == pytest.approx(torch.exp(-(marginal * marginal.log()).sum()).item(), rel=1e-5)
 
 
-def test_fused_torch_backward_passes_gradcheck_in_fp64():
+def test_fused_torch_gradient_passes_gradcheck_in_fp64():
     torch.manual_seed(4)
     logits = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: _MobileNetScoreFunction.apply(x, _TorchKernels), (logits,))
+    assert torch.autograd.gradcheck(lambda x: _ScoreAndGradientFunction.apply(x, _TorchKernels), (logits,))
     assert torch.autograd.gradcheck(mobilenet_score_ref, (logits,))
 
 
@@ -198,7 +198,8 @@ def test_fp64_logits_take_the_reference(backend):
 
 @pytest.mark.parametrize("backend", FUSED)
 def test_module_and_saved_tensors(backend):
-    """The fused backward keeps only the logits and O(B + K) fp32 statistics for backward."""
+    """The Triton backward keeps only the logits and O(B + K) fp32 statistics; fused-torch only the (B, K) fp32
+    gradient it computed with the score."""
     batch, classes = 8, 12
     logits = torch.randn(batch, classes, dtype=torch.bfloat16, requires_grad=True)
     saved = []
@@ -210,7 +211,15 @@ def test_module_and_saved_tensors(backend):
     with use_backend(backend), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         score = MobileNetScore()(logits)
     assert score.item() == pytest.approx(mobilenet_score_ref(logits).item(), rel=1e-5)
-    assert sum(saved) == logits.numel() * 2 + (2 * batch + classes + 1) * 4
+    kept = logits.numel() * 2 + (2 * batch + classes + 1) * 4 if backend == "triton" else logits.numel() * 4
+    assert sum(saved) == kept
+
+
+def test_fused_torch_keeps_nothing_when_the_logits_need_no_gradient():
+    saved = []
+    with use_backend("fused-torch"), torch.autograd.graph.saved_tensors_hooks(saved.append, lambda t: t):
+        score = mobilenet_score(torch.randn(8, 12))
+    assert not saved and not score.requires_grad
 
 
 def test_shape_dtype_and_device_errors_say_what_to_do():
