@@ -1,5 +1,5 @@
-"""mobilenet_score: eager (log_softmax, logsumexp, KL, exp: ~19 launches forward) vs fused (two launches forward, one
-backward)."""
+"""mobilenet_score: eager (log_softmax, logsumexp, KL, exp: ~19 launches forward) vs fused (Triton: two launches
+forward, one backward; on a CPU one compiled call computing the score with its gradient, and a multiply backward)."""
 
 from __future__ import annotations
 

@@ -76,11 +76,12 @@ def _synchronized(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _cpu_rounds(target: Callable[..., Any], setup: Callable[[], tuple] | None) -> int:
-    """How many rounds fit in `CPU_SECONDS_PER_CASE`, within [`ROUNDS`, `MAX_CPU_ROUNDS`], by one timed call."""
-    args = setup() if setup else ()
-    start = time.perf_counter()
-    target(*args)
-    seconds = max(time.perf_counter() - start, 1e-6)
+    """Make the `WARMUP_ROUNDS` warm-up calls, the last one timed with its setup; return how many rounds fit in
+    `CPU_SECONDS_PER_CASE` at that pace, within [`ROUNDS`, `MAX_CPU_ROUNDS`]."""
+    for _ in range(WARMUP_ROUNDS):
+        start = time.perf_counter()
+        target(*(setup() if setup else ()))
+        seconds = max(time.perf_counter() - start, 1e-6)
     return min(MAX_CPU_ROUNDS, max(ROUNDS, int(CPU_SECONDS_PER_CASE / seconds)))
 
 
@@ -88,12 +89,12 @@ def run_timed(benchmark, target: Callable[..., Any], setup: Callable[[], tuple] 
     """Time `target` with `benchmark.pedantic` (warm-up rounds first, CUDA synchronised); returns the median seconds.
 
     `setup`, when given, runs untimed before each round and returns the positional arguments of `target`. Every
-    case makes `WARMUP_ROUNDS` untimed calls first; on a CPU the first of them sizes the rounds (`_cpu_rounds`).
+    case makes `WARMUP_ROUNDS` untimed calls first; on a CPU the last of them sizes the rounds (`_cpu_rounds`).
     Returns None when benchmarking is disabled (``--benchmark-disable``: the target still runs once).
     """
     rounds, warmup_rounds = ROUNDS, WARMUP_ROUNDS
     if not ON_CUDA and not benchmark.disabled:
-        rounds, warmup_rounds = _cpu_rounds(target, setup), WARMUP_ROUNDS - 1
+        rounds, warmup_rounds = _cpu_rounds(target, setup), 0
     wrapped_setup = None if setup is None else _synchronized(lambda: (setup(), {}))
     benchmark.pedantic(
         _synchronized(target), setup=wrapped_setup, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1

@@ -1,8 +1,9 @@
 """Which implementation the fused ops run: chosen explicitly, never by an import-time side effect.
 
 - ``"torch"``: the eager references (`<op>_ref`), plain torch autograd. The default.
-- ``"fused-torch"``: the fused autograd Functions with torch arithmetic inside — the memory-saving
-  backward without Triton, with no compile latency (what the tests check the Functions with).
+- ``"fused-torch"``: the fused autograd Functions with torch arithmetic inside — the memory-saving backward
+  without Triton (the MobileNet score instead computes its gradient with the score and keeps that), with no
+  compile latency (what the tests check the Functions with).
 - ``"fused-compiled"``: the same with the arithmetic compiled by `torch.compile` (dynamic shapes, compiled on
   first use, ~20 s per op on two cores): what ``--fused`` means on a machine without a GPU when a C++ compiler
   is available for TorchInductor.
@@ -68,6 +69,9 @@ def _compiled(torch_kernels: type) -> type:
     once: all of them, or those its ``COMPILED`` names (the others stay torch arithmetic, where ATen's kernels are
     faster). Class methods are inherited, so one calling ``cls.<method>`` reaches the compiled method."""
     chosen = getattr(torch_kernels, "COMPILED", None)
+    static = {name for name, member in vars(torch_kernels).items() if isinstance(member, staticmethod)}
+    if chosen is not None and not static.issuperset(chosen):
+        raise TypeError(f"{torch_kernels.__name__}.COMPILED names {sorted(set(chosen) - static)}: not static methods")
     methods = {
         name: staticmethod(torch.compile(member.__func__, dynamic=True))
         for name, member in vars(torch_kernels).items()
@@ -78,8 +82,8 @@ def _compiled(torch_kernels: type) -> type:
 
 def kernels_for(name: str, op: str, torch_kernels: type) -> ModuleType | type:
     """What a fused op's autograd Function calls: the launchers of `fastgan.kernels.<op>` for "triton" (imported
-    only then: it needs Triton); `torch_kernels`, the same contract in torch arithmetic, for "fused-torch"; and
-    those compiled for "fused-compiled"."""
+    only then: it needs Triton); `torch_kernels`, the op's torch arithmetic (the launchers' contract, or its
+    own where its Function says so), for "fused-torch"; and that compiled for "fused-compiled"."""
     if name == "triton":
         return importlib.import_module(f"fastgan.kernels.{op}")
     return _compiled(torch_kernels) if name == "fused-compiled" else torch_kernels

@@ -73,13 +73,13 @@ class _TorchKernels:
 
 
 class _ScoreAndGradientFunction(torch.autograd.Function):
-    """score = kernels.score_and_gradient(logits)[0]; keeps the gradient (when the logits need one), not the logits."""
+    """score = kernels.score_and_gradient(logits)[0]; keeps the gradient, not the logits."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, kernels) -> torch.Tensor:
         score, gradient = kernels.score_and_gradient(logits)
         ctx.logits_dtype = logits.dtype
-        ctx.save_for_backward(gradient if ctx.needs_input_grad[0] else None)
+        ctx.save_for_backward(gradient)
         return score
 
     @staticmethod
@@ -113,8 +113,8 @@ def mobilenet_score(logits: torch.Tensor) -> torch.Tensor:
     Computed in fp32 (fp64 for fp64 input) from logits with log-softmax (never the log of a softmax), so confident
     predictions do not produce log(0). On the fused backends the backward is not twice-differentiable: "triton"
     keeps the logits and O(B + K) statistics and re-derives the gradient in one pass; the torch-arithmetic ones
-    compute it with the score and keep it ((B, K) fp32). fp64 logits, and the "torch" backend, use
-    `mobilenet_score_ref`.
+    compute it with the score and keep it ((B, K) fp32). fp64 logits, the "torch" backend, and the torch-arithmetic
+    backends when no gradient is wanted, use `mobilenet_score_ref`.
 
     Args:
         logits: (B, K) classifier logits, any float dtype.
@@ -124,7 +124,12 @@ def mobilenet_score(logits: torch.Tensor) -> torch.Tensor:
     """
     _check_shape(logits)
     backend = current_backend()
-    if backend == "torch" or logits.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+    needs_gradient = torch.is_grad_enabled() and logits.requires_grad
+    if (
+        backend == "torch"
+        or logits.dtype not in (torch.float32, torch.float16, torch.bfloat16)
+        or (backend != "triton" and not needs_gradient)  # the torch arithmetic fuses the score with its gradient
+    ):
         return mobilenet_score_ref(logits)
     kernels = kernels_for(backend, "mobilenet_score", _TorchKernels)
     if backend != "triton":

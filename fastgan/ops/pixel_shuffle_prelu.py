@@ -62,7 +62,7 @@ class _TorchKernels:
 
         grad_out is brought to x's element order by ATen's `F.pixel_unshuffle`; x is grouped as (N, C, r², H, W)
         so that dimension 1 is C, and `prelu_backward` (``cls``'s: compiled under "fused-compiled") finishes in
-        that contiguous layout without recomputing the forward.
+        that grouping without recomputing the forward.
         """
         n, _, h, w = x.shape
         r = upscale
@@ -76,8 +76,8 @@ class _TorchKernels:
         grad: torch.Tensor, grouped: torch.Tensor, weight: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """PReLU's gradients for grad and input grouped (N, C, r², H, W), weight (1,) or (C,) in their dtype:
-        dx of grouped's shape, and dweight (weight.numel(),) — by ATen's PReLU backward kernel (the one eager
-        autograd runs: dx and the per-element slope terms in one pass), then the slope terms' sum."""
+        dx of grouped's shape, and dweight (() for one slope, (C,) otherwise) — by ATen's PReLU backward kernel
+        (the one eager autograd runs: dx and the per-element slope terms in one pass), then the slope terms' sum."""
         dx, slope_terms = torch.ops.aten._prelu_kernel_backward(grad, grouped, weight.reshape(1, -1, 1, 1, 1))
         return dx, slope_terms.sum() if weight.numel() == 1 else slope_terms.sum(dim=(0, 2, 3, 4))
 

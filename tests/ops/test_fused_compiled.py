@@ -64,3 +64,17 @@ def test_compiled_backend_compiles_what_the_kernels_name():
     assert shuffle.prelu_backward is not ShuffleKernels.prelu_backward
     score = kernels_for("fused-compiled", "mobilenet_score", ScoreKernels)
     assert score.score_and_gradient is not ScoreKernels.score_and_gradient
+
+
+def test_compiled_names_only_static_methods():
+    """A COMPILED entry that is not a static method (a typo, a class method) would compile nothing: it is refused."""
+
+    class Kernels:
+        COMPILED = ("backward",)
+
+        @classmethod
+        def backward(cls, x):
+            return x
+
+    with pytest.raises(TypeError, match=r"Kernels.COMPILED names \['backward'\]: not static methods"):
+        kernels_for("fused-compiled", "any_op", Kernels)
