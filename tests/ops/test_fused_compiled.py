@@ -35,6 +35,17 @@ CASES = {
             ),
         ],
     ),
+    "cbn_relu_upsample_conv, channels-last": (  # up-sampled inside the compiled code, not by ATen's copy
+        _cbn,
+        [
+            lambda n, c, s: (
+                (torch.randn(n, c, s, s) + 1).to(memory_format=torch.channels_last),
+                torch.rand(n, c) + 0.5,
+                torch.randn(n, c),
+                torch.randn(3, c, 3, 3).to(memory_format=torch.channels_last),
+            ),
+        ],
+    ),
     "pixel_shuffle_prelu": (
         lambda x, w: pixel_shuffle_prelu(x, w, 2),
         [lambda n, c, s: (torch.randn(n, 4 * c, s, s), torch.rand(c))],
