@@ -6,10 +6,14 @@ torch.compile'd eager model is measured too), the shipped embedded-64 preset on 
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import pytest
 import torch
 
 from bench.common import (
+    CPU_SECONDS_PER_CASE,
     DEVICE,
     ON_CUDA,
     PROVIDERS,
@@ -87,20 +91,19 @@ def _maybe_compile(family: HRGANFamily, provider: str) -> None:
         family.discriminator = torch.compile(family.discriminator, mode=mode)
 
 
+def _case(config: Config) -> str:
+    """The case label: resolution, generator widths, D width, D/G batch sizes."""
+    m, t = config.model, config.train
+    widths = m.g_widths or [m.g_channels, *generator_channels(m.resolution, m.g_channels)]
+    return f"HRGAN-{m.resolution} G{'/'.join(map(str, widths))} D{m.d_channels} B{t.batch_size_d}/{t.batch_size_g}"
+
+
 def _measure(benchmark, config: Config, what: str, provider: str, step, saving, parameters, **info) -> None:
     """Time `step()`; record activation bytes kept by `saving()` (not counting `parameters`; None: not measured)
     and, on CUDA, the GPU's busy time and the peak memory of one step."""
-    m, t = config.model, config.train
-    widths = m.g_widths or [m.g_channels, *generator_channels(m.resolution, m.g_channels)]
     benchmark.group = f"train {what}"
     seconds = run_timed(benchmark, step)
-    info |= {
-        "op": what,
-        "case": f"HRGAN-{m.resolution} G{'/'.join(map(str, widths))} D{m.d_channels} "
-        f"B{t.batch_size_d}/{t.batch_size_g}",
-        "provider": provider,
-        "mode": "full",
-    }
+    info |= {"op": what, "case": _case(config), "provider": provider, "mode": "full"}
     if saving is not None:
         info["saved_bytes"] = saved_activation_bytes(saving, parameters)
     peak = peak_allocated_bytes(step)
@@ -182,3 +185,38 @@ def test_training_iteration(benchmark, provider, size, family_and_loader):
     parameters = [p for network in networks for p in [*network.parameters(), *network.buffers()]]
     saving = None if provider.endswith("-graphs") else generator_step
     _measure(benchmark, config, "HRGAN iteration", provider, iteration, saving, parameters)
+
+
+@pytest.mark.parametrize("size", [pytest.param("model", id="model"), pytest.param("smoke", marks=pytest.mark.smoke)])
+def test_training_iteration_interleaved(benchmark, size, tmp_path):
+    """Eager and fused iterations alternated in one process (order swapped every round), so a shared machine's
+    drift between the separate eager and fused cases cannot fake a ratio: their medians go in extra_info
+    (``eager_ms``, ``fused_ms``); the benchmark's own time is one pair."""
+    smoke = size == "smoke"
+    runs = {}
+    for provider in ("eager", "fused"):
+        config = _config(smoke, str(tmp_path / "cache"), provider)
+        image_set = load_image_set(config.data)
+        runs[provider] = (HRGANFamily(config, image_set, DEVICE), InMemoryLoader(image_set, 0, True, DEVICE))
+    times: dict[str, list[float]] = {"eager": [], "fused": []}
+    order = ["eager", "fused"]
+
+    def pair():
+        for provider in order:
+            family, loader = runs[provider]
+            start = time.perf_counter()
+            with _scope(provider):
+                family.train_step(loader, step=1)
+            if ON_CUDA:
+                torch.cuda.synchronize(DEVICE)
+            times[provider].append(time.perf_counter() - start)
+        order.reverse()
+
+    benchmark.group = "train HRGAN iteration interleaved"
+    seconds = run_timed(benchmark, pair, cpu_seconds=3 * CPU_SECONDS_PER_CASE)  # a pair is two iterations
+    info = {"op": "HRGAN iteration", "case": _case(config), "provider": "interleaved", "mode": "full"}
+    if seconds is not None:
+        timed = len(benchmark.stats.stats.data)
+        for provider, spent in times.items():
+            info[f"{provider}_ms"] = round(1e3 * statistics.median(spent[-timed:]), 3)
+    record(benchmark, info, seconds)

@@ -75,26 +75,32 @@ def _synchronized(fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def _cpu_rounds(target: Callable[..., Any], setup: Callable[[], tuple] | None) -> int:
+def _cpu_rounds(target: Callable[..., Any], setup: Callable[[], tuple] | None, budget: float) -> int:
     """Make the `WARMUP_ROUNDS` warm-up calls, the last one timed with its setup; return how many rounds fit in
-    `CPU_SECONDS_PER_CASE` at that pace, within [`ROUNDS`, `MAX_CPU_ROUNDS`]."""
+    `budget` seconds at that pace, within [`ROUNDS`, `MAX_CPU_ROUNDS`]."""
     for _ in range(WARMUP_ROUNDS):
         start = time.perf_counter()
         target(*(setup() if setup else ()))
         seconds = max(time.perf_counter() - start, 1e-6)
-    return min(MAX_CPU_ROUNDS, max(ROUNDS, int(CPU_SECONDS_PER_CASE / seconds)))
+    return min(MAX_CPU_ROUNDS, max(ROUNDS, int(budget / seconds)))
 
 
-def run_timed(benchmark, target: Callable[..., Any], setup: Callable[[], tuple] | None = None) -> float | None:
+def run_timed(
+    benchmark,
+    target: Callable[..., Any],
+    setup: Callable[[], tuple] | None = None,
+    cpu_seconds: float = CPU_SECONDS_PER_CASE,
+) -> float | None:
     """Time `target` with `benchmark.pedantic` (warm-up rounds first, CUDA synchronised); returns the median seconds.
 
     `setup`, when given, runs untimed before each round and returns the positional arguments of `target`. Every
-    case makes `WARMUP_ROUNDS` untimed calls first; on a CPU the last of them sizes the rounds (`_cpu_rounds`).
-    Returns None when benchmarking is disabled (``--benchmark-disable``: the target still runs once).
+    case makes `WARMUP_ROUNDS` untimed calls first; on a CPU the last of them sizes the rounds to fill about
+    `cpu_seconds` (`_cpu_rounds`). Returns None when benchmarking is disabled (``--benchmark-disable``: the target
+    still runs once).
     """
     rounds, warmup_rounds = ROUNDS, WARMUP_ROUNDS
     if not ON_CUDA and not benchmark.disabled:
-        rounds, warmup_rounds = _cpu_rounds(target, setup), 0
+        rounds, warmup_rounds = _cpu_rounds(target, setup, cpu_seconds), 0
     wrapped_setup = None if setup is None else _synchronized(lambda: (setup(), {}))
     benchmark.pedantic(
         _synchronized(target), setup=wrapped_setup, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1

@@ -1,7 +1,8 @@
 """python -m bench.report BENCH.json [--out bench/results/NAME]: pytest-benchmark JSON -> ratio table and chart.
 
 Pairs each eager result with its fused (and, for training cases, torch.compile) counterpart measured in the same
-run and prints one row per op, case and mode: median times, speed-up (eager / fused), the activation bytes
+run and prints one row per op, case and mode: median times, speed-up (eager / fused), for the iteration also both
+providers timed alternately in one case (``interleaved``), the activation bytes
 fused keeps as a fraction of eager's, and — on CUDA — achieved GB/s and its fraction of the device's peak.
 Upscaling results (bench_upscale.py) get a table of their own: ms, tiles/s and input megapixels/s per backend,
 and the cost of tiling + blending as tiled / whole-image time; so do data-loading results (bench_data.py): images/s
@@ -52,6 +53,9 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         for name in ("compiled", "compiled-graphs", "eager-graphs", "fused-graphs"):
             if name in providers:
                 row[f"{name.replace('-', '_')}_ms"] = providers[name]["stats"]["median"] * 1e3
+        interleaved = providers.get("interleaved", {}).get("extra_info", {})
+        if "eager_ms" in interleaved and "fused_ms" in interleaved:
+            row["interleaved_eager_ms"], row["interleaved_fused_ms"] = interleaved["eager_ms"], interleaved["fused_ms"]
         for name, result in (("eager", eager), ("fused", fused)):
             if "device_ms" in result["extra_info"]:
                 row[f"{name}_device_ms"] = result["extra_info"]["device_ms"]
@@ -162,11 +166,11 @@ def markdown(report: dict[str, Any]) -> str:
     if table:
         lines += [
             "",
-            "| op | case | mode | eager ms | fused ms | speed-up | compiled ms, default / reduce-overhead | "
-            "CUDA-graphed ms, eager / fused | "
+            "| op | case | mode | eager ms | fused ms | speed-up | interleaved ms, eager / fused (speed-up) | "
+            "compiled ms, default / reduce-overhead | CUDA-graphed ms, eager / fused | "
             "saved-activation ratio | traffic fused/min (eager/min) | GB/s | % of peak | GPU-busy ms, eager / fused "
             "| GPU-busy GB/s (% of peak) |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
     for row in table:
         traffic = (
@@ -177,6 +181,12 @@ def markdown(report: dict[str, Any]) -> str:
         peak = f"{100 * row['fraction_of_peak']:.0f} %" if "fraction_of_peak" in row else "–"
         compiled = f"{_cell(row, 'compiled_ms', '.3f')} / {_cell(row, 'compiled_graphs_ms', '.3f')}"
         graphed = f"{_cell(row, 'eager_graphs_ms', '.3f')} / {_cell(row, 'fused_graphs_ms', '.3f')}"
+        interleaved = (
+            f"{row['interleaved_eager_ms']:.3f} / {row['interleaved_fused_ms']:.3f} "
+            f"({row['interleaved_eager_ms'] / row['interleaved_fused_ms']:.2f}×)"
+            if "interleaved_eager_ms" in row
+            else "–"
+        )
         busy = f"{_cell(row, 'eager_device_ms', '.3f')} / {_cell(row, 'fused_device_ms', '.3f')}"
         busy_bandwidth = (
             f"{row['device_achieved_gbps']:.0f} ({100 * row['device_fraction_of_peak']:.0f} %)"
@@ -185,7 +195,7 @@ def markdown(report: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {row['op']} | {row['case']} | {row['mode']} | {row['eager_ms']:.3f} | {row['fused_ms']:.3f} | "
-            f"{row['speedup']:.2f}× | {compiled} | {graphed} | "
+            f"{row['speedup']:.2f}× | {interleaved} | {compiled} | {graphed} | "
             f"{_cell(row, 'memory_ratio', '.2f')} | {traffic} | {_cell(row, 'achieved_gbps', '.0f')} | {peak} | "
             f"{busy} | {busy_bandwidth} |"
         )

@@ -69,9 +69,20 @@ def test_report_adds_graphed_iterations_and_gpu_busy_time(tmp_path):
     (tmp_path / "bench.json").write_text(json.dumps(data))
     assert report.main([str(tmp_path / "bench.json"), "--out", str(tmp_path / "gpu")]) == 0
     assert (
-        "| – / 3.000 | – / 2.000 | 0.40 | – | – | – | 4.000 / 0.500 | 2400 (50 %) |"
+        "| – | – / 3.000 | – / 2.000 | 0.40 | – | – | – | 4.000 / 0.500 | 2400 (50 %) |"
         in (tmp_path / "gpu.md").read_text()
     )
+
+
+def test_report_adds_the_interleaved_iteration(tmp_path):
+    interleaved = _result("interleaved", 0.030, None, eager_ms=16.0, fused_ms=12.8)
+    del interleaved["extra_info"]["saved_bytes"]
+    data = {"benchmarks": [_result("eager", 0.020, 1000), _result("fused", 0.010, 500), interleaved]}
+    [row] = report.rows(data)
+    assert row["interleaved_eager_ms"] == 16.0 and row["interleaved_fused_ms"] == 12.8
+    (tmp_path / "bench.json").write_text(json.dumps(data))
+    assert report.main([str(tmp_path / "bench.json"), "--out", str(tmp_path / "cpu")]) == 0
+    assert "| 20.000 | 10.000 | 2.00× | 16.000 / 12.800 (1.25×) | – / – |" in (tmp_path / "cpu.md").read_text()
 
 
 def test_report_refuses_a_file_without_pairs(tmp_path, capsys):
