@@ -213,7 +213,7 @@ def test_training_iteration_interleaved(benchmark, size, tmp_path):
         order.reverse()
 
     benchmark.group = "train HRGAN iteration interleaved"
-    seconds = run_timed(benchmark, pair, cpu_seconds=3 * CPU_SECONDS_PER_CASE)  # a pair is two iterations
+    seconds = run_timed(benchmark, pair, cpu_seconds=3 * CPU_SECONDS_PER_CASE)  # ~24 pairs on 2 CPU cores
     info = {"op": "HRGAN iteration", "case": _case(config), "provider": "interleaved", "mode": "full"}
     if seconds is not None:
         timed = len(benchmark.stats.stats.data)
