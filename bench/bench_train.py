@@ -71,15 +71,20 @@ def _scope(provider: str):
     return backend(PROVIDERS.get(provider.removesuffix("-graphs"), "torch"))
 
 
+def _family(smoke: bool, cache_dir: str, provider: str) -> tuple[HRGANFamily, InMemoryLoader, Config]:
+    """The family, its loader and config as the trainer builds them for `provider` (seeded: same weights)."""
+    torch.manual_seed(0)
+    config = _config(smoke, cache_dir, provider)
+    image_set = load_image_set(config.data)
+    return HRGANFamily(config, image_set, DEVICE), InMemoryLoader(image_set, 0, True, DEVICE), config
+
+
 @pytest.fixture
 def family_and_loader(request, tmp_path):
     smoke = request.node.get_closest_marker("smoke") is not None
     provider = request.node.callspec.params["provider"]
     _skip_unless_available(provider)
-    config = _config(smoke, str(tmp_path / "cache"), provider)
-    image_set = load_image_set(config.data)
-    family = HRGANFamily(config, image_set, DEVICE)
-    return family, InMemoryLoader(image_set, 0, True, DEVICE), config
+    return _family(smoke, str(tmp_path / "cache"), provider)
 
 
 def _maybe_compile(family: HRGANFamily, provider: str) -> None:
@@ -119,7 +124,15 @@ def test_res_block_up(benchmark, provider, size, family_and_loader):
     """The generator's last (largest-activation) ResBlockUp, forward + backward."""
     _skip_unless_available(provider)
     family, _, config = family_and_loader
+    forward, step, block, shape = _res_block_up_case(family, config, provider)
+    _measure(benchmark, config, "ResBlockUp", provider, step, forward, block.parameters(), shape=shape)
+
+
+def _res_block_up_case(family: HRGANFamily, config: Config, provider: str):
+    """(forward, step, block, input shape) for a fresh copy of the generator's last ResBlockUp (seeded) at its input
+    size, in the trainer's layout; step = forward + backward of the mean output."""
     last = [m for m in family.generator.modules() if isinstance(m, ResBlockUp)][-1]
+    torch.manual_seed(1)
     block = placed(ResBlockUp(last.conv1.in_channels, last.conv1.out_channels, family.num_classes), DEVICE, config)
     nhwc = block.conv1.weight.is_contiguous(memory_format=torch.channels_last)  # activations follow the weights
     if provider == "compiled":
@@ -137,7 +150,7 @@ def test_res_block_up(benchmark, provider, size, family_and_loader):
     def step():
         forward().float().mean().backward()
 
-    _measure(benchmark, config, "ResBlockUp", provider, step, forward, block.parameters(), shape=list(x.shape))
+    return forward, step, block, list(x.shape)
 
 
 @pytest.mark.parametrize("provider", PROVIDER_IDS)
@@ -147,7 +160,14 @@ def test_generator_forward_backward(benchmark, provider, size, family_and_loader
     _skip_unless_available(provider)
     family, _, config = family_and_loader
     _maybe_compile(family, provider)
+    forward, step = _generator_case(family, config, provider)
+    _measure(benchmark, config, "generator", provider, step, forward, family.generator.parameters())
+
+
+def _generator_case(family: HRGANFamily, config: Config, provider: str):
+    """(forward, step): G(z, y) at the G batch (seeded z, y); step = forward + backward of the mean output."""
     batch = config.train.batch_size_g
+    torch.manual_seed(2)
     z = torch.randn(batch, config.model.z_dim, device=DEVICE)
     y = torch.randint(family.num_classes, (batch,), device=DEVICE)
 
@@ -158,7 +178,7 @@ def test_generator_forward_backward(benchmark, provider, size, family_and_loader
     def step():
         forward().float().mean().backward()
 
-    _measure(benchmark, config, "generator", provider, step, forward, family.generator.parameters())
+    return forward, step
 
 
 @pytest.mark.parametrize("provider", ITERATION_PROVIDER_IDS)
@@ -187,34 +207,45 @@ def test_training_iteration(benchmark, provider, size, family_and_loader):
     _measure(benchmark, config, "HRGAN iteration", provider, iteration, saving, parameters)
 
 
+def _interleaved_step(what: str, family: HRGANFamily, loader: InMemoryLoader, config: Config, provider: str):
+    """The step of case `what` for `provider`, as the separate cases time it."""
+    if what == "ResBlockUp":
+        return _res_block_up_case(family, config, provider)[1]
+    if what == "generator":
+        return _generator_case(family, config, provider)[1]
+
+    def iteration():
+        with _scope(provider):
+            family.train_step(loader, step=1)
+
+    return iteration
+
+
+@pytest.mark.parametrize("what", ["ResBlockUp", "generator", "HRGAN iteration"])
 @pytest.mark.parametrize("size", [pytest.param("model", id="model"), pytest.param("smoke", marks=pytest.mark.smoke)])
-def test_training_iteration_interleaved(benchmark, size, tmp_path):
-    """Eager and fused iterations alternated in one process (order swapped every round), so a shared machine's
-    drift between the separate eager and fused cases cannot fake a ratio: their medians go in extra_info
+def test_interleaved(benchmark, what, size, tmp_path):
+    """Eager and fused steps of case `what` alternated in one process (order swapped every round), so a shared
+    machine's drift between the separate eager and fused cases cannot fake a ratio: their medians go in extra_info
     (``eager_ms``, ``fused_ms``); the benchmark's own time is one pair."""
-    smoke = size == "smoke"
-    runs = {}
+    steps = {}
     for provider in ("eager", "fused"):
-        config = _config(smoke, str(tmp_path / "cache"), provider)
-        image_set = load_image_set(config.data)
-        runs[provider] = (HRGANFamily(config, image_set, DEVICE), InMemoryLoader(image_set, 0, True, DEVICE))
+        family, loader, config = _family(size == "smoke", str(tmp_path / "cache"), provider)
+        steps[provider] = _interleaved_step(what, family, loader, config, provider)
     times: dict[str, list[float]] = {"eager": [], "fused": []}
     order = ["eager", "fused"]
 
     def pair():
         for provider in order:
-            family, loader = runs[provider]
             start = time.perf_counter()
-            with _scope(provider):
-                family.train_step(loader, step=1)
+            steps[provider]()
             if ON_CUDA:
                 torch.cuda.synchronize(DEVICE)
             times[provider].append(time.perf_counter() - start)
         order.reverse()
 
-    benchmark.group = "train HRGAN iteration interleaved"
-    seconds = run_timed(benchmark, pair, cpu_seconds=3 * CPU_SECONDS_PER_CASE)  # ~24 pairs on 2 CPU cores
-    info = {"op": "HRGAN iteration", "case": _case(config), "provider": "interleaved", "mode": "full"}
+    benchmark.group = f"train {what} interleaved"
+    seconds = run_timed(benchmark, pair, cpu_seconds=3 * CPU_SECONDS_PER_CASE)  # ~24 iteration pairs on 2 CPU cores
+    info = {"op": what, "case": _case(config), "provider": "interleaved", "mode": "full"}
     if seconds is not None:
         timed = len(benchmark.stats.stats.data)
         for provider, spent in times.items():

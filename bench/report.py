@@ -1,8 +1,8 @@
 """python -m bench.report BENCH.json [--out bench/results/NAME]: pytest-benchmark JSON -> ratio table and chart.
 
 Pairs each eager result with its fused (and, for training cases, torch.compile) counterpart measured in the same
-run and prints one row per op, case and mode: median times, speed-up (eager / fused), for the iteration also both
-providers timed alternately in one case (``interleaved``), the activation bytes
+run and prints one row per op, case and mode: median times, speed-up (eager / fused), for the training cases also
+both providers timed alternately in one case (``interleaved``), the activation bytes
 fused keeps as a fraction of eager's, and — on CUDA — achieved GB/s and its fraction of the device's peak.
 Upscaling results (bench_upscale.py) get a table of their own: ms, tiles/s and input megapixels/s per backend,
 and the cost of tiling + blending as tiled / whole-image time; so do data-loading results (bench_data.py): images/s
