@@ -190,12 +190,7 @@ def test_training_iteration(benchmark, provider, size, family_and_loader):
     _skip_unless_available(provider)
     family, loader, config = family_and_loader
     _maybe_compile(family, provider)
-
-    def iteration():
-        if provider == "compiled-graphs":
-            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: earlier replays' outputs are done with
-        with _scope(provider):
-            family.train_step(loader, step=1)
+    iteration = _iteration_case(family, loader, provider)
 
     def generator_step():
         with _scope(provider):
@@ -207,18 +202,25 @@ def test_training_iteration(benchmark, provider, size, family_and_loader):
     _measure(benchmark, config, "HRGAN iteration", provider, iteration, saving, parameters)
 
 
+def _iteration_case(family: HRGANFamily, loader: InMemoryLoader, provider: str):
+    """One training iteration of `family` under `provider`'s backend."""
+
+    def iteration():
+        if provider == "compiled-graphs":
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: earlier replays' outputs are done with
+        with _scope(provider):
+            family.train_step(loader, step=1)
+
+    return iteration
+
+
 def _interleaved_step(what: str, family: HRGANFamily, loader: InMemoryLoader, config: Config, provider: str):
     """The step of case `what` for `provider`, as the separate cases time it."""
     if what == "ResBlockUp":
         return _res_block_up_case(family, config, provider)[1]
     if what == "generator":
         return _generator_case(family, config, provider)[1]
-
-    def iteration():
-        with _scope(provider):
-            family.train_step(loader, step=1)
-
-    return iteration
+    return _iteration_case(family, loader, provider)
 
 
 @pytest.mark.parametrize("what", ["ResBlockUp", "generator", "HRGAN iteration"])

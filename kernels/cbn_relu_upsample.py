@@ -592,6 +592,8 @@ MULTIPLES_OF_16 = ("W", "stride_xn", "stride_xc", "stride_xh", "stride_dn", "str
 NHWC_UNIT_STRIDES = ("stride_gc", "stride_bc")
 NHWC_MULTIPLES_OF_16 = ("C", "stride_xn", "stride_xh", "stride_xw", "stride_dn", "stride_dh", "stride_dw")
 _ACTIVATION_POINTERS = ("x_ptr", "out_ptr", "grad_ptr", "dx_ptr")
+#: gz as the backward-reduce kernels store it (`dest_ptr`) and the dx kernels read it back (`gz_ptr`).
+_STAGING_POINTERS = ("dest_ptr", "gz_ptr")
 
 
 def _build(
@@ -604,9 +606,9 @@ def _build(
     nhwc: bool = False,
     num_warps: int = NUM_WARPS,
 ) -> KernelBuild:
-    """`kernel` as a launcher specialises it: activations in `ty`, statistics fp32, gain/bias fp32, `dest_ptr` in
-    `dest`; with `dense` the unit strides of contiguous tensors (NCHW, or channels-last with `nhwc`) become
-    constants and sizes multiples of 16."""
+    """`kernel` as a launcher specialises it: activations in `ty`, statistics fp32, gain/bias fp32, staged gz
+    (`dest_ptr`, `gz_ptr`) in `dest`; with `dense` the unit strides of contiguous tensors (NCHW, or channels-last
+    with `nhwc`) become constants and sizes multiples of 16."""
     unit_strides = NHWC_UNIT_STRIDES if nhwc else UNIT_STRIDES
     signature, constexprs = {}, dict(constexprs)
     for param in kernel.params:
@@ -615,7 +617,7 @@ def _build(
             signature[name] = "constexpr"
         elif name.endswith("_ptr"):
             signature[name] = (
-                f"*{dest}" if name == "dest_ptr" else f"*{ty}" if name in _ACTIVATION_POINTERS else "*fp32"
+                f"*{dest}" if name in _STAGING_POINTERS else f"*{ty}" if name in _ACTIVATION_POINTERS else "*fp32"
             )
         elif name in ("momentum", "eps"):
             signature[name] = "fp32"
@@ -652,7 +654,8 @@ def aot_builds() -> list[KernelBuild]:
             builds.append(_build(cbn_relu_upsample_forward_kernel, ty, stats, forward | tiles, dense))
             kernel = cbn_relu_upsample_backward_reduce_kernel
             builds.append(_build(kernel, ty, stats, tiles, dense, _gz_type(ty, batch)))
-        builds.append(_build(cbn_relu_upsample_backward_dx_kernel, ty, "", {"BLOCK_N": 64, "BLOCK": BLOCK}, dense))
+        dx = {"BLOCK_N": 64, "BLOCK": BLOCK}
+        builds.append(_build(cbn_relu_upsample_backward_dx_kernel, ty, "", dx, dense, _gz_type(ty, True)))
     block_p, block_c = nhwc_kernels.tile_shape(64)
     tiles = {"BLOCK_P": block_p, "BLOCK_C": block_c}
     for ty in ("fp32", "fp16", "bf16"):
@@ -673,5 +676,6 @@ def aot_builds() -> list[KernelBuild]:
         finish = {"BLOCK_N": nhwc_kernels.FINALIZE_TILE // (16 * fin_c), "BLOCK_S": 16, "BLOCK_C": fin_c}
         kernel = nhwc_kernels.cbn_backward_finalize_kernel
         builds.append(_build(kernel, ty, "split=16", finish, nhwc=True, num_warps=finalize_warps))
-        builds.append(_build(nhwc_kernels.cbn_relu_upsample_backward_dx_nhwc_kernel, ty, "", tiles, nhwc=True))
+        kernel = nhwc_kernels.cbn_relu_upsample_backward_dx_nhwc_kernel
+        builds.append(_build(kernel, ty, "", tiles, dest=_gz_type(ty, True), nhwc=True))
     return builds

@@ -181,8 +181,7 @@ def mobilenet_score_partials_kernel(
                 rows = b0 + row_range.to(tl.int64)
                 row_mask = rows < B
                 mask = row_mask[:, None] & col_mask[None, :]
-                offsets = tl.multiple_of(rows * stride_lb, ROW_ALIGN)
-                x = tl.load(logits_ptr + offsets[:, None] + cols[None, :], mask=mask, other=float("-inf"))
+                x = _load_rows(logits_ptr, rows, cols, col_mask, B, stride_lb, ROW_ALIGN)
                 m = tl.load(row_stats_ptr + rows, mask=row_mask, other=0.0)
                 z = tl.load(row_stats_ptr + B + rows, mask=row_mask, other=0.0)
                 log_p = (x.to(tl.float32) - m[:, None]) - z[:, None]
@@ -415,7 +414,8 @@ def forward(
     block_b, block_k, whole = _blocks(classes, tile)
     if programs is None:
         programs = _forward_programs(batch, classes, block_b, logits.element_size())
-    programs = max(1, min(programs, triton.cdiv(batch, block_b)))
+    else:
+        programs = max(1, min(programs, triton.cdiv(batch, block_b)))
     fp32 = dict(device=logits.device, dtype=torch.float32)
     score, row_stats = torch.empty((), **fp32), torch.empty(2, batch, **fp32)
     log_marginal = torch.empty(classes, **fp32)
@@ -505,21 +505,17 @@ AOT_CLASSES = (1000, 10, 21843)
 AOT_BATCH = 128
 
 
-def _finalize_build(dtype: torch.dtype, classes: int) -> KernelBuild:
-    """The finalize kernel as `forward` launches it for (AOT_BATCH, classes) logits of `dtype` (the kernel reads
-    only fp32 partials; the dtype sets how many there are). P = 1 is a constant to the JIT."""
-    ty = element_type(dtype)
-    block_b, block_k, _ = _blocks(classes, TILE)
-    programs = _forward_programs(AOT_BATCH, classes, block_b, torch.empty((), dtype=dtype).element_size())
+def _finalize_build(size: int, classes: int, block_b: int, block_k: int, label: str) -> KernelBuild:
+    """The finalize kernel as `forward` launches it for (AOT_BATCH, classes) logits of `size`-byte elements (the
+    kernel reads only fp32 partials; the element size sets how many there are). P = 1 is a constant to the JIT."""
+    programs = _forward_programs(AOT_BATCH, classes, block_b, size)
     constexprs = {"BLOCK_P": block_b, "BLOCK_K": block_k, "ALIGN": _row_align(4, classes)}
     signature = {"columns_ptr": "*fp32", "plogp_ptr": "*fp32", "score_ptr": "*fp32", "log_marginal_ptr": "*fp32"}
     signature |= {"P": "i32", "K": "i32", "inv_batch": "fp32", "log_batch": "fp32"}
     if programs == 1:
         signature["P"], constexprs["P"] = "constexpr", 1
     signature |= {name: "constexpr" for name in ("BLOCK_P", "BLOCK_K", "ALIGN")}
-    return KernelBuild(
-        mobilenet_score_finalize_kernel, signature, constexprs, f"{ty} B={AOT_BATCH} K={classes}", NUM_WARPS
-    )
+    return KernelBuild(mobilenet_score_finalize_kernel, signature, constexprs, label, NUM_WARPS)
 
 
 def aot_builds() -> list[KernelBuild]:
@@ -547,7 +543,7 @@ def aot_builds() -> list[KernelBuild]:
                     multiples_of_16=("B",),
                 )
             )
-            builds.append(_finalize_build(dtype, classes))
+            builds.append(_finalize_build(size, classes, block_b, block_k, label))
             builds.append(
                 KernelBuild(
                     mobilenet_score_backward_kernel,

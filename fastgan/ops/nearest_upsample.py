@@ -6,6 +6,11 @@ import torch
 import torch.nn.functional as F
 
 
+def is_nhwc(x: torch.Tensor) -> bool:
+    """x is laid out channels-last and not also NCHW-contiguous (C = 1 or 1×1 planes are both)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def repeat_blocks(x: torch.Tensor, scale: int) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, scale·H, scale·W), each pixel repeated over a scale×scale block (one copy).
 
@@ -13,7 +18,7 @@ def repeat_blocks(x: torch.Tensor, scale: int) -> torch.Tensor:
     follows in an NHWC network takes it without another layout copy.
     """
     n, c, h, w = x.shape
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    if is_nhwc(x):
         nhwc = x.permute(0, 2, 3, 1)  # (N, H, W, C), a contiguous view
         blocks = nhwc[:, :, None, :, None, :].expand(n, h, scale, w, scale, c)
         return blocks.reshape(n, h * scale, w * scale, c).permute(0, 3, 1, 2)

@@ -22,9 +22,9 @@ class GraphedUpdate:
     The warm-up calls run on a side stream, as CUDA-graph capture requires (lazy cuDNN/cuBLAS set-up and the
     optimiser's state allocation happen there, outside the graph: with no warm-up, Adam's zero-initialised moments
     would be recorded and reset by every replay). Every call performs exactly one update: the capturing call
-    replays the graph it just recorded. Inputs must keep their shapes and dtypes from call to call (a changed
-    signature is an error; build a new `GraphedUpdate` for new shapes); the static copies keep the first call's
-    memory layout, so the captured kernels are those the warm-up ran. The returned tensors are the
+    replays the graph it just recorded. Inputs must keep their shapes and dtypes from call to call (a signature
+    that changes after capture is an error; build a new `GraphedUpdate` for new shapes); the static copies keep the
+    capturing call's memory layout, so the captured kernels are those the warm-up ran. The returned tensors are the
     graph's static outputs: read them before the next call.
 
     Args:

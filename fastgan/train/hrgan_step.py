@@ -92,11 +92,12 @@ class HRGANFamily:
         return torch.randn(batch, self.config.model.z_dim, generator=self.noise)
 
     @phase("d_step")
-    def discriminator_step(self, loader: Loader) -> dict[str, float]:
-        """One D update on a real batch and a generated batch with the real labels (Algorithm 1, lines 4–8)."""
+    def discriminator_step(self, loader: Loader) -> dict[str, torch.Tensor]:
+        """One D update on a real batch and a generated batch with the real labels (Algorithm 1, lines 4–8);
+        returns its () loss tensors on the device (graphed: valid until the next D update)."""
         with phase("data"):
             real, labels = loader.next_batch(self.config.train.batch_size_d)
-        return _as_floats(self._update_d(real, labels, self._noise(len(labels))))
+        return self._update_d(real, labels, self._noise(len(labels)))
 
     def _discriminator_update(
         self, real: torch.Tensor, labels: torch.Tensor, z: torch.Tensor
@@ -123,11 +124,12 @@ class HRGANFamily:
             return self.evaluator(images)
 
     @phase("g_step")
-    def generator_step(self) -> dict[str, float]:
-        """One G update with the adversarial and MobileNet-score terms (Algorithm 1, lines 10–16)."""
+    def generator_step(self) -> dict[str, torch.Tensor]:
+        """One G update with the adversarial and MobileNet-score terms (Algorithm 1, lines 10–16); returns its ()
+        loss tensors on the device (graphed: valid until the next G update)."""
         batch = self.config.train.batch_size_g
         labels = torch.randint(self.num_classes, (batch,), generator=self.noise)
-        return _as_floats(self._update_g(labels, self._noise(batch)))
+        return self._update_g(labels, self._noise(batch))
 
     def _generator_update(self, labels: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """Device work of a G step (capturable): labels (B,), z (B, z_dim) -> loss tensors."""
@@ -148,15 +150,16 @@ class HRGANFamily:
         return {"g_loss": loss.detach(), **parts}
 
     def train_step(self, loader: Loader, step: int) -> dict[str, float]:
-        """One iteration: n_dis D updates, one G update, then the EMA update (from train.ema_start on)."""
-        metrics: dict[str, float] = {}
+        """One iteration: n_dis D updates, one G update, then the EMA update (from train.ema_start on); the last D
+        update's and the G update's losses as floats, read with one host synchronisation."""
+        metrics: dict[str, torch.Tensor] = {}
         for _ in range(self.config.train.n_dis):
             metrics = self.discriminator_step(loader)
         metrics.update(self.generator_step())
         if step >= self.config.train.ema_start:
             with phase("ema"):
                 self.generator_ema.update_parameters(self.generator)
-        return metrics
+        return _as_floats(metrics)
 
     @torch.no_grad()
     def sample_grid(self) -> torch.Tensor:
