@@ -1,4 +1,5 @@
-"""cbn_relu_upsample: eager (batch_norm, mul, add, relu, up-sample) vs fused, at HRGAN generator block shapes."""
+"""cbn_relu_upsample: eager (batch_norm, mul, add, relu, up-sample) vs fused, at HRGAN generator block shapes; and
+its conv variant (the first half of a ResBlockUp: CBN → ReLU → ×2 → conv3×3) against the same ops eagerly."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from bench.common import BATCH, DEVICE, DTYPE, op_case
-from fastgan.ops import cbn_relu_upsample
+from fastgan.ops import cbn_relu_upsample, cbn_relu_upsample_conv
 from fastgan.ops.cbn_relu_upsample import traffic
 
 #: (case, channels, side, scale): the first CBN (×2) of the last block of HRGAN-32/64/128 and its second CBN (×1).
@@ -55,4 +56,53 @@ def test_cbn_relu_upsample(benchmark, case, layout, mode, provider):
             "layout": layout,
         },
         traffic((batch, channels, side, side), DTYPE, scale),
+    )
+
+
+#: (case, input channels, output channels, side): the first CBN → ReLU → ×2 → conv3×3 of the last block of
+#: HRGAN-32/64/128.
+CONV_CASES = [
+    ("HRGAN-32 block 3 conv1", 256, 256, 16),
+    ("HRGAN-64 block 4 conv1", 256, 128, 32),
+    ("HRGAN-128 block 5 conv1", 128, 64, 64),
+]
+CONV_SMOKE = pytest.param(("smoke", 8, 4, 8), marks=pytest.mark.smoke, id="smoke")
+
+
+def _conv_inputs(batch: int, channels: int, out_channels: int, side: int, layout: str):
+    weight = (torch.randn(out_channels, channels, 3, 3, device=DEVICE) / (3 * channels**0.5)).to(DTYPE)
+    weight = weight.to(memory_format=LAYOUTS[layout]).requires_grad_()
+    conv_bias = torch.zeros(out_channels, device=DEVICE, dtype=DTYPE, requires_grad=True)
+    return (*_inputs(batch, channels, side, layout), weight, conv_bias)
+
+
+@pytest.mark.parametrize("provider", ["eager", "fused"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("case", [*(pytest.param(c, id=c[0]) for c in CONV_CASES), CONV_SMOKE])
+def test_cbn_relu_upsample_conv(benchmark, case, layout, provider):
+    """Forward + backward with every gradient (x, gain, bias, weight, conv bias). The fused side convolves by phases
+    at x's resolution (`fastgan.ops.upsample_conv`) where that saves work; no traffic figure: the convolution's
+    arithmetic, not its bytes, is the cost."""
+    name, channels, out_channels, side = case
+    batch = 2 if name == "smoke" else BATCH
+    running_mean = torch.zeros(channels, device=DEVICE)
+    running_var = torch.ones(channels, device=DEVICE)
+    benchmark.group = f"cbn_relu_upsample_conv {name} {layout} full"
+    op_case(
+        benchmark,
+        provider,
+        "full",
+        lambda: _conv_inputs(batch, channels, out_channels, side, layout),
+        lambda x, gain, bias, weight, conv_bias: cbn_relu_upsample_conv(
+            x, gain, bias, weight, conv_bias, running_mean, running_var, scale=2
+        ),
+        {
+            "op": "cbn_relu_upsample_conv",
+            "case": name if layout == "nchw" else f"{name}, channels-last",
+            "shape": [batch, channels, side, side],
+            "out_channels": out_channels,
+            "scale": 2,
+            "layout": layout,
+        },
+        None,
     )

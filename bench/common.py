@@ -189,14 +189,15 @@ def op_case(
     make_inputs: Callable[[], tuple[torch.Tensor, ...]],
     op: Callable[..., torch.Tensor],
     info: dict[str, Any],
-    traffic: dict[str, Any],
+    traffic: dict[str, Any] | None,
 ) -> None:
     """Benchmark one op: `op(*inputs)` under `provider`'s backend, in mode forward / backward / full.
 
     `make_inputs()` returns fresh leaf tensors (those needing gradients already require them); the output's
     gradient is a fixed random tensor, and the backward returns the leaves' gradients (`torch.autograd.grad`)
     rather than accumulating them into `.grad`, an extra elementwise pass of equal cost for both providers that
-    is not the op's. `traffic` is the op's analytic {"forward": Traffic, "backward": Traffic}.
+    is not the op's. `traffic` is the op's analytic {"forward": Traffic, "backward": Traffic}, or None for an op
+    whose cost is arithmetic (a convolution), not bytes.
     """
     inputs = make_inputs()
     leaves = [t for t in inputs if t.requires_grad]
@@ -222,11 +223,12 @@ def op_case(
     seconds = run_timed(benchmark, target, setup)
     passes = {"forward": ["forward"], "backward": ["backward"], "full": ["forward", "backward"]}[mode]
     kind = "fused" if provider == "fused" else "eager"
-    bytes_moved = sum(getattr(traffic[p], kind) for p in passes)
+    bytes_moved = None if traffic is None else sum(getattr(traffic[p], kind) for p in passes)
     info = info | {"provider": provider, "mode": mode, "saved_bytes": saved_activation_bytes(forward)}
     peak = peak_allocated_bytes(full)
     if peak is not None:
         info["peak_allocated_bytes"] = peak
-    info["minimum_traffic_bytes"] = sum(traffic[p].minimum for p in passes)
+    if traffic is not None:
+        info["minimum_traffic_bytes"] = sum(traffic[p].minimum for p in passes)
     kernels = None if seconds is None else device_seconds(target, setup)
     record(benchmark, info, seconds, bytes_moved, kernels)

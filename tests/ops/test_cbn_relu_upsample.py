@@ -7,7 +7,7 @@ from fastgan.kernels import cbn_relu_upsample as cbn_kernels
 from fastgan.kernels import cbn_relu_upsample_nhwc as nhwc_kernels
 from fastgan.models.blocks import ResBlockUp
 from fastgan.ops import backend, cbn_relu_upsample, cbn_relu_upsample_conv
-from fastgan.ops.cbn_relu_upsample import CBNReLUUpsample, traffic
+from fastgan.ops.cbn_relu_upsample import CBNReLUUpsample, _by_phases, traffic
 
 FUSED = ["fused-torch", "triton"]
 LOW_PRECISION = [torch.float32, torch.float16, torch.bfloat16]
@@ -177,12 +177,23 @@ def test_fused_non_contiguous_inputs(name, layout, matches_reference):
     _check_backend(name, (2, 3, 4, 6), True, 2, torch.float32, matches_reference, layout)
 
 
-def _conv_run(name, dtype, training, autocast=False, device="cpu", layout=lambda t: t):
+#: x shapes of the conv variant's tests: 5×5 convolves the up-sampled activation, 9×7 by phases (see `_by_phases`).
+CONV_SHAPES = {"direct": (2, 4, 5, 5), "by-phases": (2, 4, 9, 7)}
+
+
+@pytest.mark.parametrize("path", CONV_SHAPES)
+def test_conv_shapes_take_the_path_they_are_named_for(path):
+    x, weight = torch.empty(CONV_SHAPES[path]), torch.empty(3, 4, 3, 3)
+    assert _by_phases(x, weight, 2) == (path == "by-phases")
+    assert not _by_phases(x, weight, 1)
+
+
+def _conv_run(name, dtype, training, autocast=False, device="cpu", layout=lambda t: t, path="direct"):
     """Output, gradients (x, gain, bias, weight, conv bias) and running stats of cbn_relu_upsample_conv.
 
     x and the conv in `dtype`; gain and bias stay fp32 (as the embeddings give them under autocast).
     """
-    x, gain, bias, (mean, var) = _inputs((2, 4, 5, 5))
+    x, gain, bias, (mean, var) = _inputs(CONV_SHAPES[path])
     generator = torch.Generator().manual_seed(1)
     weight, conv_bias = torch.randn(3, 4, 3, 3, generator=generator), torch.randn(3, generator=generator)
     conv_dtype = torch.float32 if autocast else dtype
@@ -200,9 +211,10 @@ def _conv_run(name, dtype, training, autocast=False, device="cpu", layout=lambda
 @pytest.mark.parametrize("name", FUSED)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("layout", [lambda t: t, CHANNELS_LAST], ids=["nchw", "channels_last"])
-def test_conv_variant_matches_reference(name, training, layout):
-    fused = _conv_run(name, torch.float32, training, layout=layout)
-    eager = _conv_run("torch", torch.float32, training)
+@pytest.mark.parametrize("path", CONV_SHAPES)
+def test_conv_variant_matches_reference(name, training, layout, path):
+    fused = _conv_run(name, torch.float32, training, layout=layout, path=path)
+    eager = _conv_run("torch", torch.float32, training, path=path)
     for got, ref in zip([fused[0], *fused[1], *fused[2]], [eager[0], *eager[1], *eager[2]], strict=True):
         assert got.dtype == ref.dtype
         assert torch.allclose(got, ref, rtol=1e-4, atol=1e-4)
@@ -210,9 +222,11 @@ def test_conv_variant_matches_reference(name, training, layout):
 
 @pytest.mark.parametrize("name", FUSED)
 @pytest.mark.parametrize("autocast", [False, True], ids=["bf16", "autocast-bf16"])
-def test_conv_variant_in_bf16_with_fp32_gain(name, autocast):
+@pytest.mark.parametrize("path", CONV_SHAPES)
+def test_conv_variant_in_bf16_with_fp32_gain(name, autocast, path):
     """bf16 activations with fp32 gain/bias (and under CPU autocast: fp32 weights cast to bf16 for the conv)."""
-    fused, eager = _conv_run(name, torch.bfloat16, True, autocast), _conv_run("torch", torch.bfloat16, True, autocast)
+    fused = _conv_run(name, torch.bfloat16, True, autocast, path=path)
+    eager = _conv_run("torch", torch.bfloat16, True, autocast, path=path)
     assert fused[0].dtype == eager[0].dtype == torch.bfloat16
     for got, ref in zip([fused[0], *fused[1]], [eager[0], *eager[1]], strict=True):
         assert got.dtype == ref.dtype
@@ -251,10 +265,16 @@ def test_fused_torch_gradcheck():
     with backend("fused-torch"):
         assert torch.autograd.gradcheck(lambda a, g, b: cbn_relu_upsample(a, g, b, scale=2), args)
         weight = torch.randn(2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
-        assert torch.autograd.gradcheck(
-            lambda a, g, b, wt: cbn_relu_upsample_conv(a, g, b, wt, None, mean.double(), var.double(), training=False),
-            [*args, weight],
-        )
+        conv_bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
+        for x_shape in ((2, 3, 4, 4), (2, 3, 8, 6)):  # the direct path and the one by phases
+            x, gain, bias, _ = _inputs(x_shape)
+            assert _by_phases(x, weight, 2) == (x_shape[2] == 8)
+            assert torch.autograd.gradcheck(
+                lambda a, g, b, wt, cb: cbn_relu_upsample_conv(
+                    a, g, b, wt, cb, mean.double(), var.double(), training=False
+                ),
+                [t.clone().requires_grad_() for t in (x, gain, bias)] + [weight, conv_bias],
+            )
 
 
 def test_shape_errors_say_what_was_expected():
@@ -345,11 +365,12 @@ def test_compiled_kernels_on_cuda_take_non_contiguous_inputs(layout, dtype, matc
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "autocast-bf16"])
 @pytest.mark.parametrize("layout", [lambda t: t, CHANNELS_LAST], ids=["nchw", "channels_last"])
-def test_compiled_conv_variant_on_cuda(training, autocast, layout):
+@pytest.mark.parametrize("path", CONV_SHAPES)
+def test_compiled_conv_variant_on_cuda(training, autocast, layout, path):
     """HRGAN's path: the conv variant, NCHW (plane kernels) and channels-last (NHWC kernels, gradient from cuDNN)."""
     dtype = torch.bfloat16 if autocast else torch.float32
-    fused = _conv_run("triton", dtype, training, autocast, device="cuda", layout=layout)
-    eager = _conv_run("torch", dtype, training, autocast, device="cuda")
+    fused = _conv_run("triton", dtype, training, autocast, device="cuda", layout=layout, path=path)
+    eager = _conv_run("torch", dtype, training, autocast, device="cuda", path=path)
     for got, ref in zip([fused[0], *fused[1], *fused[2]], [eager[0], *eager[1], *eager[2]], strict=True):
         assert got.dtype == ref.dtype
         tolerance = 0.05 * ref.float().abs().max().item() if autocast else 1e-3 * (1 + ref.abs().max().item())

@@ -35,7 +35,8 @@ CASES = {
             ),
         ],
     ),
-    "cbn_relu_upsample_conv, channels-last": (  # up-sampled inside the compiled code, not by ATen's copy
+    # 5×5 is up-sampled inside the compiled code (not by ATen's copy), 8×8 convolved by phases at x's resolution
+    "cbn_relu_upsample_conv, channels-last": (
         _cbn,
         [
             lambda n, c, s: (
