@@ -111,8 +111,19 @@ class _TorchKernels:
             dx = gz.mul_(multiplier).sub_(correction.mul_(rstd[:, None, None]))
         else:
             dx = gz.mul_(multiplier)
-        dx = torch.empty_like(x).copy_(dx)  # in x's layout, as F.batch_norm's, whatever grad_out's
-        return dx, dgain.to(gain.dtype), dbias.to(bias.dtype)
+        return _in_layout_of(x, dx), dgain.to(gain.dtype), dbias.to(bias.dtype)
+
+
+def _in_layout_of(x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """dx in x's dtype and memory layout, as `F.batch_norm`'s backward gives it, whatever grad_out's layout was.
+
+    Under torch.compile always written through `empty_like(x)` (fused into the last loop): with dynamic strides
+    the traced strides cannot be trusted, and `dx.contiguous(memory_format=...)` had come out NCHW for a
+    channels-last x, costing the next convolution's backward a copy. Eagerly, copied only when needed.
+    """
+    if torch.compiler.is_compiling() or dx.dtype != x.dtype or dx.stride() != x.stride():
+        return torch.empty_like(x).copy_(dx)
+    return dx
 
 
 def _statistics(kernels, x, gain, bias, running_mean, running_var, training, momentum, eps, scale):
@@ -180,9 +191,9 @@ def _by_phases(x: torch.Tensor, weight: torch.Tensor, scale: int) -> bool:
 class _CBNReluUpsampleConv(torch.autograd.Function):
     """conv2d(cbn_relu_upsample(x)) that keeps x, not the up-sampled activation: backward recomputes what it needs.
 
-    After ×2 up-sampling a 3×3 convolution runs as four 2×2 phase convolutions of the activation at x's
-    resolution (`fastgan.ops.upsample_conv`, where `_by_phases` says it saves work): the up-sampled activation is
-    then never formed, forward or backward. Not twice differentiable, like `_CBNReluUpsample`.
+    After ×s up-sampling a k×k convolution runs as s² phase convolutions of the activation at x's resolution
+    (`fastgan.ops.upsample_conv`; four 2×2 ones for ×2, 3×3) where `_by_phases` says that saves work: the up-sampled
+    activation is then never formed, forward or backward. Not twice differentiable, like `_CBNReluUpsample`.
     """
 
     @staticmethod
@@ -197,7 +208,7 @@ class _CBNReluUpsampleConv(torch.autograd.Function):
             )
             conv_bias_cast = None if conv_bias is None else conv_bias.to(conv_dtype)
             if by_phases:
-                out = upsample_conv(h.to(conv_dtype), weight.to(conv_dtype), conv_bias_cast, scale)
+                out = upsample_conv(h.to(conv_dtype), weight, conv_bias_cast, scale)  # phase kernels as in backward
             else:
                 out = F.conv2d(h.to(conv_dtype), weight.to(conv_dtype), conv_bias_cast, padding=weight.shape[-1] // 2)
         ctx.save_for_backward(x, mean, rstd, gain, bias, weight)

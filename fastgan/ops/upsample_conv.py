@@ -11,6 +11,7 @@ interleaved into (N, Cout, sH, sW). Forward and backward are plain functions for
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -65,19 +66,21 @@ def _tap_sums(layout: PhaseLayout, dtype: torch.dtype, device: torch.device) -> 
     """(k², s²·kw²) 0/1 matrix: entry [(y, x), (p, q, u, v)] is 1 when tap (y, x) of phase (p, q) reads input offset
     (u, v). A weight's rows times it are its phase kernels.
 
-    Cached: built once per device, so no host-to-device copy happens inside a captured CUDA graph.
+    Cached per device, so once a CUDA graph's warm-up calls have built it no host-to-device copy happens inside the
+    capture; built outside inference mode, so a cache filled during inference still serves autograd later.
     """
     s, kw, k = layout.scale, layout.width, layout.kernel_size
-    binning = torch.zeros(s, kw, k, dtype=dtype)  # [p, u, y]: tap y of phase p reads offset u
-    for p, phase in enumerate(layout.bins):
-        for u, taps in enumerate(phase):
-            binning[p, u, list(taps)] = 1
-    return torch.einsum("puy,qvx->yxpquv", binning, binning).reshape(k * k, s * s * kw * kw).to(device)
+    with torch.inference_mode(False):
+        binning = torch.zeros(s, kw, k, dtype=dtype)  # [p, u, y]: tap y of phase p reads offset u
+        for p, phase in enumerate(layout.bins):
+            for u, taps in enumerate(phase):
+                binning[p, u, list(taps)] = 1
+        return torch.einsum("puy,qvx->yxpquv", binning, binning).reshape(k * k, s * s * kw * kw).to(device)
 
 
 def phase_weight(weight: torch.Tensor, scale: int) -> torch.Tensor:
     """(Cout, Cin, k, k) -> (s²·Cout, Cin, kw, kw): phase (p, q)'s kernels at output channels (p·s + q)·Cout …,
-    summed in fp32 (fp64 for fp64)."""
+    summed and returned in fp32 (fp64 for an fp64 weight)."""
     cout, cin, k = weight.shape[:3]
     layout = phase_layout(scale, k)
     acc = torch.promote_types(weight.dtype, torch.float32)
@@ -87,7 +90,7 @@ def phase_weight(weight: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def _weight_gradient(grad_phases: torch.Tensor, weight: torch.Tensor, layout: PhaseLayout) -> torch.Tensor:
-    """The gradient of `phase_weight`: (s²·Cout, Cin, kw, kw) -> (Cout, Cin, k, k), summed in fp32."""
+    """The gradient of `phase_weight`: (s²·Cout, Cin, kw, kw) -> (Cout, Cin, k, k), its taps summed in fp32."""
     cout, cin, k = weight.shape[:3]
     s, kw = layout.scale, layout.width
     acc = torch.promote_types(grad_phases.dtype, torch.float32)
@@ -130,7 +133,8 @@ def _phase_pairs(phases: torch.Tensor, full: torch.Tensor, layout: PhaseLayout, 
 def upsample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, scale: int) -> torch.Tensor:
     """conv2d(nearest_upsample(x, scale), weight, bias, padding=k // 2): (N, Cin, H, W) -> (N, Cout, sH, sW).
 
-    x, weight and bias share one dtype (the convolution's); the result keeps x's memory layout.
+    x and bias share the convolution's dtype; the weight may be wider (fp32 under autocast): its phase kernels are
+    summed from it in fp32, then cast. The result keeps x's memory layout.
     """
     n, _, h, w = x.shape
     layout = phase_layout(scale, weight.shape[-1])
@@ -149,12 +153,13 @@ def upsample_conv_backward(
     x: torch.Tensor,
     weight: torch.Tensor,
     scale: int,
-    output_mask: tuple[bool, bool, bool],
+    output_mask: Sequence[bool],
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Gradients of `upsample_conv` for (x, weight, bias), each only where `output_mask` asks.
 
-    grad_out (N, Cout, sH, sW) and x in the convolution's dtype; the weight and bias gradients come in the
-    weight's dtype (reduced in fp32), the x gradient (N, Cin, H, W) in x's.
+    grad_out (N, Cout, sH, sW) and x in the convolution's dtype, the weight as `upsample_conv` took it. The x
+    gradient (N, Cin, H, W) comes in x's dtype; the weight and bias gradients in the weight's, the bias one summed
+    in fp32, the weight one reduced over pixels by the convolution's backward and over each phase's taps in fp32.
     """
     n, _, h, w = x.shape
     layout = phase_layout(scale, weight.shape[-1])

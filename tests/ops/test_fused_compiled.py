@@ -6,6 +6,7 @@ import torch
 
 from fastgan.ops import backend, cbn_relu_upsample_conv, mobilenet_score, pixel_shuffle_prelu
 from fastgan.ops.backends import kernels_for
+from fastgan.ops.cbn_relu_upsample import _TorchKernels as CBNKernels
 from fastgan.ops.mobilenet_score import _TorchKernels as ScoreKernels
 from fastgan.ops.pixel_shuffle_prelu import _TorchKernels as ShuffleKernels
 
@@ -90,3 +91,18 @@ def test_compiled_names_only_static_methods():
 
     with pytest.raises(TypeError, match=r"Kernels.COMPILED names \['backward'\]: not static methods"):
         kernels_for("fused-compiled", "any_op", Kernels)
+
+
+@pytest.mark.parametrize("name", ["fused-torch", "fused-compiled"])
+def test_cbn_gradient_comes_in_the_layout_of_x(name):
+    """dx follows x's layout whatever grad_out's, as F.batch_norm's does, so the convolution before it need not copy.
+    Compiled, an NCHW call first makes the strides dynamic, where layout had been lost before."""
+    kernels = kernels_for(name, "cbn_relu_upsample", CBNKernels)
+    for channels_last_x in (False, True, True):
+        x = torch.randn(4, 8, 6, 6)
+        x = x.contiguous(memory_format=torch.channels_last) if channels_last_x else x
+        grad = torch.randn(4, 8, 6, 6)
+        grad = grad if channels_last_x else grad.contiguous(memory_format=torch.channels_last)
+        mean, rstd, gain, bias = torch.zeros(8), torch.ones(8), torch.rand(4, 8), torch.randn(4, 8)
+        dx = kernels.backward(grad, x, mean, rstd, gain, bias, 1, True)[0]
+        assert dx.stride() == x.stride(), (channels_last_x, dx.stride(), x.stride())

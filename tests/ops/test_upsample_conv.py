@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fastgan.ops.nearest_upsample import is_nhwc
 from fastgan.ops.upsample_conv import phase_layout, phase_weight, upsample_conv, upsample_conv_backward
 
 CHANNELS_LAST = torch.channels_last
@@ -28,26 +29,58 @@ def test_layout_of_a_3x3_convolution_after_2x_upsampling():
     assert layout.output_size(16) == 17
 
 
-@pytest.mark.parametrize("scale", [2, 3])
-@pytest.mark.parametrize("kernel_size", [1, 3, 5])
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, CHANNELS_LAST], ids=["nchw", "channels_last"])
-@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
-def test_matches_convolution_of_the_upsampled_input(scale, kernel_size, memory_format, with_bias):
-    """Output and every gradient equal to autograd through interpolate + conv2d (fp64, odd non-square input)."""
-    x, weight, bias = _leaves((2, 3, 5, 7), 4, kernel_size, torch.float64, memory_format, with_bias)
-    leaves = [t.clone().requires_grad_() for t in (x, weight, bias) if t is not None]
-    ref = _direct(*leaves, scale) if with_bias else _direct(leaves[0], leaves[1], None, scale)
+def _check_against_direct(shape, scale, kernel_size, memory_format, with_bias=True, grad_layout=None):
+    """Output and every gradient equal (fp64) to autograd through interpolate + conv2d; grad_out laid out by
+    `grad_layout` (default: x's layout)."""
+    x, weight, bias = _leaves(shape, 4, kernel_size, torch.float64, memory_format, with_bias)
+    leaves = {"x": x.clone().requires_grad_(), "weight": weight.clone().requires_grad_()}
+    if with_bias:
+        leaves["bias"] = bias.clone().requires_grad_()
+    ref = _direct(leaves["x"], leaves["weight"], leaves.get("bias"), scale)
     grad_out = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    grad_out = grad_out.contiguous(memory_format=memory_format)
+    grad_out = (grad_layout or (lambda t: t.contiguous(memory_format=memory_format)))(grad_out)
     ref.backward(grad_out)
 
     out = upsample_conv(x, weight, bias, scale)
-    grads = upsample_conv_backward(grad_out, x, weight, scale, (True, True, with_bias))
-    assert out.shape == ref.shape and out.is_contiguous(memory_format=memory_format)
+    grad_x, grad_weight, grad_bias = upsample_conv_backward(grad_out, x, weight, scale, (True, True, with_bias))
+    assert out.shape == ref.shape and is_nhwc(out) == is_nhwc(x)  # x's layout (either, where C or H·W is 1)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
-    for got, leaf in zip(grads, leaves, strict=False):
-        torch.testing.assert_close(got, leaf.grad, rtol=1e-12, atol=1e-12)
-    assert grads[2] is None if not with_bias else grads[2].shape == (4,)
+    torch.testing.assert_close(grad_x, leaves["x"].grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad_weight, leaves["weight"].grad, rtol=1e-12, atol=1e-12)
+    if with_bias:
+        torch.testing.assert_close(grad_bias, leaves["bias"].grad, rtol=1e-12, atol=1e-12)
+    else:
+        assert grad_bias is None
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4])
+@pytest.mark.parametrize("kernel_size", [1, 3, 5, 7])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, CHANNELS_LAST], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+def test_matches_convolution_of_the_upsampled_input(scale, kernel_size, memory_format, with_bias):
+    """Odd, non-square input; every scale/kernel pairing takes one of the two interleaving paths (one strided view
+    when the phases' first rows step evenly, a copy per phase otherwise)."""
+    _check_against_direct((2, 3, 5, 7), scale, kernel_size, memory_format, with_bias)
+
+
+@pytest.mark.parametrize(
+    "grad_layout",
+    [
+        lambda t: t.contiguous(memory_format=CHANNELS_LAST),
+        lambda t: t.transpose(2, 3).contiguous().transpose(2, 3),
+        lambda t: t.sum().expand_as(t),  # what .sum().backward() hands down: every stride 0
+    ],
+    ids=["channels_last", "transposed", "expanded"],
+)
+def test_takes_a_gradient_in_any_layout(grad_layout):
+    _check_against_direct((2, 3, 5, 7), 2, 3, torch.contiguous_format, grad_layout=grad_layout)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 2, 1, 3), (3, 1, 2, 1)], ids=str)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, CHANNELS_LAST], ids=["nchw", "channels_last"])
+def test_degenerate_shapes(shape, memory_format):
+    """N, C, H or W of 1, where NCHW and channels-last strides are ambiguous."""
+    _check_against_direct(shape, 2, 3, memory_format)
 
 
 def test_backward_computes_only_what_is_asked():
@@ -57,22 +90,28 @@ def test_backward_computes_only_what_is_asked():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-def test_low_precision_within_torchs_own_error(dtype):
-    """In fp16/bf16 (the convolution's dtype under autocast) no further from the fp64 truth than torch's own
-    interpolate + conv2d in that dtype, give or take a factor of 2; weight and bias gradients come in fp32 sums."""
+@pytest.mark.parametrize("weight_dtype", ["same", "fp32"], ids=["weight-same", "weight-fp32"])
+def test_low_precision_within_torchs_own_error(dtype, weight_dtype):
+    """In fp16/bf16 — with the weight in that dtype, or in fp32 as under autocast — output and every gradient no
+    further from the fp64 truth than torch's own interpolate + conv2d (and autograd) in that dtype, twice over."""
     x, weight, bias = _leaves((2, 8, 6, 6), 8, 3, torch.float64, torch.contiguous_format)
-    truth = _direct(x, weight, bias, 2)
-    torch_error = (_direct(x.to(dtype), weight.to(dtype), bias.to(dtype), 2).double() - truth).abs().max()
-    out = upsample_conv(x.to(dtype), weight.to(dtype), bias.to(dtype), 2)
-    assert out.dtype == dtype
-    assert (out.double() - truth).abs().max() <= 2 * torch_error + 1e-3
+    grad_out = torch.randn(2, 8, 12, 12, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
 
-    grad_out = torch.randn(truth.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    _, grad_weight, grad_bias = upsample_conv_backward(grad_out, x, weight, 2, (False, True, True))
-    got = upsample_conv_backward(grad_out.to(dtype), x.to(dtype), weight.to(dtype), 2, (False, True, True))
-    assert got[1].dtype == got[2].dtype == dtype
-    for low, exact in zip(got[1:], (grad_weight, grad_bias), strict=True):
-        assert (low.double() - exact).abs().max() <= 0.02 * exact.abs().max()
+    def torch_in(precision):
+        leaves = [t.to(precision, copy=True).requires_grad_() for t in (x, weight, bias)]
+        out = _direct(*leaves, 2)
+        out.backward(grad_out.to(precision))
+        return [out, *(leaf.grad for leaf in leaves)]
+
+    truth, low = torch_in(torch.float64), torch_in(dtype)
+    conv_weight = weight.to(dtype if weight_dtype == "same" else torch.float32)
+    out = upsample_conv(x.to(dtype), conv_weight, bias.to(dtype), 2)
+    grads = upsample_conv_backward(grad_out.to(dtype), x.to(dtype), conv_weight, 2, (True, True, True))
+    assert out.dtype == grads[0].dtype == dtype and grads[1].dtype == grads[2].dtype == conv_weight.dtype
+    for name, got, ref, exact in zip(("out", "dx", "dweight", "dbias"), [out, *grads], low, truth, strict=True):
+        torch_error = (ref.double() - exact).abs().max().item()
+        error = (got.double() - exact).abs().max().item()
+        assert error <= 2 * torch_error + 1e-6 * exact.abs().max().item(), (name, error, torch_error)
 
 
 def test_phase_weight_sums_the_taps_each_phase_reads():
