@@ -32,15 +32,23 @@ def _inputs(batch: int, channels: int, side: int, layout: str):
     return x, gain, bias
 
 
+def _batch_and_statistics(name: str, channels: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """The case's batch and fresh (C,) running mean and variance."""
+    batch = 2 if name == "smoke" else BATCH
+    return batch, torch.zeros(channels, device=DEVICE), torch.ones(channels, device=DEVICE)
+
+
+def _label(name: str, layout: str) -> str:
+    return name if layout == "nchw" else f"{name}, channels-last"
+
+
 @pytest.mark.parametrize("provider", ["eager", "fused"])
 @pytest.mark.parametrize("mode", ["forward", "backward", "full"])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("case", [*(pytest.param(c, id=c[0]) for c in CASES), SMOKE])
 def test_cbn_relu_upsample(benchmark, case, layout, mode, provider):
     name, channels, side, scale = case
-    batch = 2 if name == "smoke" else BATCH
-    running_mean = torch.zeros(channels, device=DEVICE)
-    running_var = torch.ones(channels, device=DEVICE)
+    batch, running_mean, running_var = _batch_and_statistics(name, channels)
     benchmark.group = f"cbn_relu_upsample {name} {layout} {mode}"
     op_case(
         benchmark,
@@ -50,7 +58,7 @@ def test_cbn_relu_upsample(benchmark, case, layout, mode, provider):
         lambda x, gain, bias: cbn_relu_upsample(x, gain, bias, running_mean, running_var, scale=scale),
         {
             "op": "cbn_relu_upsample",
-            "case": name if layout == "nchw" else f"{name}, channels-last",
+            "case": _label(name, layout),
             "shape": [batch, channels, side, side],
             "scale": scale,
             "layout": layout,
@@ -84,9 +92,7 @@ def test_cbn_relu_upsample_conv(benchmark, case, layout, provider):
     at x's resolution (`fastgan.ops.upsample_conv`) where that saves work; no traffic figure: the convolution's
     arithmetic, not its bytes, is the cost."""
     name, channels, out_channels, side = case
-    batch = 2 if name == "smoke" else BATCH
-    running_mean = torch.zeros(channels, device=DEVICE)
-    running_var = torch.ones(channels, device=DEVICE)
+    batch, running_mean, running_var = _batch_and_statistics(name, channels)
     benchmark.group = f"cbn_relu_upsample_conv {name} {layout} full"
     op_case(
         benchmark,
@@ -98,7 +104,7 @@ def test_cbn_relu_upsample_conv(benchmark, case, layout, provider):
         ),
         {
             "op": "cbn_relu_upsample_conv",
-            "case": name if layout == "nchw" else f"{name}, channels-last",
+            "case": _label(name, layout),
             "shape": [batch, channels, side, side],
             "out_channels": out_channels,
             "scale": 2,
