@@ -52,7 +52,8 @@ class ConditionalBatchNorm2d(CBNReLUUpsample):
     def relu_upsample_conv(self, x: torch.Tensor, y: torch.Tensor, conv: nn.Conv2d, scale: int) -> torch.Tensor:
         """(N, C, H, W), labels (N,) -> conv(relu(CBN(x)) nearest-upsampled by `scale`): (N, Cout, sH, sW).
 
-        Fused backends recompute the up-sampled input of `conv` in backward instead of keeping it.
+        Fused backends keep only x and recompute the activation in backward; after up-sampling they convolve by
+        phases at x's resolution where that saves work, never forming the up-sampled input of `conv`.
         """
         return self.forward_conv(x, 1.0 + self.gain(y), self.bias(y), conv, scale)
 

@@ -1,10 +1,11 @@
 """Conditional batch-norm → ReLU → nearest up-sampling, the generator's hot elementwise chain, and its variant
-that feeds a convolution without keeping the up-sampled activation for backward.
+that feeds a convolution without keeping the activation for backward, convolving by phases at the input's
+resolution (`fastgan.ops.upsample_conv`) where that saves work.
 
-Three faces (see `fastgan.ops.backends`): `cbn_relu_upsample_ref` (eager torch, the truth), and one autograd
-Function whose kernels are either torch arithmetic (``"fused-torch"``) or Triton (``"triton"``,
-`fastgan.kernels.cbn_relu_upsample`). The Function saves x, the (C,) statistics and the (N, C) gain/bias — never
-the normalised, activated or up-sampled tensors — and recomputes what backward needs.
+Three faces (see `fastgan.ops.backends`): `cbn_relu_upsample_ref` (eager torch, the truth), and autograd Functions
+(the op, and the op followed by its convolution) whose kernels are either torch arithmetic (``"fused-torch"``) or
+Triton (``"triton"``, `fastgan.kernels.cbn_relu_upsample`). They save x, the (C,) statistics and the (N, C)
+gain/bias — never the normalised, activated or up-sampled tensors — and recompute what backward needs.
 """
 
 from __future__ import annotations
@@ -323,8 +324,9 @@ def cbn_relu_upsample_conv(
 ) -> torch.Tensor:
     """conv2d(cbn_relu_upsample(x, ...), weight, conv_bias) with "same" padding (odd square kernels).
 
-    On the fused backends the up-sampled activation (scale² times x) is not kept for backward but recomputed
-    from x and the statistics. Shapes: x (N, Cin, H, W), weight (Cout, Cin, k, k) -> (N, Cout, sH, sW).
+    On the fused backends the activation is not kept for backward but recomputed from x and the statistics; where
+    `_by_phases` says so the convolution runs by phases at x's resolution (`fastgan.ops.upsample_conv`) and the
+    up-sampled activation is never formed. Shapes: x (N, Cin, H, W), weight (Cout, Cin, k, k) -> (N, Cout, sH, sW).
     """
     _validate(x, gain, bias, running_mean, running_var, training, scale)
     if (

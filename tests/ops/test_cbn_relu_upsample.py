@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -188,6 +190,19 @@ def test_conv_shapes_take_the_path_they_are_named_for(path):
     assert not _by_phases(x, weight, 1)
 
 
+@pytest.mark.parametrize("path", CONV_SHAPES)
+def test_conv_variant_takes_the_path_it_chose(path, monkeypatch):
+    """The by-phases shape runs `upsample_conv` forward and `upsample_conv_backward`, once each; the direct one
+    neither (both give the same numbers, so only this tells the paths apart)."""
+    module = sys.modules["fastgan.ops.cbn_relu_upsample"]
+    calls = []
+    for name in ("upsample_conv", "upsample_conv_backward"):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    _conv_run("fused-torch", torch.float32, True, path=path)
+    assert calls == (["upsample_conv", "upsample_conv_backward"] if path == "by-phases" else [])
+
+
 def _conv_run(name, dtype, training, autocast=False, device="cpu", layout=lambda t: t, path="direct"):
     """Output, gradients (x, gain, bias, weight, conv bias) and running stats of cbn_relu_upsample_conv.
 
@@ -266,13 +281,12 @@ def test_fused_torch_gradcheck():
         assert torch.autograd.gradcheck(lambda a, g, b: cbn_relu_upsample(a, g, b, scale=2), args)
         weight = torch.randn(2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
         conv_bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
-        for x_shape in ((2, 3, 4, 4), (2, 3, 8, 6)):  # the direct path and the one by phases
+        for x_shape, training in (((2, 3, 4, 4), False), ((2, 3, 8, 6), False), ((2, 3, 8, 6), True)):
             x, gain, bias, _ = _inputs(x_shape)
-            assert _by_phases(x, weight, 2) == (x_shape[2] == 8)
+            assert _by_phases(x, weight, 2) == (x_shape[2] == 8)  # the direct path, then the one by phases
+            running = (mean.double(), var.double()) if not training else (None, None)  # batch statistics
             assert torch.autograd.gradcheck(
-                lambda a, g, b, wt, cb: cbn_relu_upsample_conv(
-                    a, g, b, wt, cb, mean.double(), var.double(), training=False
-                ),
+                lambda a, g, b, wt, cb, r=running, t=training: cbn_relu_upsample_conv(a, g, b, wt, cb, *r, training=t),
                 [t.clone().requires_grad_() for t in (x, gain, bias)] + [weight, conv_bias],
             )
 
