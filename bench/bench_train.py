@@ -1,7 +1,10 @@
-"""Per block and per step, eager vs fused: a ResBlockUp, the generator forward+backward, one HRGAN iteration.
+"""Per block and per step, eager vs fused: a ResBlockUp, the generator and the discriminator forward+backward, one
+HRGAN iteration.
 
-The model is the one each machine trains: HRGAN-128 at the paper's widths and batches on CUDA (where a
-torch.compile'd eager model is measured too), the shipped embedded-64 preset on a CPU.
+The model is the one each machine trains: HRGAN-128 at the paper's widths and batches on CUDA, the shipped
+embedded-64 preset on a CPU. Both are also measured compiled by torch.compile as the trainer compiles them
+(`train.compile`): the eager model ("compiled") and the fused one ("compiled-fused": TorchInductor fuses the ops'
+arithmetic; G's conv variant still convolves by phases and D's pooled convolutions still run strided).
 """
 
 from __future__ import annotations
@@ -28,21 +31,28 @@ from fastgan.models.blocks import ResBlockUp
 from fastgan.models.hrgan import generator_channels
 from fastgan.ops import backend
 from fastgan.train.config import Config, load_config, merge
-from fastgan.train.core import placed
+from fastgan.train.core import compiled, placed
 from fastgan.train.hrgan_step import HRGANFamily
 from fastgan.train.run import load_image_set
 
 PAPER_128 = {"model": {"resolution": 128}, "train": {"batch_size_d": 64, "batch_size_g": 128}}
 SMOKE_MODEL = {"model": {"resolution": 64, "g_channels": 16, "d_channels": 16, "z_dim": 32}}
-PROVIDER_IDS = ["eager", "fused", "compiled"]
+PROVIDER_IDS = ["eager", "fused", "compiled", "compiled-fused"]
 #: The iteration also runs replayed from CUDA graphs: eager and fused (`train.cuda_graphs`), and the compiled
-#: model in torch.compile's own CUDA-graph mode ("reduce-overhead").
-ITERATION_PROVIDER_IDS = [*PROVIDER_IDS, "compiled-graphs", "eager-graphs", "fused-graphs"]
+#: models in torch.compile's own CUDA-graph mode ("reduce-overhead").
+ITERATION_PROVIDER_IDS = [*PROVIDER_IDS, "compiled-graphs", "compiled-fused-graphs", "eager-graphs", "fused-graphs"]
+
+
+def _compile_mode(provider: str) -> str:
+    """`train.compile` for `provider`: off, default ("compiled…"), reduce-overhead ("compiled…-graphs")."""
+    if not provider.startswith("compiled"):
+        return "off"
+    return "reduce-overhead" if provider.endswith("-graphs") else "default"
 
 
 def _config(smoke: bool, cache_dir: str, provider: str) -> Config:
-    """The model each machine trains; `train.fused` (and `train.cuda_graphs`) set as the trainer would for
-    `provider`, so the networks get the trainer's memory layout (`fastgan.train.core.placed`)."""
+    """The model each machine trains; `train.fused`, `train.cuda_graphs` and `train.compile` set as for a run with
+    `provider`, so the trainer lays out (`fastgan.train.core.placed`) and compiles the networks."""
     base = load_config(None, []) if ON_CUDA else load_config("embedded-64")
     model = SMOKE_MODEL if smoke else PAPER_128 if ON_CUDA else {}
     batches = {"batch_size_d": 4, "batch_size_g": 4} if smoke else {}
@@ -51,8 +61,9 @@ def _config(smoke: bool, cache_dir: str, provider: str) -> Config:
         "train": {
             "device": DEVICE.type,
             "ema_start": 0,
-            "fused": provider.startswith("fused"),
+            "fused": "fused" in provider,
             "cuda_graphs": provider in ("eager-graphs", "fused-graphs"),
+            "compile": _compile_mode(provider),
             **batches,
         },
         "output": {"cache_dir": cache_dir, "samples_per_class": 1},
@@ -60,19 +71,21 @@ def _config(smoke: bool, cache_dir: str, provider: str) -> Config:
     return merge(merge(base, model), updates)
 
 
-def _skip_unless_available(provider: str) -> None:
-    if provider.startswith("compiled") and not ON_CUDA:
-        pytest.skip("torch.compile baseline is measured on CUDA only (CPU compile time dwarfs these runs)")
+def _skip_unless_available(provider: str, smoke: bool) -> None:
     if provider.endswith("-graphs") and not ON_CUDA:
         pytest.skip("CUDA graphs need a CUDA device")
+    if provider.startswith("compiled") and smoke and not ON_CUDA:
+        pytest.skip("compiling takes minutes on a CPU: measured by the full bench, not the smoke run")
 
 
 def _scope(provider: str):
-    return backend(PROVIDERS.get(provider.removesuffix("-graphs"), "torch"))
+    return backend(PROVIDERS["fused"] if "fused" in provider else "torch")
 
 
 def _family(smoke: bool, cache_dir: str, provider: str) -> tuple[HRGANFamily, InMemoryLoader, Config]:
-    """The family, its loader and config as the trainer builds them for `provider` (seeded: same weights)."""
+    """The family, its loader and config as the trainer builds them for `provider` (seeded: same weights); compiled
+    code of earlier cases is dropped, so each case compiles afresh within Dynamo's recompile limit."""
+    torch._dynamo.reset()
     torch.manual_seed(0)
     config = _config(smoke, cache_dir, provider)
     image_set = load_image_set(config.data)
@@ -83,17 +96,8 @@ def _family(smoke: bool, cache_dir: str, provider: str) -> tuple[HRGANFamily, In
 def family_and_loader(request, tmp_path):
     smoke = request.node.get_closest_marker("smoke") is not None
     provider = request.node.callspec.params["provider"]
-    _skip_unless_available(provider)
+    _skip_unless_available(provider, smoke)
     return _family(smoke, str(tmp_path / "cache"), provider)
-
-
-def _maybe_compile(family: HRGANFamily, provider: str) -> None:
-    """The torch.compile baselines: default mode ("compiled") and "reduce-overhead" ("compiled-graphs":
-    TorchInductor's kernels replayed from CUDA graphs)."""
-    if provider.startswith("compiled"):
-        mode = "reduce-overhead" if provider == "compiled-graphs" else "default"
-        family.generator = torch.compile(family.generator, mode=mode)
-        family.discriminator = torch.compile(family.discriminator, mode=mode)
 
 
 def _case(config: Config) -> str:
@@ -122,10 +126,23 @@ def _measure(benchmark, config: Config, what: str, provider: str, step, saving, 
 @pytest.mark.parametrize("size", [pytest.param("model", id="model"), pytest.param("smoke", marks=pytest.mark.smoke)])
 def test_res_block_up(benchmark, provider, size, family_and_loader):
     """The generator's last (largest-activation) ResBlockUp, forward + backward."""
-    _skip_unless_available(provider)
     family, _, config = family_and_loader
     forward, step, block, shape = _res_block_up_case(family, config, provider)
     _measure(benchmark, config, "ResBlockUp", provider, step, forward, block.parameters(), shape=shape)
+
+
+def _forward_and_step(family: HRGANFamily, provider: str, network, *inputs):
+    """(forward, step): `network(*inputs)` under `provider`'s backend and the family's autocast; step = forward +
+    backward of the mean output."""
+
+    def forward():
+        with _scope(provider), family._autocast():
+            return network(*inputs)
+
+    def step():
+        forward().float().mean().backward()
+
+    return forward, step
 
 
 def _res_block_up_case(family: HRGANFamily, config: Config, provider: str):
@@ -135,31 +152,21 @@ def _res_block_up_case(family: HRGANFamily, config: Config, provider: str):
     torch.manual_seed(1)
     block = placed(ResBlockUp(last.conv1.in_channels, last.conv1.out_channels, family.num_classes), DEVICE, config)
     nhwc = block.conv1.weight.is_contiguous(memory_format=torch.channels_last)  # activations follow the weights
-    if provider == "compiled":
-        block = torch.compile(block)
+    compiled(block, DEVICE, config)
     side = config.model.resolution // 2
     batch = config.train.batch_size_g
     x = torch.randn(batch, last.conv1.in_channels, side, side, device=DEVICE)
     x = x.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format).requires_grad_()
     y = torch.randint(family.num_classes, (batch,), device=DEVICE)
 
-    def forward():
-        with _scope(provider), family._autocast():
-            return block(x, y)
-
-    def step():
-        forward().float().mean().backward()
-
-    return forward, step, block, list(x.shape)
+    return (*_forward_and_step(family, provider, block, x, y), block, list(x.shape))
 
 
 @pytest.mark.parametrize("provider", PROVIDER_IDS)
 @pytest.mark.parametrize("size", [pytest.param("model", id="model"), pytest.param("smoke", marks=pytest.mark.smoke)])
 def test_generator_forward_backward(benchmark, provider, size, family_and_loader):
     """G(z, y) at the G batch, forward + backward of the mean output."""
-    _skip_unless_available(provider)
     family, _, config = family_and_loader
-    _maybe_compile(family, provider)
     forward, step = _generator_case(family, config, provider)
     _measure(benchmark, config, "generator", provider, step, forward, family.generator.parameters())
 
@@ -171,14 +178,27 @@ def _generator_case(family: HRGANFamily, config: Config, provider: str):
     z = torch.randn(batch, config.model.z_dim, device=DEVICE)
     y = torch.randint(family.num_classes, (batch,), device=DEVICE)
 
-    def forward():
-        with _scope(provider), family._autocast():
-            return family.generator(z, y)
+    return _forward_and_step(family, provider, family.generator, z, y)
 
-    def step():
-        forward().float().mean().backward()
 
-    return forward, step
+@pytest.mark.parametrize("provider", PROVIDER_IDS)
+@pytest.mark.parametrize("size", [pytest.param("model", id="model"), pytest.param("smoke", marks=pytest.mark.smoke)])
+def test_discriminator_forward_backward(benchmark, provider, size, family_and_loader):
+    """D(x, y) on a D step's batch (real and generated images together), forward + backward of the mean score."""
+    family, _, config = family_and_loader
+    forward, step = _discriminator_case(family, config, provider)
+    _measure(benchmark, config, "discriminator", provider, step, forward, family.discriminator.parameters())
+
+
+def _discriminator_case(family: HRGANFamily, config: Config, provider: str):
+    """(forward, step): D on 2·batch_size_d seeded 32×32 images that take gradients, as D's loss sends them back."""
+    batch = 2 * config.train.batch_size_d
+    torch.manual_seed(3)
+    images = torch.randn(batch, 3, 32, 32, device=DEVICE).contiguous(memory_format=torch.channels_last)
+    images.requires_grad_()
+    y = torch.randint(family.num_classes, (batch,), device=DEVICE)
+
+    return _forward_and_step(family, provider, family.discriminator, images, y)
 
 
 @pytest.mark.parametrize("provider", ITERATION_PROVIDER_IDS)
@@ -187,9 +207,7 @@ def test_training_iteration(benchmark, provider, size, family_and_loader):
     """One HRGAN iteration: n_dis D steps, the G step with the MobileNet-score loss, the EMA update (graphed
     providers: the D and G updates replayed from CUDA graphs, captured during the warm-up rounds; their activation
     bytes are not measured — a replay keeps none for autograd)."""
-    _skip_unless_available(provider)
     family, loader, config = family_and_loader
-    _maybe_compile(family, provider)
     iteration = _iteration_case(family, loader, provider)
 
     def generator_step():
@@ -206,8 +224,6 @@ def _iteration_case(family: HRGANFamily, loader: InMemoryLoader, provider: str):
     """One training iteration of `family` under `provider`'s backend."""
 
     def iteration():
-        if provider == "compiled-graphs":
-            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: earlier replays' outputs are done with
         with _scope(provider):
             family.train_step(loader, step=1)
 
@@ -220,36 +236,45 @@ def _interleaved_step(what: str, family: HRGANFamily, loader: InMemoryLoader, co
         return _res_block_up_case(family, config, provider)[1]
     if what == "generator":
         return _generator_case(family, config, provider)[1]
+    if what == "discriminator":
+        return _discriminator_case(family, config, provider)[1]
     return _iteration_case(family, loader, provider)
 
 
-@pytest.mark.parametrize("what", ["ResBlockUp", "generator", "HRGAN iteration"])
+#: Interleaved pairs: (baseline, fused) providers and the provider name their result goes under.
+INTERLEAVED = {"interleaved": ("eager", "fused"), "interleaved-compiled": ("compiled", "compiled-fused")}
+
+
+@pytest.mark.parametrize("what", ["ResBlockUp", "generator", "discriminator", "HRGAN iteration"])
+@pytest.mark.parametrize("pair", list(INTERLEAVED))
 @pytest.mark.parametrize("size", [pytest.param("model", id="model"), pytest.param("smoke", marks=pytest.mark.smoke)])
-def test_interleaved(benchmark, what, size, tmp_path):
-    """Eager and fused steps of case `what` alternated in one process (order swapped every round), so a shared
-    machine's drift between the separate eager and fused cases cannot fake a ratio: their medians go in extra_info
-    (``eager_ms``, ``fused_ms``); the benchmark's own time is one pair."""
+def test_interleaved(benchmark, what, pair, size, tmp_path):
+    """The baseline's and the fused provider's steps of case `what` alternated in one process (order swapped every
+    round), so a shared machine's drift between separate cases cannot fake a ratio: eager vs fused, and the two
+    models compiled. Their medians go in extra_info (``eager_ms``, ``fused_ms``); the benchmark's own time is one
+    pair."""
+    _skip_unless_available(INTERLEAVED[pair][0], size == "smoke")
     steps = {}
-    for provider in ("eager", "fused"):
+    for role, provider in zip(("eager", "fused"), INTERLEAVED[pair], strict=True):
         family, loader, config = _family(size == "smoke", str(tmp_path / "cache"), provider)
-        steps[provider] = _interleaved_step(what, family, loader, config, provider)
+        steps[role] = _interleaved_step(what, family, loader, config, provider)
     times: dict[str, list[float]] = {"eager": [], "fused": []}
     order = ["eager", "fused"]
 
-    def pair():
-        for provider in order:
+    def pair_of_steps():
+        for role in order:
             start = time.perf_counter()
-            steps[provider]()
+            steps[role]()
             if ON_CUDA:
                 torch.cuda.synchronize(DEVICE)
-            times[provider].append(time.perf_counter() - start)
+            times[role].append(time.perf_counter() - start)
         order.reverse()
 
-    benchmark.group = f"train {what} interleaved"
-    seconds = run_timed(benchmark, pair, cpu_seconds=3 * CPU_SECONDS_PER_CASE)  # ~24 iteration pairs on 2 CPU cores
-    info = {"op": what, "case": _case(config), "provider": "interleaved", "mode": "full"}
+    benchmark.group = f"train {what} {pair}"
+    seconds = run_timed(benchmark, pair_of_steps, cpu_seconds=3 * CPU_SECONDS_PER_CASE)  # ~24 iteration pairs, 2 cores
+    info = {"op": what, "case": _case(config), "provider": pair, "mode": "full"}
     if seconds is not None:
         timed = len(benchmark.stats.stats.data)
-        for provider, spent in times.items():
-            info[f"{provider}_ms"] = round(1e3 * statistics.median(spent[-timed:]), 3)
+        for role, spent in times.items():
+            info[f"{role}_ms"] = round(1e3 * statistics.median(spent[-timed:]), 3)
     record(benchmark, info, seconds)

@@ -1,8 +1,8 @@
 """python -m bench.report BENCH.json [--out bench/results/NAME]: pytest-benchmark JSON -> ratio table and chart.
 
-Pairs each eager result with its fused (and, for training cases, torch.compile) counterpart measured in the same
-run and prints one row per op, case and mode: median times, speed-up (eager / fused), for the training cases also
-both providers timed alternately in one case (``interleaved``), the activation bytes
+Pairs each eager result with its fused counterpart measured in the same run and prints one row per op, case and
+mode: median times, speed-up (eager / fused), for the training cases also both providers timed alternately in one
+case (``interleaved``) and both models compiled by torch.compile (eager model / fused model), the activation bytes
 fused keeps as a fraction of eager's, and — on CUDA — achieved GB/s and its fraction of the device's peak.
 Upscaling results (bench_upscale.py) get a table of their own: ms, tiles/s and input megapixels/s per backend,
 and the cost of tiling + blending as tiled / whole-image time; so do data-loading results (bench_data.py): images/s
@@ -50,12 +50,21 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         }
         if "saved_bytes" in fused["extra_info"] and "saved_bytes" in eager["extra_info"]:
             row["memory_ratio"] = fused["extra_info"]["saved_bytes"] / max(eager["extra_info"]["saved_bytes"], 1)
-        for name in ("compiled", "compiled-graphs", "eager-graphs", "fused-graphs"):
+        for name in (
+            "compiled",
+            "compiled-fused",
+            "compiled-graphs",
+            "compiled-fused-graphs",
+            "eager-graphs",
+            "fused-graphs",
+        ):
             if name in providers:
                 row[f"{name.replace('-', '_')}_ms"] = providers[name]["stats"]["median"] * 1e3
-        interleaved = providers.get("interleaved", {}).get("extra_info", {})
-        if "eager_ms" in interleaved and "fused_ms" in interleaved:
-            row["interleaved_eager_ms"], row["interleaved_fused_ms"] = interleaved["eager_ms"], interleaved["fused_ms"]
+        for name in ("interleaved", "interleaved-compiled"):
+            interleaved = providers.get(name, {}).get("extra_info", {})
+            if "eager_ms" in interleaved and "fused_ms" in interleaved:
+                key = name.replace("-", "_")
+                row[f"{key}_eager_ms"], row[f"{key}_fused_ms"] = interleaved["eager_ms"], interleaved["fused_ms"]
         for name, result in (("eager", eager), ("fused", fused)):
             if "device_ms" in result["extra_info"]:
                 row[f"{name}_device_ms"] = result["extra_info"]["device_ms"]
@@ -155,6 +164,12 @@ def _cell(row: dict[str, Any], name: str, fmt: str) -> str:
     return format(row[name], fmt) if name in row else "–"
 
 
+def _versus(row: dict[str, Any], first: str, second: str) -> str:
+    """ "first / second ms (first/second×)" of two times in `row`, dashes for a missing one, no ratio then."""
+    cells = f"{_cell(row, first, '.3f')} / {_cell(row, second, '.3f')}"
+    return f"{cells} ({row[first] / row[second]:.2f}×)" if first in row and second in row else cells
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The table, headed by the device, versions and what "fused" meant in this run."""
     table = rows(report)
@@ -167,10 +182,11 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             "",
             "| op | case | mode | eager ms | fused ms | speed-up | interleaved ms, eager / fused (speed-up) | "
-            "compiled ms, default / reduce-overhead | CUDA-graphed ms, eager / fused | "
+            "torch.compile ms, eager / fused model (speed-up) | interleaved torch.compile ms, eager / fused model "
+            "(speed-up) | torch.compile reduce-overhead ms, eager / fused model | CUDA-graphed ms, eager / fused | "
             "saved-activation ratio | traffic fused/min (eager/min) | GB/s | % of peak | GPU-busy ms, eager / fused "
             "| GPU-busy GB/s (% of peak) |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
     for row in table:
         traffic = (
@@ -179,13 +195,12 @@ def markdown(report: dict[str, Any]) -> str:
             else "–"
         )
         peak = f"{100 * row['fraction_of_peak']:.0f} %" if "fraction_of_peak" in row else "–"
-        compiled = f"{_cell(row, 'compiled_ms', '.3f')} / {_cell(row, 'compiled_graphs_ms', '.3f')}"
+        compiled = _versus(row, "compiled_ms", "compiled_fused_ms")
+        compiled_graphs = _versus(row, "compiled_graphs_ms", "compiled_fused_graphs_ms")
         graphed = f"{_cell(row, 'eager_graphs_ms', '.3f')} / {_cell(row, 'fused_graphs_ms', '.3f')}"
-        interleaved = (
-            f"{row['interleaved_eager_ms']:.3f} / {row['interleaved_fused_ms']:.3f} "
-            f"({row['interleaved_eager_ms'] / row['interleaved_fused_ms']:.2f}×)"
-            if "interleaved_eager_ms" in row
-            else "–"
+        interleaved, interleaved_compiled = (
+            _versus(row, f"{name}_eager_ms", f"{name}_fused_ms") if f"{name}_eager_ms" in row else "–"
+            for name in ("interleaved", "interleaved_compiled")
         )
         busy = f"{_cell(row, 'eager_device_ms', '.3f')} / {_cell(row, 'fused_device_ms', '.3f')}"
         busy_bandwidth = (
@@ -195,7 +210,8 @@ def markdown(report: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {row['op']} | {row['case']} | {row['mode']} | {row['eager_ms']:.3f} | {row['fused_ms']:.3f} | "
-            f"{row['speedup']:.2f}× | {interleaved} | {compiled} | {graphed} | "
+            f"{row['speedup']:.2f}× | {interleaved} | {compiled} | {interleaved_compiled} | {compiled_graphs} | "
+            f"{graphed} | "
             f"{_cell(row, 'memory_ratio', '.2f')} | {traffic} | {_cell(row, 'achieved_gbps', '.0f')} | {peak} | "
             f"{busy} | {busy_bandwidth} |"
         )

@@ -57,32 +57,39 @@ def test_report_adds_graphed_iterations_and_gpu_busy_time(tmp_path):
         "benchmarks": [
             _result("eager", 0.010, 1000, device_ms=4.0),
             _result("fused", 0.008, 400, **gpu),
+            _result("compiled", 0.006, 900),
+            _result("compiled-fused", 0.004, 300),
             _result("fused-graphs", 0.002, None),
             _result("compiled-graphs", 0.003, None),
         ]
     }
-    for result in data["benchmarks"][2:]:
+    for result in data["benchmarks"][4:]:
         del result["extra_info"]["saved_bytes"]  # a replay keeps nothing for autograd: not measured
     [row] = report.rows(data)
     assert row["fused_graphs_ms"] == 2.0 and "eager_graphs_ms" not in row and row["memory_ratio"] == 0.4
-    assert row["compiled_graphs_ms"] == 3.0 and "compiled_ms" not in row
+    assert row["compiled_graphs_ms"] == 3.0 and "compiled_fused_graphs_ms" not in row
+    assert (row["compiled_ms"], row["compiled_fused_ms"]) == (6.0, 4.0)
     (tmp_path / "bench.json").write_text(json.dumps(data))
     assert report.main([str(tmp_path / "bench.json"), "--out", str(tmp_path / "gpu")]) == 0
     assert (
-        "| – | – / 3.000 | – / 2.000 | 0.40 | – | – | – | 4.000 / 0.500 | 2400 (50 %) |"
+        "| – | 6.000 / 4.000 (1.50×) | – | 3.000 / – | – / 2.000 | 0.40 | – | – | – | 4.000 / 0.500 | 2400 (50 %) |"
         in (tmp_path / "gpu.md").read_text()
     )
 
 
 def test_report_adds_the_interleaved_iteration(tmp_path):
     interleaved = _result("interleaved", 0.030, None, eager_ms=16.0, fused_ms=12.8)
-    del interleaved["extra_info"]["saved_bytes"]
-    data = {"benchmarks": [_result("eager", 0.020, 1000), _result("fused", 0.010, 500), interleaved]}
+    compiled = _result("interleaved-compiled", 0.020, None, eager_ms=10.0, fused_ms=8.0)
+    for result in (interleaved, compiled):
+        del result["extra_info"]["saved_bytes"]
+    data = {"benchmarks": [_result("eager", 0.020, 1000), _result("fused", 0.010, 500), interleaved, compiled]}
     [row] = report.rows(data)
     assert row["interleaved_eager_ms"] == 16.0 and row["interleaved_fused_ms"] == 12.8
+    assert row["interleaved_compiled_eager_ms"] == 10.0 and row["interleaved_compiled_fused_ms"] == 8.0
     (tmp_path / "bench.json").write_text(json.dumps(data))
     assert report.main([str(tmp_path / "bench.json"), "--out", str(tmp_path / "cpu")]) == 0
-    assert "| 20.000 | 10.000 | 2.00× | 16.000 / 12.800 (1.25×) | – / – |" in (tmp_path / "cpu.md").read_text()
+    expected = "| 20.000 | 10.000 | 2.00× | 16.000 / 12.800 (1.25×) | – / – | 10.000 / 8.000 (1.25×) | – / – |"
+    assert expected in (tmp_path / "cpu.md").read_text()
 
 
 def test_report_refuses_a_file_without_pairs(tmp_path, capsys):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from fastgan.ops import nearest_upsample
+from fastgan.ops import conv_avgpool, nearest_upsample
 from fastgan.ops.cbn_relu_upsample import CBNReLUUpsample
 
 
@@ -86,7 +86,9 @@ class ResBlockDown(nn.Module):
     """Main: [ReLU] → conv3×3 → ReLU → conv3×3 → avgpool ×½; shortcut: conv1×1 → avgpool ×½ (spectral norm).
 
     The first block of the discriminator sees the image, not a feature map, so it has no leading ReLU
-    and pools its shortcut before the 1×1 convolution (SNGAN's "optimized" block).
+    and pools its shortcut before the 1×1 convolution (SNGAN's "optimized" block). Each convolution followed by
+    pooling goes through `conv_avgpool`: on the fused backends one strided convolution that computes only the
+    pooled outputs.
     """
 
     def __init__(self, in_channels: int, out_channels: int, first: bool = False):
@@ -99,9 +101,10 @@ class ResBlockDown(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, Cin, H, W) -> (N, Cout, H/2, W/2)."""
         h = x if self.first else F.relu(x)
-        h = F.avg_pool2d(self.conv2(F.relu(self.conv1(h))), 2)
-        skip = self.shortcut(F.avg_pool2d(x, 2)) if self.first else F.avg_pool2d(self.shortcut(x), 2)
-        return h + skip
+        h = conv_avgpool(F.relu(self.conv1(h)), self.conv2.weight, self.conv2.bias, 2)
+        if self.first:
+            return h + self.shortcut(F.avg_pool2d(x, 2))
+        return h + conv_avgpool(x, self.shortcut.weight, self.shortcut.bias, 2)
 
 
 class ResBlock(nn.Module):

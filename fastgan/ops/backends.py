@@ -9,6 +9,11 @@
   is available for TorchInductor.
 - ``"triton"``: the fused autograd Functions launching the Triton kernels of `fastgan.kernels`:
   compiled on CUDA tensors, run by Triton's interpreter on CPU tensors (correct, but far too slow to train).
+
+Inside a model compiled by `torch.compile` (``--compile``) every backend hands TorchInductor the ops' reference
+arithmetic to fuse with the rest of the graph (`traced_by_compile`); the fused backends add what Inductor does not
+do itself: the convolution by phases after up-sampling (`fastgan.ops.cbn_relu_upsample_conv`) and the strided
+pooled convolution (`fastgan.ops.conv_avgpool`).
 """
 
 from __future__ import annotations
@@ -55,12 +60,25 @@ def backend(name: str) -> Iterator[str]:
         _current = previous
 
 
+def traced_by_compile() -> bool:
+    """Whether torch.compile is tracing the code that calls an op (a compiled model, not the "fused-compiled"
+    kernels, which are compiled below the op). The op then returns its reference arithmetic, which TorchInductor
+    fuses with its neighbours into its own kernels on any device, instead of an autograd Function whose kernels
+    would break the graph."""
+    return torch.compiler.is_compiling()
+
+
 def fused_backend_for(device: torch.device) -> str:
     """What ``--fused`` selects on `device`: Triton kernels on CUDA; elsewhere the fused torch arithmetic, compiled
     by TorchInductor when a C++ compiler is on the PATH."""
     if torch.device(device).type == "cuda":
         return "triton"
-    return "fused-compiled" if shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++") else "fused-torch"
+    return "fused-compiled" if cpu_compiler_available() else "fused-torch"
+
+
+def cpu_compiler_available() -> bool:
+    """Whether TorchInductor can build CPU code here: a C++ compiler ($CXX, g++ or c++) on the PATH."""
+    return bool(shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++"))
 
 
 @functools.cache

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from fastgan.ops.backends import current_backend, kernels_for
+from fastgan.ops.backends import current_backend, kernels_for, traced_by_compile
 from fastgan.ops.nearest_upsample import is_nhwc, nearest_upsample, repeat_blocks
 from fastgan.ops.traffic import Traffic
 from fastgan.ops.upsample_conv import phase_layout, upsample_conv, upsample_conv_backward
@@ -293,7 +293,7 @@ def cbn_relu_upsample(
     """
     _validate(x, gain, bias, running_mean, running_var, training, scale)
     name = current_backend()
-    if name == "torch":
+    if name == "torch" or traced_by_compile():
         return cbn_relu_upsample_ref(x, gain, bias, running_mean, running_var, training, momentum, eps, scale)
     return _CBNReluUpsample.apply(
         x,
@@ -326,7 +326,9 @@ def cbn_relu_upsample_conv(
 
     On the fused backends the activation is not kept for backward but recomputed from x and the statistics; where
     `_by_phases` says so the convolution runs by phases at x's resolution (`fastgan.ops.upsample_conv`) and the
-    up-sampled activation is never formed. Shapes: x (N, Cin, H, W), weight (Cout, Cin, k, k) -> (N, Cout, sH, sW).
+    up-sampled activation is never formed. In a compiled model the fused backends keep only the phases: the rest is
+    the reference arithmetic, differentiated and fused by torch.compile.
+    Shapes: x (N, Cin, H, W), weight (Cout, Cin, k, k) -> (N, Cout, sH, sW).
     """
     _validate(x, gain, bias, running_mean, running_var, training, scale)
     if (
@@ -337,8 +339,13 @@ def cbn_relu_upsample_conv(
     ):
         raise ValueError(f"weight must be (Cout, {x.shape[1]}, k, k) with k odd, got {tuple(weight.shape)}")
     name = current_backend()
-    if name == "torch":
-        h = cbn_relu_upsample_ref(x, gain, bias, running_mean, running_var, training, momentum, eps, scale)
+    if name == "torch" or traced_by_compile():
+        by_phases = name != "torch" and _by_phases(x, weight, scale)
+        h = cbn_relu_upsample_ref(
+            x, gain, bias, running_mean, running_var, training, momentum, eps, 1 if by_phases else scale
+        )
+        if by_phases:  # compiled: TorchInductor keeps or recomputes h, at x's resolution
+            return upsample_conv(h, weight, conv_bias, scale)
         return F.conv2d(h, weight, conv_bias, padding=weight.shape[-1] // 2)
     return _CBNReluUpsampleConv.apply(
         x,

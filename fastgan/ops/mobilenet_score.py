@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from fastgan.ops.backends import current_backend, kernels_for
+from fastgan.ops.backends import current_backend, kernels_for, traced_by_compile
 from fastgan.ops.traffic import Traffic
 
 
@@ -113,8 +113,8 @@ def mobilenet_score(logits: torch.Tensor) -> torch.Tensor:
     Computed in fp32 (fp64 for fp64 input) from logits with log-softmax (never the log of a softmax), so confident
     predictions do not produce log(0). On the fused backends the backward is not twice-differentiable: "triton"
     keeps the logits and O(B + K) statistics and re-derives the gradient in one pass; the torch-arithmetic ones
-    compute it with the score and keep it ((B, K) fp32). fp64 logits, the "torch" backend, and the torch-arithmetic
-    backends when no gradient is wanted, use `mobilenet_score_ref`.
+    compute it with the score and keep it ((B, K) fp32). fp64 logits, the "torch" backend, the torch-arithmetic
+    backends when no gradient is wanted, and a caller compiled by torch.compile use `mobilenet_score_ref`.
 
     Args:
         logits: (B, K) classifier logits, any float dtype.
@@ -127,6 +127,7 @@ def mobilenet_score(logits: torch.Tensor) -> torch.Tensor:
     needs_gradient = torch.is_grad_enabled() and logits.requires_grad
     if (
         backend == "torch"
+        or traced_by_compile()
         or logits.dtype not in (torch.float32, torch.float16, torch.bfloat16)
         or (backend != "triton" and not needs_gradient)  # the torch arithmetic fuses the score with its gradient
     ):

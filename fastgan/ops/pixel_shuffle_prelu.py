@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from fastgan.ops.backends import current_backend, kernels_for
+from fastgan.ops.backends import current_backend, kernels_for, traced_by_compile
 from fastgan.ops.traffic import Traffic
 
 
@@ -146,7 +146,7 @@ def pixel_shuffle_prelu(x: torch.Tensor, weight: torch.Tensor, upscale: int = 2)
     """
     validate(x, weight, upscale)
     name = current_backend()
-    if name == "torch":
+    if name == "torch" or traced_by_compile():
         return pixel_shuffle_prelu_ref(x, weight, upscale)
     return _PixelShufflePReLU.apply(x, weight, upscale, kernels_for(name, "pixel_shuffle_prelu", _TorchKernels))
 

@@ -5,18 +5,20 @@ rows i + lo_p … i + lo_p + kw − 1 (and columns likewise), so each of the s²
 x whose kernel sums the k×k weight's rows and columns falling on the same input pixel. For s = 2 and k = 3 the
 four phases are 2×2 convolutions: 16 multiply-adds per input pixel and output channel instead of 36, reading x
 instead of its 4× up-sampled copy. All phases run as one convolution with s²·Cout output channels; its output is
-interleaved into (N, Cout, sH, sW). Forward and backward are plain functions for the fused autograd Functions.
+interleaved into (N, Cout, sH, sW). Forward and backward are plain functions for the fused autograd Functions;
+in a compiled model torch.compile differentiates the forward itself.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from fastgan.ops.backends import traced_by_compile
 from fastgan.ops.nearest_upsample import is_nhwc
 
 
@@ -46,6 +48,18 @@ class PhaseLayout:
         return (self.width / self.kernel_size) ** 2
 
 
+def _traced_uncached(cached: Callable) -> Callable:
+    """`cached` (a `functools.cache`d function) that calls the function itself while torch.compile traces: the trace
+    runs it once per compilation anyway, and Dynamo warns about every cache it cannot honour."""
+
+    @functools.wraps(cached.__wrapped__)
+    def call(*args):
+        return (cached.__wrapped__ if traced_by_compile() else cached)(*args)
+
+    return call
+
+
+@_traced_uncached
 @functools.cache
 def phase_layout(scale: int, kernel_size: int) -> PhaseLayout:
     """The `PhaseLayout` of a `kernel_size`² "same" convolution (odd size) after ×`scale` up-sampling."""
@@ -78,12 +92,23 @@ def _tap_sums(layout: PhaseLayout, dtype: torch.dtype, device: torch.device) -> 
         return torch.einsum("puy,qvx->yxpquv", binning, binning).reshape(k * k, s * s * kw * kw).to(device)
 
 
+def _binned(taps: torch.Tensor, dim: int, bins: tuple[tuple[int, ...], ...]) -> torch.Tensor:
+    """`taps` with dimension `dim` (k taps) replaced by one per bin (kw), each the sum of its run of taps."""
+    return torch.stack([taps.narrow(dim, run[0] if run else 0, len(run)).sum(dim) for run in bins], dim)
+
+
 def phase_weight(weight: torch.Tensor, scale: int) -> torch.Tensor:
     """(Cout, Cin, k, k) -> (s²·Cout, Cin, kw, kw): phase (p, q)'s kernels at output channels (p·s + q)·Cout …,
-    summed and returned in fp32 (fp64 for an fp64 weight)."""
+    summed and returned in fp32 (fp64 for an fp64 weight).
+
+    Eagerly one product with the cached tap-sum matrix; under torch.compile sums of tap slices (each bin is a run of
+    consecutive taps), so the graph holds no constant to build and copy to the device on every call."""
     cout, cin, k = weight.shape[:3]
     layout = phase_layout(scale, k)
     acc = torch.promote_types(weight.dtype, torch.float32)
+    if traced_by_compile():
+        rows = [_binned(weight.to(acc), -2, bins) for bins in layout.bins]
+        return torch.cat([_binned(row, -1, bins) for row in rows for bins in layout.bins])
     phases = weight.reshape(cout * cin, k * k).to(acc) @ _tap_sums(layout, acc, weight.device)
     phases = phases.view(cout, cin, scale, scale, layout.width, layout.width).permute(2, 3, 0, 1, 4, 5)
     return phases.reshape(scale * scale * cout, cin, layout.width, layout.width)
@@ -121,13 +146,32 @@ def _phase_pairs(phases: torch.Tensor, full: torch.Tensor, layout: PhaseLayout, 
             phases.storage_offset() + first * (sh + sw),
         )
         return [(kept, blocks)]
-    by_phase = phases.view(n, s, s, cout, *phases.shape[2:])
-    pairs = []
-    for p in range(s):
-        for q in range(s):
-            rows, cols = layout.starts[p], layout.starts[q]
-            pairs.append((by_phase[:, p, q, :, rows : rows + h, cols : cols + w], blocks[:, :, :, p, :, q]))
-    return pairs
+    kept = _kept_by_phase(phases, layout, h, w)
+    return [(kept[p][q], blocks[:, :, :, p, :, q]) for p in range(s) for q in range(s)]
+
+
+def _kept_by_phase(phases: torch.Tensor, layout: PhaseLayout, h: int, w: int) -> list[list[torch.Tensor]]:
+    """[p][q]: the (N, Cout, H, W) pixels that phase (p, q) of the (N, s²·Cout, oh, ow) phase output keeps."""
+    s = layout.scale
+    by_phase = phases.view(phases.shape[0], s, s, phases.shape[1] // (s * s), *phases.shape[2:])
+    return [
+        [by_phase[:, p, q, :, top : top + h, left : left + w] for q, left in enumerate(layout.starts)]
+        for p, top in enumerate(layout.starts)
+    ]
+
+
+def _interleaved(phases: torch.Tensor, layout: PhaseLayout, h: int, w: int) -> torch.Tensor:
+    """The kept pixels of (N, s²·Cout, oh, ow) phases as (N, Cout, sH, sW) in the phases' memory layout, by slices
+    and stacks alone: what torch.compile traces, differentiates and fuses into one loop (it fuses the strided view
+    and copies of the eager path poorly)."""
+    s = layout.scale
+    n, cout = phases.shape[0], phases.shape[1] // (s * s)
+    kept = _kept_by_phase(phases, layout, h, w)
+    if is_nhwc(phases):  # stacked as (N, H, s, W, s, Cout): channels-last
+        rows = [torch.stack([pixels.permute(0, 2, 3, 1) for pixels in row], 3) for row in kept]  # s × (N, H, W, s, C)
+        return torch.stack(rows, 2).view(n, s * h, s * w, cout).permute(0, 3, 1, 2)
+    rows = [torch.stack(row, -1) for row in kept]  # s × (N, Cout, H, W, s)
+    return torch.stack(rows, 3).view(n, cout, s * h, s * w)
 
 
 def upsample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, scale: int) -> torch.Tensor:
@@ -140,6 +184,8 @@ def upsample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     layout = phase_layout(scale, weight.shape[-1])
     phase_bias = None if bias is None else bias.repeat(scale * scale)
     phases = F.conv2d(x, phase_weight(weight, scale).to(x.dtype), phase_bias, padding=layout.padding)
+    if traced_by_compile():
+        return _interleaved(phases, layout, h, w)
     out = torch.empty(
         (n, weight.shape[0], scale * h, scale * w), dtype=x.dtype, device=x.device, memory_format=_memory_format(x)
     )

@@ -8,6 +8,7 @@ Examples:
     python -m fastgan.train --config lag-x4                             # LAG ×4, grown ×2 → ×4
     python -m fastgan.train --model lag --progressive --set lag.scale=8 --out runs/lag-x8
     python -m fastgan.train --config embedded-64 --profile 5  # Chrome trace of 5 iterations in RUN/profile/
+    python -m fastgan.train --config embedded-64 --fused --compile     # G, D and evaluator compiled by TorchInductor
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fastgan.data.sources import DataSourceError
 from fastgan.eval.evaluator import EvaluatorWeightsError
 from fastgan.models.vgg import VGGWeightsError
 from fastgan.train.checkpoint import CheckpointError
-from fastgan.train.config import DATA_SOURCES, MODELS, ConfigError, load_config, merge, parse_override
+from fastgan.train.config import COMPILE_MODES, DATA_SOURCES, MODELS, ConfigError, load_config, merge, parse_override
 from fastgan.train.core import NonFiniteLossError, TrainingInterrupted
 from fastgan.train.run import resume, train
 
@@ -39,6 +40,7 @@ _FLAG_KEYS = {
     "seed": "train.seed",
     "fused": "train.fused",
     "cuda_graphs": "train.cuda_graphs",
+    "compile": "train.compile",
     "profile": "output.profile_steps",
     "progressive": "progressive.enabled",
 }
@@ -71,6 +73,16 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="HRGAN on CUDA: capture each D and G update in a CUDA graph and replay it (launch-bound steps run "
         "at kernel speed)",
+    )
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        choices=COMPILE_MODES,
+        metavar="MODE",
+        help="HRGAN: torch.compile G, D and the evaluator (MODE: default, reduce-overhead, max-autotune, "
+        "max-autotune-no-cudagraphs, or off; with --fused the fused ops give TorchInductor their arithmetic and keep "
+        "the convolution by phases and the strided pooled convolutions)",
     )
     p.add_argument(
         "--profile",

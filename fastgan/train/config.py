@@ -20,6 +20,8 @@ from fastgan.data.factory import LOADERS
 
 MODELS = ("hrgan", "srgan", "lag")
 DATA_SOURCES = ("embedded", "cifar10", "cifar100", "folder")
+#: train.compile: off, or a torch.compile mode
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class ConfigError(ValueError):
@@ -96,6 +98,7 @@ class TrainConfig:
     fused: bool = False  # fused ops: Triton kernels on CUDA, fused torch arithmetic on CPU (fastgan.ops.backends)
     channels_last: bool = True  # the networks convolve in NHWC memory layout (faster on CPUs and tensor cores)
     cuda_graphs: bool = False  # HRGAN on CUDA: replay each D and G update from a CUDA graph (no host launch cost)
+    compile: str = "off"  # HRGAN: torch.compile G, D and the evaluator in this mode (COMPILE_MODES); off: eager
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
@@ -105,6 +108,13 @@ class TrainConfig:
             raise ConfigError("train.iterations, n_dis and batch sizes must be positive")
         if len(self.betas) != 2 or not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError("train.betas must be two numbers and train.ema_decay in [0, 1)")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
+        if self.compile != "off" and self.cuda_graphs:
+            raise ConfigError(
+                "train.cuda_graphs captures the eager updates; a compiled run gets CUDA graphs from "
+                "train.compile=reduce-overhead instead: set one of the two"
+            )
         if not (self.lr_d > 0 and self.lr_g > 0):  # also rejects NaN
             raise ConfigError(f"train.lr_d and train.lr_g must be positive, got {self.lr_d} and {self.lr_g}")
 
@@ -235,6 +245,8 @@ class Config:
             return
         if self.train.cuda_graphs:
             raise ConfigError(f"train.cuda_graphs is for model.name=hrgan; {self.model.name} trains without graphs")
+        if self.train.compile != "off":
+            raise ConfigError(f"train.compile is for model.name=hrgan; {self.model.name} trains eagerly")
         key, scale = ("lag.scale", self.lag.scale) if self.model.name == "lag" else ("sr.scale", self.sr.scale)
         if self.sr.crop < 2 * scale or self.sr.crop % scale:
             raise ConfigError(f"sr.crop={self.sr.crop} must be a multiple of {key}={scale} and >= {2 * scale}")

@@ -20,10 +20,11 @@ import torchvision.utils
 import yaml
 from tqdm import tqdm
 
+from fastgan.ops.backends import cpu_compiler_available
 from fastgan.ops.pixel_shuffle_prelu import PixelShufflePReLU
 from fastgan.profiling import StepProfiler, phase
 from fastgan.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
-from fastgan.train.config import Config
+from fastgan.train.config import Config, ConfigError
 from fastgan.train.metrics import MetricsLog
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,22 @@ def placed(network: torch.nn.Module, device: torch.device, config: Config) -> to
     planes_only = config.train.fused and torch.device(device).type == "cuda" and _has_pixel_shuffle_prelu(network)
     nhwc = config.train.channels_last and not planes_only
     return network.to(device, memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+
+
+def compiled(network: torch.nn.Module, device: torch.device, config: Config) -> torch.nn.Module:
+    """`network`, compiled in place by torch.compile in `train.compile`'s mode unless that is off (its state_dict
+    keys stay as they were). Compilation happens on the first calls, one static-shape graph per kind of call (the
+    batches of a run are fixed); TorchInductor needs a C++ compiler for CPUs."""
+    mode = config.train.compile
+    if mode == "off":
+        return network
+    if torch.device(device).type == "cpu" and not cpu_compiler_available():
+        raise ConfigError(
+            "train.compile on a CPU needs a C++ compiler for TorchInductor ($CXX, g++ or c++ on the PATH): install "
+            "one, or set train.compile=off"
+        )
+    network.compile(mode=mode, dynamic=False)
+    return network
 
 
 def _has_pixel_shuffle_prelu(network: torch.nn.Module) -> bool:

@@ -16,7 +16,7 @@ from fastgan.losses import discriminator_hinge_loss, generator_loss
 from fastgan.models.hrgan import TRAINING_RESOLUTION, Discriminator, Generator, downsample_to_training
 from fastgan.profiling import phase
 from fastgan.train.config import Config
-from fastgan.train.core import Loader, load_optimizer_state, placed
+from fastgan.train.core import Loader, compiled, load_optimizer_state, placed
 from fastgan.train.cuda_graphs import GraphedUpdate, Update
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,11 @@ class HRGANFamily:
         generator = Generator(m.resolution, self.num_classes, m.z_dim, m.g_channels, m.g_widths)
         self.generator = placed(generator, device, config)
         self.discriminator = placed(Discriminator(self.num_classes, m.d_channels), device, config)
-        self.generator_ema = AveragedModel(
+        self.generator_ema = AveragedModel(  # a copy of the eager generator: compiling follows
             self.generator, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True
         )
+        compiled(self.generator, device, config)
+        compiled(self.discriminator, device, config)
         capturable = t.cuda_graphs  # graph-safe Adam: its step count lives on the device
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=t.betas, capturable=capturable)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=t.betas, capturable=capturable)
@@ -64,6 +66,7 @@ class HRGANFamily:
             self.ms_real = cached_real_score(
                 self.evaluator, image_set, config.output.cache_dir, config.loss.ms_real_batch_size
             )
+            compiled(self.evaluator, device, config)  # for the generator's batches, after the one-off real score
             log.info("MS_real = %.4f; L_MS target MS_real·√HR = %.4f", self.ms_real, self.ms_real * self.hr**0.5)
         fixed = torch.Generator().manual_seed(t.seed + 1)
         per_class = self.sample_columns = config.output.samples_per_class
@@ -153,6 +156,8 @@ class HRGANFamily:
         """One iteration: n_dis D updates, one G update, then the EMA update (from train.ema_start on); the last D
         update's and the G update's losses as floats, read with one host synchronisation."""
         metrics: dict[str, torch.Tensor] = {}
+        if self.config.train.compile in ("reduce-overhead", "max-autotune"):  # TorchInductor's CUDA graphs
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: the last one's replay outputs are done with
         for _ in range(self.config.train.n_dis):
             metrics = self.discriminator_step(loader)
         metrics.update(self.generator_step())
@@ -169,7 +174,8 @@ class HRGANFamily:
         was_training = model.training
         model.eval()
         try:
-            return model(self.sample_z, self.sample_y).float()
+            with torch.compiler.set_stance("force_eager"):  # a rare call: no eval-mode graph is compiled for it
+                return model(self.sample_z, self.sample_y).float()
         finally:
             model.train(was_training)
 

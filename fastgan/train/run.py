@@ -35,6 +35,7 @@ RESUMABLE_CHANGES = (
     "train.fused",
     "train.channels_last",
     "train.cuda_graphs",
+    "train.compile",
     "train.device",
     "output.",
 )
@@ -131,13 +132,14 @@ def _hrgan_family_and_loader(
     kind = _loader_kind(config, config.data.source == "folder", device, loader_state)
     image_set = load_image_set(config.data, kind, device)
     log.info(
-        "data: %s, %d images, %d classes, %s loader; device: %s; ops backend: %s",
+        "data: %s, %d images, %d classes, %s loader; device: %s; ops backend: %s; torch.compile: %s",
         image_set.name,
         len(image_set),
         image_set.num_classes,
         kind,
         device,
         _describe(ops_backend(config)),
+        config.train.compile,
     )
     family = HRGANFamily(config, image_set, device)
     data = config.data

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import pytest
 import torch
 
@@ -35,3 +37,25 @@ def check_against_reference(
 def matches_reference():
     """The `check_against_reference` assertion, as a fixture for the op tests."""
     return check_against_reference
+
+
+def kept_for_backward_bytes(forward: Callable[[], object], parameters: Iterable[torch.Tensor]) -> int:
+    """Bytes of the distinct storages autograd keeps for backward while `forward()` runs, `parameters` left out;
+    storages told apart by identity, so it works on the meta device (shapes only, nothing computed)."""
+    excluded = {p.untyped_storage()._cdata for p in parameters}
+    storages = {}
+
+    def pack(tensor):
+        if tensor.untyped_storage()._cdata not in excluded:
+            storages[tensor.untyped_storage()._cdata] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        forward()
+    return sum(storages.values())
+
+
+@pytest.fixture
+def kept_for_backward():
+    """The `kept_for_backward_bytes` measurement, as a fixture for the op tests."""
+    return kept_for_backward_bytes

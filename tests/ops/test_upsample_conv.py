@@ -119,3 +119,21 @@ def test_phase_weight_sums_the_taps_each_phase_reads():
     phases = phase_weight(weight, 2).view(2, 2, 2, 2)  # (p, q, u, v)
     assert phases[0, 0].tolist() == [[0.0, 3.0], [9.0, 24.0]]  # rows {0}, {1, 2} × columns {0}, {1, 2}
     assert phases[1, 1].tolist() == [[8.0, 7.0], [13.0, 8.0]]  # rows {0, 1}, {2} × columns {0, 1}, {2}
+
+
+@pytest.mark.parametrize("scale, kernel_size", [(2, 3), (3, 5), (4, 3), (2, 7)])
+def test_compiled_forward_is_differentiated_by_autograd(scale, kernel_size):
+    """Under torch.compile the phases are interleaved by slices and stacks that AOTAutograd differentiates: output
+    and every gradient as autograd through interpolate + conv2d (fp64, one graph)."""
+    x, weight, bias = _leaves((2, 3, 5, 7), 4, kernel_size, torch.float64, CHANNELS_LAST)
+    grad_out = torch.randn(2, 4, 5 * scale, 7 * scale, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    torch._dynamo.reset()
+    compiled = torch.compile(upsample_conv, backend="aot_eager", fullgraph=True)
+    results = []
+    for fn in (_direct, compiled):
+        leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
+        out = fn(*leaves, scale)
+        out.backward(grad_out)
+        results.append([out, *(leaf.grad for leaf in leaves)])
+    for actual, expected in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,67 @@
+"""A "same" convolution followed by s×s average pooling, computed as one strided convolution: the discriminator's
+down-sampling (`fastgan.models.blocks.ResBlockDown`).
+
+avg_pool2d(conv2d(x, w, b, padding=k // 2), s) equals conv2d(x, K, b, stride=s, padding=k // 2) where the
+(k + s − 1)² kernel K is w box-filtered: K[u, v] = Σ w[u − a, v − b] / s² over a, b < s. Only the pooled outputs are
+computed — (k + s − 1)² / (k·s)² of the multiply-adds, 16/36 for 3×3 and ×2 — and the full-resolution convolution
+output is neither formed nor kept for backward. A 1×1 convolution commutes with the pooling, so it pools first
+(1/s² of the multiply-adds). Plain torch operations: autograd (and torch.compile) differentiate them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fastgan.ops.backends import current_backend
+
+
+def conv_avgpool_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, scale: int = 2) -> torch.Tensor:
+    """Eager reference: `F.conv2d` with "same" padding, then `F.avg_pool2d` by `scale`."""
+    return F.avg_pool2d(F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2), scale)
+
+
+def pooled_weight(weight: torch.Tensor, scale: int) -> torch.Tensor:
+    """(Cout, Cin, k, k) -> (Cout, Cin, k + s − 1, k + s − 1): the kernel box-filtered by s×s and divided by s² —
+    the stride-1 average pooling of its zero-padded taps — summed in fp32 (fp64 for fp64), in the weight's dtype."""
+    cout, cin, k = weight.shape[:3]
+    taps = weight.reshape(cout * cin, 1, k, k).to(torch.promote_types(weight.dtype, torch.float32))
+    pooled = F.avg_pool2d(F.pad(taps, (scale - 1,) * 4), scale, stride=1)
+    return pooled.view(cout, cin, k + scale - 1, k + scale - 1).to(weight.dtype)
+
+
+def _validate(x: torch.Tensor, weight: torch.Tensor, scale: int) -> None:
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+        raise ValueError(f"conv_avgpool: scale must be a positive int, got {scale!r}")
+    if x.dim() != 4 or weight.dim() != 4 or weight.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"conv_avgpool expects x (N, Cin, H, W) and weight (Cout, Cin, k, k); got x {tuple(x.shape)}, "
+            f"weight {tuple(weight.shape)}"
+        )
+    if weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
+        raise ValueError(f"conv_avgpool: the kernel must be square with an odd side, got {tuple(weight.shape[2:])}")
+    if min(x.shape[-2:]) < scale:
+        raise ValueError(f"conv_avgpool: x of {tuple(x.shape[-2:])} pixels is smaller than the {scale}×{scale} pool")
+
+
+def conv_avgpool(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, scale: int = 2
+) -> torch.Tensor:
+    """avg_pool2d(conv2d(x, weight, bias, padding=k // 2), scale), by the implementation `current_backend()` names.
+
+    Args:
+        x: (N, Cin, H, W) activations.
+        weight: (Cout, Cin, k, k), k odd; bias: (Cout,) or None.
+        scale: the pooling window and stride s.
+
+    Returns:
+        (N, Cout, H // s, W // s): `conv_avgpool_ref` on the "torch" backend; one strided convolution with the
+        box-filtered kernel (for k = 1: pooling, then the convolution) on the fused ones — the same function up to
+        rounding.
+    """
+    _validate(x, weight, scale)
+    if current_backend() == "torch":
+        return conv_avgpool_ref(x, weight, bias, scale)
+    if weight.shape[-1] == 1:
+        return F.conv2d(F.avg_pool2d(x, scale), weight, bias)
+    return F.conv2d(x, pooled_weight(weight, scale), bias, stride=scale, padding=weight.shape[-1] // 2)

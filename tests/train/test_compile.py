@@ -1,0 +1,93 @@
+"""train.compile (``--compile``): G, D and the evaluator compiled by torch.compile train the model eager trains."""
+
+import json
+
+import pytest
+import torch
+from torch._dynamo.testing import CompileCounterWithBackend
+
+from fastgan.train import __main__ as cli
+from fastgan.train.checkpoint import load_checkpoint
+from fastgan.train.config import Config, ConfigError, merge
+from fastgan.train.run import resume, resume_config, train
+
+
+def _metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _follows(run, reference, rel):
+    for a, b in zip(_metrics(run.run_dir), _metrics(reference.run_dir), strict=True):
+        for key in ("d_loss", "g_loss", "ms_fake"):
+            assert a[key] == pytest.approx(b[key], rel=rel, abs=rel / 10), (a["step"], key)
+
+
+def test_compile_flag_and_modes():
+    assert cli._flag_updates(cli._parser().parse_args(["--compile"])) == {"train": {"compile": "default"}}
+    parsed = cli._parser().parse_args(["--compile", "max-autotune"])
+    assert cli._flag_updates(parsed) == {"train": {"compile": "max-autotune"}}
+    assert Config().train.compile == "off"
+    with pytest.raises(ConfigError, match="train.compile must be one of off, default"):
+        merge(Config(), {"train": {"compile": "fast"}})
+    with pytest.raises(ConfigError, match="train.compile=reduce-overhead instead"):
+        merge(Config(), {"train": {"compile": "default", "cuda_graphs": True}})
+    with pytest.raises(ConfigError, match="train.compile is for model.name=hrgan"):
+        merge(Config(), {"model": {"name": "srgan"}, "train": {"compile": "default"}})
+    saved = {"config": Config().to_dict()}
+    assert resume_config(saved, {"train": {"compile": "default"}}).train.compile == "default"
+
+
+def test_compile_without_a_cpu_compiler_says_what_to_do(tiny_config, monkeypatch):
+    monkeypatch.setattr("fastgan.train.core.cpu_compiler_available", lambda: False)
+    with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler"):
+        train(merge(tiny_config, {"train": {"compile": "default"}}))
+
+
+@pytest.fixture
+def traced_only(monkeypatch):
+    """Module.compile through Dynamo and AOTAutograd without code generation, whole graphs only (a graph break
+    raises), counting the graphs: the trainer's compiled path in seconds (TorchInductor: the slow test below)."""
+    original = torch.nn.Module.compile
+    counter = CompileCounterWithBackend("aot_eager")
+    monkeypatch.setattr(
+        torch.nn.Module,
+        "compile",
+        lambda self, mode, dynamic: original(self, backend=counter, dynamic=dynamic, fullgraph=True),
+    )
+    torch._dynamo.reset()
+    return counter
+
+
+def test_compiled_fused_run_follows_the_eager_run_and_resumes_eagerly(tiny_config, tmp_path, caplog, traced_only):
+    """--fused --compile: G, D and the evaluator compiled (the EMA copy and the sample grid stay eager), the same
+    losses as eager; the checkpoint's keys are the eager modules', so the run resumes without compiling."""
+    eager = train(tiny_config)
+    compiled_config = merge(
+        tiny_config, {"train": {"fused": True, "compile": "default"}, "output": {"out_dir": str(tmp_path / "c")}}
+    )
+    with caplog.at_level("INFO", logger="fastgan.train.run"):
+        compiled = train(compiled_config)
+    assert "torch.compile: default" in caplog.text
+    family = compiled.family
+    assert all(m._compiled_call_impl is not None for m in (family.generator, family.discriminator, family.evaluator))
+    # G with and without gradients, D in the D and in the G step, the evaluator: each one graph, traced once
+    assert traced_only.frame_count == 5
+    assert family.generator_ema.module._compiled_call_impl is None
+    _follows(compiled, eager, rel=1e-3)
+    assert set(load_checkpoint(compiled.run_dir)["family"]["generator"]) == set(
+        family.generator_ema.module.state_dict()
+    )
+    resumed = resume(compiled.run_dir, {"train": {"iterations": 6, "compile": "off"}})
+    assert resumed.family.generator._compiled_call_impl is None
+    assert [r["step"] for r in _metrics(resumed.run_dir)] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.slow
+def test_inductor_compiled_fused_run_follows_the_eager_run(tiny_config, tmp_path):
+    """TorchInductor's own kernels (about 2.5 minutes of compiling on two CPU cores)."""
+    torch._dynamo.reset()
+    eager = train(tiny_config)
+    compiled_config = merge(
+        tiny_config, {"train": {"fused": True, "compile": "default"}, "output": {"out_dir": str(tmp_path / "c")}}
+    )
+    _follows(train(compiled_config), eager, rel=1e-3)
