@@ -31,7 +31,7 @@ from fastgan.models.blocks import ResBlockUp
 from fastgan.models.hrgan import generator_channels
 from fastgan.ops import backend
 from fastgan.train.config import Config, load_config, merge
-from fastgan.train.core import compiled, placed
+from fastgan.train.core import compile_in_place, placed
 from fastgan.train.hrgan_step import HRGANFamily
 from fastgan.train.run import load_image_set
 
@@ -83,11 +83,13 @@ def _scope(provider: str):
 
 
 def _family(smoke: bool, cache_dir: str, provider: str) -> tuple[HRGANFamily, InMemoryLoader, Config]:
-    """The family, its loader and config as the trainer builds them for `provider` (seeded: same weights); compiled
-    code of earlier cases is dropped, so each case compiles afresh within Dynamo's recompile limit."""
-    torch._dynamo.reset()
-    torch.manual_seed(0)
+    """The family, its loader and config as the trainer builds them for `provider` (seeded: same weights); for a
+    compiled provider the compiled code of earlier cases is dropped, so each case compiles afresh within Dynamo's
+    recompile limit."""
     config = _config(smoke, cache_dir, provider)
+    if config.train.compile != "off":
+        torch._dynamo.reset()
+    torch.manual_seed(0)
     image_set = load_image_set(config.data)
     return HRGANFamily(config, image_set, DEVICE), InMemoryLoader(image_set, 0, True, DEVICE), config
 
@@ -152,7 +154,7 @@ def _res_block_up_case(family: HRGANFamily, config: Config, provider: str):
     torch.manual_seed(1)
     block = placed(ResBlockUp(last.conv1.in_channels, last.conv1.out_channels, family.num_classes), DEVICE, config)
     nhwc = block.conv1.weight.is_contiguous(memory_format=torch.channels_last)  # activations follow the weights
-    compiled(block, DEVICE, config)
+    compile_in_place(block, DEVICE, config)
     side = config.model.resolution // 2
     batch = config.train.batch_size_g
     x = torch.randn(batch, last.conv1.in_channels, side, side, device=DEVICE)

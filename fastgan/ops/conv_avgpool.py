@@ -41,7 +41,10 @@ def _validate(x: torch.Tensor, weight: torch.Tensor, scale: int) -> None:
     if weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
         raise ValueError(f"conv_avgpool: the kernel must be square with an odd side, got {tuple(weight.shape[2:])}")
     if min(x.shape[-2:]) < scale:
-        raise ValueError(f"conv_avgpool: x of {tuple(x.shape[-2:])} pixels is smaller than the {scale}×{scale} pool")
+        raise ValueError(
+            f"conv_avgpool: x of {tuple(x.shape[-2:])} pixels is smaller than the {scale}×{scale} pool; give at least "
+            f"{scale}×{scale} pixels or a smaller scale"
+        )
 
 
 def conv_avgpool(

@@ -107,7 +107,8 @@ def phase_weight(weight: torch.Tensor, scale: int) -> torch.Tensor:
     layout = phase_layout(scale, k)
     acc = torch.promote_types(weight.dtype, torch.float32)
     if traced_by_compile():
-        rows = [_binned(weight.to(acc), -2, bins) for bins in layout.bins]
+        taps = weight.to(acc)
+        rows = [_binned(taps, -2, bins) for bins in layout.bins]
         return torch.cat([_binned(row, -1, bins) for row in rows for bins in layout.bins])
     phases = weight.reshape(cout * cin, k * k).to(acc) @ _tap_sums(layout, acc, weight.device)
     phases = phases.view(cout, cin, scale, scale, layout.width, layout.width).permute(2, 3, 0, 1, 4, 5)

@@ -22,6 +22,8 @@ MODELS = ("hrgan", "srgan", "lag")
 DATA_SOURCES = ("embedded", "cifar10", "cifar100", "folder")
 #: train.compile: off, or a torch.compile mode
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: the modes in which TorchInductor replays its kernels from CUDA graphs (on CUDA)
+CUDA_GRAPH_COMPILE_MODES = ("reduce-overhead", "max-autotune")
 
 
 class ConfigError(ValueError):

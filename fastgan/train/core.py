@@ -73,20 +73,19 @@ def placed(network: torch.nn.Module, device: torch.device, config: Config) -> to
     return network.to(device, memory_format=torch.channels_last if nhwc else torch.contiguous_format)
 
 
-def compiled(network: torch.nn.Module, device: torch.device, config: Config) -> torch.nn.Module:
-    """`network`, compiled in place by torch.compile in `train.compile`'s mode unless that is off (its state_dict
+def compile_in_place(network: torch.nn.Module, device: torch.device, config: Config) -> None:
+    """Compile `network` in place by torch.compile in `train.compile`'s mode unless that is off (its state_dict
     keys stay as they were). Compilation happens on the first calls, one static-shape graph per kind of call (the
     batches of a run are fixed); TorchInductor needs a C++ compiler for CPUs."""
     mode = config.train.compile
     if mode == "off":
-        return network
+        return
     if torch.device(device).type == "cpu" and not cpu_compiler_available():
         raise ConfigError(
             "train.compile on a CPU needs a C++ compiler for TorchInductor ($CXX, g++ or c++ on the PATH): install "
             "one, or set train.compile=off"
         )
     network.compile(mode=mode, dynamic=False)
-    return network
 
 
 def _has_pixel_shuffle_prelu(network: torch.nn.Module) -> bool:

@@ -15,8 +15,8 @@ from fastgan.eval.real_score import cached_real_score
 from fastgan.losses import discriminator_hinge_loss, generator_loss
 from fastgan.models.hrgan import TRAINING_RESOLUTION, Discriminator, Generator, downsample_to_training
 from fastgan.profiling import phase
-from fastgan.train.config import Config
-from fastgan.train.core import Loader, compiled, load_optimizer_state, placed
+from fastgan.train.config import CUDA_GRAPH_COMPILE_MODES, Config
+from fastgan.train.core import Loader, compile_in_place, load_optimizer_state, placed
 from fastgan.train.cuda_graphs import GraphedUpdate, Update
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,8 @@ class HRGANFamily:
         self.generator_ema = AveragedModel(  # a copy of the eager generator: compiling follows
             self.generator, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True
         )
-        compiled(self.generator, device, config)
-        compiled(self.discriminator, device, config)
+        compile_in_place(self.generator, device, config)
+        compile_in_place(self.discriminator, device, config)
         capturable = t.cuda_graphs  # graph-safe Adam: its step count lives on the device
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=t.betas, capturable=capturable)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=t.betas, capturable=capturable)
@@ -66,7 +66,9 @@ class HRGANFamily:
             self.ms_real = cached_real_score(
                 self.evaluator, image_set, config.output.cache_dir, config.loss.ms_real_batch_size
             )
-            compiled(self.evaluator, device, config)  # for the generator's batches, after the one-off real score
+            compile_in_place(
+                self.evaluator, device, config
+            )  # for the generator's batches, after the one-off real score
             log.info("MS_real = %.4f; L_MS target MS_real·√HR = %.4f", self.ms_real, self.ms_real * self.hr**0.5)
         fixed = torch.Generator().manual_seed(t.seed + 1)
         per_class = self.sample_columns = config.output.samples_per_class
@@ -156,7 +158,7 @@ class HRGANFamily:
         """One iteration: n_dis D updates, one G update, then the EMA update (from train.ema_start on); the last D
         update's and the G update's losses as floats, read with one host synchronisation."""
         metrics: dict[str, torch.Tensor] = {}
-        if self.config.train.compile in ("reduce-overhead", "max-autotune"):  # TorchInductor's CUDA graphs
+        if self.config.train.compile in CUDA_GRAPH_COMPILE_MODES:
             torch.compiler.cudagraph_mark_step_begin()  # a new iteration: the last one's replay outputs are done with
         for _ in range(self.config.train.n_dis):
             metrics = self.discriminator_step(loader)
