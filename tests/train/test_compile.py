@@ -1,6 +1,7 @@
 """train.compile (``--compile``): G, D and the evaluator compiled by torch.compile train the model eager trains."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -95,3 +96,16 @@ def test_inductor_compiled_fused_run_follows_the_eager_run(tiny_config, tmp_path
         tiny_config, {"train": {"fused": True, "compile": "default"}, "output": {"out_dir": str(tmp_path / "c")}}
     )
     _follows(train(compiled_config), eager, rel=1e-3)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_cuda_compiled_fused_run_trains_and_resumes_on_the_cpu(tiny_config, mode):
+    """On CUDA, TorchInductor's Triton kernels under bf16 autocast, and its CUDA graphs in reduce-overhead mode
+    (each iteration marked as a new step): finite losses; the checkpoint continues eagerly on the CPU."""
+    torch._dynamo.reset()
+    config = merge(tiny_config, {"train": {"device": "cuda", "iterations": 4, "fused": True, "compile": mode}})
+    cuda = train(config)
+    assert all(math.isfinite(r[k]) for r in _metrics(cuda.run_dir) for k in ("d_loss", "g_loss", "ms_fake"))
+    resumed = resume(cuda.run_dir, {"train": {"device": "cpu", "iterations": 6, "fused": False, "compile": "off"}})
+    assert [r["step"] for r in _metrics(resumed.run_dir)] == [1, 2, 3, 4, 5, 6]
