@@ -80,9 +80,10 @@ def _parser() -> argparse.ArgumentParser:
         const="default",
         choices=COMPILE_MODES,
         metavar="MODE",
-        help="HRGAN: torch.compile G, D and the evaluator (MODE: default, reduce-overhead, max-autotune, "
-        "max-autotune-no-cudagraphs, or off; with --fused the fused ops give TorchInductor their arithmetic and keep "
-        "the convolution by phases and the strided pooled convolutions)",
+        help="torch.compile the networks: HRGAN's G, D and evaluator, or the SR generator, discriminator and VGG "
+        "(not progressive, not LAG). MODE: default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs, or "
+        "off. With --fused the fused ops give TorchInductor their arithmetic and keep the convolution by phases and "
+        "the strided pooled convolutions",
     )
     p.add_argument(
         "--profile",

@@ -100,7 +100,7 @@ class TrainConfig:
     fused: bool = False  # fused ops: Triton kernels on CUDA, fused torch arithmetic on CPU (fastgan.ops.backends)
     channels_last: bool = True  # the networks convolve in NHWC memory layout (faster on CPUs and tensor cores)
     cuda_graphs: bool = False  # HRGAN on CUDA: replay each D and G update from a CUDA graph (no host launch cost)
-    compile: str = "off"  # HRGAN: torch.compile G, D and the evaluator in this mode (COMPILE_MODES); off: eager
+    compile: str = "off"  # HRGAN, SRResNet/SRGAN: torch.compile the networks in this mode (COMPILE_MODES); off: eager
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
@@ -247,8 +247,11 @@ class Config:
             return
         if self.train.cuda_graphs:
             raise ConfigError(f"train.cuda_graphs is for model.name=hrgan; {self.model.name} trains without graphs")
-        if self.train.compile != "off":
-            raise ConfigError(f"train.compile is for model.name=hrgan; {self.model.name} trains eagerly")
+        if self.train.compile != "off" and (self.model.name == "lag" or self.progressive.enabled):
+            raise ConfigError(
+                "train.compile is for HRGAN and SRResNet/SRGAN without progressive growing (its networks change at "
+                f"every fade step); this {self.model.name} run trains eagerly: set train.compile=off"
+            )
         key, scale = ("lag.scale", self.lag.scale) if self.model.name == "lag" else ("sr.scale", self.sr.scale)
         if self.sr.crop < 2 * scale or self.sr.crop % scale:
             raise ConfigError(f"sr.crop={self.sr.crop} must be a multiple of {key}={scale} and >= {2 * scale}")

@@ -22,8 +22,8 @@ from fastgan.models.srgan import SRDiscriminator, SRResNet
 from fastgan.models.vgg import load_vgg_features
 from fastgan.profiling import phase
 from fastgan.train.checkpoint import CheckpointError, load_checkpoint
-from fastgan.train.config import Config, ConfigError, merge
-from fastgan.train.core import load_optimizer_state, placed
+from fastgan.train.config import CUDA_GRAPH_COMPILE_MODES, Config, ConfigError, merge
+from fastgan.train.core import compile_in_place, load_optimizer_state, placed
 from fastgan.train.progressive import growth_schedule, stage_target
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,9 @@ class SRFamily:
             self.vgg = placed(load_vgg_features(sr.perceptual_layer, sr.vgg_weights, device), device, config)
             self.discriminator = placed(SRDiscriminator(), device, config)
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=t.betas)
+        for network in (self.generator, self.discriminator, self.vgg):  # train.compile: never with growing
+            if network is not None:
+                compile_in_place(network, device, config)
         self.sample_columns = 3
         self.sample_hr = held_out_crops(held_out, config.sr.scale).to(device)  # (K, 3, S, S) in [0, 1]
 
@@ -136,6 +139,8 @@ class SRFamily:
     def train_step(self, loader, step: int) -> dict[str, float]:
         """One iteration: a pixel-loss G step ("srresnet"), or a D step then a content + adversarial G step."""
         sr_config, t = self.config.sr, self.config.train
+        if t.compile in CUDA_GRAPH_COMPILE_MODES:  # TorchInductor's CUDA graphs
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: the last one's replay outputs are done with
         growth = self.schedule.at(self.images_seen)
         for optimiser, rate in ((self.opt_g, t.lr_g), (self.opt_d, t.lr_d)):
             for group in optimiser.param_groups if optimiser is not None else ():
@@ -191,7 +196,8 @@ class SRFamily:
         was_training = self.generator.training
         self.generator.eval()
         try:
-            sr = self._generate(lr, growth.stage, growth.alpha).clamp(0, 1)
+            with torch.compiler.set_stance("force_eager"):  # a rare call: no eval-mode graph is compiled for it
+                sr = self._generate(lr, growth.stage, growth.alpha).clamp(0, 1)
         finally:
             self.generator.train(was_training)
         sr = F.interpolate(sr, size=self.sample_hr.shape[-2:], mode="nearest")
