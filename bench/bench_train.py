@@ -164,15 +164,6 @@ def _res_block_up_case(family: HRGANFamily, config: Config, provider: str):
     return (*_forward_and_step(family, provider, block, x, y), block, list(x.shape))
 
 
-@pytest.mark.parametrize("provider", PROVIDER_IDS)
-@pytest.mark.parametrize("size", [pytest.param("model", id="model"), pytest.param("smoke", marks=pytest.mark.smoke)])
-def test_generator_forward_backward(benchmark, provider, size, family_and_loader):
-    """G(z, y) at the G batch, forward + backward of the mean output."""
-    family, _, config = family_and_loader
-    forward, step = _generator_case(family, config, provider)
-    _measure(benchmark, config, "generator", provider, step, forward, family.generator.parameters())
-
-
 def _generator_case(family: HRGANFamily, config: Config, provider: str):
     """(forward, step): G(z, y) at the G batch (seeded z, y); step = forward + backward of the mean output."""
     batch = config.train.batch_size_g
@@ -181,15 +172,6 @@ def _generator_case(family: HRGANFamily, config: Config, provider: str):
     y = torch.randint(family.num_classes, (batch,), device=DEVICE)
 
     return _forward_and_step(family, provider, family.generator, z, y)
-
-
-@pytest.mark.parametrize("provider", PROVIDER_IDS)
-@pytest.mark.parametrize("size", [pytest.param("model", id="model"), pytest.param("smoke", marks=pytest.mark.smoke)])
-def test_discriminator_forward_backward(benchmark, provider, size, family_and_loader):
-    """D(x, y) on a D step's batch (real and generated images together), forward + backward of the mean score."""
-    family, _, config = family_and_loader
-    forward, step = _discriminator_case(family, config, provider)
-    _measure(benchmark, config, "discriminator", provider, step, forward, family.discriminator.parameters())
 
 
 def _discriminator_case(family: HRGANFamily, config: Config, provider: str):
@@ -201,6 +183,20 @@ def _discriminator_case(family: HRGANFamily, config: Config, provider: str):
     y = torch.randint(family.num_classes, (batch,), device=DEVICE)
 
     return _forward_and_step(family, provider, family.discriminator, images, y)
+
+
+#: network -> its (forward, step) case: G(z, y) at the G batch; D(x, y) on a D step's batch (real and generated)
+NETWORK_CASES = {"generator": _generator_case, "discriminator": _discriminator_case}
+
+
+@pytest.mark.parametrize("provider", PROVIDER_IDS)
+@pytest.mark.parametrize("network", list(NETWORK_CASES))
+@pytest.mark.parametrize("size", [pytest.param("model", id="model"), pytest.param("smoke", marks=pytest.mark.smoke)])
+def test_network_forward_backward(benchmark, network, provider, size, family_and_loader):
+    """The generator or the discriminator, forward + backward of the mean output (`NETWORK_CASES`)."""
+    family, _, config = family_and_loader
+    forward, step = NETWORK_CASES[network](family, config, provider)
+    _measure(benchmark, config, network, provider, step, forward, getattr(family, network).parameters())
 
 
 @pytest.mark.parametrize("provider", ITERATION_PROVIDER_IDS)
@@ -236,10 +232,8 @@ def _interleaved_step(what: str, family: HRGANFamily, loader: InMemoryLoader, co
     """The step of case `what` for `provider`, as the separate cases time it."""
     if what == "ResBlockUp":
         return _res_block_up_case(family, config, provider)[1]
-    if what == "generator":
-        return _generator_case(family, config, provider)[1]
-    if what == "discriminator":
-        return _discriminator_case(family, config, provider)[1]
+    if what in NETWORK_CASES:
+        return NETWORK_CASES[what](family, config, provider)[1]
     return _iteration_case(family, loader, provider)
 
 

@@ -165,7 +165,7 @@ def _cell(row: dict[str, Any], name: str, fmt: str) -> str:
 
 
 def _versus(row: dict[str, Any], first: str, second: str) -> str:
-    """ "first / second ms (first/second×)" of two times in `row`, dashes for a missing one, no ratio then."""
+    """Times `first` and `second` of `row` as "a / b (a/b×)" in ms; a dash for a missing one, and then no ratio."""
     cells = f"{_cell(row, first, '.3f')} / {_cell(row, second, '.3f')}"
     return f"{cells} ({row[first] / row[second]:.2f}×)" if first in row and second in row else cells
 
