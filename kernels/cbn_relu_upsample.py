@@ -24,6 +24,8 @@ walk [rows, columns] tiles, so no index needs a run-time division):
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -355,10 +357,18 @@ def cbn_relu_upsample_backward_dx_kernel(
         tl.store(dx_ptr + plane * H * W + i, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
+@functools.cache  # these plans are asked for per launch: no Triton host helpers once a shape is seen
 def _block(elements: int) -> int:
     return min(BLOCK, triton.next_power_of_2(max(elements, 16)))
 
 
+@functools.cache
+def _batch_block(batch: int) -> int:
+    """BLOCK_N of the kernels that walk the batch's per-sample sums: the batch rounded up to a power of two."""
+    return triton.next_power_of_2(batch)
+
+
+@functools.cache  # the dict is only spread into launches, never changed
 def _tiles(h: int, w: int, scale: int) -> dict[str, int]:
     """Constexprs of the 2-D plane kernels: [BLOCK_H, BLOCK_W] tiles of x, whole rows where they fit, of at most
     BLOCK elements and at most 2·BLOCK once widened ×scale (so ×4 and ×8 do not spill), and WIDEN_STEPS (log2 of
@@ -460,7 +470,7 @@ def forward_batch_stats(
         eps,
         BATCH_STATS=True,
         UPDATE_RUNNING=update,
-        BLOCK_N=triton.next_power_of_2(n),
+        BLOCK_N=_batch_block(n),
         **_tiles(h, w, scale),
         num_warps=NUM_WARPS,
     )
@@ -576,7 +586,7 @@ def backward(
             *x.stride(),
             *gain.stride(),
             X_DENSE=_dense_planes(x),
-            BLOCK_N=triton.next_power_of_2(n),
+            BLOCK_N=_batch_block(n),
             BLOCK=_block(h * w),
             num_warps=NUM_WARPS,
         )

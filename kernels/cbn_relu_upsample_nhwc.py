@@ -17,6 +17,7 @@ small batches still fill the GPU, and partial sums come back as N·SPLIT rows, r
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 import triton
@@ -379,12 +380,25 @@ def cbn_relu_upsample_backward_dx_nhwc_kernel(
         tl.store(dx_ptr + dense, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-def _plan(x: torch.Tensor) -> tuple[tuple[int, int, int], int, dict[str, int]]:
-    """(pixel grid, CHUNK, tile constexprs) for channels-last x (N, C, H, W)."""
-    n, c, h, w = x.shape
+class _Plan(NamedTuple):
+    """How the launchers launch on one input shape: the pixel grid (N, cdiv(C, BLOCK_C), SPLIT), CHUNK pixels a
+    program, the tile constexprs, the finalise kernels' grid and the backward finalise's BLOCK_S."""
+
+    grid: tuple[int, int, int]
+    chunk: int
+    tiles: dict[str, int]  # spread into launches, never changed
+    finalize_grid: tuple[int]
+    block_s: int
+
+
+@functools.cache  # launchers ask per call: no Triton host helpers on the launch path once a layer's shape is seen
+def _plan(n: int, c: int, h: int, w: int) -> _Plan:
+    """The launch plan for channels-last x of shape (N, C, H, W)."""
     block_p, block_c = tile_shape(c)
     split, chunk = pixel_split(n, c, h * w)
-    return (n, triton.cdiv(c, block_c), split), chunk, {"BLOCK_P": block_p, "BLOCK_C": block_c}
+    grid = (n, triton.cdiv(c, block_c), split)
+    tiles = {"BLOCK_P": block_p, "BLOCK_C": block_c}
+    return _Plan(grid, chunk, tiles, (triton.cdiv(c, FINALIZE_BLOCK_C),), triton.next_power_of_2(split))
 
 
 def _pixel_strides(t: torch.Tensor) -> tuple[int, int, int]:
@@ -397,10 +411,10 @@ def forward_given_stats(
     """Channels-last (N, C, sH, sW) output from channels-last x and fp32 (C,) mean/rstd (launcher's checks done)."""
     n, c, h, w = x.shape
     out = torch.empty(n, c, h * scale, w * scale, device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
-    grid, chunk, tiles = _plan(x)
-    on_device_of(cbn_relu_upsample_forward_nhwc_kernel, x, out)[grid](
-        x, gain, bias, out, mean, rstd, c, h, w, chunk, *_pixel_strides(x), *gain.stride(), *bias.stride(),
-        SCALE=scale, **tiles, num_warps=NUM_WARPS,
+    plan = _plan(n, c, h, w)
+    on_device_of(cbn_relu_upsample_forward_nhwc_kernel, x, out)[plan.grid](
+        x, gain, bias, out, mean, rstd, c, h, w, plan.chunk, *_pixel_strides(x), *gain.stride(), *bias.stride(),
+        SCALE=scale, **plan.tiles, num_warps=NUM_WARPS,
     )  # fmt: skip
     return out
 
@@ -417,17 +431,18 @@ def forward_batch_stats(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training forward of channels-last x: (out, mean, rstd) as `cbn_relu_upsample.forward_batch_stats`."""
     n, c, h, w = x.shape
-    grid, chunk, tiles = _plan(x)
+    plan = _plan(n, c, h, w)
+    rows = n * plan.grid[2]
     fp32 = dict(device=x.device, dtype=torch.float32)
-    sums, squares = torch.empty(n * grid[2], c, **fp32), torch.empty(n * grid[2], c, **fp32)
+    sums, squares = torch.empty(rows, c, **fp32), torch.empty(rows, c, **fp32)
     mean, rstd = torch.empty(c, **fp32), torch.empty(c, **fp32)
-    on_device_of(cbn_pixel_sums_nhwc_kernel, x, sums)[grid](
-        x, sums, squares, c, h, w, chunk, *_pixel_strides(x), **tiles, num_warps=NUM_WARPS
+    on_device_of(cbn_pixel_sums_nhwc_kernel, x, sums)[plan.grid](
+        x, sums, squares, c, h, w, plan.chunk, *_pixel_strides(x), **plan.tiles, num_warps=NUM_WARPS
     )
     update = running_mean is not None and running_var is not None
-    on_device_of(cbn_finalize_statistics_kernel, x, sums)[(triton.cdiv(c, FINALIZE_BLOCK_C),)](
+    on_device_of(cbn_finalize_statistics_kernel, x, sums)[plan.finalize_grid](
         x, sums, squares, mean, rstd, running_mean if update else mean, running_var if update else rstd,
-        n * grid[2], c, n * h * w, momentum, eps,
+        rows, c, n * h * w, momentum, eps,
         UPDATE_RUNNING=update, BLOCK_R=FINALIZE_TILE // FINALIZE_BLOCK_C, BLOCK_C=FINALIZE_BLOCK_C,
         num_warps=FINALIZE_WARPS,
     )  # fmt: skip
@@ -446,27 +461,27 @@ def backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx channels-last, dgain, dbias) from channels-last grad_out and x, as `cbn_relu_upsample.backward`."""
     n, c, h, w = x.shape
-    grid, chunk, tiles = _plan(x)
+    plan = _plan(n, c, h, w)
+    split = plan.grid[2]
     fp32 = dict(device=x.device, dtype=torch.float32)
     layout = dict(device=x.device, memory_format=torch.channels_last)
     dx = torch.empty(n, c, h, w, dtype=x.dtype, **layout)
     gz = gz_staging(dx, batch_stats)
-    partial_dgain, partial_dbias = torch.empty(n * grid[2], c, **fp32), torch.empty(n * grid[2], c, **fp32)
-    on_device_of(cbn_relu_upsample_backward_reduce_nhwc_kernel, grad_out, x, gz)[grid](
-        grad_out, x, gain, bias, mean, rstd, gz, partial_dgain, partial_dbias, c, h, w, chunk,
+    partial_dgain, partial_dbias = torch.empty(n * split, c, **fp32), torch.empty(n * split, c, **fp32)
+    on_device_of(cbn_relu_upsample_backward_reduce_nhwc_kernel, grad_out, x, gz)[plan.grid](
+        grad_out, x, gain, bias, mean, rstd, gz, partial_dgain, partial_dbias, c, h, w, plan.chunk,
         *_pixel_strides(grad_out), *_pixel_strides(x), *gain.stride(), *bias.stride(),
-        SCALE=scale, BATCH_STATS=batch_stats, **tiles, num_warps=NUM_WARPS,
+        SCALE=scale, BATCH_STATS=batch_stats, **plan.tiles, num_warps=NUM_WARPS,
     )  # fmt: skip
     dgain, dbias, batch_sums = torch.empty(n, c, **fp32), torch.empty(n, c, **fp32), torch.empty(2, c, **fp32)
-    block_s = triton.next_power_of_2(grid[2])
-    on_device_of(cbn_backward_finalize_kernel, partial_dgain, dgain)[(triton.cdiv(c, FINALIZE_BLOCK_C),)](
-        partial_dgain, partial_dbias, gain, dgain, dbias, batch_sums, n, c, grid[2], *gain.stride(),
-        BLOCK_N=max(1, FINALIZE_TILE // (block_s * FINALIZE_BLOCK_C)), BLOCK_S=block_s, BLOCK_C=FINALIZE_BLOCK_C,
-        num_warps=FINALIZE_WARPS,
+    on_device_of(cbn_backward_finalize_kernel, partial_dgain, dgain)[plan.finalize_grid](
+        partial_dgain, partial_dbias, gain, dgain, dbias, batch_sums, n, c, split, *gain.stride(),
+        BLOCK_N=max(1, FINALIZE_TILE // (plan.block_s * FINALIZE_BLOCK_C)), BLOCK_S=plan.block_s,
+        BLOCK_C=FINALIZE_BLOCK_C, num_warps=FINALIZE_WARPS,
     )  # fmt: skip
     if batch_stats:
-        on_device_of(cbn_relu_upsample_backward_dx_nhwc_kernel, x, gz, dx)[grid](
-            gz, x, gain, mean, rstd, batch_sums, dx, c, h, w, chunk, n * h * w, *_pixel_strides(x), *gain.stride(),
-            **tiles, num_warps=NUM_WARPS,
+        on_device_of(cbn_relu_upsample_backward_dx_nhwc_kernel, x, gz, dx)[plan.grid](
+            gz, x, gain, mean, rstd, batch_sums, dx, c, h, w, plan.chunk, n * h * w, *_pixel_strides(x),
+            *gain.stride(), **plan.tiles, num_warps=NUM_WARPS,
         )  # fmt: skip
     return dx, dgain.to(gain.dtype), dbias.to(bias.dtype)

@@ -84,12 +84,15 @@ def on_device_of(kernel: JITFunction, *tensors: torch.Tensor) -> JITFunction | _
     raise ValueError(f"{kernel.__name__}: Triton kernels run on CUDA (or interpreted on CPU), not on {device}")
 
 
+#: Triton's names of the torch dtypes the kernels take.
+_ELEMENT_TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
 def element_type(dtype: torch.dtype) -> str:
     """Triton's name for a torch floating dtype: ``torch.bfloat16`` -> ``"bf16"``."""
-    names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-    if dtype not in names:
+    if dtype not in _ELEMENT_TYPES:
         raise ValueError(f"Triton kernels here take fp32, fp16 or bf16 tensors, got {dtype}")
-    return names[dtype]
+    return _ELEMENT_TYPES[dtype]
 
 
 def with_int32_offsets(tensor: torch.Tensor, extents: dict[int, int]) -> torch.Tensor:

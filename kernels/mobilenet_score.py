@@ -38,6 +38,7 @@ Saved for backward: the logits, row_stats (2, B) = (m, z), log q (K,) and the sc
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -330,6 +331,7 @@ def mobilenet_score_backward_kernel(
                 )
 
 
+@functools.cache  # asked per launch: no Triton host helpers once a shape is seen
 def _blocks(classes: int, tile: int) -> tuple[int, int, bool]:
     """(BLOCK_B, BLOCK_K, WHOLE_ROWS) for `classes` columns; independent of the batch size (one compile per K)."""
     block_k = triton.next_power_of_2(classes)
@@ -338,6 +340,7 @@ def _blocks(classes: int, tile: int) -> tuple[int, int, bool]:
     return SPLIT_ROWS, max(1, tile // SPLIT_ROWS), False
 
 
+@functools.cache
 def _row_align(element_size: int, *strides: int) -> int:
     """The largest power of two ≤ one 16-byte vector (in elements) dividing every row stride and K."""
     align = 16 // element_size
@@ -346,12 +349,14 @@ def _row_align(element_size: int, *strides: int) -> int:
     return align
 
 
+@functools.cache
 def _programs(batch: int, block_b: int) -> int:
     """Row groups of the backward kernel (and the most the forward's partials kernel takes): about
     ROWS_PER_PROGRAM rows each, at least one row block."""
     return min(triton.cdiv(batch, block_b), max(1, triton.cdiv(batch, ROWS_PER_PROGRAM)))
 
 
+@functools.cache
 def _forward_programs(batch: int, classes: int, block_b: int, element_size: int) -> int:
     """Programs of the partials kernel: the backward's row groups, fewer where their partials would add more than
     PARTIALS_BUDGET of the logits' bytes (or exceed MAX_FORWARD_PROGRAMS); at least one."""

@@ -27,6 +27,8 @@ or sliced views); outputs are contiguous NCHW.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -156,12 +158,14 @@ def _pixel_shuffle_prelu_bwd_kernel(
     tl.store(dweight_partial_ptr + plane * tl.num_programs(1) + band, partial)
 
 
+@functools.cache  # asked per launch: no Triton host helpers once a shape is seen
 def tile_shape(width: int, block: int = BLOCK) -> tuple[int, int]:
     """(BLOCK_H, BLOCK_W) for rows of `width`: the narrowest of `BLOCK_WIDTHS` covering a row, `block` in all."""
     block_w = next((b for b in BLOCK_WIDTHS if width <= b), BLOCK_WIDTHS[-1])
     return block // block_w, block_w
 
 
+@functools.cache
 def bands(rows: int, width: int, block: int = BLOCK) -> int:
     """Programs along grid axis 1 for `rows` × `width` images (forward: the output's, backward: the input's)."""
     return triton.cdiv(rows, tile_shape(width, block)[0])

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import report
+from bench import host_overhead, report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,3 +138,19 @@ def test_report_tables_data_loading_with_the_data_wait(tmp_path):
     table = (tmp_path / "data.md").read_text()
     assert "| folder | batches, images/s | 200.0 | 400.0 | 2.00 | – | – |" in table
     assert "| folder | train step, iterations/s | 5.0 | 4.0 | 0.80 | 1.00 % | 0.20 % |" in table
+
+
+def test_host_overhead_tables_every_fused_op_and_restores_the_launchers(capsys):
+    from fastgan.kernels import mobilenet_score
+
+    launcher = mobilenet_score.on_device_of
+    host_overhead.main(["--calls", "2", "--rounds", "1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "µs" not in line]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| cbn_relu_upsample NCHW",
+        "| cbn_relu_upsample NHWC",
+        "| mobilenet_score",
+        "| pixel_shuffle_prelu",
+    ]
+    assert all(float(value) > 0 for row in rows for value in row.strip("| ").split(" | ")[1:])
+    assert mobilenet_score.on_device_of is launcher
