@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 SSIM_SIGMA = 1.5
 SSIM_RADIUS = 5  # int(3.5 * sigma + 0.5): scikit-image's truncate=3.5 gives an 11-tap window
+#: Training logs cap each image's PSNR here (`logged_psnr`).
+LOGGED_PSNR_CEILING = 100.0
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 _Y_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
@@ -107,6 +109,17 @@ def psnr(
     pred, target = _prepare("psnr", pred, target, border, y_channel)
     mse = (pred - target).square().mean(dim=(1, 2, 3))
     return 10.0 * torch.log10(data_range**2 / mse)  # mse = 0 gives +inf
+
+
+def logged_psnr(pred: torch.Tensor, target: torch.Tensor, border: int) -> float:
+    """The mean PSNR (dB) of a training batch for the run's log, each image's capped at LOGGED_PSNR_CEILING: an exact
+    match (a flat black crop of a game or a video) is +inf dB, which a run would take for a diverged loss.
+
+    Args:
+        pred, target: (N, C, H, W) in [0, 1].
+        border: pixels cropped from every side (the scale).
+    """
+    return float(psnr(pred, target, border=border).clamp_max(LOGGED_PSNR_CEILING).mean())
 
 
 def _gaussian_window(device: torch.device) -> torch.Tensor:

@@ -108,8 +108,11 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         if min(self.iterations, self.n_dis, self.batch_size_d, self.batch_size_g) < 1:
             raise ConfigError("train.iterations, n_dis and batch sizes must be positive")
-        if len(self.betas) != 2 or not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError("train.betas must be two numbers and train.ema_decay in [0, 1)")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas) or not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(
+                f"train.betas must be two numbers in [0, 1) and train.ema_decay in [0, 1), got {list(self.betas)} "
+                f"and {self.ema_decay}"
+            )
         if self.compile not in COMPILE_MODES:
             raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
         if self.compile != "off" and self.cuda_graphs:
@@ -291,6 +294,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         raise ConfigError(f"{key} must be true or false, got {value!r}")
     if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if annotation is str and isinstance(value, bool):  # YAML 1.1 reads off/no/false (on/yes/true) as booleans
+        return "on" if value else "off"
     if not isinstance(value, annotation):
         raise ConfigError(f"{key} must be of type {annotation.__name__}, got {value!r}")
     return value
@@ -323,7 +328,10 @@ def parse_override(text: str) -> dict[str, Any]:
     section, dot, key = name.strip().partition(".")
     if not sep or not dot or not key:
         raise ConfigError(f"override {text!r} must look like section.key=value, e.g. train.iterations=500")
-    return {section: {key: yaml.safe_load(raw)}}
+    try:
+        return {section: {key: yaml.safe_load(raw)}}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: its value is not valid YAML ({exc.problem}); quote or fix it") from exc
 
 
 def preset_path(name: str) -> Path:
@@ -331,10 +339,11 @@ def preset_path(name: str) -> Path:
     path = Path(name).expanduser()
     if path.is_file():
         return path
-    shipped = Path(str(resources.files("fastgan") / "configs" / f"{name}.yaml"))
-    if shipped.is_file():
+    configs = Path(str(resources.files("fastgan") / "configs"))
+    shipped = configs / f"{name}.yaml"
+    if path.name == name and shipped.is_file():
         return shipped
-    presets = sorted(p.stem for p in shipped.parent.glob("*.yaml"))
+    presets = sorted(p.stem for p in configs.glob("*.yaml"))
     raise ConfigError(f"config {name!r} is neither a file nor a shipped preset ({', '.join(presets)})")
 
 
@@ -344,9 +353,9 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
     if path is not None:
         file = preset_path(path)
         try:
-            loaded = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {file} is not valid UTF-8 YAML: {exc}") from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {file} must be a mapping of sections")
         config = merge(config, loaded)

@@ -156,6 +156,13 @@ def _stop_on_signals():
             signal.signal(sig, handler)
 
 
+#: What to do after a non-finite loss or weights (a resumed run may change the learning rates).
+_LOWER_RATES = (
+    "Resume from it with lower learning rates: python -m fastgan.train --resume {run} --set train.lr_g=… "
+    "--set train.lr_d=…"
+)
+
+
 class Trainer:
     """Runs a model family for `config.train.iterations` steps in `config.output.out_dir`.
 
@@ -171,11 +178,13 @@ class Trainer:
         self.run_dir = Path(config.output.out_dir).expanduser()
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
         self.step = 0
+        self.window: dict[str, list[float]] = {}  # metrics since the last log record (checkpointed with the run)
         if start_state is not None:
             family.load_state_dict(start_state["family"])
             loader.load_state_dict(start_state["loader"])
             _set_rng_state(start_state["rng"])
             self.step = int(start_state["step"])
+            self.window = start_state.get("metrics_window", {})  # absent from checkpoints of older versions
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
@@ -187,7 +196,7 @@ class Trainer:
         if bad:
             raise NonFiniteLossError(
                 f"non-finite weights at step {self.step} ({', '.join(bad[:3])}); the checkpoint was not overwritten. "
-                "Resume from it with lower learning rates (train.lr_g, train.lr_d)."
+                f"{_LOWER_RATES.format(run=self.run_dir)}"
             )
         state = {
             "step": self.step,
@@ -195,6 +204,7 @@ class Trainer:
             "family": family_state,
             "loader": self.loader.state_dict(),
             "rng": _rng_state(),
+            "metrics_window": self.window,
         }
         return save_checkpoint(state, self.checkpoint_path)
 
@@ -211,8 +221,8 @@ class Trainer:
         if bad:
             where = f"{self.checkpoint_path} (untouched)" if self.checkpoint_path.exists() else "none written yet"
             raise NonFiniteLossError(
-                f"non-finite loss at step {self.step + 1}: {bad}. Last good checkpoint: {where}. Resume from it "
-                "with lower learning rates (train.lr_g, train.lr_d) or a smaller loss.lambda_ms."
+                f"non-finite loss at step {self.step + 1}: {bad}. Last good checkpoint: {where}. "
+                f"{_LOWER_RATES.format(run=self.run_dir)}"
             )
 
     def run(self) -> None:
@@ -223,8 +233,7 @@ class Trainer:
         """
         out, total = self.config.output, self.config.train.iterations
         metrics_log = MetricsLog(self.run_dir, out.tensorboard, resume_step=self.step)
-        window: dict[str, list[float]] = {}
-        window_start = time.perf_counter()
+        window_start, timed = time.perf_counter(), 0  # this process's iterations in the window, for it/s
         progress = tqdm(total=total, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
         profiler = StepProfiler(self.run_dir, out.profile_steps, self.family.device, first_step=self.step)
         try:
@@ -235,17 +244,17 @@ class Trainer:
                         self._check_finite(metrics)
                         self.step += 1
                         for name, value in metrics.items():
-                            window.setdefault(name, []).append(value)
+                            self.window.setdefault(name, []).append(value)
+                        timed += 1
                         progress.update()
                         if self.step % out.log_every == 0 or self.step == total:
-                            elapsed = time.perf_counter() - window_start
-                            record = {k: sum(v) / len(v) for k, v in window.items()}
-                            record["it_per_s"] = len(next(iter(window.values()))) / elapsed
+                            record = {k: sum(v) / len(v) for k, v in self.window.items()}
+                            record["it_per_s"] = timed / (time.perf_counter() - window_start)
                             metrics_log.write(self.step, record)
                             progress.set_postfix(
                                 {k: f"{record[k]:.3f}" for k in ("d_loss", "g_loss", "ms_fake") if k in record}
                             )
-                            window, window_start = {}, time.perf_counter()
+                            self.window, window_start, timed = {}, time.perf_counter(), 0
                         if self.step % out.sample_every == 0 or self.step == total:
                             self.save_samples()
                         if self.step % out.checkpoint_every == 0 or self.step == total:

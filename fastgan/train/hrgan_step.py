@@ -205,9 +205,12 @@ class HRGANFamily:
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.generator_ema.load_state_dict(state["generator_ema"])
-        capturable = self.config.train.cuda_graphs
-        load_optimizer_state(self.opt_g, state["opt_g"], capturable)
-        load_optimizer_state(self.opt_d, state["opt_d"], capturable)
+        t = self.config.train
+        for optimizer, name, rate in ((self.opt_g, "opt_g", t.lr_g), (self.opt_d, "opt_d", t.lr_d)):
+            load_optimizer_state(optimizer, state[name], t.cuda_graphs)
+            for group in optimizer.param_groups:
+                group["lr"] = rate  # this run's: a resumed run may lower it
+
         self.noise.set_state(state["noise"])
         self._graph_updates()  # graphs captured before would replay into the replaced optimiser state
 

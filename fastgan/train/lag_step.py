@@ -18,7 +18,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from fastgan.data.sr_loader import degrade
-from fastgan.eval.sr_metrics import psnr
+from fastgan.eval.sr_metrics import logged_psnr
 from fastgan.losses_lag import centre_loss, critic_loss, gradient_penalty, lr_conditioning
 from fastgan.models.lag import LAGCritic, LAGGenerator
 from fastgan.profiling import phase
@@ -167,8 +167,8 @@ class LAGFamily:
             "g_loss": g_loss.item(),
             "g_adv": adversarial.item(),
             "centre": centre.item(),
-            "psnr_centre": psnr(centre_images, (real + 1) / 2, border=factor).mean().item(),
-            "psnr_bicubic": psnr(bicubic, (real + 1) / 2, border=factor).mean().item(),
+            "psnr_centre": logged_psnr(centre_images, (real + 1) / 2, factor),
+            "psnr_bicubic": logged_psnr(bicubic, (real + 1) / 2, factor),
             "stage": float(stage),
             "alpha": alpha,
         }

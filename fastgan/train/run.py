@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # what a resumed run may change: length, output, and how (not what) it computes
 RESUMABLE_CHANGES = (
     "train.iterations",
+    "train.lr_g",  # e.g. lowered after a non-finite loss
+    "train.lr_d",
     "train.fused",
     "train.channels_last",
     "train.cuda_graphs",
@@ -45,9 +47,14 @@ def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when present; asking for CUDA without a GPU is an error, not a silent CPU run."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {name!r} (train.device or --device): use auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but no CUDA device is available; use train.device=cpu or auto")
+        raise ConfigError(
+            f"device {name!r} asked for (train.device, or --device), but no CUDA device is available; use cpu or auto"
+        )
     return device
 
 
@@ -241,4 +248,14 @@ def resume(run_dir: str | Path, updates: dict[str, Any] | None = None) -> Traine
     output.setdefault("out_dir", str(path if path.is_dir() else path.parent))
     output.setdefault("profile_steps", 0)  # profiling is per invocation: --profile again to trace a resumed run
     config = resume_config(checkpoint, updates)
+    source, target = path if path.is_dir() else path.parent, Path(config.output.out_dir).expanduser()
+    if target.resolve() != source.resolve() and (target / CHECKPOINT_NAME).exists():
+        raise ConfigError(
+            f"{target} holds another run's checkpoint: resume {source} into its own directory or a new one (--out)"
+        )
+    if config.train.iterations < checkpoint["step"]:
+        raise ConfigError(
+            f"{source} is at step {checkpoint['step']}, past train.iterations={config.train.iterations}: pass "
+            f"--iterations above {checkpoint['step']} to train on"
+        )
     return _run(build_trainer(config, checkpoint), config)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from fastgan.eval.sr_metrics import psnr
+from fastgan.eval.sr_metrics import logged_psnr
 from fastgan.losses_sr import discriminator_loss, generator_adversarial_loss, perceptual_loss, pixel_loss
 from fastgan.models.growing import GrowingSRResNet, stage_count
 from fastgan.models.srgan import SRDiscriminator, SRResNet
@@ -182,7 +182,7 @@ class SRFamily:
             with phase("optimizer_g"):
                 self.opt_g.step()
         metrics["g_loss"] = loss.item()
-        metrics["psnr"] = psnr(sr.detach().clamp(0, 1), hr, border=2**growth.stage).mean().item()
+        metrics["psnr"] = logged_psnr(sr.detach().clamp(0, 1), hr, 2**growth.stage)
         return metrics
 
     @torch.no_grad()

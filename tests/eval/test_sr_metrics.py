@@ -23,7 +23,7 @@ from fastgan.eval.sr_compare import (
     markdown_table,
     quantize,
 )
-from fastgan.eval.sr_metrics import psnr, rgb_to_y, ssim
+from fastgan.eval.sr_metrics import LOGGED_PSNR_CEILING, logged_psnr, psnr, rgb_to_y, ssim
 
 ATOL = 1e-4
 
@@ -130,6 +130,15 @@ def test_identical_images_give_infinite_psnr_and_unit_ssim():
     for y_channel in (False, True):
         assert math.isinf(psnr(target, target.clone(), border=2, y_channel=y_channel).item())
         assert ssim(target, target.clone(), border=2, y_channel=y_channel).item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_logged_psnr_caps_an_exact_match():
+    """A flat black crop upscaled exactly is +inf dB; the training log averages it as the ceiling instead."""
+    target = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    pred = target.clone()
+    pred[1] = (pred[1] + 0.1).clamp(0, 1)  # image 0 exact, image 1 not
+    expected = (LOGGED_PSNR_CEILING + psnr(pred[1:], target[1:], border=2).item()) / 2
+    assert logged_psnr(pred, target, 2) == pytest.approx(expected)
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -2,7 +2,7 @@ import pytest
 
 from fastgan.train import __main__ as cli
 from fastgan.train.config import Config, ConfigError, load_config, merge, parse_override, preset_path
-from fastgan.train.run import resume_config
+from fastgan.train.run import resolve_device, resume_config
 
 
 def test_defaults_follow_the_paper():
@@ -51,6 +51,29 @@ def test_wrong_types_and_values_are_errors():
         load_config(None, ["loss.hinge_margin=.nan"])
     with pytest.raises(ConfigError, match="section.key=value"):
         parse_override("iterations=5")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_override("sr.held_out=[a")
+    with pytest.raises(ConfigError, match=r"train.betas must be two numbers in \[0, 1\)"):
+        load_config(None, ["train.betas=[2, 0.99]"])
+    with pytest.raises(ConfigError, match="unknown device 'foo'"):
+        resolve_device("foo")
+
+
+def test_yaml_off_is_the_string_off_for_string_keys(tmp_path):
+    """YAML 1.1 reads `off` as false: `train.compile: off`, as the errors advise, means the mode "off"."""
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  compile: off\n")
+    assert load_config(str(path)).train.compile == "off"
+    assert load_config(None, ["train.compile=off"]).train.compile == "off"
+    with pytest.raises(ConfigError, match="train.compile must be one of"):
+        load_config(None, ["train.compile=yes"])
+
+
+def test_config_file_not_in_utf8_names_the_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("train:\n  seed: 1 # café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="latin1.yaml is not valid UTF-8 YAML"):
+        load_config(str(path))
 
 
 def test_color_jitter_takes_three_amplitudes_in_zero_one():
@@ -72,12 +95,15 @@ def test_shipped_preset_resolves_and_unknown_preset_lists_them():
     assert load_config("embedded-64").data.source == "embedded"
     with pytest.raises(ConfigError, match="embedded-64"):
         preset_path("no-such-preset")
+    with pytest.raises(ConfigError, match=r"neither a file nor a shipped preset \(embedded-64"):
+        preset_path("some/dir/embedded-64")  # a path is not looked up among the presets
 
 
 def test_resume_may_extend_iterations_and_switch_fused_ops_but_not_change_the_model():
     saved = {"config": Config().to_dict()}
     assert resume_config(saved, {"train": {"iterations": 5}}).train.iterations == 5
     assert resume_config(saved, {"train": {"fused": True}}).train.fused
+    assert resume_config(saved, {"train": {"lr_g": 1e-5, "lr_d": 2e-5}}).train.lr_g == 1e-5  # after a NaN loss
     with pytest.raises(ConfigError, match="model.resolution"):
         resume_config(saved, {"model": {"resolution": 128}})
 

@@ -201,6 +201,46 @@ def test_sigterm_writes_a_checkpoint_and_stops(tiny_config):
     assert load_checkpoint(trainer.run_dir)["step"] == 1
 
 
+def test_interrupted_run_resumes_with_the_same_log_averages(tiny_config, tmp_path):
+    """The metrics since the last log record travel in the checkpoint: interrupted after step 1 of a 4-step log
+    window, the resumed run logs the same step-4 averages as an uninterrupted one."""
+    config = merge(tiny_config, {"output": {"log_every": 4}})
+    straight = train(merge(config, {"output": {"out_dir": str(tmp_path / "straight")}}))
+    trainer = build_trainer(config)
+    real_step = trainer.family.train_step
+
+    def step_then_signal(loader, step):
+        metrics = real_step(loader, step)
+        if step == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return metrics
+
+    trainer.family.train_step = step_then_signal
+    with pytest.raises(TrainingInterrupted):
+        trainer.run()
+    resumed = resume(trainer.run_dir)
+    (a,), (b,) = _metrics(straight.run_dir), _metrics(resumed.run_dir)
+    assert a["step"] == b["step"] == 4
+    for key in ("d_loss", "g_loss", "ms_fake", "d_real"):
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+
+
+def test_resume_may_lower_learning_rates_but_not_overwrite_another_run(tiny_config, tmp_path):
+    run = tiny_config.output.out_dir
+    train(merge(tiny_config, {"train": {"iterations": 2}}))
+    other = tmp_path / "other"
+    train(merge(tiny_config, {"train": {"iterations": 1}, "output": {"out_dir": str(other)}}))
+    with pytest.raises(ConfigError, match="holds another run's checkpoint"):
+        resume(run, {"train": {"iterations": 3}, "output": {"out_dir": str(other)}})
+    assert load_checkpoint(other)["step"] == 1
+    with pytest.raises(ConfigError, match="past train.iterations=1"):
+        resume(run, {"train": {"iterations": 1}})
+    resumed = resume(run, {"train": {"iterations": 3, "lr_g": 1e-5, "lr_d": 3e-5}})
+    assert [g["lr"] for g in resumed.family.opt_g.param_groups] == [1e-5]
+    assert [g["lr"] for g in resumed.family.opt_d.param_groups] == [3e-5]
+    assert load_checkpoint(run)["config"]["train"]["lr_g"] == 1e-5
+
+
 def test_existing_run_is_not_overwritten(tiny_config):
     train(tiny_config)
     with pytest.raises(ConfigError, match="--resume"):
