@@ -155,7 +155,7 @@ def decoded_images(resolution: int | None):
     )  # EXIF orientation ignored, as PIL's `read_rgb` does
     if resolution is None:
         return images
-    shape = fn.peek_image_shape(encoded, dtype=types.INT32)  # (H, W, C)
+    shape = fn.peek_image_shape(encoded, dtype=types.INT32, adjust_orientation=False)  # (H, W, C) as decoded
     height, width = shape[0], shape[1]
     side = dmath.min(height, width)
     corner = fn.stack((height - side) // 2, (width - side) // 2)

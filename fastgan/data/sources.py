@@ -49,9 +49,19 @@ def _unpickle(path: Path) -> dict:
         )
     try:
         with path.open("rb") as f:
-            return pickle.load(f, encoding="bytes")
+            content = pickle.load(f, encoding="bytes")
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
         raise DataSourceError(f"CIFAR file {path} is corrupt ({exc}); re-extract the archive") from exc
+    if not isinstance(content, dict):
+        raise DataSourceError(f"CIFAR file {path} holds a {type(content).__name__}, not a CIFAR dict; re-extract it")
+    return content
+
+
+def _class_names(path: Path, key: bytes) -> tuple[str, ...]:
+    try:
+        return tuple(name.decode() for name in _unpickle(path)[key])
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise DataSourceError(f"CIFAR meta file {path} has no list of byte-string class names {key!r}") from exc
 
 
 def cifar_image_set(root: str | Path, variant: str) -> ImageSet:
@@ -60,7 +70,7 @@ def cifar_image_set(root: str | Path, variant: str) -> ImageSet:
         raise DataSourceError(f"unknown CIFAR variant {variant!r}; use one of {sorted(_CIFAR)}")
     root = Path(root).expanduser()
     files, meta_file, names_key, label_key = _CIFAR[variant]
-    names = tuple(n.decode() for n in _unpickle(root / meta_file)[names_key])
+    names = _class_names(root / meta_file, names_key)
     images, labels = [], []
     for name in files:
         batch = _unpickle(root / name)
@@ -68,14 +78,19 @@ def cifar_image_set(root: str | Path, variant: str) -> ImageSet:
             raise DataSourceError(
                 f"CIFAR file {root / name} has no {b'data'!r}/{label_key!r} entries: is it {variant}?"
             )
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(batch[label_key]) != data.shape[0]:
+        data, file_labels = np.asarray(batch[b"data"]), np.asarray(batch[label_key])
+        if data.dtype != np.uint8 or file_labels.dtype.kind not in "iu":
+            raise DataSourceError(
+                f"CIFAR file {root / name}: expected uint8 pixels and integer labels, got {data.dtype} and "
+                f"{file_labels.dtype}; re-extract the archive"
+            )
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or file_labels.shape != (data.shape[0],):
             raise DataSourceError(
                 f"CIFAR file {root / name}: expected (N, 3072) pixels and N labels, got "
-                f"{data.shape} and {len(batch[label_key])}"
+                f"{data.shape} and {file_labels.shape}"
             )
         images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32)))
-        labels.append(torch.as_tensor(batch[label_key], dtype=torch.int64))
+        labels.append(torch.as_tensor(file_labels, dtype=torch.int64))
     labels_all = torch.cat(labels)
     if int(labels_all.min()) < 0 or int(labels_all.max()) >= len(names):
         raise DataSourceError(

@@ -115,6 +115,14 @@ def hrgan_table(runs: list[str], args) -> str:
     return table
 
 
+def _positive(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastgan.eval", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -128,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     sr.add_argument("--out", type=Path, help="where to write sr_eval.md and sr_comparison.png (default: RUN/eval)")
     sr.add_argument("--device", default="auto")
     sr.add_argument("--onnx", nargs="*", default=[], help="exported upscalers to evaluate too (onnxruntime, tiled)")
-    sr.add_argument("--tile", type=int, default=128, help="tile side for the --onnx files")
+    sr.add_argument("--tile", type=_positive, default=128, help="tile side for the --onnx files")
     table = commands.add_parser("table", help="score HRGAN runs; the paper's Tables 1–2 layout")
     table.add_argument("runs", nargs="+", help="run directories or checkpoint files (any resolutions, λ_MS 0 or not)")
-    table.add_argument("--samples", type=int, default=50_000, help="generated (and real) samples per run")
-    table.add_argument("--splits", type=int, default=10, help="splits of the Inception and MobileNet scores")
+    table.add_argument("--samples", type=_positive, default=50_000, help="generated (and real) samples per run")
+    table.add_argument("--splits", type=_positive, default=10, help="splits of the Inception and MobileNet scores")
     table.add_argument("--inception-weights", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth")
     table.add_argument(
         "--resize",
@@ -142,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     table.add_argument("--evaluator-weights", help="default: each run's own evaluator")
     table.add_argument("--seed", type=int, default=0)
-    table.add_argument("--batch-size", type=int, default=250)
+    table.add_argument("--batch-size", type=_positive, default=250)
     table.add_argument("--device", default="auto")
     table.add_argument("--out", type=Path, help="also write the table (.md) and every score (.json)")
     spread = commands.add_parser(
@@ -150,16 +158,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     spread.add_argument("--checkpoint", required=True)
     spread.add_argument("--images", default="held-out", help="held-out (default), skimage, doom, a folder or a video")
-    spread.add_argument("--samples", type=int, default=16, help="z draws per image")
+    spread.add_argument("--samples", type=_positive, default=16, help="z draws per image")
     spread.add_argument("--seed", type=int, default=0)
     spread.add_argument("--out", type=Path, help="default: RUN/eval (writes spread.md, spread.png)")
     sheets = commands.add_parser("sheets", help="per-class sample sheet and latent interpolations (PNG)")
     sheets.add_argument("--checkpoint", required=True)
     sheets.add_argument("--out", type=Path, help="default: RUN/eval")
-    sheets.add_argument("--per-class", type=int, default=10)
-    sheets.add_argument("--steps", type=int, default=8)
+    sheets.add_argument("--per-class", type=_positive, default=10)
+    sheets.add_argument("--steps", type=_positive, default=8)
     sheets.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.command == "table" and args.samples < args.splits:
+        parser.error(f"table: --samples ({args.samples}) must be at least --splits ({args.splits})")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "spread":
         return _spread_command(args)

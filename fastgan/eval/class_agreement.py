@@ -25,6 +25,11 @@ def ema_generator_from_checkpoint(path: str | Path) -> tuple[Generator, Config]:
     """The EMA generator of a training checkpoint (the live one if EMA had not started), in eval mode."""
     state = load_checkpoint(path)
     config = merge(Config(), state["config"])
+    if config.model.name != "hrgan":
+        raise CheckpointError(
+            f"{path} is a {config.model.name} run, not an HRGAN one; score upscalers with `python -m fastgan.eval sr` "
+            "(SRResNet/SRGAN) or `spread` (LAG)"
+        )
     family = state["family"]
     num_classes = family["generator"]["blocks.0.bn1.gain.weight"].shape[0]
     m = config.model

@@ -8,6 +8,7 @@ Samples are drawn with balanced labels from a seeded generator, in batches, and 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 
 import torch
@@ -15,6 +16,8 @@ import torch.nn.functional as F
 
 from fastgan.data.procedural import render, sample_scenes
 from fastgan.eval.scores import feature_statistics, frechet_distance, precision_recall, split_score
+
+log = logging.getLogger(__name__)
 
 #: images in [-1, 1] → (features (N, D), logits (N, K))
 Extractor = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -80,15 +83,25 @@ def true_renders(resolution: int, count: int, seed: int = FIDELITY_SEED, batch_s
 
 
 def intra_class_fid(real: tuple[torch.Tensor, torch.Tensor], fake: tuple[torch.Tensor, torch.Tensor]) -> float:
-    """Mean over classes of the Fréchet distance between the real and generated features of that class.
+    """Mean over classes of the Fréchet distance between the real and generated features of that class, over the
+    classes with at least two samples on both sides (a covariance needs two; the others are counted in a warning).
 
     Args:
         real, fake: (features (N, D), labels (N,)).
+
+    Raises:
+        ValueError: no class has two real and two generated samples.
     """
     distances = []
-    for label in real[1].unique():
+    classes = real[1].unique()
+    for label in classes:
         a, b = real[0][real[1] == label], fake[0][fake[1] == label]
-        distances.append(frechet_distance(feature_statistics(a), feature_statistics(b)))
+        if len(a) >= 2 and len(b) >= 2:
+            distances.append(frechet_distance(feature_statistics(a), feature_statistics(b)))
+    if not distances:
+        raise ValueError("intra-class FID needs two real and two generated samples of some class: raise --samples")
+    if len(distances) < len(classes):
+        log.warning("intra-class FID over %d of %d classes (the others have < 2 samples)", len(distances), len(classes))
     return sum(distances) / len(distances)
 
 

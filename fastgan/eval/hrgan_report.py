@@ -30,12 +30,18 @@ log = logging.getLogger(__name__)
 BASELINE_SCALES = (2, 4)
 
 
-def _real_batches(run_config, count: int, batch_size: int):
-    """Up to `count` real training images in [-1, 1], in batches, with their labels."""
+def _real_batches(run_config, count: int, batch_size: int, seed: int):
+    """`count` real training images drawn at random (seeded; all of them when there are fewer), in [-1, 1], in
+    batches, with their labels: a draw, not the first `count`, which in a class-sorted folder are the first
+    classes only."""
     from fastgan.train.run import load_image_set
 
     image_set = load_image_set(run_config.data)
-    images, labels = image_set.images[:count], image_set.labels[:count]
+    available = len(image_set.labels)
+    if count > available:
+        log.warning("%s has %d images: scoring against all of them, not %d", image_set.name, available, count)
+    chosen = torch.randperm(available, generator=torch.Generator().manual_seed(seed))[:count]  # in random order
+    images, labels = image_set.images[chosen], image_set.labels[chosen]
     return (images.float().div(127.5).sub(1).split(batch_size)), labels
 
 
@@ -76,7 +82,7 @@ def evaluate_run(
     extractors = {"evaluator": evaluator.features} | ({"inception": inception} if inception is not None else {})
     labels = balanced_labels(samples, generator.num_classes)
     fake = extract(generated_batches(generator, labels, seed, batch_size), extractors, device)
-    real_images, real_labels = _real_batches(config, samples, batch_size)
+    real_images, real_labels = _real_batches(config, samples, batch_size, seed)
     real = extract(real_images, extractors, device)
     resolution = config.model.resolution
     base = {"run": str(run), "resolution": resolution, "lambda_ms": config.loss.lambda_ms}

@@ -6,12 +6,11 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from fastgan.atomic import write_bytes_atomically
 from fastgan.data.image_set import ImageSet
 from fastgan.eval.evaluator import Evaluator
 
@@ -37,14 +36,6 @@ def dataset_mobilenet_score(evaluator: Evaluator, image_set: ImageSet, batch_siz
     return math.exp((marginal_entropy + neg_entropy_sum / len(image_set)).item())
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.write(text)
-        tmp = f.name
-    os.replace(tmp, path)
-
-
 def cached_real_score(evaluator: Evaluator, image_set: ImageSet, cache_dir: str | Path, batch_size: int = 250) -> float:
     """MS_real for (dataset, evaluator), read from `cache_dir` or computed and stored there.
 
@@ -66,5 +57,5 @@ def cached_real_score(evaluator: Evaluator, image_set: ImageSet, cache_dir: str 
         "images": len(image_set),
         "evaluator_sha256": evaluator.spec.fingerprint,
     }
-    _atomic_write_text(path, json.dumps(record, indent=1))
+    write_bytes_atomically(path, json.dumps(record, indent=1).encode())
     return score

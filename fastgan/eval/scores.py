@@ -10,20 +10,25 @@ import torch
 
 def split_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:
     """Inception-score formula (Salimans et al. 2016; the paper's Eq. 5 with MobileNet logits): the samples are
-    cut into `splits` consecutive chunks; in each, exp(mean_x KL(p(y|x) ‖ p(y))) with p(y) the chunk's mean;
-    returns the mean and the (population, as in the reference code) standard deviation over the chunks.
+    cut into exactly `splits` consecutive parts (part i is samples i·N//splits to (i+1)·N//splits, as in the
+    reference code); in each, exp(mean_x KL(p(y|x) ‖ p(y))) with p(y) the part's mean; returns the mean and the
+    (population, as in the reference code) standard deviation over the parts. p·log p counts 0 where p = 0, so
+    logits confident beyond float64's range still score.
 
     Args:
         logits: (N, K) class logits, N ≥ splits.
-        splits: number of chunks (the field's default is 10).
+        splits: number of parts (the field's default is 10).
     """
     if logits.dim() != 2 or not 1 <= splits <= logits.shape[0]:
         raise ValueError(f"split_score needs (N, K) logits with N ≥ splits = {splits}, got {tuple(logits.shape)}")
+    n = logits.shape[0]
     scores = []
-    for chunk in logits.double().chunk(splits):
-        log_p = chunk.log_softmax(dim=1)
-        log_marginal = log_p.exp().mean(dim=0).log()
-        kl = (log_p.exp() * (log_p - log_marginal)).sum(dim=1).mean()
+    for i in range(splits):
+        part = logits[i * n // splits : (i + 1) * n // splits].double()
+        log_p = part.log_softmax(dim=1)
+        p = log_p.exp()
+        log_marginal = p.mean(dim=0).log()
+        kl = torch.where(p > 0, p * (log_p - log_marginal), 0.0).sum(dim=1).mean()
         scores.append(kl.exp().item())
     mean = sum(scores) / len(scores)
     return mean, math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))

@@ -52,6 +52,21 @@ def test_decoded_folder_matches_pil_reader(tmp_path):
     assert resized_error.mean() < 1.0 and resized_error.max() <= 8  # DALI's linear anti-aliased resize vs torch's
 
 
+def test_exif_rotated_jpeg_is_kept_and_cropped_as_decoded(tmp_path):
+    """A phone photo's EXIF orientation 6 (rotate 90°) names swapped sides: both readers ignore it and crop the
+    stored pixels, so the file is neither dropped nor cropped off its image."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    smooth = np.asarray(Image.fromarray(_rgb(8, 6, 4)).resize((40, 48), Image.BILINEAR))  # stored 48 high, 40 wide
+    _save(tmp_path / "p" / "phone.jpg", smooth, quality=95, exif=exif.tobytes())
+    _save(tmp_path / "p" / "plain.png", _rgb(32, 32, 5))
+    dali, pil = dali_folder_image_set(tmp_path), folder_image_set(tmp_path)
+    assert dali.images.shape == pil.images.shape == (2, 3, 32, 32)
+    assert torch.equal(dali.images[1], pil.images[1])
+    error = (dali.images[0].float() - pil.images[0].float()).abs()
+    assert error.mean() < 2.0  # the same centre crop (a swapped one would differ everywhere), JPEG decoders apart
+
+
 def test_corrupt_files_are_skipped_with_a_warning_each_and_a_count(tmp_path, caplog):
     bad = _corrupt_folder(tmp_path)
     caplog.set_level(logging.WARNING, logger="fastgan.data.dali_sources")

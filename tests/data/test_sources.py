@@ -60,6 +60,26 @@ def test_cifar_missing_corrupt_and_mislabelled_files_name_the_file(tmp_path):
         cifar_image_set(bad, "cifar10")
 
 
+@pytest.mark.parametrize(
+    "file, content, message",
+    [
+        ("batches.meta", {b"other": []}, "class names"),
+        ("batches.meta", ["a list"], "holds a list"),
+        ("batches.meta", {b"label_names": ["str, not bytes"]}, "class names"),
+        ("data_batch_4", 7, "holds a int"),
+        ("data_batch_4", {b"data": np.zeros((2, 3072), np.uint8), b"labels": None}, "integer labels"),
+        ("data_batch_4", {b"data": np.full((2, 3072), 300.7), b"labels": [0, 1]}, "uint8 pixels"),
+        ("data_batch_4", {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "N labels"),
+    ],
+)
+def test_malformed_cifar_pickles_are_data_source_errors(tmp_path, file, content, message):
+    root = _write_cifar10(tmp_path / "c10")
+    with open(root / file, "wb") as f:
+        pickle.dump(content, f)
+    with pytest.raises(DataSourceError, match=message):
+        cifar_image_set(root, "cifar10")
+
+
 def _save(path, array, mode=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array, mode=mode).save(path)

@@ -1,12 +1,16 @@
 """Generator evaluation: the FID Inception's architecture and weight errors, sheets, and the fidelity experiment
 and table on tiny runs (scores finite, deterministic under a seed, baselines present)."""
 
+import types
+
 import pytest
 import torch
 import torchvision
 
+from fastgan.data.image_set import ImageSet
 from fastgan.eval import __main__ as eval_cli
-from fastgan.eval.hrgan_report import evaluate_run, markdown
+from fastgan.eval.generator_eval import intra_class_fid
+from fastgan.eval.hrgan_report import _real_batches, evaluate_run, markdown
 from fastgan.eval.inception import InceptionFeatures, InceptionWeightsError, fid_inception_network, load_inception
 from fastgan.eval.sheets import slerp
 from fastgan.train.config import merge
@@ -99,6 +103,44 @@ def test_table_cli_writes_the_papers_layout_and_sheets(tiny_runs, tmp_path, caps
     assert (tmp_path / "sheets" / "interpolation.png").stat().st_size > 1000
     assert eval_cli.main(["table", str(tiny_runs[0]), "--inception-weights", str(tmp_path / "nope.pth")]) == 2
     assert "pt_inception" in capsys.readouterr().err
+
+
+def test_real_images_are_a_seeded_draw_across_a_class_sorted_set(monkeypatch, caplog):
+    """A class folder is stored class by class: its first 30 images would be three classes; a draw covers them."""
+    labels = torch.arange(10).repeat_interleave(10)
+    images = labels.to(torch.uint8).view(-1, 1, 1, 1).expand(100, 3, 32, 32).contiguous()  # pixel value = label
+    names = tuple(f"c{i}" for i in range(10))
+    monkeypatch.setattr("fastgan.train.run.load_image_set", lambda data: ImageSet(images, labels, names, "sorted"))
+    run = types.SimpleNamespace(data=None)  # the run config: only its data section is passed on
+    batches, drawn = _real_batches(run, 30, 8, seed=0)
+    assert len(drawn) == 30 and len(drawn.unique()) >= 8
+    pixels = torch.cat(list(batches))[:, 0, 0, 0]
+    assert torch.equal(((pixels + 1) * 127.5).round().long(), drawn)  # images and labels stay paired
+    assert torch.equal(_real_batches(run, 30, 8, seed=0)[1], drawn)
+    assert not torch.equal(_real_batches(run, 30, 8, seed=1)[1], drawn)
+    assert len(_real_batches(run, 500, 8, seed=0)[1]) == 100 and "scoring against all of them" in caplog.text
+
+
+def test_intra_class_fid_skips_classes_without_two_samples(caplog):
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(7, 3, generator=generator)
+    real = features, torch.tensor([0, 0, 0, 1, 1, 1, 2])  # class 2 has one real sample
+    fake = features + 0.1, torch.tensor([0, 0, 0, 1, 1, 1, 2])
+    only_two = intra_class_fid((real[0][:6], real[1][:6]), (fake[0][:6], fake[1][:6]))
+    assert intra_class_fid(real, fake) == pytest.approx(only_two) and "over 2 of 3 classes" in caplog.text
+    with pytest.raises(ValueError, match="--samples"):
+        intra_class_fid((features[:2], torch.tensor([0, 1])), (features[:2], torch.tensor([0, 1])))
+
+
+def test_generator_commands_refuse_other_families_and_bad_counts(tiny_lag_run, capsys):
+    assert eval_cli.main(["sheets", "--checkpoint", str(tiny_lag_run)]) == 2
+    assert "is a lag run, not an HRGAN one" in capsys.readouterr().err
+    assert eval_cli.main(["table", str(tiny_lag_run), "--samples", "100"]) == 2
+    for bad in (["--samples", "0"], ["--batch-size", "-1"], ["--samples", "5", "--splits", "10"]):
+        with pytest.raises(SystemExit) as exit_info:
+            eval_cli.main(["table", str(tiny_lag_run), *bad])
+        assert exit_info.value.code == 2
+    assert "must be a positive integer" in capsys.readouterr().err
 
 
 def test_markdown_improvement_column():

@@ -21,6 +21,24 @@ def test_split_score_hand_cases():
         split_score(torch.zeros(3, 5), splits=4)
 
 
+def test_split_score_uses_exactly_splits_parts():
+    """N = 11, splits = 10: ten parts (nine of one sample, scoring 1, and one of two), not torch.chunk's six."""
+    logits = torch.full((11, 2), -50.0)
+    logits[torch.arange(11), torch.arange(11) % 2] = 50.0  # certain; samples 9 and 10 disagree
+    mean, std = split_score(logits, splits=10)
+    scores = [1.0] * 9 + [2.0]  # the last part holds two certain, different predictions: exp(log 2)
+    expected = sum(scores) / 10
+    assert mean == pytest.approx(expected)
+    assert std == pytest.approx(math.sqrt(sum((s - expected) ** 2 for s in scores) / 10))
+
+
+def test_split_score_of_logits_beyond_float64_range():
+    """Class probabilities that underflow to exactly 0 count 0·log 0 = 0, not NaN."""
+    logits = torch.zeros(20, 3)
+    logits[:, 0] = 1000.0  # every sample certain of class 0: score 1
+    assert split_score(logits, splits=2) == pytest.approx((1.0, 0.0))
+
+
 class _Logits(torch.nn.Module):
     def forward(self, x):
         return x
