@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             path = build_trt(args.onnx, args.tile, args.min_tile, args.batch, args.cache, args.workspace_gb)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
+    except (OSError, ValueError, RuntimeError) as error:  # OSError: missing input, unwritable output
         log.error("%s", error)
         return 1
     print(path)

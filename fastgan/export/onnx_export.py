@@ -10,7 +10,6 @@ What tiling and the runtimes need to know travels in the file's metadata (`read_
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,14 @@ import onnx
 import torch
 from torch import nn
 
+from fastgan.atomic import atomic_path
 from fastgan.ops.backends import backend
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 UPSCALER_INPUT, UPSCALER_OUTPUT = "lr", "sr"
-OPSET = 18
+OPSET = 18  # what onnxruntime and TensorRT 10.0+ parse
+#: bf16 convolutions exist in ONNX from opset 22 (Conv-22); bf16 files are for TensorRT, which parses it from 10.x.
+BF16_OPSET = 22
 
 
 class ExportError(RuntimeError):
@@ -38,10 +40,8 @@ def _dtype(precision: str) -> torch.dtype:
 
 
 def _export(model: nn.Module, args: tuple, path: Path, names: tuple[list[str], list[str]], dynamic: dict, meta: dict):
-    """torch.onnx.export (dynamo) to a temporary file, metadata added, checked, then moved into place atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial")
+    """torch.onnx.export (dynamo), metadata added, checked, then written atomically (`fastgan.atomic.atomic_path`)."""
+    bf16 = meta["fastgan.precision"] == "bf16"
     with backend("torch"), torch.no_grad():
         program = torch.onnx.export(
             model,
@@ -49,16 +49,19 @@ def _export(model: nn.Module, args: tuple, path: Path, names: tuple[list[str], l
             input_names=names[0],
             output_names=names[1],
             dynamic_shapes=dynamic,
-            opset_version=OPSET,
+            opset_version=BF16_OPSET if bf16 else OPSET,
+            # onnxscript's graph optimiser (0.7.2) turns the bf16 weights that reach a Conv through an op's reference
+            # path into fp32 initialisers, which the checker rejects: bf16 graphs go unoptimised, TensorRT fuses
+            optimize=not bf16,
             dynamo=True,
             verbose=False,
         )
     proto = program.model_proto
     onnx.helper.set_model_props(proto, {key: str(value) for key, value in meta.items()})
     onnx.checker.check_model(proto, full_check=True)
-    onnx.save_model(proto, temporary)
-    os.replace(temporary, path)
-    return path
+    with atomic_path(path) as temporary:
+        onnx.save_model(proto, temporary)
+    return Path(path)
 
 
 def export_upscaler(

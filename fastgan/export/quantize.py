@@ -4,14 +4,15 @@ TensorRT 10 deprecated and TensorRT 11 removed implicit int8 (builder flags plus
 is an ONNX graph with QuantizeLinear/DequantizeLinear pairs. onnxruntime's static quantiser writes exactly that:
 symmetric int8 activations and per-channel symmetric int8 weights around every convolution (TensorRT's expected
 pattern), the activation ranges measured on tiles cut from real frames. The ranges are cached next to the model,
-keyed by the fp32 model's hash and the calibration method, so a rebuild does not recalibrate. The same file runs in
+keyed by the fp32 model's hash, the calibration method and the calibration crops' hash, so a rebuild does not
+recalibrate and other frames do. The same file runs in
 onnxruntime on a CPU, which is how its accuracy is checked here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+from fastgan.atomic import atomic_path
 from fastgan.export.engine_cache import sha256_file
 from fastgan.export.onnx_export import UPSCALER_INPUT, ExportError, read_metadata
 
@@ -52,18 +54,31 @@ class TileReader(CalibrationDataReader):
             frame = usable[rng.integers(len(usable))]
             y, x = rng.integers(frame.shape[1] - tile + 1), rng.integers(frame.shape[2] - tile + 1)
             crops.append(frame[:, y : y + tile, x : x + tile])
-        self.batches = iter([np.stack(crops[i : i + batch]).astype(np.float32) for i in range(0, count, batch)])
+        batches = [np.stack(crops[i : i + batch]).astype(np.float32) for i in range(0, count, batch)]
+        digest = hashlib.sha256()
+        for array in batches:
+            digest.update(array.tobytes())
+        self.digest = digest.hexdigest()  # what calibration sees: the cache key of its ranges
+        self.batches = iter(batches)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self.batches, None)
         return None if batch is None else {UPSCALER_INPUT: batch}
 
 
-def calibration_cache_path(onnx_fp32: str | Path, method: str) -> Path:
-    """Where the activation ranges of `onnx_fp32` measured with `method` are cached: beside the model, named by its
-    hash, so a re-exported model never reuses another's ranges."""
+def calibration_cache_path(onnx_fp32: str | Path, method: str, crops_digest: str) -> Path:
+    """Where the activation ranges of `onnx_fp32` measured with `method` on the crops hashed to `crops_digest`
+    (`TileReader.digest`) are cached: beside the model, named by both hashes, so neither a re-exported model nor
+    other calibration frames reuse another's ranges."""
     onnx_fp32 = Path(onnx_fp32)
-    return onnx_fp32.with_name(f"{onnx_fp32.stem}-{sha256_file(onnx_fp32)[:12]}-{method}.calibration.json")
+    model = sha256_file(onnx_fp32)[:12]
+    return onnx_fp32.with_name(f"{onnx_fp32.stem}-{model}-{method}-{crops_digest[:12]}.calibration.json")
+
+
+def _latest_cache(onnx_fp32: Path, method: str) -> Path | None:
+    """The most recently written cache of `onnx_fp32`'s ranges measured with `method`, on any frames."""
+    caches = onnx_fp32.parent.glob(f"{onnx_fp32.stem}-{sha256_file(onnx_fp32)[:12]}-{method}-*.calibration.json")
+    return max(caches, key=lambda path: path.stat().st_mtime, default=None)
 
 
 def quantize_int8(
@@ -79,8 +94,9 @@ def quantize_int8(
     Args:
         onnx_fp32: an upscaler exported by `export_upscaler` in fp32.
         out: the int8 ONNX file to write (atomically).
-        frames: (3, H, W) float32 arrays in [0, 1] from the frames the model will upscale; None uses the cached
-            ranges and fails if there are none.
+        frames: (3, H, W) float32 arrays in [0, 1] from the frames the model will upscale (their ranges are
+            cached: the same crops again are not recalibrated); None uses the latest cached ranges of this model
+            and method, and fails if there are none.
         tile, count: calibration crop side and number of crops.
         method: "percentile" (99.999th percentile of |activation|), "entropy" (TensorRT's classic KL choice) or
             "minmax".
@@ -92,30 +108,34 @@ def quantize_int8(
         raise ExportError(
             f"{onnx_fp32} is a {meta['fastgan.precision']} {meta['fastgan.kind']}; quantise an fp32 upscaler"
         )
-    cache = calibration_cache_path(onnx_fp32, method)
-    if frames is None and not cache.is_file():
-        raise ValueError(
-            f"no calibration cache at {cache}: give real frames to calibrate int8 on (--calibration-frames)"
-        )
-    reader = None if cache.is_file() else TileReader(frames, tile, count)
+    if frames is None:
+        reader, cache = None, _latest_cache(Path(onnx_fp32), method)
+        if cache is None:
+            raise ValueError(
+                f"no {method} calibration cache beside {onnx_fp32}: give real frames to calibrate int8 on "
+                "(--calibration-frames)"
+            )
+    else:
+        reader = TileReader(frames, tile, count)
+        cache = calibration_cache_path(onnx_fp32, method, reader.digest)
+        reader = None if cache.is_file() else reader
     log.info("int8 calibration: %s", f"cached ranges {cache}" if reader is None else f"{count} {tile}² crops, {method}")
     out = Path(out)
-    temporary = out.with_name(out.name + ".partial")
-    quantize_static(
-        str(onnx_fp32),
-        str(temporary),
-        reader,
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["Conv"],
-        per_channel=True,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CALIBRATION_METHODS[method],
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
-        calibration_cache_path=str(cache),
-    )
-    proto = onnx.load_model(temporary)
-    onnx.helper.set_model_props(proto, {**meta, "fastgan.precision": "int8"})
-    onnx.save_model(proto, temporary)
-    os.replace(temporary, out)
+    with atomic_path(out) as temporary:
+        quantize_static(
+            str(onnx_fp32),
+            str(temporary),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["Conv"],
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CALIBRATION_METHODS[method],
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+            calibration_cache_path=str(cache),
+        )
+        proto = onnx.load_model(temporary)
+        onnx.helper.set_model_props(proto, {**meta, "fastgan.precision": "int8"})
+        onnx.save_model(proto, temporary)
     return out

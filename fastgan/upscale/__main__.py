@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             output = args.output if k == 0 else sample_output(args.output, k)
             source, speed = _upscale(args, z, output)
             skipped = getattr(source, "skipped", [])
+            if speed.frames == 0:
+                raise FrameError(f"no frame of {args.input} could be read ({len(skipped)} unreadable): nothing written")
             log.info(
                 "%s: %d frames in %.2f s: %.2f frames/s, %.2f input MP/s%s",
                 output,
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 speed.megapixels_per_second,
                 f"; skipped {len(skipped)} unreadable: {', '.join(skipped)}" if skipped else "",
             )
-    except (FileNotFoundError, FrameError, ValueError, RuntimeError) as error:
+    except (OSError, FrameError, ValueError, RuntimeError) as error:  # OSError: missing input, unwritable output
         log.error("%s", error)
         return 1
     return 0

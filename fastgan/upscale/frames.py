@@ -6,9 +6,9 @@ float32 RGB in [0, 1] plus what is needed to write it back as it came: its alpha
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+
+from fastgan.atomic import atomic_path, write_bytes_atomically
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,14 @@ def read_image(path: str | Path) -> Frame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no image at {path}")
-    array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)  # also reads non-ASCII paths
+    # JPEGs (no alpha) are decoded upright as their EXIF orientation says, as viewers show them: the written output
+    # carries no orientation tag. Other formats keep every channel as stored.
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH if jpeg else cv2.IMREAD_UNCHANGED
+    try:
+        array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), flags)  # from bytes: also reads non-ASCII paths
+    except cv2.error:  # an empty file
+        array = None
     if array is None:
         raise FrameError(f"{path} is not a readable image (corrupt, or not one of {', '.join(IMAGE_SUFFIXES)})")
     return frame_from_array(array, path.name)
@@ -128,13 +137,7 @@ def write_image(path: str | Path, frame: Frame) -> None:
     ok, encoded = cv2.imencode(suffix, frame_to_array(frame))
     if not ok:
         raise FrameError(f"OpenCV failed to encode {path}")
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        temporary.write_bytes(encoded.tobytes())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_bytes_atomically(path, encoded.tobytes())
 
 
 @dataclass
@@ -215,10 +218,13 @@ def open_frames(path: str | Path) -> FrameSource:
 
 
 class FrameSink:
-    """Writes frames where `open_sink` decided; a context manager that closes the video writer."""
+    """Writes frames where `open_sink` decided; a context manager that finishes the video. A video is written to a
+    temporary file beside `out` and moved over it only when the sink closes without an error, so a failed or
+    interrupted run leaves an earlier `out` as it was."""
 
     def __init__(self, out: Path, source: FrameSource, single_file: bool):
         self.out, self.source, self.single_file = out, source, single_file
+        self.video_file = contextlib.ExitStack()  # holds `atomic_path(out)` once the first frame opens the writer
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
         self.warned_alpha = False
@@ -240,24 +246,26 @@ class FrameSink:
         size = (array.shape[1], array.shape[0])
         if self.writer is None:
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.out.suffix.lower()])
-            self.writer, self.size = cv2.VideoWriter(str(self.out), fourcc, self.source.fps, size), size
+            temporary = self.video_file.enter_context(atomic_path(self.out))
+            self.writer, self.size = cv2.VideoWriter(str(temporary), fourcc, self.source.fps, size), size
             if not self.writer.isOpened():
                 raise FrameError(f"OpenCV cannot write the video {self.out}; try .mp4 or .avi")
         if size != self.size:
             raise FrameError(f"{frame.name} is {size[0]}×{size[1]} but {self.out} is {self.size[0]}×{self.size[1]}")
         self.writer.write(array)
 
-    def close(self) -> None:
-        """Finish the video file, if one was started."""
+    def close(self, *exc_info) -> None:
+        """Finish the video file, if one was started: moved into place, or (given an exception's info) removed."""
         if self.writer is not None:
             self.writer.release()
             self.writer = None
+        self.video_file.__exit__(*(exc_info or (None, None, None)))
 
     def __enter__(self) -> FrameSink:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.close()
+        self.close(*exc_info)
 
 
 def open_sink(out: str | Path, source: FrameSource) -> FrameSink:
@@ -277,6 +285,8 @@ def open_sink(out: str | Path, source: FrameSource) -> FrameSink:
         raise FrameError(f"a video goes to a video file ({', '.join(VIDEO_SUFFIXES)}), not {out}")
     if source.kind == "images" and not single_file and suffix in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES):
         raise FrameError(f"images go to a folder (or one image to an image file), not {out}")
+    if source.kind == "images" and source.path.is_file() and not single_file and suffix and not out.is_dir():
+        raise FrameError(f"{out}: cannot write {suffix} images; use one of {', '.join(IMAGE_SUFFIXES)} (or a folder)")
     targets = [out] if single_file or source.kind == "video" else [out / file.name for file in source.files]
     inputs = {file.resolve() for file in (source.path, *source.files)}
     if not inputs.isdisjoint(target.resolve() for target in targets):

@@ -156,6 +156,8 @@ class TiledUpscaler:
             raise ValueError(f"feather must lie in [0, overlap = {overlap}], got {feather}")
         if batch < 1 or scale < 1:
             raise ValueError(f"batch and scale must be ≥ 1, got {batch} and {scale}")
+        if tile < 1 or overlap < 0:
+            raise ValueError(f"tile must be ≥ 1 and overlap ≥ 0 (--tile, --overlap), got {tile} and {overlap}")
         self.model, self.scale, self.receptive_radius = model, scale, receptive_radius
         self.tile, self.overlap, self.window, self.batch, self.border = tile, overlap, window, batch, border
         self.feather = (

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fastgan.export.onnx_export import (
+    BF16_OPSET,
     ExportError,
     export_generator,
     export_upscaler,
@@ -102,6 +103,20 @@ def test_paper_x4_with_batch_norm_and_fp16_export(tmp_path):
     assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     assert max_error_vs_torch(half, model, {"lr": torch.rand(1, 3, 12, 9)}) < 2e-2
     assert next(model.parameters()).dtype == torch.float32  # exporting did not convert the caller's model
+
+
+def test_bf16_exports_pass_the_checker_at_the_opset_with_bf16_convolutions(tmp_path):
+    """bf16 files are TensorRT's (onnxruntime's CPU provider has no bf16 Conv): checked, typed, opset 22."""
+    model = SRResNet(2, channels=8, blocks=1, batch_norm=False).eval()
+    path = export_upscaler(model, tmp_path / "x2-bf16.onnx", scale=2, receptive_radius=10, precision="bf16")
+    proto = onnx.load(path)
+    assert [o.version for o in proto.opset_import if o.domain == ""] == [BF16_OPSET]
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.BFLOAT16
+    assert read_metadata(path)["fastgan.precision"] == "bf16"
+    generator = Generator(64, num_classes=5, z_dim=16, channels=16).eval()
+    path = export_generator(generator, tmp_path / "g-bf16.onnx", 16, num_classes=5, resolution=64, precision="bf16")
+    assert read_metadata(path)["fastgan.precision"] == "bf16"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g-bf16.onnx", "x2-bf16.onnx"]  # no temporary files
 
 
 def test_hrgan_generator_exports_with_dynamic_batch(tmp_path):

@@ -1,12 +1,14 @@
 """int8 Q/DQ export: Q/DQ pairs around every convolution, runs in onnxruntime close to fp32, calibration cached."""
 
+import logging
+
 import numpy as np
 import onnx
 import pytest
 import torch
 
 from fastgan.export.onnx_export import ExportError, export_upscaler, onnxruntime_session, read_metadata
-from fastgan.export.quantize import calibration_cache_path, quantize_int8
+from fastgan.export.quantize import TileReader, calibration_cache_path, quantize_int8
 from fastgan.models.srgan import SRResNet
 
 
@@ -40,12 +42,19 @@ def test_int8_model_has_qdq_convs_and_stays_close_to_fp32(fp32_onnx):
     assert psnr > 35, psnr
 
 
-def test_calibration_is_cached_per_model_and_method(fp32_onnx, tmp_path):
-    cache = calibration_cache_path(fp32_onnx, "minmax")
+def test_calibration_is_cached_per_model_method_and_frames(fp32_onnx, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="fastgan.export.quantize")
     first = quantize_int8(fp32_onnx, tmp_path / "a.onnx", _frames(), tile=32, count=8, method="minmax")
+    cache = calibration_cache_path(fp32_onnx, "minmax", TileReader(_frames(), 32, 8).digest)
     assert cache.is_file()
     again = quantize_int8(fp32_onnx, tmp_path / "b.onnx", None, method="minmax")  # no frames: the cached ranges
     assert onnx.load(first).graph == onnx.load(again).graph
+    caplog.clear()
+    quantize_int8(fp32_onnx, tmp_path / "b.onnx", _frames(), tile=32, count=8, method="minmax")  # same crops
+    assert "cached ranges" in caplog.text
+    other = quantize_int8(fp32_onnx, tmp_path / "o.onnx", _frames(seed=5), tile=32, count=8, method="minmax")
+    assert onnx.load(first).graph != onnx.load(other).graph  # other frames: calibrated afresh, not the cache
+    assert len(list(fp32_onnx.parent.glob("*-minmax-*.calibration.json"))) == 2  # one per set of crops
     with pytest.raises(ValueError, match="calibration-frames"):
         quantize_int8(fp32_onnx, tmp_path / "c.onnx", None, method="entropy")
 

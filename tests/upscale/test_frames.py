@@ -163,3 +163,54 @@ def test_video_frames_and_rate_survive_a_round_trip(tmp_path, caplog):
     (tmp_path / "fake.mp4").write_bytes(b"not a video")
     with pytest.raises(FrameError, match="fake.mp4"):
         open_frames(tmp_path / "fake.mp4")
+
+
+def test_a_failed_video_leaves_the_earlier_output_and_no_temporary_file(tmp_path):
+    """The video is written beside the output and moved over it only on success."""
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 24.0, (64, 48))
+    for i in range(3):
+        writer.write(_gradient(shift=10 * i))
+    writer.release()
+    source = open_frames(clip)
+    frames = list(source)
+    out = tmp_path / "out.mp4"
+    with open_sink(out, source) as sink:
+        sink.write(frames[0])
+        assert not out.exists()  # still the temporary file
+    good = out.read_bytes()
+    assert len(list(open_frames(out))) == 1
+    with pytest.raises(FrameError, match="32×48"), open_sink(out, source) as sink:
+        sink.write(frames[1])
+        sink.write(Frame(torch.rand(3, 48, 32)))
+    assert out.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "out.mp4"]
+
+
+def test_empty_files_are_unreadable_images_and_skipped_in_folders(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), _noise((5, 6, 3)))
+    (tmp_path / "b.png").write_bytes(b"")
+    with pytest.raises(FrameError, match="b.png"):
+        read_image(tmp_path / "b.png")
+    source = open_frames(tmp_path)
+    assert [frame.name for frame in source] == ["a.png"] and source.skipped == [str(tmp_path / "b.png")]
+
+
+def test_jpeg_is_read_upright_by_its_exif_orientation(tmp_path):
+    """A phone photo stored 20×40 with orientation 6 (rotate 90° clockwise) is shown 40 high and 20 wide."""
+    from PIL import Image
+
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :10] = 255  # white on the stored image's left: after the rotation, at the top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    frame = read_image(tmp_path / "phone.jpg")
+    assert frame.rgb.shape == (3, 40, 20)
+    assert frame.rgb[:, :8].mean() > 0.9 and frame.rgb[:, 12:].mean() < 0.1
+
+
+def test_one_image_to_an_unknown_format_is_refused(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), _noise((5, 6, 3)))
+    with pytest.raises(FrameError, match="cannot write .gif images"):
+        open_sink(tmp_path / "out" / "a.gif", open_frames(tmp_path / "a.png"))
+    assert not (tmp_path / "out").exists()

@@ -124,5 +124,7 @@ def test_bad_arguments_say_what_to_do():
         TiledUpscaler(LIGHT_X2, 2, 10, overlap=8, feather=9)
     with pytest.raises(ValueError, match="no core"):
         TiledUpscaler(LIGHT_X2, 2, 10, tile=16, overlap=8)
+    with pytest.raises(ValueError, match=r"tile must be ≥ 1 .*got -5 and 8"):
+        TiledUpscaler(LIGHT_X2, 2, 10, tile=-5, overlap=8)
     with pytest.raises(ValueError, match="one"):
         TiledUpscaler(LIGHT_X2, 2, 10)(torch.rand(1, 3, 8, 8))

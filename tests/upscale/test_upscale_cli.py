@@ -110,6 +110,18 @@ def test_clear_errors(exported, tiny_sr_run, tmp_path, caplog):
     if not torch.cuda.is_available():
         assert export_cli.main(["trt", "--onnx", str(exported)]) == 1
         assert "TensorRT" in caplog.text or "GPU" in caplog.text
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "empty.png").write_bytes(b"")
+    model = ["--model", str(tiny_sr_run)]
+    assert upscale_cli.main([*model, "--input", str(unreadable), "--output", str(tmp_path / "u")]) == 1
+    assert "no frame of" in caplog.text
+    (tmp_path / "a-file").write_text("in the way")
+    cv2.imwrite(str(unreadable / "fine.png"), _smooth(8, 8, 3))
+    assert upscale_cli.main([*model, "--input", str(unreadable), "--output", str(tmp_path / "a-file")]) == 1
+    (tmp_path / "a-folder.onnx").mkdir()
+    assert export_cli.main(["onnx", "--checkpoint", str(tiny_sr_run), "--out", str(tmp_path / "a-folder.onnx")]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary files left
 
 
 def test_eval_scores_the_exported_file_tiled_like_the_torch_model(exported, tiny_sr_run, tmp_path):
