@@ -185,8 +185,8 @@ def test_non_finite_weights_are_never_checkpointed(tiny_config):
     assert load_checkpoint(trainer.run_dir)["step"] == 2
 
 
-def test_sigterm_writes_a_checkpoint_and_stops(tiny_config):
-    trainer = build_trainer(tiny_config)
+def _sigterm_during_the_first_step(trainer):
+    """Make `trainer` receive SIGTERM while it runs its first step."""
     real_step = trainer.family.train_step
 
     def step_then_signal(loader, step):
@@ -196,6 +196,11 @@ def test_sigterm_writes_a_checkpoint_and_stops(tiny_config):
         return metrics
 
     trainer.family.train_step = step_then_signal
+
+
+def test_sigterm_writes_a_checkpoint_and_stops(tiny_config):
+    trainer = build_trainer(tiny_config)
+    _sigterm_during_the_first_step(trainer)
     with pytest.raises(TrainingInterrupted, match="--resume"):
         trainer.run()
     assert load_checkpoint(trainer.run_dir)["step"] == 1
@@ -207,15 +212,7 @@ def test_interrupted_run_resumes_with_the_same_log_averages(tiny_config, tmp_pat
     config = merge(tiny_config, {"output": {"log_every": 4}})
     straight = train(merge(config, {"output": {"out_dir": str(tmp_path / "straight")}}))
     trainer = build_trainer(config)
-    real_step = trainer.family.train_step
-
-    def step_then_signal(loader, step):
-        metrics = real_step(loader, step)
-        if step == 0:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return metrics
-
-    trainer.family.train_step = step_then_signal
+    _sigterm_during_the_first_step(trainer)
     with pytest.raises(TrainingInterrupted):
         trainer.run()
     resumed = resume(trainer.run_dir)

@@ -133,12 +133,17 @@ def test_outputs_keep_each_file_name_and_format(tmp_path):
     assert cv2.imread(str(tmp_path / "one" / "x2.tif"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
 
 
-def test_video_frames_and_rate_survive_a_round_trip(tmp_path, caplog):
-    clip = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 24.0, (64, 48))
-    for i in range(5):
+def _clip(path, frames):
+    """An mp4 of `frames` 64×48 gradients at 24 frames/s; returns `path`."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 24.0, (64, 48))
+    for i in range(frames):
         writer.write(_gradient(shift=10 * i))
     writer.release()
+    return path
+
+
+def test_video_frames_and_rate_survive_a_round_trip(tmp_path, caplog):
+    clip = _clip(tmp_path / "clip.mp4", 5)
     source = open_frames(clip)
     frames = list(source)
     assert source.kind == "video" and source.fps == pytest.approx(24.0) and len(frames) == 5 == len(source)
@@ -167,12 +172,7 @@ def test_video_frames_and_rate_survive_a_round_trip(tmp_path, caplog):
 
 def test_a_failed_video_leaves_the_earlier_output_and_no_temporary_file(tmp_path):
     """The video is written beside the output and moved over it only on success."""
-    clip = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 24.0, (64, 48))
-    for i in range(3):
-        writer.write(_gradient(shift=10 * i))
-    writer.release()
-    source = open_frames(clip)
+    source = open_frames(_clip(tmp_path / "clip.mp4", 3))
     frames = list(source)
     out = tmp_path / "out.mp4"
     with open_sink(out, source) as sink:
