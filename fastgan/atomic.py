@@ -11,39 +11,55 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def _new_file_mode() -> int:
-    """The permissions `open()` gives a new file under the process's umask (mkstemp's own are owner-only)."""
-    umask = os.umask(0)
+def _umask() -> int:
+    umask = os.umask(0)  # read once, at import: setting it is process-wide
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+#: The permissions `open()` gives a new file under the process's umask (mkstemp's own are owner-only).
+_NEW_FILE_MODE = 0o666 & ~_umask()
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX); filesystems that cannot sync a folder are left to their own."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    try:
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:  # e.g. EINVAL on some network and FUSE mounts: the file itself is already synced
+        pass
+    finally:
+        os.close(descriptor)
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path in `path`'s folder to write the file to (it ends in `path`'s suffix, for writers that pick
-    a format by it, such as OpenCV's video writer). When the block succeeds the file is fsynced, given a new
-    file's permissions, renamed over `path` and the rename made durable; if anything fails it is removed and
-    `path` is left as it was."""
+def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
+    """A temporary path in `path`'s folder to write the file to: a hidden name ending in ``.tmp`` (or, with
+    `keep_suffix`, in `path`'s suffix, for writers that pick a format by it, such as OpenCV's video writer). When
+    the block succeeds the file is fsynced, given `path`'s permissions (a new file's under the umask if it does
+    not exist yet), renamed over `path` and the rename made durable; if anything fails it is removed and `path` is
+    left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    suffix = f".tmp{path.suffix}" if keep_suffix else ".tmp"
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
     os.close(descriptor)
     temporary = Path(name)
     try:
         yield temporary
         with temporary.open("rb+") as file:
             os.fsync(file.fileno())
-        temporary.chmod(_new_file_mode())
+        temporary.chmod(path.stat().st_mode & 0o7777 if path.is_file() else _NEW_FILE_MODE)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    if hasattr(os, "O_DIRECTORY"):  # POSIX: the rename itself survives a crash once the folder is synced
-        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+    _sync_folder(path.parent)
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:

@@ -1,10 +1,8 @@
 """Atomic writes: the old file or the new one, never a partial one; new files get the umask's permissions."""
 
-import os
-
 import pytest
 
-from fastgan.atomic import atomic_path, write_bytes_atomically
+from fastgan.atomic import _umask, atomic_path, write_bytes_atomically
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -18,12 +16,18 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
 
 
-def test_the_temporary_path_keeps_the_suffix_and_the_file_gets_the_umask_mode(tmp_path):
-    umask = os.umask(0o027)
-    try:
-        with atomic_path(tmp_path / "deeper" / "clip.mp4") as temporary:
-            assert temporary.parent == tmp_path / "deeper" and temporary.suffix == ".mp4"
-            temporary.write_bytes(b"frames")
-    finally:
-        os.umask(umask)
-    assert (tmp_path / "deeper" / "clip.mp4").stat().st_mode & 0o777 == 0o640  # not mkstemp's 0o600
+def test_temporary_names_and_the_permissions_a_file_gets(tmp_path):
+    """Temporaries are hidden and end in .tmp (no reader takes one for an image), or in the target's suffix when a
+    writer picks its format by it; a new file gets the umask's mode (not mkstemp's 0o600), a replaced one keeps
+    its own."""
+    with atomic_path(tmp_path / "deeper" / "a.png") as temporary:
+        assert temporary.parent == tmp_path / "deeper" and temporary.name.startswith(".a.")
+        assert temporary.suffix == ".tmp"
+        temporary.write_bytes(b"pixels")
+    with atomic_path(tmp_path / "clip.mp4", keep_suffix=True) as temporary:
+        assert temporary.suffix == ".mp4"
+        temporary.write_bytes(b"frames")
+    assert (tmp_path / "deeper" / "a.png").stat().st_mode & 0o777 == 0o666 & ~_umask()
+    (tmp_path / "clip.mp4").chmod(0o640)
+    write_bytes_atomically(tmp_path / "clip.mp4", b"new frames")
+    assert (tmp_path / "clip.mp4").stat().st_mode & 0o777 == 0o640

@@ -11,6 +11,7 @@ onnxruntime on a CPU, which is how its accuracy is checked here.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -76,8 +77,11 @@ def calibration_cache_path(onnx_fp32: str | Path, method: str, crops_digest: str
 
 
 def _latest_cache(onnx_fp32: Path, method: str) -> Path | None:
-    """The most recently written cache of `onnx_fp32`'s ranges measured with `method`, on any frames."""
-    caches = onnx_fp32.parent.glob(f"{onnx_fp32.stem}-{sha256_file(onnx_fp32)[:12]}-{method}-*.calibration.json")
+    """The most recently written cache of `onnx_fp32`'s ranges measured with `method`, on any frames (also one named
+    before the crops' hash was part of the name, `…-{method}.calibration.json`)."""
+    prefix = glob.escape(f"{onnx_fp32.stem}-{sha256_file(onnx_fp32)[:12]}-{method}")
+    folder = onnx_fp32.parent
+    caches = [*folder.glob(f"{prefix}-*.calibration.json"), *folder.glob(f"{prefix}.calibration.json")]
     return max(caches, key=lambda path: path.stat().st_mtime, default=None)
 
 

@@ -32,7 +32,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        raise CheckpointError(  # torch's own text (e.g. its weights_only advice) is kept in the chained cause
+            f"cannot read checkpoint {path} ({type(exc).__name__}): a truncated file or not a torch checkpoint; "
+            f"pass a fastgan run directory or its {CHECKPOINT_NAME}"
+        ) from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a fastgan training checkpoint")
     return state

@@ -6,6 +6,7 @@ Unknown sections or keys, and values of the wrong type, are errors that name the
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -48,6 +49,12 @@ class ModelConfig:
             raise ConfigError("model.z_dim, g_channels, d_channels and g_widths must be positive")
 
 
+def _check_seed(seed: int, key: str) -> None:
+    """Seeds derive generator seeds (e.g. seed · 1 000 003 + epoch) that must stay within 64 bits."""
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"{key} must be in [0, 2^32), got {seed}")
+
+
 @dataclass
 class DataConfig:
     source: str = "embedded"  # embedded | cifar10 | cifar100 | folder
@@ -71,6 +78,7 @@ class DataConfig:
             raise ConfigError(f"data.source={self.source} needs data.path (--data-path)")
         if self.loader not in LOADERS:
             raise ConfigError(f"data.loader must be one of {LOADERS}, got {self.loader!r}")
+        _check_seed(self.seed, "data.seed")
 
 
 @dataclass
@@ -122,6 +130,7 @@ class TrainConfig:
             )
         if not (self.lr_d > 0 and self.lr_g > 0):  # also rejects NaN
             raise ConfigError(f"train.lr_d and train.lr_g must be positive, got {self.lr_d} and {self.lr_g}")
+        _check_seed(self.seed, "train.seed")
 
 
 @dataclass
@@ -294,8 +303,6 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         raise ConfigError(f"{key} must be true or false, got {value!r}")
     if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if annotation is str and isinstance(value, bool):  # YAML 1.1 reads off/no/false (on/yes/true) as booleans
-        return "on" if value else "off"
     if not isinstance(value, annotation):
         raise ConfigError(f"{key} must be of type {annotation.__name__}, got {value!r}")
     return value
@@ -322,6 +329,20 @@ def merge(base: Config, updates: dict[str, Any]) -> Config:
     return Config(**{name: sections[name](**merged[name]) for name in sections})
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's booleans: only true/false. YAML 1.1 also reads yes/no/on/off as
+    booleans, which made `train.compile: off` (a mode's name) the boolean false."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def parse_override(text: str) -> dict[str, Any]:
     """'section.key=value' (value in YAML syntax) -> {section: {key: value}}."""
     name, sep, raw = text.partition("=")
@@ -329,9 +350,10 @@ def parse_override(text: str) -> dict[str, Any]:
     if not sep or not dot or not key:
         raise ConfigError(f"override {text!r} must look like section.key=value, e.g. train.iterations=500")
     try:
-        return {section: {key: yaml.safe_load(raw)}}
+        return {section: {key: yaml.load(raw, Loader=_Loader)}}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: its value is not valid YAML ({exc.problem}); quote or fix it") from exc
+        problem = getattr(exc, "problem", None) or exc
+        raise ConfigError(f"override {text!r}: its value is not valid YAML ({problem}); quote or fix it") from exc
 
 
 def preset_path(name: str) -> Path:
@@ -353,7 +375,7 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
     if path is not None:
         file = preset_path(path)
         try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            loaded = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {file} is not valid UTF-8 YAML: {exc}") from exc
         if not isinstance(loaded, dict):

@@ -219,11 +219,12 @@ class Trainer:
     def _check_finite(self, metrics: dict[str, float]) -> None:
         bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
         if bad:
-            where = f"{self.checkpoint_path} (untouched)" if self.checkpoint_path.exists() else "none written yet"
-            raise NonFiniteLossError(
-                f"non-finite loss at step {self.step + 1}: {bad}. Last good checkpoint: {where}. "
-                f"{_LOWER_RATES.format(run=self.run_dir)}"
-            )
+            if self.checkpoint_path.exists():
+                kept = f"Last good checkpoint: {self.checkpoint_path} (untouched)."
+                advice = f"{kept} {_LOWER_RATES.format(run=self.run_dir)}"
+            else:
+                advice = "No checkpoint written yet: start again with lower learning rates (train.lr_g, train.lr_d)."
+            raise NonFiniteLossError(f"non-finite loss at step {self.step + 1}: {bad}. {advice}")
 
     def run(self) -> None:
         """Train to `train.iterations`; raises NonFiniteLossError or TrainingInterrupted.

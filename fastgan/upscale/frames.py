@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import mimetypes
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,7 +247,7 @@ class FrameSink:
         size = (array.shape[1], array.shape[0])
         if self.writer is None:
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.out.suffix.lower()])
-            temporary = self.video_file.enter_context(atomic_path(self.out))
+            temporary = self.video_file.enter_context(atomic_path(self.out, keep_suffix=True))
             self.writer, self.size = cv2.VideoWriter(str(temporary), fourcc, self.source.fps, size), size
             if not self.writer.isOpened():
                 raise FrameError(f"OpenCV cannot write the video {self.out}; try .mp4 or .avi")
@@ -285,7 +286,8 @@ def open_sink(out: str | Path, source: FrameSource) -> FrameSink:
         raise FrameError(f"a video goes to a video file ({', '.join(VIDEO_SUFFIXES)}), not {out}")
     if source.kind == "images" and not single_file and suffix in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES):
         raise FrameError(f"images go to a folder (or one image to an image file), not {out}")
-    if source.kind == "images" and source.path.is_file() and not single_file and suffix and not out.is_dir():
+    named_image = (mimetypes.guess_type(out.name)[0] or "").startswith("image/")  # .gif, .heic, ...: not a folder
+    if source.kind == "images" and source.path.is_file() and not single_file and named_image and not out.is_dir():
         raise FrameError(f"{out}: cannot write {suffix} images; use one of {', '.join(IMAGE_SUFFIXES)} (or a folder)")
     targets = [out] if single_file or source.kind == "video" else [out / file.name for file in source.files]
     inputs = {file.resolve() for file in (source.path, *source.files)}

@@ -57,6 +57,11 @@ def test_calibration_is_cached_per_model_method_and_frames(fp32_onnx, tmp_path, 
     assert len(list(fp32_onnx.parent.glob("*-minmax-*.calibration.json"))) == 2  # one per set of crops
     with pytest.raises(ValueError, match="calibration-frames"):
         quantize_int8(fp32_onnx, tmp_path / "c.onnx", None, method="entropy")
+    named_before = cache.with_name(cache.name.rsplit("-", 1)[0] + ".calibration.json")  # without the crops' hash
+    for path in fp32_onnx.parent.glob("*-minmax-*.calibration.json"):
+        path.unlink() if path != cache else path.replace(named_before)
+    legacy = quantize_int8(fp32_onnx, tmp_path / "d.onnx", None, method="minmax")  # an older cache still serves
+    assert onnx.load(legacy).graph == onnx.load(first).graph
 
 
 def test_quantize_refuses_what_it_cannot_quantise(fp32_onnx, tmp_path):

@@ -57,16 +57,22 @@ def test_wrong_types_and_values_are_errors():
         load_config(None, ["train.betas=[2, 0.99]"])
     with pytest.raises(ConfigError, match="unknown device 'foo'"):
         resolve_device("foo")
+    for key in ("data.seed", "train.seed"):
+        with pytest.raises(ConfigError, match=rf"{key} must be in \[0, 2\^32\)"):
+            load_config(None, [f"{key}={2**62}"])
 
 
-def test_yaml_off_is_the_string_off_for_string_keys(tmp_path):
-    """YAML 1.1 reads `off` as false: `train.compile: off`, as the errors advise, means the mode "off"."""
+def test_yaml_12_booleans_only_true_and_false(tmp_path):
+    """YAML 1.1 reads off/on/yes/no as booleans: `train.compile: off`, as the errors advise, would be False."""
     path = tmp_path / "c.yaml"
-    path.write_text("train:\n  compile: off\n")
-    assert load_config(str(path)).train.compile == "off"
+    path.write_text("train:\n  compile: off\n  amp: false\noutput:\n  out_dir: yes\n")
+    config = load_config(str(path))
+    assert config.train.compile == "off" and config.train.amp is False and config.output.out_dir == "yes"
     assert load_config(None, ["train.compile=off"]).train.compile == "off"
-    with pytest.raises(ConfigError, match="train.compile must be one of"):
-        load_config(None, ["train.compile=yes"])
+    with pytest.raises(ConfigError, match="train.amp must be true or false, got 'yes'"):
+        load_config(None, ["train.amp=yes"])
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_override("train.device=\x07")  # a reader error, not a parser one
 
 
 def test_config_file_not_in_utf8_names_the_file(tmp_path):

@@ -209,8 +209,9 @@ def test_jpeg_is_read_upright_by_its_exif_orientation(tmp_path):
     assert frame.rgb[:, :8].mean() > 0.9 and frame.rgb[:, 12:].mean() < 0.1
 
 
-def test_one_image_to_an_unknown_format_is_refused(tmp_path):
+def test_one_image_to_an_unknown_image_format_is_refused(tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), _noise((5, 6, 3)))
     with pytest.raises(FrameError, match="cannot write .gif images"):
         open_sink(tmp_path / "out" / "a.gif", open_frames(tmp_path / "a.png"))
     assert not (tmp_path / "out").exists()
+    assert open_sink(tmp_path / "results.v2", open_frames(tmp_path / "a.png")).out.is_dir()  # a folder with a dot
