@@ -102,10 +102,18 @@ def hrgan_table(runs: list[str], args) -> str:
             raise
         logging.getLogger("fastgan.eval").warning("%s — scoring without IS/FID (evaluator metrics only)", error)
         inception = None
-    rows = []
+    rows, truth_cache = [], {}  # the true renders are rendered and featurised once for every run
     for run in runs:
         rows += evaluate_run(
-            run, args.samples, args.splits, inception, args.evaluator_weights, args.seed, args.batch_size, device
+            run,
+            args.samples,
+            args.splits,
+            inception,
+            args.evaluator_weights,
+            args.seed,
+            args.batch_size,
+            device,
+            truth_cache,
         )
     table = markdown(rows)
     if args.out:
