@@ -1,4 +1,5 @@
-"""pytest-benchmark configuration: the header says what "fused" means here; ``--smoke`` runs only tiny cases."""
+"""pytest-benchmark configuration: the header says what "fused" means here; ``--smoke`` (or ``-m smoke``) runs only
+the tiny cases."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    smoke = config.getoption("--smoke")
+    smoke = config.getoption("--smoke") or "smoke" in config.getoption("-m")  # `-m smoke` asks for them too
     keep = [item for item in items if (item.get_closest_marker("smoke") is not None) == smoke]
     config.hook.pytest_deselected(items=[item for item in items if item not in keep])
     items[:] = keep

@@ -89,9 +89,11 @@ def _microseconds(op: Callable, inputs: tuple[torch.Tensor, ...], calls: int, ro
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.host_overhead", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=100, help="calls per timed round (≥ 1)")
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds, the median reported (≥ 1)")
     args = parser.parse_args(argv)
+    if args.calls < 1 or args.rounds < 1:
+        parser.error(f"--calls and --rounds must be at least 1, got {args.calls} and {args.rounds}")
     torch.set_num_threads(1)
     print("| op (forward + backward) | eager reference µs | fused host path µs (launches stubbed) |")
     print("|---|---:|---:|")

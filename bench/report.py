@@ -258,22 +258,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write OUT.md and OUT.png (e.g. bench/results/h100)")
     args = parser.parse_args(argv)
     try:
-        report = json.loads(args.json.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        report = json.loads(args.json.read_text(encoding="utf-8"))
+        tabled = rows(report) or upscale_rows(report) or data_rows(report)
+    except (OSError, ValueError) as exc:  # ValueError: also invalid JSON and UTF-8
         print(f"error: cannot read {args.json}: {exc}", file=sys.stderr)
         return 2
-    if not rows(report) and not upscale_rows(report) and not data_rows(report):
+    except (TypeError, KeyError, AttributeError) as exc:
+        print(f"error: {args.json} is not a fastgan pytest-benchmark JSON ({exc!r})", file=sys.stderr)
+        return 2
+    if not tabled:
         print(
-            f"error: {args.json} holds no eager/fused pairs; run pytest bench/ --benchmark-only first", file=sys.stderr
+            f"error: {args.json} holds no eager/fused pairs: the report compares each case's separate eager and "
+            "fused results, so run both providers (e.g. pytest bench/ --benchmark-only -k 'eager or fused')",
+            file=sys.stderr,
         )
         return 2
     text = markdown(report)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".md").write_text(text)
+        Path(f"{args.out}.md").write_text(text)  # not with_suffix: "h200.v2" must not become "h200.md"
         if rows(report):
-            chart(report, args.out.with_suffix(".png"))
+            chart(report, Path(f"{args.out}.png"))
     return 0
 
 

@@ -7,9 +7,9 @@ traces. Without a profiler attached both are near-free (no-ops on a CPU-only mac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -18,13 +18,17 @@ from torch.profiler import ProfilerActivity
 log = logging.getLogger(__name__)
 
 RANGE_PREFIX = "fastgan/"
+#: Whether this torch build has NVTX (CPU-only builds, e.g. macOS wheels, raise "NVTX functions not installed").
+NVTX_AVAILABLE = hasattr(torch._C, "_nvtx")
 
 
-@contextmanager
+@contextlib.contextmanager
 def phase(name: str) -> Iterator[None]:
-    """Mark a phase `fastgan/<name>` as an NVTX range and a torch.profiler range; also usable as a decorator."""
+    """Mark a phase `fastgan/<name>` as an NVTX range (where torch has NVTX) and a torch.profiler range; also usable
+    as a decorator."""
     full_name = RANGE_PREFIX + name
-    with torch.cuda.nvtx.range(full_name), torch.profiler.record_function(full_name):
+    nvtx = torch.cuda.nvtx.range(full_name) if NVTX_AVAILABLE else contextlib.nullcontext()
+    with nvtx, torch.profiler.record_function(full_name):
         yield
 
 

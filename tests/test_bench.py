@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench import host_overhead, report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,10 +47,10 @@ def test_report_pairs_providers_and_writes_table_and_chart(tmp_path):
     [row] = report.rows(data)
     assert row["speedup"] == 2.0 and row["memory_ratio"] == 0.25
     assert row["traffic_vs_minimum"] == 1.2 and row["eager_traffic_vs_minimum"] == 3.0
-    assert report.main([str(tmp_path / "bench.json"), "--out", str(tmp_path / "out" / "cpu")]) == 0
-    table = (tmp_path / "out" / "cpu.md").read_text()
+    assert report.main([str(tmp_path / "bench.json"), "--out", str(tmp_path / "out" / "cpu.v2")]) == 0
+    table = (tmp_path / "out" / "cpu.v2.md").read_text()  # the dot is part of the name, not a suffix to replace
     assert "| cbn_relu_upsample | c | full | 4.000 | 2.000 | 2.00× |" in table
-    assert (tmp_path / "out" / "cpu.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "cpu.v2.png").stat().st_size > 1000
 
 
 def test_report_adds_graphed_iterations_and_gpu_busy_time(tmp_path):
@@ -96,6 +98,13 @@ def test_report_refuses_a_file_without_pairs(tmp_path, capsys):
     (tmp_path / "empty.json").write_text(json.dumps({"benchmarks": []}))
     assert report.main([str(tmp_path / "empty.json")]) == 2
     assert "no eager/fused pairs" in capsys.readouterr().err
+    for content in ("[]", "null", "{}", json.dumps({"benchmarks": [{"extra_info": {}}]})):  # another tool's JSON
+        (tmp_path / "other.json").write_text(content)
+        assert report.main([str(tmp_path / "other.json")]) == 2
+        assert "not a fastgan pytest-benchmark JSON" in capsys.readouterr().err
+    (tmp_path / "latin1.json").write_bytes(b"\xff\xfe")
+    assert report.main([str(tmp_path / "latin1.json")]) == 2
+    assert "cannot read" in capsys.readouterr().err
 
 
 def test_report_tables_upscaling_with_its_tiling_overhead(tmp_path):
@@ -154,3 +163,5 @@ def test_host_overhead_tables_every_fused_op_and_restores_the_launchers(capsys):
     ]
     assert all(float(value) > 0 for row in rows for value in row.strip("| ").split(" | ")[1:])
     assert mobilenet_score.on_device_of is launcher
+    with pytest.raises(SystemExit):
+        host_overhead.main(["--calls", "0"])

@@ -42,6 +42,8 @@ def class_agreement(
     generator: Generator, evaluator: Evaluator, per_class: int = 100, seed: int = 0, batch_size: int = 250
 ) -> torch.Tensor:
     """Per-class fraction of samples G(z, y) that the evaluator classifies as y: (num_classes,) in [0, 1]."""
+    if per_class < 1:
+        raise ValueError(f"class agreement needs at least one sample per class (--per-class), got {per_class}")
     if evaluator.spec.num_classes != generator.num_classes:
         raise ValueError(
             f"the evaluator knows {evaluator.spec.num_classes} classes, the generator "
@@ -62,7 +64,7 @@ def class_agreement(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="run directory or checkpoint file")
-    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--per-class", type=int, default=100, help="samples per class (≥ 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evaluator-weights", help="default: the run's evaluator (the shipped one for embedded)")
     args = parser.parse_args(argv)

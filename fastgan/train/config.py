@@ -265,8 +265,14 @@ class Config:
                 f"every fade step); this {self.model.name} run trains eagerly: set train.compile=off"
             )
         key, scale = ("lag.scale", self.lag.scale) if self.model.name == "lag" else ("sr.scale", self.sr.scale)
-        if self.sr.crop < 2 * scale or self.sr.crop % scale:
-            raise ConfigError(f"sr.crop={self.sr.crop} must be a multiple of {key}={scale} and >= {2 * scale}")
+        if self.sr.crop <= 2 * scale or self.sr.crop % scale:  # PSNR trims `scale` pixels off each side
+            raise ConfigError(f"sr.crop={self.sr.crop} must be a multiple of {key}={scale} and >= {3 * scale}")
+        if self.model.name == "lag" and self.sr.init_from:
+            raise ConfigError("sr.init_from starts an SRResNet/SRGAN generator; a LAG run starts fresh: unset it")
+        if self.train.n_dis != 1:
+            raise ConfigError(
+                f"train.n_dis is HRGAN's; {self.model.name} takes one discriminator (critic) step per generator step"
+            )
         if self.progressive.enabled and self.sr.init_from:
             raise ConfigError(
                 "progressive.enabled grows the network from ×2 with fresh stage heads, sr.init_from starts from a "

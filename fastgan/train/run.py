@@ -34,6 +34,7 @@ RESUMABLE_CHANGES = (
     "train.iterations",
     "train.lr_g",  # e.g. lowered after a non-finite loss
     "train.lr_d",
+    "sr.vgg_weights",  # where the VGG19 file lives (e.g. on another machine)
     "train.fused",
     "train.channels_last",
     "train.cuda_graphs",

@@ -46,9 +46,11 @@ def held_out_crops(held_out: list[tuple[str, torch.Tensor]], scale: int, side: i
         (K, 3, side, side) float in [0, 1] on the CPU.
     """
     crops = []
-    for _, image in held_out:
+    for name, image in held_out:
         h, w = image.shape[-2:]
         square = min(side, h, w) // scale * scale
+        if square == 0:
+            raise ConfigError(f"held-out image {name} is {w}×{h}, smaller than the ×{scale} scale: hold out another")
         top, left = (h - square) // 2, (w - square) // 2
         crop = image[:, top : top + square, left : left + square].float().div(255)
         crops.append(F.interpolate(crop[None], size=(side, side), mode="area")[0])

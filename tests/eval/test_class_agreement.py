@@ -30,6 +30,8 @@ def test_agreement_is_high_for_the_right_class_and_low_for_the_wrong_one():
     wrong = ca.class_agreement(RenderingGenerator(shift=1), evaluator, per_class=10, batch_size=50)
     assert right.shape == (10,) and right.mean() > 0.9
     assert wrong.mean() < 0.1
+    with pytest.raises(ValueError, match="--per-class"):
+        ca.class_agreement(RenderingGenerator(), evaluator, per_class=0)
 
 
 def test_cli_reads_a_run_and_reports_per_class_scores(tiny_config, capsys):

@@ -110,6 +110,7 @@ def test_resume_may_extend_iterations_and_switch_fused_ops_but_not_change_the_mo
     assert resume_config(saved, {"train": {"iterations": 5}}).train.iterations == 5
     assert resume_config(saved, {"train": {"fused": True}}).train.fused
     assert resume_config(saved, {"train": {"lr_g": 1e-5, "lr_d": 2e-5}}).train.lr_g == 1e-5  # after a NaN loss
+    assert resume_config(saved, {"sr": {"vgg_weights": "/moved/vgg19.pth"}}).sr.vgg_weights == "/moved/vgg19.pth"
     with pytest.raises(ConfigError, match="model.resolution"):
         resume_config(saved, {"model": {"resolution": 128}})
 
@@ -142,3 +143,10 @@ def test_crop_is_checked_against_the_scale_of_the_model_that_trains():
     assert load_config(None, ["sr.crop=30"]).model.name == "hrgan"  # an HRGAN run has no crop to check
     with pytest.raises(ConfigError, match="use one or the other"):
         load_config(None, ["model.name=srgan", "progressive.enabled=true", "sr.init_from=runs/srresnet-x4"])
+    with pytest.raises(ConfigError, match=r">= 12"):  # 2·scale leaves nothing once PSNR trims `scale` per side
+        load_config(None, ["model.name=srgan", "sr.crop=8", "sr.scale=4"])
+    assert load_config(None, ["model.name=srgan", "sr.crop=12", "sr.scale=4"]).sr.crop == 12
+    with pytest.raises(ConfigError, match="a LAG run starts fresh"):
+        load_config(None, ["model.name=lag", "sr.init_from=runs/srresnet-x4"])
+    with pytest.raises(ConfigError, match="train.n_dis is HRGAN's"):
+        load_config(None, ["model.name=lag", "train.n_dis=5"])

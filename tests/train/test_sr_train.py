@@ -10,7 +10,7 @@ from fastgan.eval import __main__ as eval_cli
 from fastgan.models.vgg import VGGWeightsError
 from fastgan.train.config import ConfigError, load_config, merge
 from fastgan.train.run import resume, train
-from fastgan.train.sr_step import generator_from_checkpoint
+from fastgan.train.sr_step import generator_from_checkpoint, held_out_crops
 
 
 @pytest.fixture
@@ -104,3 +104,9 @@ def test_doom_frames_hold_out_another_episode():
     assert len(train_frames) == 8 and len(held_out) == 1
     assert all(name.split("-")[-2] == "0" for name, _ in train_frames)
     assert all(name.split("-")[-2] == "1" for name, _ in held_out)
+
+
+def test_held_out_image_smaller_than_the_scale_is_named():
+    thin = ("thin", torch.zeros(3, 3, 40, dtype=torch.uint8))
+    with pytest.raises(ConfigError, match="held-out image thin is 40×3"):
+        held_out_crops([thin], scale=4, side=32)
