@@ -25,7 +25,7 @@ from fastgan.profiling import phase
 from fastgan.train.checkpoint import CheckpointError, averaged_generator, load_checkpoint
 from fastgan.train.config import Config, merge
 from fastgan.train.core import load_optimizer_state, placed
-from fastgan.train.progressive import growth_schedule, stage_target
+from fastgan.train.progressive import growth_schedule, stage_target, warn_if_still_growing
 from fastgan.train.sr_step import held_out_crops
 
 
@@ -64,6 +64,7 @@ def lag_generator_from_checkpoint(path: str | Path, device: torch.device | str =
     if config.model.name != "lag":
         raise CheckpointError(f"{path} is a {config.model.name} run, not a LAG one")
     generator = averaged_generator(build_lag(config)[0], checkpoint["family"])
+    warn_if_still_growing(path, config, generator.stages, int(checkpoint["family"].get("images_seen", 0)))
     return generator.to(device).eval(), config
 
 

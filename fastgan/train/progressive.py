@@ -8,12 +8,15 @@ then trains stabilised for `stable_images`; the last stage then continues until 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from fastgan.train.config import Config, ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,22 @@ def growth_schedule(config: Config, stages: int) -> GrowthSchedule:
     if stages < 2:
         raise ConfigError("progressive growing needs at least two ×2 stages (a scale of 4 or more)")
     return GrowthSchedule(stages, p.stable_images, p.fade_images, p.batch_sizes, p.lr_scales, batch)
+
+
+def warn_if_still_growing(path: object, config: Config, stages: int, images_seen: int) -> None:
+    """Warn when a checkpoint of a progressive run stopped before its last stage had faded in: the full-scale output
+    of its generator then comes from a head still (or never) trained, and scores say nothing of the method."""
+    growth = growth_schedule(config, stages).at(images_seen)
+    if growth.stage < stages or growth.alpha < 1.0:
+        log.warning(
+            "%s stopped at stage %d of %d (fade-in α = %.2f): its ×%d output is not trained yet; train on (--resume) "
+            "before judging it",
+            path,
+            growth.stage,
+            stages,
+            growth.alpha,
+            2**stages,
+        )
 
 
 def stage_target(hr: torch.Tensor, stage: int, stages: int, alpha: float) -> torch.Tensor:

@@ -24,7 +24,7 @@ from fastgan.profiling import phase
 from fastgan.train.checkpoint import CheckpointError, load_checkpoint
 from fastgan.train.config import CUDA_GRAPH_COMPILE_MODES, Config, ConfigError, merge
 from fastgan.train.core import compile_in_place, load_optimizer_state, placed
-from fastgan.train.progressive import growth_schedule, stage_target
+from fastgan.train.progressive import growth_schedule, stage_target, warn_if_still_growing
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ def generator_from_checkpoint(path: str | Path, device: torch.device | str = "cp
         raise CheckpointError(f"{path} is a {config.model.name} run, not an SRResNet/SRGAN one")
     generator = build_generator(config)
     generator.load_state_dict(checkpoint["family"]["generator"])
+    warn_if_still_growing(path, config, stage_count(generator.scale), int(checkpoint["family"].get("images_seen", 0)))
     return generator.to(device).eval(), config
 
 

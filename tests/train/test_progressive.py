@@ -53,3 +53,16 @@ def test_stage_target_pools_and_fades_like_the_network():
     assert torch.allclose(stage_target(hr, 2, 3, 0.0), coarse)
     assert torch.allclose(stage_target(hr, 2, 3, 0.25), 0.75 * coarse + 0.25 * at_two)
     assert torch.equal(stage_target(hr, 1, 3, 0.0), F.avg_pool2d(hr, 4))  # stage 1 never fades
+
+
+def test_a_checkpoint_before_the_last_stage_is_flagged(caplog):
+    """Scoring a ×4 run that stopped at its ×2 stage (or mid-fade) would judge an untrained head: warned."""
+    from fastgan.train.config import load_config
+    from fastgan.train.progressive import warn_if_still_growing
+
+    growing = ["progressive.enabled=true", "progressive.stable_images=100", "progressive.fade_images=100"]
+    config = load_config(None, ["model.name=srgan", "sr.scale=4", *growing])
+    for seen, flagged in ((50, "stage 1 of 2"), (150, "α = 0.50"), (250, None)):
+        caplog.clear()
+        warn_if_still_growing("runs/x4", config, 2, seen)
+        assert (flagged in caplog.text) if flagged else "stopped at" not in caplog.text, seen
