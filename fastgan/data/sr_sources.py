@@ -73,7 +73,7 @@ def skimage_photos(names: Sequence[str] = DEFAULT_PHOTOS) -> NamedImages:
 
 def image_files(root: str | Path) -> list[tuple[str, Path]]:
     """Every image file under `root` (recursively, sorted by path) with its name: its path relative to root without
-    suffix."""
+    suffix, which must be unique (`a.png` beside `a.jpg` is an error)."""
     folder = Path(root).expanduser()
     if not folder.is_dir():
         raise DataSourceError(f"image folder {folder} does not exist; point sr.images at a folder of images")
@@ -82,7 +82,18 @@ def image_files(root: str | Path) -> list[tuple[str, Path]]:
         raise DataSourceError(
             f"image folder {folder} holds no images; put files ending in {', '.join(sorted(IMAGE_SUFFIXES))} there"
         )
-    return [(p.relative_to(folder).with_suffix("").as_posix(), p) for p in files]
+    named = [(p.relative_to(folder).with_suffix("").as_posix(), p) for p in files]
+    paths_of: dict[str, list[Path]] = {}
+    for name, path in named:
+        paths_of.setdefault(name, []).append(path)
+    shared = {name: paths for name, paths in paths_of.items() if len(paths) > 1}
+    if shared:
+        name, paths = next(iter(shared.items()))
+        raise DataSourceError(
+            f"{' and '.join(p.name for p in paths)} share the name {name!r} (sr.held_out and the tables name images "
+            f"without their suffix); rename one ({len(shared)} such name(s) under {folder})"
+        )
+    return named
 
 
 def readable_images(root: str | Path, files: list[tuple[str, Path]], images: list[torch.Tensor | None]) -> NamedImages:

@@ -118,6 +118,12 @@ def test_folder_images_missing_or_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataSourceError, match="holds no images"):
         folder_images(tmp_path / "empty")
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    for suffix in (".png", ".jpg"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(twins / f"a{suffix}")
+    with pytest.raises(DataSourceError, match="a.jpg and a.png share the name 'a'"):
+        folder_images(twins)  # sr.held_out=[a] would hold out both, and the tables show two rows named a
 
 
 def test_game_frames_are_real_reproducible_doom_frames():
