@@ -268,7 +268,8 @@ def mobilenet_score_backward_kernel(
     WHOLE_ROWS: tl.constexpr,
     ROW_ALIGN: tl.constexpr,
 ):
-    """dlogits_bj = grad · S/B · p_bj · (log p_bj − log q_j − KL_b); program i takes row blocks i, i + P, ...
+    """dlogits_bj = grad · S/B · p_bj · (log p_bj − log q_j − KL_b), 0 where p_bj = 0 (a −inf logit: 0·log 0 counts
+    0 in KL_b too); program i takes row blocks i, i + P, ...
 
     WHOLE_ROWS (K ≤ BLOCK_K): log q is loaded once a program, each tile read once. Otherwise a KL_b pass and a
     dlogits pass over K blocks. ROW_ALIGN divides stride_lb, stride_db and K (vector loads and stores).
@@ -293,7 +294,7 @@ def mobilenet_score_backward_kernel(
             z = tl.load(row_stats_ptr + B + rows, mask=row_mask, other=0.0)
             log_p = (x.to(tl.float32) - m[:, None]) - z[:, None]
             p = tl.exp(log_p)  # 0 wherever masked
-            d = tl.where(mask, log_p - log_q[None, :], 0.0)
+            d = tl.where(p > 0.0, log_p - log_q[None, :], 0.0)  # 0·log 0 counts 0, as in the forward
             kl = tl.sum(p * d, axis=1)
             dl = coefficient * p * (d - kl[:, None])
             out_offsets = tl.multiple_of(rows * stride_db, ROW_ALIGN)
@@ -314,7 +315,8 @@ def mobilenet_score_backward_kernel(
                 x = tl.load(logits_ptr + offsets[:, None] + cols[None, :], mask=mask, other=float("-inf"))
                 log_q = tl.load(log_marginal_ptr + cols, mask=col_mask, other=0.0)
                 log_p = (x.to(tl.float32) - m[:, None]) - z[:, None]
-                acc_kl += tl.exp(log_p) * tl.where(mask, log_p - log_q[None, :], 0.0)
+                p = tl.exp(log_p)  # 0 wherever masked
+                acc_kl += p * tl.where(p > 0.0, log_p - log_q[None, :], 0.0)
             kl = tl.sum(acc_kl, axis=1)
             for k0 in range(0, K, BLOCK_K):
                 cols = k0 + col_range  # int32 (K < 2³¹): int64 column indices lose their contiguity (scalar loads)
@@ -324,7 +326,7 @@ def mobilenet_score_backward_kernel(
                 log_q = tl.load(log_marginal_ptr + cols, mask=col_mask, other=0.0)
                 log_p = (x.to(tl.float32) - m[:, None]) - z[:, None]
                 p = tl.exp(log_p)
-                d = tl.where(mask, log_p - log_q[None, :], 0.0)
+                d = tl.where(p > 0.0, log_p - log_q[None, :], 0.0)
                 dl = coefficient * p * (d - kl[:, None])
                 tl.store(
                     dlogits_ptr + out_offsets[:, None] + cols[None, :], dl.to(dlogits_ptr.dtype.element_ty), mask=mask

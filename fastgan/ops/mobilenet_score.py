@@ -59,14 +59,15 @@ class _TorchKernels:
         """(score (), dscore/dlogits (B, K)) from (B, K) logits, fp32 (fp64 for fp64 logits).
 
         log p = (l − max) − log Σ exp(l − max) keeps its precision for large logits; with q the batch mean of p,
-        d = log p − log q and KL_b = Σ_k p·d, the gradient is S/B · p · (d − KL_b).
+        d = log p − log q and KL_b = Σ_k p·d, the gradient is S/B · p · (d − KL_b). As in the Triton kernels,
+        0·log 0 counts 0: a −inf logit (p = 0) adds nothing to KL_b and gets a zero gradient.
         """
         x = logits.to(torch.promote_types(logits.dtype, torch.float32))
         shifted = x - x.amax(dim=1, keepdim=True)  # (B, K)
         log_p = shifted - torch.logsumexp(shifted, dim=1, keepdim=True)  # (B, K)
         log_marginal = torch.logsumexp(log_p, dim=0) - math.log(x.shape[0])  # (K,)
         p = log_p.exp()
-        d = log_p - log_marginal  # (B, K)
+        d = torch.where(p > 0, log_p - log_marginal, 0.0)  # (B, K)
         kl = (p * d).sum(dim=1, keepdim=True)  # (B, 1)
         score = kl.mean().exp()
         return score, (score / x.shape[0]) * p * (d - kl)
@@ -111,7 +112,10 @@ def mobilenet_score(logits: torch.Tensor) -> torch.Tensor:
     """exp(mean_x KL(p(y|x) ‖ p(y))) with p(y) the batch-mean of p(y|x); differentiable, on the current backend.
 
     Computed in fp32 (fp64 for fp64 input) from logits with log-softmax (never the log of a softmax), so confident
-    predictions do not produce log(0). On the fused backends the backward is not twice-differentiable: "triton"
+    predictions do not produce log(0). The fused backends count 0·log 0 as 0, so a −inf logit (a masked class)
+    adds nothing to the score and gets a zero gradient; the eager reference's arithmetic gives NaN there, as
+    eager Inception-score code does (a very negative finite logit, whose p underflows to 0, is the same on all
+    backends). On the fused backends the backward is not twice-differentiable: "triton"
     keeps the logits and O(B + K) statistics and re-derives the gradient in one pass; the torch-arithmetic ones
     compute it with the score and keep it ((B, K) fp32). fp64 logits, the "torch" backend, the torch-arithmetic
     backends when no gradient is wanted, and a caller compiled by torch.compile use `mobilenet_score_ref`.

@@ -281,6 +281,43 @@ def test_a_class_no_row_can_have_adds_nothing_to_the_score(tile):
     assert torch.isneginf(log_marginal[5])
 
 
+MINUS_INF_CELLS = {"a class in every row": (slice(None), 5), "one logit": (2, 1)}
+
+
+def _with_minus_inf(masked: str) -> tuple[torch.Tensor, tuple]:
+    torch.manual_seed(9)
+    logits = torch.randn(9, 6) * 3
+    logits[MINUS_INF_CELLS[masked]] = float("-inf")
+    return logits, MINUS_INF_CELLS[masked]
+
+
+@pytest.mark.parametrize("masked", list(MINUS_INF_CELLS))
+@pytest.mark.parametrize("backend", FUSED)
+def test_minus_inf_logits_score_and_differentiate_like_an_underflowed_probability(backend, masked):
+    """A −inf logit (p = 0) adds nothing, as a logit of −10⁴ (whose p underflows to 0) does in the reference, and its
+    gradient is 0 — the Triton backward once gave NaN for every logit of its row while the forward scored finitely."""
+    logits, cells = _with_minus_inf(masked)
+    score, grad = _score_and_grad(logits, backend)
+    expected_score, expected_grad = _score_and_grad(logits.nan_to_num(neginf=-1e4), "torch")
+    assert torch.isfinite(grad).all() and (grad[cells] == 0).all()
+    torch.testing.assert_close(score, expected_score, rtol=1e-5, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("masked", list(MINUS_INF_CELLS))
+def test_minus_inf_logits_in_the_two_pass_backward(masked):
+    """The backward for rows wider than a tile (a KL pass, then a dlogits pass) treats −inf logits the same way."""
+    logits, _ = _with_minus_inf(masked)
+
+    def dlogits(tile: int) -> torch.Tensor:
+        score, row_stats, log_marginal = kernels.forward(logits, tile=tile, programs=2)
+        return kernels.backward(torch.tensor(1.7), logits, row_stats, log_marginal, score, tile=tile)
+
+    whole, two_pass = dlogits(4096), dlogits(8)
+    assert torch.isfinite(two_pass).all()
+    torch.testing.assert_close(two_pass, whole, rtol=1e-5, atol=1e-7)
+
+
 def test_traffic_is_near_the_minimum_and_far_below_eager():
     t = traffic(128, 1000, torch.float32)
     assert t["forward"].minimum == 128 * 1000 * 4 + 4
