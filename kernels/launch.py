@@ -64,11 +64,27 @@ class _InterpretedKernel:
         return launch
 
 
-def on_device_of(kernel: JITFunction, *tensors: torch.Tensor) -> JITFunction | _InterpretedKernel:
+class _OnAnotherGPU:
+    """``kernel[grid](*args)`` launched with `device` made the current CUDA device for the launch."""
+
+    def __init__(self, kernel: JITFunction, device: torch.device):
+        self._kernel, self._device = kernel, device
+
+    def __getitem__(self, grid: tuple[int, ...]) -> Callable[..., None]:
+        def launch(*args, **kwargs) -> None:
+            with torch.cuda.device(self._device):
+                self._kernel[grid](*args, **kwargs)
+
+        return launch
+
+
+def on_device_of(kernel: JITFunction, *tensors: torch.Tensor) -> JITFunction | _OnAnotherGPU | _InterpretedKernel:
     """`kernel` ready to launch (``kernel[grid](...)``) on the device all `tensors` live on.
 
-    CUDA tensors get the compiled kernel; CPU tensors get Triton's interpreter (how the kernels are tested
-    without a GPU: exact semantics, but one Python-level pass per program, so keep grids small).
+    CUDA tensors get the compiled kernel, launched on their GPU's current stream: Triton launches on the current
+    device, so tensors on another GPU (``train.device=cuda:1``) make theirs current for the launch. CPU tensors
+    get Triton's interpreter (how the kernels are tested without a GPU: exact semantics, but one Python-level
+    pass per program, so keep grids small).
 
     Raises:
         ValueError: the tensors are on different devices, or on a device Triton cannot target.
@@ -78,7 +94,7 @@ def on_device_of(kernel: JITFunction, *tensors: torch.Tensor) -> JITFunction | _
         raise ValueError(f"{kernel.__name__}: all tensors must be on one device, got {sorted(map(str, devices))}")
     device = devices.pop()
     if device.type == "cuda":
-        return kernel
+        return kernel if device.index == torch.cuda.current_device() else _OnAnotherGPU(kernel, device)
     if device.type == "cpu":
         return _InterpretedKernel(kernel)
     raise ValueError(f"{kernel.__name__}: Triton kernels run on CUDA (or interpreted on CPU), not on {device}")

@@ -1,11 +1,16 @@
 """The launchers' host path: once a shape has been seen, no Triton host helper (`triton.cdiv`, `next_power_of_2`,
-each a few µs of Python) runs per launch, so small GPU cases are not slowed by launch planning."""
+each a few µs of Python) runs per launch, so small GPU cases are not slowed by launch planning; and a launch goes
+to the GPU its tensors live on."""
+
+import contextlib
+from types import SimpleNamespace
 
 import pytest
 import torch
 import triton
 
 from bench.host_overhead import launches_stubbed
+from fastgan.kernels import launch
 from fastgan.ops import backend, cbn_relu_upsample, mobilenet_score, pixel_shuffle_prelu
 
 
@@ -43,3 +48,37 @@ def test_a_seen_shape_launches_without_triton_host_helpers(counted_helpers, memo
         counted_helpers["n"] = 0
         every_op()
     assert counted_helpers["n"] == 0
+
+
+class _RecordedKernel:
+    """A stand-in for a jit'd kernel: ``kernel[grid](*args)`` records the CUDA device current at the launch."""
+
+    __name__ = "recorded_kernel"
+
+    def __init__(self, current):
+        self.current, self.launched_on = current, []
+
+    def __getitem__(self, grid):
+        return lambda *args: self.launched_on.append(self.current["device"])
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_a_launch_makes_its_tensors_gpu_current(monkeypatch, index):
+    """Triton launches on the current CUDA device: tensors on cuda:1 while cuda:0 is current (`train.device=cuda:1`)
+    have cuda:1 made current for their launch, and only for it (no GPU needed: the device calls are recorded)."""
+    current = {"device": 0}
+
+    @contextlib.contextmanager
+    def cuda_device(device):
+        previous, current["device"] = current["device"], torch.device(device).index
+        try:
+            yield
+        finally:
+            current["device"] = previous
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: current["device"])
+    monkeypatch.setattr(torch.cuda, "device", cuda_device)
+    kernel = _RecordedKernel(current)
+    tensors = [SimpleNamespace(device=torch.device("cuda", index)) for _ in range(2)]
+    launch.on_device_of(kernel, *tensors)[(1,)]("args")
+    assert kernel.launched_on == [index] and current["device"] == 0
