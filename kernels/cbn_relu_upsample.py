@@ -194,7 +194,7 @@ def cbn_relu_upsample_forward_kernel(
     n = plane // C
     c = plane % C
     if BATCH_STATS:
-        count = N * H * W
+        count = tl.cast(N, tl.int64) * H * W  # may pass 2³¹ (N, H, W are i32)
         samples = tl.arange(0, BLOCK_N)
         total = tl.sum(tl.load(sums_ptr + samples * C + c, mask=samples < N, other=0.0), axis=0)
         total_sq = tl.sum(tl.load(squares_ptr + samples * C + c, mask=samples < N, other=0.0), axis=0)
@@ -339,7 +339,7 @@ def cbn_relu_upsample_backward_dx_kernel(
     column_gain = tl.load(gain_ptr + rows * stride_gn + c * stride_gc, mask=rows < N, other=0.0).to(tl.float32)
     sum_dbias = tl.sum(column_gain * tl.load(dbias_ptr + rows * C + c, mask=rows < N, other=0.0), axis=0)
     sum_dgain = tl.sum(column_gain * tl.load(dgain_ptr + rows * C + c, mask=rows < N, other=0.0), axis=0)
-    count = N * H * W
+    count = tl.cast(N, tl.int64) * H * W  # may pass 2³¹ (N, H, W are i32)
     mean = tl.load(mean_ptr + c)
     rstd = tl.load(rstd_ptr + c)
     gain = tl.load(gain_ptr + n * stride_gn + c * stride_gc).to(tl.float32)
