@@ -112,18 +112,34 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
                     slots[key] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
 
 
-def _rng_state() -> dict[str, Any]:
-    """torch's global CPU and CUDA generators (the families draw their own noise from checkpointed generators)."""
+def as_floats(metrics: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """{name: () tensor or float} -> {name: float}, the tensors read with one host synchronisation (a `.item()` per
+    metric would stall the GPU once each)."""
+    tensors = {name: value for name, value in metrics.items() if torch.is_tensor(value)}
+    values = torch.stack([value.detach().float() for value in tensors.values()]).tolist() if tensors else []
+    floats = dict(zip(tensors, values, strict=True))
+    return {name: floats[name] if name in floats else float(value) for name, value in metrics.items()}
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """torch's global CPU generator and, when training on CUDA, that GPU's (the families draw their own noise from
+    checkpointed generators). Only the training GPU's: a run resumes where fewer or other GPUs are visible."""
     state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, list):  # checkpoints before 2026-11-30: every visible GPU's, by index
+        index = (
+            device.index if device.index is not None else torch.cuda.current_device() if device.type == "cuda" else 0
+        )
+        cuda = cuda[index] if index < len(cuda) else None
+    if cuda is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda, device)
 
 
 def _float_tensors(tree: Any, prefix: str = ""):
@@ -182,7 +198,7 @@ class Trainer:
         if start_state is not None:
             family.load_state_dict(start_state["family"])
             loader.load_state_dict(start_state["loader"])
-            _set_rng_state(start_state["rng"])
+            _set_rng_state(start_state["rng"], family.device)
             self.step = int(start_state["step"])
             self.window = start_state.get("metrics_window", {})  # absent from checkpoints of older versions
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -203,7 +219,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "family": family_state,
             "loader": self.loader.state_dict(),
-            "rng": _rng_state(),
+            "rng": _rng_state(self.family.device),
             "metrics_window": self.window,
         }
         return save_checkpoint(state, self.checkpoint_path)

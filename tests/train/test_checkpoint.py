@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from fastgan.train import checkpoint as ckpt
+from fastgan.train import core
 
 
 def test_roundtrip_and_run_directory_lookup(tmp_path):
@@ -36,3 +37,35 @@ def test_missing_corrupt_and_foreign_files_are_clear_errors(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ckpt.CheckpointError, match="not a fastgan training checkpoint"):
         ckpt.load_checkpoint(tmp_path / "other.pt")
+
+
+@pytest.fixture
+def recorded_cuda_rng(monkeypatch):
+    """torch.cuda's per-device RNG calls recorded (no GPU needed): {"get": [devices], "set": [(state, device)]}."""
+    calls = {"get": [], "set": []}
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: calls["get"].append(device) or f"rng of {device}")
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls["set"].append((state, device)))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    return calls
+
+
+def test_checkpoints_keep_only_the_training_gpus_rng(recorded_cuda_rng):
+    """A run on cuda:1 saves and restores cuda:1's generator only, so it resumes where fewer GPUs are visible (all of
+    them were saved once, and restoring them there raised IndexError)."""
+    gpu = torch.device("cuda", 1)
+    state = core._rng_state(gpu)
+    assert state["cuda"] == "rng of cuda:1" and recorded_cuda_rng["get"] == [gpu]
+    core._set_rng_state(state, gpu)
+    assert recorded_cuda_rng["set"] == [("rng of cuda:1", gpu)]
+    assert "cuda" not in core._rng_state(torch.device("cpu"))
+
+
+def test_older_checkpoints_restore_their_training_gpus_rng(recorded_cuda_rng):
+    """Checkpoints before 2026-11-30 hold every visible GPU's state by index: the training GPU's is restored, none when
+    that GPU's index was not saved, and none on a CPU."""
+    every_gpu = {"torch": torch.get_rng_state(), "cuda": ["rng 0", "rng 1"]}
+    core._set_rng_state(every_gpu, torch.device("cuda", 1))
+    core._set_rng_state(every_gpu, torch.device("cuda"))  # the current device, 0 here
+    core._set_rng_state(every_gpu, torch.device("cuda", 2))
+    core._set_rng_state(every_gpu, torch.device("cpu"))
+    assert recorded_cuda_rng["set"] == [("rng 1", torch.device("cuda", 1)), ("rng 0", torch.device("cuda"))]
