@@ -111,15 +111,18 @@ def psnr(
     return 10.0 * torch.log10(data_range**2 / mse)  # mse = 0 gives +inf
 
 
-def logged_psnr(pred: torch.Tensor, target: torch.Tensor, border: int) -> float:
+def logged_psnr(pred: torch.Tensor, target: torch.Tensor, border: int) -> torch.Tensor:
     """The mean PSNR (dB) of a training batch for the run's log, each image's capped at LOGGED_PSNR_CEILING: an exact
     match (a flat black crop of a game or a video) is +inf dB, which a run would take for a diverged loss.
 
     Args:
         pred, target: (N, C, H, W) in [0, 1].
         border: pixels cropped from every side (the scale).
+
+    Returns:
+        () tensor on pred's device (read with the step's other metrics, in one host synchronisation).
     """
-    return float(psnr(pred, target, border=border).clamp_max(LOGGED_PSNR_CEILING).mean())
+    return psnr(pred, target, border=border).clamp_max(LOGGED_PSNR_CEILING).mean()
 
 
 def _gaussian_window(device: torch.device) -> torch.Tensor:

@@ -104,7 +104,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.0, 0.99)
     ema_decay: float = 0.9999
     ema_start: int = 1000
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    amp: bool = True  # HRGAN: bf16 autocast of G and D on CUDA GPUs with native bf16 (ignored on CPU)
     fused: bool = False  # fused ops: Triton kernels on CUDA, fused torch arithmetic on CPU (fastgan.ops.backends)
     channels_last: bool = True  # the networks convolve in NHWC memory layout (faster on CPUs and tensor cores)
     cuda_graphs: bool = False  # HRGAN on CUDA: replay each D and G update from a CUDA graph (no host launch cost)

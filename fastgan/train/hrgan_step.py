@@ -16,10 +16,27 @@ from fastgan.losses import discriminator_hinge_loss, generator_loss
 from fastgan.models.hrgan import TRAINING_RESOLUTION, Discriminator, Generator, downsample_to_training
 from fastgan.profiling import phase
 from fastgan.train.config import CUDA_GRAPH_COMPILE_MODES, Config
-from fastgan.train.core import Loader, compile_in_place, load_optimizer_state, placed
+from fastgan.train.core import Loader, as_floats, compile_in_place, load_optimizer_state, placed
 from fastgan.train.cuda_graphs import GraphedUpdate, Update
 
 log = logging.getLogger(__name__)
+
+
+def bf16_autocast_available(device: torch.device, amp: bool) -> bool:
+    """Whether G and D train under bf16 autocast: `train.amp` on a CUDA device with native bf16 (compute
+    capability 8.0 or newer). On an older GPU (V100, T4) bf16 is emulated or, in the Triton kernels, not built:
+    the run trains in fp32 and says so."""
+    if not amp or device.type != "cuda":
+        return False
+    if torch.cuda.is_bf16_supported(including_emulation=False):
+        return True
+    log.warning(
+        "train.amp: %s has no native bf16 (compute capability %d.%d < 8.0); training in fp32 "
+        "(--set train.amp=false silences this)",
+        torch.cuda.get_device_name(device),
+        *torch.cuda.get_device_capability(device),
+    )
+    return False
 
 
 class HRGANFamily:
@@ -43,6 +60,7 @@ class HRGANFamily:
                 "CUDA, or add --set train.cuda_graphs=false"
             )
         self.config, self.device = config, device
+        self.bf16 = bf16_autocast_available(device, config.train.amp)
         self.num_classes = image_set.num_classes
         self.hr = config.model.resolution // TRAINING_RESOLUTION
         m, t = config.model, config.train
@@ -85,12 +103,10 @@ class HRGANFamily:
         self._update_d, self._update_g = graphed(self._discriminator_update), graphed(self._generator_update)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        enabled = self.device.type == "cuda" and self.config.train.amp
+        if not self.bf16:
+            return contextlib.nullcontext()
         # no cast cache under graphs: cached bf16 weights would outlive the captured region
-        caching = not self.config.train.cuda_graphs
-        return (
-            torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=caching) if enabled else contextlib.nullcontext()
-        )
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not self.config.train.cuda_graphs)
 
     def _noise(self, batch: int) -> torch.Tensor:
         """(batch, z_dim) standard normal noise from the run's CPU generator (so a run resumes on any device)."""
@@ -122,11 +138,13 @@ class HRGANFamily:
         return {"d_loss": loss.detach(), "d_real": real_scores.detach().mean(), "d_fake": fake_scores.detach().mean()}
 
     def _evaluator_logits(self, images: torch.Tensor) -> torch.Tensor | None:
-        """The evaluator's logits of the generated images (B, 3, R, R) -> (B, classes), or None without L_MS."""
+        """The evaluator's logits of the generated images (B, 3, R, R) -> (B, classes), or None without L_MS.
+
+        In fp32 even under autocast: L_MS compares MS_fake with MS_real, which the evaluator scored in fp32."""
         if self.evaluator is None:
             return None
-        with phase("evaluator"):
-            return self.evaluator(images)
+        with phase("evaluator"), torch.autocast(self.device.type, enabled=False):
+            return self.evaluator(images.float())
 
     @phase("g_step")
     def generator_step(self) -> dict[str, torch.Tensor]:
@@ -166,7 +184,7 @@ class HRGANFamily:
         if step >= self.config.train.ema_start:
             with phase("ema"):
                 self.generator_ema.update_parameters(self.generator)
-        return _as_floats(metrics)
+        return as_floats(metrics)
 
     @torch.no_grad()
     def sample_grid(self) -> torch.Tensor:
@@ -213,9 +231,3 @@ class HRGANFamily:
 
         self.noise.set_state(state["noise"])
         self._graph_updates()  # graphs captured before would replay into the replaced optimiser state
-
-
-def _as_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
-    """{name: () tensor} -> {name: float} with one host synchronisation."""
-    values = torch.stack([value.float() for value in metrics.values()]).tolist()
-    return dict(zip(metrics, values, strict=True))

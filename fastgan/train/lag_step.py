@@ -24,7 +24,7 @@ from fastgan.models.lag import LAGCritic, LAGGenerator
 from fastgan.profiling import phase
 from fastgan.train.checkpoint import CheckpointError, averaged_generator, load_checkpoint
 from fastgan.train.config import Config, merge
-from fastgan.train.core import load_optimizer_state, placed
+from fastgan.train.core import as_floats, load_optimizer_state, placed
 from fastgan.train.progressive import growth_schedule, stage_target, warn_if_still_growing
 from fastgan.train.sr_step import held_out_crops
 
@@ -161,18 +161,20 @@ class LAGFamily:
         self.images_seen += n
         centre_images = (both[n:].detach().clamp(-1, 1) + 1) / 2
         bicubic = F.interpolate(lr, scale_factor=factor, mode="bicubic", align_corners=False).clamp(0, 1)
-        return {
-            "d_loss": d_loss.item(),
-            "w_distance": -wasserstein.item(),
-            "gp": penalty.item(),
-            "g_loss": g_loss.item(),
-            "g_adv": adversarial.item(),
-            "centre": centre.item(),
-            "psnr_centre": logged_psnr(centre_images, (real + 1) / 2, factor),
-            "psnr_bicubic": logged_psnr(bicubic, (real + 1) / 2, factor),
-            "stage": float(stage),
-            "alpha": alpha,
-        }
+        return as_floats(  # one host synchronisation
+            {
+                "d_loss": d_loss,
+                "w_distance": -wasserstein,
+                "gp": penalty,
+                "g_loss": g_loss,
+                "g_adv": adversarial,
+                "centre": centre,
+                "psnr_centre": logged_psnr(centre_images, (real + 1) / 2, factor),
+                "psnr_bicubic": logged_psnr(bicubic, (real + 1) / 2, factor),
+                "stage": float(stage),
+                "alpha": alpha,
+            }
+        )
 
     @torch.no_grad()
     def sample_grid(self) -> torch.Tensor:

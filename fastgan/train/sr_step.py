@@ -23,7 +23,7 @@ from fastgan.models.vgg import load_vgg_features
 from fastgan.profiling import phase
 from fastgan.train.checkpoint import CheckpointError, load_checkpoint
 from fastgan.train.config import CUDA_GRAPH_COMPILE_MODES, Config, ConfigError, merge
-from fastgan.train.core import compile_in_place, load_optimizer_state, placed
+from fastgan.train.core import as_floats, compile_in_place, load_optimizer_state, placed
 from fastgan.train.progressive import growth_schedule, stage_target, warn_if_still_growing
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class SRFamily:
             lr, hr = loader.next_batch(growth.batch_size)
         hr = stage_target(hr, growth.stage, self.stages, growth.alpha)
         self.images_seen += lr.shape[0]
-        metrics: dict[str, float] = {}
+        metrics: dict[str, torch.Tensor | float] = {}
         if self.growing is not None:
             metrics.update(stage=float(growth.stage), alpha=growth.alpha)
         with phase("g_step"):
@@ -166,11 +166,11 @@ class SRFamily:
                 d_loss.backward()
                 with phase("optimizer_d"):
                     self.opt_d.step()
-            metrics["d_loss"] = d_loss.item()
+            metrics["d_loss"] = d_loss
         with phase("g_step"):
             if sr_config.stage == "srresnet":
                 loss = pixel_loss(sr, hr, sr_config.pixel_loss)
-                metrics["pixel"] = loss.item()
+                metrics["pixel"] = loss
             else:
                 content = perceptual_loss(self.vgg, sr, hr)
                 with self._frozen_discriminator():
@@ -179,14 +179,14 @@ class SRFamily:
                         real_logits, self.discriminator(sr), sr_config.relativistic
                     )
                 loss = content + sr_config.adversarial_weight * adversarial
-                metrics.update(content=content.item(), g_adv=adversarial.item())
+                metrics.update(content=content, g_adv=adversarial)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             with phase("optimizer_g"):
                 self.opt_g.step()
-        metrics["g_loss"] = loss.item()
+        metrics["g_loss"] = loss
         metrics["psnr"] = logged_psnr(sr.detach().clamp(0, 1), hr, 2**growth.stage)
-        return metrics
+        return as_floats(metrics)  # one host synchronisation
 
     @torch.no_grad()
     def sample_grid(self) -> torch.Tensor:

@@ -141,6 +141,39 @@ def test_cuda_run_trains_under_bf16_autocast_and_resumes_on_the_cpu(tiny_config,
     assert not next(resumed.family.generator.parameters()).is_cuda
 
 
+def test_the_evaluator_scores_generated_images_in_fp32_under_autocast(tiny_config, monkeypatch):
+    """MS_fake in L_MS is compared with MS_real, scored in fp32: under bf16 autocast (CPU autocast standing in for
+    CUDA's) the G step still runs the evaluator in fp32, while G and D compute in bf16."""
+    from fastgan.train.hrgan_step import HRGANFamily
+
+    trainer = build_trainer(tiny_config)
+    family = trainer.family
+    monkeypatch.setattr(HRGANFamily, "_autocast", lambda self: torch.autocast("cpu", dtype=torch.bfloat16))
+    seen = {}
+    for name, network in (("evaluator", family.evaluator), ("generator", family.generator)):
+        network.register_forward_hook(lambda module, args, out, name=name: seen.update({name: out.dtype}) and None)
+    family.generator_step()
+    assert seen == {"evaluator": torch.float32, "generator": torch.bfloat16}
+
+
+def test_bf16_autocast_only_where_the_gpu_has_native_bf16(monkeypatch, caplog):
+    """train.amp trains G and D under bf16 autocast on CUDA GPUs with native bf16; an older one (T4 here, faked) trains
+    in fp32 and says why; a CPU never autocasts."""
+    from fastgan.train.hrgan_step import bf16_autocast_available
+
+    native = {"value": True}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation: native["value"])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (7, 5))
+    gpu = torch.device("cuda", 0)
+    assert bf16_autocast_available(gpu, amp=True)
+    assert not bf16_autocast_available(gpu, amp=False) and not bf16_autocast_available(torch.device("cpu"), True)
+    native["value"] = False
+    with caplog.at_level("WARNING", logger="fastgan.train.hrgan_step"):
+        assert not bf16_autocast_available(gpu, amp=True)
+    assert "Tesla T4 has no native bf16 (compute capability 7.5 < 8.0); training in fp32" in caplog.text
+
+
 def test_resume_refuses_another_evaluator(tiny_config, tmp_path):
     import torchvision
 
