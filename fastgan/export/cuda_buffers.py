@@ -8,15 +8,23 @@
 
 Every back-end imports its library in its constructor, so this module imports anywhere. TensorRT tensor types map
 to dtype names shared by numpy and torch (`DTYPE_NAMES`); numpy has no bfloat16, so bf16 engines need "torch".
+TensorRT binds an engine and its execution context to the CUDA device current when they are made, so the runtime
+does that, and every run, inside the back-end's `active` scope, which makes its device (or pycuda context) current
+and restores the previous one afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
+#: TensorRT's alignment for tensor addresses (bytes); the torch back-end copies inputs that start off it.
+ADDRESS_ALIGNMENT = 256
 #: TensorRT DataType name → the dtype name numpy and torch share (``np.dtype(n)``, ``getattr(torch, n)``).
 DTYPE_NAMES = {
     "FLOAT": "float32",
@@ -90,6 +98,10 @@ class DeviceBuffers(Protocol):
         """The CUDA stream handle copies and ``execute_async_v3`` run on."""
         ...
 
+    def active(self) -> AbstractContextManager[None]:
+        """A scope in which this back-end's device (and context) is current."""
+        ...
+
     def upload(self, array: Any) -> DeviceArray:
         """Host (or, for torch, device) array → contiguous device array, queued on `stream`."""
         ...
@@ -141,10 +153,15 @@ class TorchBuffers:
     def stream(self) -> int:
         return self._stream.cuda_stream
 
+    def active(self) -> AbstractContextManager[None]:
+        return self._torch.cuda.device(self._device)
+
     def upload(self, array: Any) -> DeviceArray:
-        """A torch tensor (or numpy array) on this device, made contiguous (no copy if it already is), with the
-        engine's stream ordered after its producer."""
+        """A torch tensor (or numpy array) on this device, made contiguous (no copy if it already is and starts on
+        TensorRT's address alignment), with the engine's stream ordered after its producer."""
         tensor = self._torch.as_tensor(array, device=self._device).contiguous()
+        if tensor.data_ptr() % ADDRESS_ALIGNMENT:  # a view into a batch, e.g. batch[1:3]
+            tensor = tensor.clone()
         self._stream.wait_stream(self._torch.cuda.current_stream(self._device))
         return DeviceArray(tensor.data_ptr(), tuple(tensor.shape), array_dtype_name(tensor), tensor)
 
@@ -189,9 +206,9 @@ class CudaPythonBuffers:
             from cuda.bindings import runtime
         except ImportError as error:
             raise RuntimeError("buffers='cuda-python' needs cuda-python: pip install cuda-python") from error
-        self._runtime = runtime
-        self._check("cudaSetDevice", runtime.cudaSetDevice(device))
-        self._stream_handle = self._check("cudaStreamCreate", runtime.cudaStreamCreate())
+        self._runtime, self._device = runtime, device
+        with self.active():
+            self._stream_handle = self._check("cudaStreamCreate", runtime.cudaStreamCreate())
 
     def _check(self, call: str, result: tuple) -> Any:
         """`result`'s value after its cudaError_t, which must be cudaSuccess."""
@@ -203,6 +220,16 @@ class CudaPythonBuffers:
     @property
     def stream(self) -> int:
         return int(self._stream_handle)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """This device current for the calling thread (cudaSetDevice), the previous one again afterwards."""
+        previous = self._check("cudaGetDevice", self._runtime.cudaGetDevice())
+        self._check("cudaSetDevice", self._runtime.cudaSetDevice(self._device))
+        try:
+            yield
+        finally:
+            self._check("cudaSetDevice", self._runtime.cudaSetDevice(previous))
 
     def _allocate(self, shape: tuple[int, ...], dtype: str) -> DeviceArray:
         pointer = int(self._check("cudaMalloc", self._runtime.cudaMalloc(max(_nbytes(shape, dtype), 1))))
@@ -236,14 +263,16 @@ class CudaPythonBuffers:
     def close(self) -> None:
         """Wait for the stream, then destroy it."""
         if self._stream_handle is not None:
-            self.synchronize()
-            self._check("cudaStreamDestroy", self._runtime.cudaStreamDestroy(self._stream_handle))
+            with self.active():
+                self.synchronize()
+                self._check("cudaStreamDestroy", self._runtime.cudaStreamDestroy(self._stream_handle))
             self._stream_handle = None
 
 
 class PyCudaBuffers:
     """numpy host arrays and pycuda device allocations on a pycuda stream, in the device's primary context (the one
-    TensorRT and the CUDA runtime use).
+    TensorRT and the CUDA runtime use). The context is current only inside `active` (pycuda aborts the process at
+    exit if a context it pushed is still on the stack).
 
     Args:
         device: CUDA device index.
@@ -263,12 +292,21 @@ class PyCudaBuffers:
         cuda.init()
         self._cuda = cuda
         self._context = cuda.Device(device).retain_primary_context()
-        self._context.push()
-        self._stream = cuda.Stream()
+        with self.active():
+            self._stream = cuda.Stream()
 
     @property
     def stream(self) -> int:
         return self._stream.handle
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """The primary context pushed for the enclosed work, popped afterwards."""
+        self._context.push()
+        try:
+            yield
+        finally:
+            self._cuda.Context.pop()
 
     def upload(self, array: Any) -> DeviceArray:
         """A numpy array (or anything `np.ascontiguousarray` takes) copied to the device on `stream`."""
@@ -292,11 +330,11 @@ class PyCudaBuffers:
         self._stream.synchronize()
 
     def close(self) -> None:
-        """Wait for the stream and pop the primary context pushed by the constructor."""
-        if self._context is not None:
-            self.synchronize()
-            self._context.pop()
-            self._context = None
+        """Wait for the stream (idempotent; the primary context stays with the device)."""
+        if self._stream is not None:
+            with self.active():
+                self.synchronize()
+            self._stream = None
 
 
 BUFFERS = {"torch": TorchBuffers, "cuda-python": CudaPythonBuffers, "pycuda": PyCudaBuffers}

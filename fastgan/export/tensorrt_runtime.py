@@ -17,7 +17,9 @@ from fastgan.export.tensorrt_build import import_tensorrt, tensorrt_version
 
 
 class TensorRTEngine:
-    """An engine built by `fastgan.export`, ready to run on this GPU. Not thread-safe (one execution context).
+    """An engine built by `fastgan.export`, ready to run on GPU `device` (made current for loading and for every
+    run). Not thread-safe (one execution context). A context manager: ``with TensorRTEngine(...) as engine:``
+    closes it at the end.
 
     Args:
         engine_path: an engine written by `fastgan.export` (with its ``.json`` sidecar).
@@ -37,6 +39,14 @@ class TensorRTEngine:
         version = tensorrt_version()
         _, engine_bytes = read_engine(engine_path, current_gpu(device), version)
         self._buffers = make_buffers(buffers, device)
+        try:
+            with self._buffers.active():  # TensorRT binds the engine and context to the current device
+                self._load(trt, engine_bytes, engine_path, version)
+        except BaseException:
+            self._buffers.close()
+            raise
+
+    def _load(self, trt: Any, engine_bytes: bytes, engine_path: str | Path, version: str) -> None:
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
@@ -106,25 +116,43 @@ class TensorRTEngine:
         """
         if set(inputs) != set(self._input_names):
             raise ValueError(f"the engine takes inputs {list(self._input_names)}, got {sorted(inputs)}")
+        with self._buffers.active():
+            return self._run(inputs)
+
+    def _run(self, inputs: dict[str, Any]) -> dict[str, Any]:
         keep: dict[str, DeviceArray] = {}  # inputs stay alive until the engine has run
         for name in self._input_names:
             shape = self._check_input(name, inputs[name])
             if not self._context.set_input_shape(name, shape):
                 raise ValueError(f"TensorRT rejected shape {shape} for input {name!r} (its errors are logged above)")
             keep[name] = self._buffers.upload(inputs[name])
-            self._context.set_tensor_address(name, keep[name].ptr)
+            self._set_address(name, keep[name])
         outputs = {}
         for name in self._output_names:
             shape = tuple(self._context.get_tensor_shape(name))
             if any(size < 0 for size in shape):
                 raise RuntimeError(f"TensorRT could not infer the shape of output {name!r} (got {shape})")
             outputs[name] = self._buffers.empty(shape, self._dtypes[name])
-            self._context.set_tensor_address(name, outputs[name].ptr)
+            self._set_address(name, outputs[name])
         if not self._context.execute_async_v3(self._buffers.stream):
             raise RuntimeError("TensorRT could not run the engine; its errors are logged above")
         self._buffers.synchronize()
         return {name: self._buffers.download(array) for name, array in outputs.items()}
 
+    def _set_address(self, name: str, array: DeviceArray) -> None:
+        """Point tensor `name` at `array`; a refused address must not leave the previous run's pointer in place."""
+        if not self._context.set_tensor_address(name, array.ptr):
+            raise RuntimeError(
+                f"TensorRT refused address {array.ptr:#x} for tensor {name!r} (misaligned or on another device; its "
+                "errors are logged above)"
+            )
+
     def close(self) -> None:
-        """Release the buffers' stream (and context); the engine is unusable afterwards."""
+        """Release the buffers' stream; the engine is unusable afterwards."""
         self._buffers.close()
+
+    def __enter__(self) -> TensorRTEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -54,18 +54,34 @@ class OnnxRuntimeTiles:
 
 class TensorRTTiles:
     """An exported upscaler as a TensorRT engine (built on first use for this GPU, cached by model, precision,
-    shape profile, GPU and TensorRT version), fed torch CUDA tensors."""
+    shape profile, GPU and TensorRT version), fed torch CUDA tensors; on CUDA device `device` (default: the
+    current one), which builds and runs the engine."""
 
-    def __init__(self, path: str | Path, precision: str, tile: int, batch: int, cache_dir: str | Path):
+    def __init__(
+        self,
+        path: str | Path,
+        precision: str,
+        tile: int,
+        batch: int,
+        cache_dir: str | Path,
+        device: torch.device | None = None,
+    ):
         from fastgan.export.engine_cache import ShapeProfile
+        from fastgan.export.gpu import current_gpu
         from fastgan.export.tensorrt_build import engine_for
         from fastgan.export.tensorrt_runtime import TensorRTEngine
 
+        if device is not None and device.type != "cuda":
+            raise ValueError(f"TensorRT engines run on a CUDA device, not {device}: use --device cuda or cuda:N")
+        index = torch.cuda.current_device() if device is None or device.index is None else device.index
         profile = ShapeProfile.for_images(UPSCALER_INPUT, 3, batch=(1, batch, batch), size=(8, tile, tile))
-        engine_path = engine_for(path, precision, profile, cache_dir, Path(cache_dir) / "timing.cache")
-        self.engine = TensorRTEngine(engine_path, buffers="torch")
+        with torch.cuda.device(index):  # TensorRT builds for the current device
+            engine_path = engine_for(
+                path, precision, profile, cache_dir, Path(cache_dir) / "timing.cache", gpu=current_gpu(index)
+            )
+        self.engine = TensorRTEngine(engine_path, buffers="torch", device=index)
         self.dtype = torch.float16 if precision == "fp16" else torch.bfloat16 if precision == "bf16" else torch.float32
-        self.device = torch.device("cuda")
+        self.device = torch.device("cuda", index)
 
     def __call__(self, tiles: torch.Tensor) -> torch.Tensor:
         inputs = {UPSCALER_INPUT: tiles.to(self.device, self.dtype).contiguous()}
@@ -132,5 +148,6 @@ def load_upscaler(
         tiles = OnnxRuntimeTiles(path)
         providers = ",".join(tiles.session.get_providers())
         return Upscaler(tiles, scale, radius, tiles.device, f"onnxruntime {file_precision} ({providers})")
-    tiles = TensorRTTiles(path, file_precision, tile, batch, engine_cache or path.parent / "engines")
+    target = None if device == "auto" else resolve_device(device)  # None: the current GPU
+    tiles = TensorRTTiles(path, file_precision, tile, batch, engine_cache or path.parent / "engines", target)
     return Upscaler(tiles, scale, radius, tiles.device, f"TensorRT {file_precision}")

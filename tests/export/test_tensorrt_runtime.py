@@ -3,6 +3,7 @@ small exported upscaler builds, caches and runs with torch and torch-free buffer
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -17,7 +18,7 @@ import torch
 from onnx import TensorProto, helper
 
 from fastgan.export.cuda_buffers import DTYPE_NAMES, array_dtype_name, dtype_name, make_buffers, numpy_dtype
-from fastgan.export.engine_cache import ShapeProfile
+from fastgan.export.engine_cache import ShapeProfile, StaleEngineError
 from fastgan.export.gpu import GpuInfo, NoCudaDeviceError, cuda_available, current_gpu
 from fastgan.export.tensorrt_build import check_precision_supported, engine_for, tensorrt_version
 
@@ -61,7 +62,7 @@ def test_buffer_back_ends_are_checked():
 
 @pytest.mark.skipif(HAS_GPU, reason="this machine has an NVIDIA GPU")
 def test_cuda_python_buffers_name_the_failing_call():
-    with pytest.raises(RuntimeError, match=r"cudaSetDevice failed: cudaError\w+"):
+    with pytest.raises(RuntimeError, match=r"cuda(Get|Set)Device failed: cudaError\w+"):
         make_buffers("cuda-python")
 
 
@@ -75,6 +76,161 @@ def test_torch_buffers_need_a_gpu():
 def test_pycuda_buffers_say_how_to_install_pycuda():
     with pytest.raises(RuntimeError, match="pip install pycuda.*cuda-python"):
         make_buffers("pycuda")
+
+
+class _FakePyCuda(SimpleNamespace):
+    """The parts of `pycuda.driver` the pycuda back-end uses, with pycuda's context stack recorded."""
+
+    def __init__(self):
+        stack, synchronized_in = [], []
+        context = SimpleNamespace(push=lambda: stack.append("primary"))
+        super().__init__(
+            stack=stack,
+            synchronized_in=synchronized_in,
+            init=lambda: None,
+            Device=lambda index: SimpleNamespace(retain_primary_context=lambda: context),
+            Context=SimpleNamespace(pop=stack.pop),
+            Stream=lambda: SimpleNamespace(handle=7, synchronize=lambda: synchronized_in.append(list(stack))),
+        )
+
+
+def test_pycuda_buffers_leave_no_context_pushed(monkeypatch):
+    """pycuda aborts the process at exit while a context it pushed is still current: the back-end pushes its primary
+    context only around its own work (it stayed pushed from the constructor until an explicit close)."""
+    fake = _FakePyCuda()
+    monkeypatch.setitem(sys.modules, "pycuda", SimpleNamespace(driver=fake))
+    monkeypatch.setitem(sys.modules, "pycuda.driver", fake)
+    buffers = make_buffers("pycuda")
+    assert fake.stack == []
+    with buffers.active():
+        assert fake.stack == ["primary"]
+    buffers.close()
+    assert fake.synchronized_in == [["primary"]] and fake.stack == []  # synchronised in the context, popped again
+
+
+def test_cuda_python_buffers_make_their_device_current_and_restore_it(monkeypatch):
+    """The current device is per thread and torch may change it: every scope sets the buffers' device again and
+    restores the caller's (it was set once, in the constructor)."""
+    from cuda.bindings import runtime
+
+    success, current = runtime.cudaError_t.cudaSuccess, {"device": 0}
+    calls = []
+
+    def set_device(device):
+        calls.append(device)
+        current["device"] = device
+        return (success,)
+
+    monkeypatch.setattr(runtime, "cudaGetDevice", lambda: (success, current["device"]))
+    monkeypatch.setattr(runtime, "cudaSetDevice", set_device)
+    monkeypatch.setattr(runtime, "cudaStreamCreate", lambda: (success, 5))
+    buffers = make_buffers("cuda-python", device=1)
+    assert calls == [1, 0] and buffers.stream == 5
+    with buffers.active():
+        assert current["device"] == 1
+    assert current["device"] == 0
+
+
+class _FakeContext:
+    """An execution context for one input "lr" and one output "sr" that records the device current at each call."""
+
+    def __init__(self, device, accept_addresses=True):
+        self.device, self.accept_addresses, self.runs = device, accept_addresses, []
+
+    def set_input_shape(self, name, shape):
+        self.shape = shape
+        return True
+
+    def set_tensor_address(self, name, pointer):
+        return self.accept_addresses
+
+    def get_tensor_shape(self, name):
+        n, c, h, w = self.shape
+        return (n, c, 2 * h, 2 * w)
+
+    def execute_async_v3(self, stream):
+        self.runs.append(self.device["current"])
+        return True
+
+
+def _fake_engine(monkeypatch, accept_addresses=True, deserializes=True):
+    """A TensorRTEngine on device 1 over a fake TensorRT and numpy buffers that track the current device."""
+    from fastgan.export import tensorrt_runtime
+
+    device = {"current": 0, "loaded_on": None, "closed": False}
+    context = _FakeContext(device, accept_addresses)
+
+    class Buffers:
+        stream = 3
+
+        @contextlib.contextmanager
+        def active(self):
+            previous, device["current"] = device["current"], 1
+            try:
+                yield
+            finally:
+                device["current"] = previous
+
+        def upload(self, array):
+            return SimpleNamespace(ptr=0x1000, owner=array)
+
+        def empty(self, shape, dtype):
+            return SimpleNamespace(ptr=0x2000, owner=np.zeros(shape, dtype))
+
+        def synchronize(self):
+            pass
+
+        def download(self, array):
+            return array.owner
+
+        def close(self):
+            device["closed"] = True
+
+    def deserialize(data):
+        device["loaded_on"] = device["current"]
+        engine = SimpleNamespace(
+            create_execution_context=lambda: context,
+            num_io_tensors=2,
+            get_tensor_name=["lr", "sr"].__getitem__,
+            get_tensor_mode=lambda name: "in" if name == "lr" else "out",
+            get_tensor_dtype=lambda name: SimpleNamespace(name="FLOAT"),
+            get_tensor_profile_shape=lambda name, index: [(1, 3, 8, 8), (1, 3, 8, 8), (4, 3, 64, 64)],
+        )
+        return engine if deserializes else None
+
+    trt = SimpleNamespace(
+        Logger=SimpleNamespace(WARNING=1),
+        Runtime=lambda logger: SimpleNamespace(deserialize_cuda_engine=deserialize),
+        TensorIOMode=SimpleNamespace(INPUT="in"),
+    )
+    trt.Logger = lambda level: None
+    trt.Logger.WARNING = 1
+    monkeypatch.setattr(tensorrt_runtime, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(tensorrt_runtime, "tensorrt_version", lambda: "10.0")
+    monkeypatch.setattr(tensorrt_runtime, "current_gpu", lambda index: H100)
+    monkeypatch.setattr(tensorrt_runtime, "read_engine", lambda path, gpu, version: ({}, b"engine"))
+    monkeypatch.setattr(tensorrt_runtime, "make_buffers", lambda kind, index: Buffers())
+    return tensorrt_runtime.TensorRTEngine, device, context
+
+
+def test_the_engine_loads_and_runs_on_its_own_gpu(monkeypatch):
+    """TensorRT binds an engine and its context to the device current when they are made: both happen, and every
+    run, with the engine's GPU current (device 1 here, while the caller's is 0), which is restored afterwards."""
+    engine_class, device, context = _fake_engine(monkeypatch)
+    with engine_class("x2.engine", buffers="numpy", device=1) as engine:
+        outputs = engine.infer({"lr": np.zeros((2, 3, 8, 8), np.float32)})
+    assert device["loaded_on"] == 1 and context.runs == [1] and device["current"] == 0
+    assert outputs["sr"].shape == (2, 3, 16, 16) and device["closed"]
+
+
+def test_a_refused_tensor_address_is_an_error_and_a_failed_load_closes_the_buffers(monkeypatch):
+    engine_class, device, _ = _fake_engine(monkeypatch, accept_addresses=False)
+    with pytest.raises(RuntimeError, match="TensorRT refused address 0x1000 for tensor 'lr'"):
+        engine_class("x2.engine", device=1).infer({"lr": np.zeros((1, 3, 8, 8), np.float32)})
+    engine_class, device, _ = _fake_engine(monkeypatch, deserializes=False)
+    with pytest.raises(StaleEngineError, match="could not deserialize"):
+        engine_class("x2.engine", device=1)
+    assert device["closed"]
 
 
 def test_tensorrt_types_map_to_numpy_and_torch_dtypes():

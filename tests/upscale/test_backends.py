@@ -37,3 +37,6 @@ def test_load_upscaler_refuses_wrong_pairs(tmp_path):
         load_upscaler(tmp_path / "run", "onnxruntime")
     with pytest.raises(ValueError, match="precision"):
         TorchTiles(MODEL, torch.device("cpu"), "int4")
+    path = export_upscaler(MODEL, tmp_path / "x2.onnx", 2, 10)
+    with pytest.raises(ValueError, match="TensorRT engines run on a CUDA device, not cpu: use --device cuda"):
+        load_upscaler(path, "tensorrt", device="cpu")
