@@ -9,20 +9,17 @@ arithmetic; G's conv variant still convolves by phases and D's pooled convolutio
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import pytest
 import torch
 
 from bench.common import (
-    CPU_SECONDS_PER_CASE,
     DEVICE,
     ON_CUDA,
     PROVIDERS,
     device_seconds,
     peak_allocated_bytes,
     record,
+    run_interleaved,
     run_timed,
     saved_activation_bytes,
 )
@@ -254,23 +251,8 @@ def test_interleaved(benchmark, what, pair, size, tmp_path):
     for role, provider in zip(("eager", "fused"), INTERLEAVED[pair], strict=True):
         family, loader, config = _family(size == "smoke", str(tmp_path / "cache"), provider)
         steps[role] = _interleaved_step(what, family, loader, config, provider)
-    times: dict[str, list[float]] = {"eager": [], "fused": []}
-    order = ["eager", "fused"]
-
-    def pair_of_steps():
-        for role in order:
-            start = time.perf_counter()
-            steps[role]()
-            if ON_CUDA:
-                torch.cuda.synchronize(DEVICE)
-            times[role].append(time.perf_counter() - start)
-        order.reverse()
-
     benchmark.group = f"train {what} {pair}"
-    seconds = run_timed(benchmark, pair_of_steps, cpu_seconds=3 * CPU_SECONDS_PER_CASE)  # ~24 iteration pairs, 2 cores
+    seconds, medians = run_interleaved(benchmark, steps)  # ~24 iteration pairs on 2 cores
     info = {"op": what, "case": _case(config), "provider": pair, "mode": "full"}
-    if seconds is not None:
-        timed = len(benchmark.stats.stats.data)
-        for role, spent in times.items():
-            info[f"{role}_ms"] = round(1e3 * statistics.median(spent[-timed:]), 3)
+    info |= {f"{role}_ms": ms for role, ms in medians.items()}
     record(benchmark, info, seconds)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.common import DEVICE, ON_CUDA, record, run_timed
+from bench.common import DEVICE, ON_CUDA, record, run_interleaved, run_timed
 from fastgan.export.onnx_export import export_upscaler
 from fastgan.models.srgan import SRResNet
 from fastgan.upscale.backends import OnnxRuntimeTiles, TorchTiles
@@ -21,6 +21,8 @@ SCALE = 2
 TILES = [(64, 16), (128, 4), (256, 1)]
 SMOKE = pytest.param((16, 2), marks=pytest.mark.smoke, id="smoke")
 OVERLAP, IMAGE_SIDE = 16, 512
+#: Tile sides for the 512² image: 3 × 3 tiles of 203² (1.25× the padded image's pixels) and 2 × 2 of 288² (1.12×).
+OVERHEAD_TILES = (256, 512)
 
 
 @pytest.fixture(scope="module")
@@ -59,16 +61,17 @@ def test_tile_throughput(benchmark, backends, backend, tiling):
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
-@pytest.mark.parametrize("mode", ["whole", "tiled", "blend-only"])
+@pytest.mark.parametrize("mode", ["whole", "tiled", "blend-only", "interleaved"])
 @pytest.mark.parametrize(
     "size",
     [
-        pytest.param((IMAGE_SIDE, 256), id=f"{IMAGE_SIDE}px-tile256"),
+        *(pytest.param((IMAGE_SIDE, tile), id=f"{IMAGE_SIDE}px-tile{tile}") for tile in OVERHEAD_TILES),
         pytest.param((48, 40), marks=pytest.mark.smoke, id="smoke"),
     ],
 )
 def test_tiling_overhead(benchmark, model, backends, backend, mode, size):
-    """One image through the tiler (tiles ≤ T, overlap 16, cosine feather) vs the same call with one tile; and the
+    """One image through the tiler (tiles ≤ T, overlap 16, cosine feather) vs the same call with one tile; the two
+    alternated in one case ("interleaved": their medians in extra_info as ``whole_ms``, ``tiled_ms``); and the
     tiler's own cost (cutting, weighting, accumulating) with a nearest-neighbour stand-in for the model."""
     side, tile = size
     benchmark.group = f"upscale {side}x{side} image, overlap {OVERLAP}"
@@ -84,11 +87,17 @@ def test_tiling_overhead(benchmark, model, backends, backend, mode, size):
     )
     image = torch.rand(3, side, side, device=backends[backend].device)
     padded = side + 2 * OVERLAP  # the reflect border the tiler adds
-    used_tile = padded if mode == "whole" else tile
-    tiles_run = len(TilePlan.for_image(padded, padded, used_tile, OVERLAP))  # 1 for the whole-image pass
-    seconds = run_timed(benchmark, lambda: upscaler(image, tile=used_tile))
     case = f"{side}x{side} image, tile {tile}, overlap {OVERLAP}"
-    record(benchmark, _info(backend, case, mode, tiles_run, side * side), seconds)
+    tiles_run = len(TilePlan.for_image(padded, padded, tile, OVERLAP))
+    if mode == "interleaved":
+        steps = {"whole": lambda: upscaler(image, tile=padded), "tiled": lambda: upscaler(image, tile=tile)}
+        seconds, medians = run_interleaved(benchmark, steps)
+        info = _info(backend, case, mode, tiles_run + 1, 2 * side * side)  # one round: both passes
+        record(benchmark, info | {f"{name}_ms": ms for name, ms in medians.items()}, seconds)
+        return
+    used_tile = padded if mode == "whole" else tile
+    seconds = run_timed(benchmark, lambda: upscaler(image, tile=used_tile))
+    record(benchmark, _info(backend, case, mode, 1 if mode == "whole" else tiles_run, side * side), seconds)
 
 
 @pytest.mark.skipif(not ON_CUDA, reason="1080p → 4K frame times need a CUDA device")

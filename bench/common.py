@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -106,6 +107,31 @@ def run_timed(
         _synchronized(target), setup=wrapped_setup, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1
     )
     return None if benchmark.stats is None else benchmark.stats.stats.median
+
+
+def run_interleaved(
+    benchmark, steps: dict[str, Callable[[], Any]], cpu_seconds: float = 3 * CPU_SECONDS_PER_CASE
+) -> tuple[float | None, dict[str, float]]:
+    """Time `steps` alternated in one case, their order swapped every round, so that a shared machine's drift
+    between separate cases cannot make up their ratio. Returns the median seconds of one round of all steps
+    (None with ``--benchmark-disable``) and each step's median milliseconds over the timed rounds."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    order = list(steps)
+
+    def one_of_each():
+        for name in order:
+            start = time.perf_counter()
+            steps[name]()
+            if ON_CUDA:
+                torch.cuda.synchronize(DEVICE)
+            times[name].append(time.perf_counter() - start)
+        order.reverse()
+
+    seconds = run_timed(benchmark, one_of_each, cpu_seconds=cpu_seconds)
+    if seconds is None:
+        return None, {}
+    timed = len(benchmark.stats.stats.data)
+    return seconds, {name: round(1e3 * statistics.median(spent[-timed:]), 3) for name, spent in times.items()}
 
 
 def device_seconds(

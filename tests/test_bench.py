@@ -108,7 +108,7 @@ def test_report_refuses_a_file_without_pairs(tmp_path, capsys):
 
 
 def test_report_tables_upscaling_with_its_tiling_overhead(tmp_path):
-    def upscale(provider, mode, median):
+    def upscale(provider, mode, median, **medians):
         extra = {
             "op": "upscale",
             "case": "512 image",
@@ -118,12 +118,19 @@ def test_report_tables_upscaling_with_its_tiling_overhead(tmp_path):
             "input_pixels": 512 * 512,
             "device": "test device",
         }
-        return {"extra_info": extra, "stats": {"median": median}}
+        return {"extra_info": extra | medians, "stats": {"median": median}}
 
-    data = {"benchmarks": [upscale("torch", "whole", 1.0), upscale("torch", "tiled", 1.25)]}
+    data = {
+        "benchmarks": [
+            upscale("torch", "whole", 1.0),
+            upscale("torch", "tiled", 1.25),
+            upscale("torch", "interleaved", 2.1, whole_ms=1000.0, tiled_ms=1080.0),
+        ]
+    }
     (tmp_path / "bench.json").write_text(json.dumps(data))
-    tiled = next(row for row in report.upscale_rows(data) if row["mode"] == "tiled")
-    assert tiled["tiled_over_whole"] == 1.25 and tiled["tiles_per_s"] == 9 / 1.25
+    rows = {row["mode"]: row for row in report.upscale_rows(data)}
+    assert rows["tiled"]["tiled_over_whole"] == 1.25 and rows["tiled"]["tiles_per_s"] == 9 / 1.25
+    assert rows["interleaved"]["tiled_over_whole"] == 1.08  # its own medians, not the separate whole case's
     assert report.main([str(tmp_path / "bench.json"), "--out", str(tmp_path / "up")]) == 0
     assert "| torch | 512 image | tiled | 1250.00 | 7.2 | 0.210 | 1.250 |" in (tmp_path / "up.md").read_text()
 
