@@ -91,7 +91,9 @@ class DeviceArray:
 
 
 class DeviceBuffers(Protocol):
-    """What the TensorRT runtime needs from a device memory back-end."""
+    """What the TensorRT runtime needs from a device memory back-end. `upload`, `empty`, `download` and
+    `synchronize` are called inside `active()` (pycuda has no current context outside it; cuda-python would
+    allocate on whatever device the thread has current); `close` enters it itself."""
 
     @property
     def stream(self) -> int:
@@ -119,7 +121,7 @@ class DeviceBuffers(Protocol):
         ...
 
     def close(self) -> None:
-        """Release the stream and context this back-end created (idempotent)."""
+        """Wait for the stream and release it if this back-end created it (idempotent)."""
         ...
 
 

@@ -7,6 +7,7 @@ inside TensorRT.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ class TensorRTEngine:
             with self._buffers.active():  # TensorRT binds the engine and context to the current device
                 self._load(trt, engine_bytes, engine_path, version)
         except BaseException:
-            self._buffers.close()
+            with contextlib.suppress(Exception):  # the load's error is the one to report
+                self._buffers.close()
             raise
 
     def _load(self, trt: Any, engine_bytes: bytes, engine_path: str | Path, version: str) -> None:
@@ -148,7 +150,10 @@ class TensorRTEngine:
             )
 
     def close(self) -> None:
-        """Release the buffers' stream; the engine is unusable afterwards."""
+        """Release the execution context and engine (on their GPU) and the buffers' stream; the engine is unusable
+        afterwards."""
+        with self._buffers.active():
+            self._context = self._engine = None
         self._buffers.close()
 
     def __enter__(self) -> TensorRTEngine:

@@ -112,13 +112,14 @@ def mobilenet_score(logits: torch.Tensor) -> torch.Tensor:
     """exp(mean_x KL(p(y|x) ‖ p(y))) with p(y) the batch-mean of p(y|x); differentiable, on the current backend.
 
     Computed in fp32 (fp64 for fp64 input) from logits with log-softmax (never the log of a softmax), so confident
-    predictions do not produce log(0). The fused backends count 0·log 0 as 0, so a −inf logit (a masked class)
-    adds nothing to the score and gets a zero gradient; the eager reference's arithmetic gives NaN there, as
-    eager Inception-score code does (a very negative finite logit, whose p underflows to 0, is the same on all
-    backends). On the fused backends the backward is not twice-differentiable: "triton"
-    keeps the logits and O(B + K) statistics and re-derives the gradient in one pass; the torch-arithmetic ones
-    compute it with the score and keep it ((B, K) fp32). fp64 logits, the "torch" backend, the torch-arithmetic
-    backends when no gradient is wanted, and a caller compiled by torch.compile use `mobilenet_score_ref`.
+    predictions do not produce log(0). The fused paths count 0·log 0 as 0, so a −inf logit (a masked class) adds
+    nothing to the score and gets a zero gradient; the eager reference's arithmetic gives NaN there, as eager
+    Inception-score code does, and it is what the torch-arithmetic backends run when no gradient is wanted (a very
+    negative finite logit, whose p underflows to 0, scores the same everywhere). On the fused backends the backward
+    is not twice-differentiable: "triton" keeps the logits and O(B + K) statistics and re-derives the gradient in
+    one pass; the torch-arithmetic ones compute it with the score and keep it ((B, K) fp32). fp64 logits, the
+    "torch" backend, the torch-arithmetic backends when no gradient is wanted, and a caller compiled by
+    torch.compile use `mobilenet_score_ref`.
 
     Args:
         logits: (B, K) classifier logits, any float dtype.

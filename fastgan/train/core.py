@@ -116,6 +116,9 @@ def as_floats(metrics: dict[str, torch.Tensor | float]) -> dict[str, float]:
     """{name: () tensor or float} -> {name: float}, the tensors read with one host synchronisation (a `.item()` per
     metric would stall the GPU once each)."""
     tensors = {name: value for name, value in metrics.items() if torch.is_tensor(value)}
+    shaped = [name for name, value in tensors.items() if value.dim() != 0]
+    if shaped:
+        raise ValueError(f"metrics must be scalars (0-d tensors or floats): {', '.join(shaped)} are not")
     values = torch.stack([value.detach().float() for value in tensors.values()]).tolist() if tensors else []
     floats = dict(zip(tensors, values, strict=True))
     return {name: floats[name] if name in floats else float(value) for name, value in metrics.items()}
@@ -133,13 +136,14 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
 def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda")
+    if device.type != "cuda" or cuda is None:
+        return
     if isinstance(cuda, list):  # checkpoints before 2026-11-30: every visible GPU's, by index
-        index = (
-            device.index if device.index is not None else torch.cuda.current_device() if device.type == "cuda" else 0
-        )
-        cuda = cuda[index] if index < len(cuda) else None
-    if cuda is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(cuda, device)
+        index = torch.cuda.current_device() if device.index is None else device.index
+        if index >= len(cuda):
+            return
+        cuda = cuda[index]
+    torch.cuda.set_rng_state(cuda, device)
 
 
 def _float_tensors(tree: Any, prefix: str = ""):

@@ -28,13 +28,14 @@ def bf16_autocast_available(device: torch.device, amp: bool) -> bool:
     the run trains in fp32 and says so."""
     if not amp or device.type != "cuda":
         return False
-    if torch.cuda.is_bf16_supported(including_emulation=False):
+    capability = torch.cuda.get_device_capability(device)
+    if capability >= (8, 0):
         return True
     log.warning(
         "train.amp: %s has no native bf16 (compute capability %d.%d < 8.0); training in fp32 "
         "(--set train.amp=false silences this)",
         torch.cuda.get_device_name(device),
-        *torch.cuda.get_device_capability(device),
+        *capability,
     )
     return False
 

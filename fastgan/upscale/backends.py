@@ -54,8 +54,8 @@ class OnnxRuntimeTiles:
 
 class TensorRTTiles:
     """An exported upscaler as a TensorRT engine (built on first use for this GPU, cached by model, precision,
-    shape profile, GPU and TensorRT version), fed torch CUDA tensors; on CUDA device `device` (default: the
-    current one), which builds and runs the engine."""
+    shape profile, GPU and TensorRT version), fed torch CUDA tensors; on CUDA device `device` (default: cuda:0),
+    which builds and runs the engine."""
 
     def __init__(
         self,
@@ -73,12 +73,11 @@ class TensorRTTiles:
 
         if device is not None and device.type != "cuda":
             raise ValueError(f"TensorRT engines run on a CUDA device, not {device}: use --device cuda or cuda:N")
-        index = torch.cuda.current_device() if device is None or device.index is None else device.index
+        index = 0 if device is None or device.index is None else device.index
+        gpu = current_gpu(index)  # no GPU, or no device `index`: an error that says what to use instead
         profile = ShapeProfile.for_images(UPSCALER_INPUT, 3, batch=(1, batch, batch), size=(8, tile, tile))
         with torch.cuda.device(index):  # TensorRT builds for the current device
-            engine_path = engine_for(
-                path, precision, profile, cache_dir, Path(cache_dir) / "timing.cache", gpu=current_gpu(index)
-            )
+            engine_path = engine_for(path, precision, profile, cache_dir, Path(cache_dir) / "timing.cache", gpu=gpu)
         self.engine = TensorRTEngine(engine_path, buffers="torch", device=index)
         self.dtype = torch.float16 if precision == "fp16" else torch.bfloat16 if precision == "bf16" else torch.float32
         self.device = torch.device("cuda", index)

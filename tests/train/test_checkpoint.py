@@ -69,3 +69,16 @@ def test_older_checkpoints_restore_their_training_gpus_rng(recorded_cuda_rng):
     core._set_rng_state(every_gpu, torch.device("cuda", 2))
     core._set_rng_state(every_gpu, torch.device("cpu"))
     assert recorded_cuda_rng["set"] == [("rng 1", torch.device("cuda", 1)), ("rng 0", torch.device("cuda"))]
+
+
+def test_metrics_are_read_as_floats_and_must_be_scalars():
+    assert core.as_floats(
+        {"loss": torch.tensor(1.5), "stage": 2, "psnr": torch.tensor(30.25, dtype=torch.bfloat16)}
+    ) == {
+        "loss": 1.5,
+        "stage": 2.0,
+        "psnr": 30.25,
+    }
+    assert core.as_floats({"alpha": 0.5}) == {"alpha": 0.5}
+    with pytest.raises(ValueError, match="metrics must be scalars.*: per_image are not"):
+        core.as_floats({"per_image": torch.ones(3)})

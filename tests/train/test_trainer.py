@@ -161,16 +161,14 @@ def test_bf16_autocast_only_where_the_gpu_has_native_bf16(monkeypatch, caplog):
     in fp32 and says why; a CPU never autocasts."""
     from fastgan.train.hrgan_step import bf16_autocast_available
 
-    native = {"value": True}
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation: native["value"])
+    capabilities = {0: (7, 5), 1: (9, 0)}  # a T4 beside an H100: the training GPU's own capability decides
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: capabilities[device.index])
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "Tesla T4")
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (7, 5))
-    gpu = torch.device("cuda", 0)
-    assert bf16_autocast_available(gpu, amp=True)
-    assert not bf16_autocast_available(gpu, amp=False) and not bf16_autocast_available(torch.device("cpu"), True)
-    native["value"] = False
+    assert bf16_autocast_available(torch.device("cuda", 1), amp=True)
+    assert not bf16_autocast_available(torch.device("cuda", 1), amp=False)
+    assert not bf16_autocast_available(torch.device("cpu"), amp=True)
     with caplog.at_level("WARNING", logger="fastgan.train.hrgan_step"):
-        assert not bf16_autocast_available(gpu, amp=True)
+        assert not bf16_autocast_available(torch.device("cuda", 0), amp=True)
     assert "Tesla T4 has no native bf16 (compute capability 7.5 < 8.0); training in fp32" in caplog.text
 
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from fastgan.export.gpu import NoCudaDeviceError, cuda_available
 from fastgan.export.onnx_export import export_upscaler
 from fastgan.models.srgan import SRResNet
 from fastgan.upscale.backends import OnnxRuntimeTiles, TorchTiles, load_upscaler
@@ -40,3 +41,10 @@ def test_load_upscaler_refuses_wrong_pairs(tmp_path):
     path = export_upscaler(MODEL, tmp_path / "x2.onnx", 2, 10)
     with pytest.raises(ValueError, match="TensorRT engines run on a CUDA device, not cpu: use --device cuda"):
         load_upscaler(path, "tensorrt", device="cpu")
+
+
+@pytest.mark.skipif(cuda_available(), reason="this machine has an NVIDIA GPU")
+def test_tensorrt_without_a_gpu_says_what_to_use_instead(tmp_path):
+    path = export_upscaler(MODEL, tmp_path / "x2.onnx", 2, 10)
+    with pytest.raises(NoCudaDeviceError, match="--backend torch or onnxruntime"):
+        load_upscaler(path, "tensorrt")
