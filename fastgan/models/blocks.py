@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,13 +27,24 @@ def xavier_init_(module: nn.Module) -> None:
 
 
 def sn_xavier(layer: nn.Module) -> nn.Module:
-    """Xavier-uniform-initialise `layer` (zero bias), then spectrally normalise it.
+    """Xavier-uniform-initialise `layer` (zero bias), then spectrally normalise it, σ in fp32 under autocast.
 
     The order matters: spectral norm estimates σ by power iteration when it is attached, so the
-    weights must already be final.
+    weights must already be final. CUDA autocast runs torch's power iteration (`torch.mv`) in bf16, which would
+    round σ by about 0.4 % a step; the parametrization runs with autocast off instead (the layer's own
+    convolution or matmul still autocasts).
     """
     _xavier_layer_(layer)
-    return spectral_norm(layer)
+    layer = spectral_norm(layer)
+    normalisation = layer.parametrizations.weight[0]
+    normalisation.forward = types.MethodType(_forward_without_autocast, normalisation)  # rebinds on deepcopy
+    return layer
+
+
+def _forward_without_autocast(parametrization: nn.Module, weight: torch.Tensor) -> torch.Tensor:
+    """`parametrization`'s own forward with autocast off on CUDA and CPU: weight (fp32) -> normalised weight."""
+    with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+        return type(parametrization).forward(parametrization, weight)
 
 
 class ConditionalBatchNorm2d(CBNReLUUpsample):

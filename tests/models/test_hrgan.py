@@ -47,6 +47,32 @@ def test_every_discriminator_layer_is_spectrally_normalised():
         assert sigma < 1.5  # one power iteration from a random u already brings σ near 1
 
 
+def test_spectral_norm_estimates_sigma_without_autocast(monkeypatch):
+    """σ's power iteration runs with autocast off (CUDA autocast would run its torch.mv in bf16; CPU autocast stands
+    in here), while D's own layers still autocast; a deep copy (EMA, export) normalises its own weights."""
+    import copy
+
+    d = Discriminator(10, channels=16)
+    autocast_in_power_iteration = []
+    mv = torch.mv
+
+    def recorded_mv(*args, **kwargs):
+        autocast_in_power_iteration.append(torch.is_autocast_enabled("cpu"))
+        return mv(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "mv", recorded_mv)
+    features = []
+    d.blocks.register_forward_hook(lambda module, args, out: features.append(out.dtype) and None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        d(torch.randn(2, 3, 32, 32), torch.tensor([1, 2]))
+    assert autocast_in_power_iteration and not any(autocast_in_power_iteration)
+    assert features == [torch.bfloat16]  # the convolutions themselves ran under autocast
+    twin = copy.deepcopy(d)
+    normalisation = twin.linear.parametrizations.weight[0]
+    assert normalisation.forward.__self__ is normalisation
+    assert torch.equal(twin.linear.weight, d.linear.weight)
+
+
 def test_xavier_uniform_init_and_zero_biases():
     g = Generator(32, 10, z_dim=16, channels=32)
     conv = g.blocks[0].conv1
