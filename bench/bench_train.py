@@ -108,13 +108,14 @@ def _case(config: Config) -> str:
 
 def _measure(benchmark, config: Config, what: str, provider: str, step, saving, parameters, **info) -> None:
     """Time `step()`; record activation bytes kept by `saving()` (not counting `parameters`; None: not measured)
-    and, on CUDA, the GPU's busy time and the peak memory of one step."""
+    and, on CUDA, the GPU's busy time and the peak memory of one step — not for the CUDA-graph providers, whose
+    replays run in the graphs' private pools, memory the allocator's peak of a replayed step does not count."""
     benchmark.group = f"train {what}"
     seconds = run_timed(benchmark, step)
     info |= {"op": what, "case": _case(config), "provider": provider, "mode": "full"}
     if saving is not None:
         info["saved_bytes"] = saved_activation_bytes(saving, parameters)
-    peak = peak_allocated_bytes(step)
+    peak = None if provider.endswith("-graphs") else peak_allocated_bytes(step)
     if peak is not None:
         info["peak_allocated_bytes"] = peak
     kernels = None if seconds is None else device_seconds(step, rounds=3)
