@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from fastgan.atomic import write_bytes_atomically
 from fastgan.export.gpu import GpuInfo
 
@@ -320,8 +322,15 @@ class EngineCache:
 
         Returns:
             The engine's path; its sidecar records `key`.
+
+        Processes asking for one key at once build it once: the others wait on a lock file beside the engine.
         """
         path = self.path_for(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(path.with_name(f".{path.name}.lock")):  # another process building this key: wait, then reuse
+            return self._get_or_build_locked(path, key, build)
+
+    def _get_or_build_locked(self, path: Path, key: EngineKey, build: Callable[[], bytes]) -> Path:
         if path.is_file():
             try:
                 cached = check_engine(path, key.gpu, key.tensorrt_version)

@@ -4,6 +4,9 @@ with what differs and how to rebuild, and the cache rebuilds them rather than us
 import dataclasses
 import json
 import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -164,6 +167,27 @@ def test_cache_builds_once_reuses_and_rebuilds_unusable_entries(tmp_path, caplog
 
     other = cache.get_or_build(dataclasses.replace(KEY, gpu=A100), build)  # another GPU: its own entry
     assert other != path and len(builds) == 4 and cache.get_or_build(KEY, build) == path and len(builds) == 4
+
+
+def test_concurrent_requests_for_one_key_build_once(tmp_path):
+    """Two builders of one key (e.g. one process per GPU of a kind): the second waits and reuses the engine."""
+    started, release, builds = threading.Event(), threading.Event(), []
+
+    def build() -> bytes:
+        builds.append(1)
+        started.set()
+        release.wait(10)
+        return b"serialized engine"
+
+    cache = EngineCache(tmp_path / "engines")
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(cache.get_or_build, KEY, build)
+        assert started.wait(10)
+        second = pool.submit(cache.get_or_build, KEY, build)
+        time.sleep(0.2)  # the second request is now waiting on the lock, not building
+        release.set()
+        assert first.result(10) == second.result(10)
+    assert len(builds) == 1 and check_engine(first.result(), H100, "10.13.0") == KEY
 
 
 def test_a_failed_build_stores_nothing(tmp_path):
