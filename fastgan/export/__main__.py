@@ -77,25 +77,36 @@ def export_run(checkpoint: str, out: Path | None, precision: str, frames: str | 
     return path
 
 
-def build_trt(onnx_path: str, tile: int, min_tile: int, batch: int, cache: str | None, workspace_gb: float) -> Path:
-    """Build (or reuse from the cache) the TensorRT engine of an exported upscaler for this GPU."""
-    from fastgan.export.engine_cache import ShapeProfile
+def build_trt(
+    onnx_path: str, tile: int, min_tile: int, batch: int, cache: str | None, workspace_gb: float, device: str
+) -> Path:
+    """Build (or reuse from the cache) the TensorRT engine of an exported upscaler for GPU `device` (cuda or
+    cuda:N)."""
+    from fastgan.export.gpu import current_gpu
     from fastgan.export.onnx_export import UPSCALER_INPUT
-    from fastgan.export.tensorrt_build import engine_for
+    from fastgan.export.tensorrt_build import engine_for, upscaler_profile
 
     meta = read_metadata(onnx_path)
     if meta["fastgan.kind"] != "upscaler":
         raise ValueError(f"{onnx_path} holds a {meta['fastgan.kind']}; TensorRT export here is for upscalers")
-    profile = ShapeProfile.for_images(UPSCALER_INPUT, 3, batch=(1, batch, batch), size=(min_tile, tile, tile))
+    try:
+        target = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {device!r}: TensorRT builds on cuda or cuda:N") from error
+    if target.type != "cuda":
+        raise ValueError(f"TensorRT builds engines on a CUDA device, not {target}: use --device cuda or cuda:N")
+    index = target.index if target.index is not None else 0
+    gpu = current_gpu(index)  # no GPU, or no device `index`: an error that says what to use instead
     folder = Path(cache) if cache else Path(onnx_path).parent / "engines"
-    return engine_for(
-        onnx_path,
-        meta["fastgan.precision"],
-        profile,
-        folder,
-        folder / "timing.cache",
-        workspace_bytes=int(workspace_gb * 2**30),
-    )
+    with torch.cuda.device(index):  # TensorRT builds for the current device
+        return engine_for(
+            onnx_path,
+            meta["fastgan.precision"],
+            upscaler_profile(UPSCALER_INPUT, tile, batch, min_tile),
+            folder,
+            workspace_bytes=int(workspace_gb * 2**30),
+            gpu=gpu,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,10 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     trt_cmd = sub.add_parser("trt", help="build the TensorRT engine of an exported upscaler (needs a GPU)")
     trt_cmd.add_argument("--onnx", required=True, help="a file written by `python -m fastgan.export onnx`")
     trt_cmd.add_argument("--tile", type=int, default=256, help="largest (and optimal) tile side")
-    trt_cmd.add_argument("--min-tile", type=int, default=8, help="smallest tile side the engine accepts")
+    trt_cmd.add_argument("--min-tile", type=int, default=1, help="smallest tile side the engine accepts")
     trt_cmd.add_argument("--batch", type=int, default=8, help="largest (and optimal) batch of tiles")
     trt_cmd.add_argument("--cache", default=None, help="engine cache folder (default: <onnx folder>/engines)")
     trt_cmd.add_argument("--workspace-gb", type=float, default=4.0)
+    trt_cmd.add_argument("--device", default="cuda", help="the GPU to build for: cuda (cuda:0) or cuda:N")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("onnxscript", "onnx_ir", "torch.onnx"):  # the exporter's pass-by-pass notes
@@ -124,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.checkpoint, args.out, args.precision, args.calibration_frames, args.calibration_method
             )
         else:
-            path = build_trt(args.onnx, args.tile, args.min_tile, args.batch, args.cache, args.workspace_gb)
+            path = build_trt(
+                args.onnx, args.tile, args.min_tile, args.batch, args.cache, args.workspace_gb, args.device
+            )
     except (OSError, ValueError, RuntimeError) as error:  # OSError: missing input, unwritable output
         log.error("%s", error)
         return 1

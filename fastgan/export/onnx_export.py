@@ -128,15 +128,57 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return meta
 
 
-def onnxruntime_session(path: str | Path, providers: list[str] | None = None):
-    """An onnxruntime InferenceSession for `path`: CUDA first when onnxruntime has it and a GPU is visible, else CPU."""
+CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+def onnxruntime_providers(device: str = "auto") -> list:
+    """onnxruntime execution providers for `device`: "cpu" → the CPU's; "cuda" or "cuda:N" → CUDA on GPU N (0 for
+    "cuda"), then the CPU's for operators CUDA lacks; "auto" → CUDA on GPU 0 when this onnxruntime has it, else CPU.
+
+    Raises:
+        ValueError: an unknown device, or CUDA asked of an onnxruntime without its CUDA provider.
+    """
     import onnxruntime as ort
 
-    available = ort.get_available_providers()
-    providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    if device == "auto":
+        return [CUDA_PROVIDER, CPU_PROVIDER] if CUDA_PROVIDER in ort.get_available_providers() else [CPU_PROVIDER]
+    try:
+        target = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {device!r} for onnxruntime: use auto, cpu, cuda or cuda:N") from error
+    if target.type == "cpu":
+        return [CPU_PROVIDER]
+    if target.type != "cuda":
+        raise ValueError(f"onnxruntime runs on cpu or cuda[:N], not {device!r}")
+    if CUDA_PROVIDER not in ort.get_available_providers():
+        raise ValueError(
+            f"{device} asked for, but this onnxruntime has no CUDA execution provider: pip install onnxruntime-gpu "
+            "(in place of onnxruntime), or use --device cpu"
+        )
+    return [(CUDA_PROVIDER, {"device_id": target.index or 0}), CPU_PROVIDER]
+
+
+def onnxruntime_session(path: str | Path, providers: list | None = None, device: str = "auto"):
+    """An onnxruntime InferenceSession for `path` on `device` (`onnxruntime_providers`), or on explicit `providers`.
+
+    Raises:
+        RuntimeError: CUDA was asked for but onnxruntime could not start it (it falls back to the CPU with only a
+            printed warning: mismatched CUDA or cuDNN libraries, or no GPU visible).
+    """
+    import onnxruntime as ort
+
+    providers = providers or onnxruntime_providers(device)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=providers)
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    asked_cuda = device != "auto" and any(CUDA_PROVIDER in (p if isinstance(p, str) else p[0]) for p in providers)
+    if asked_cuda and session.get_providers()[0] != CUDA_PROVIDER:
+        raise RuntimeError(
+            f"onnxruntime could not start its CUDA provider for {device} and fell back to the CPU (see its warning "
+            "above: CUDA/cuDNN libraries that do not match onnxruntime-gpu's, or no GPU visible); fix that, or use "
+            "--device cpu"
+        )
+    return session
 
 
 ONNX_TO_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}

@@ -13,6 +13,8 @@ import logging
 from pathlib import Path
 from types import ModuleType
 
+from filelock import FileLock
+
 from fastgan.export.engine_cache import EngineCache, EngineKey, ShapeProfile, sha256_file, write_bytes_atomically
 from fastgan.export.gpu import GpuInfo, current_gpu
 
@@ -127,14 +129,29 @@ def _attach_timing_cache(config, timing_cache_path: Path | None) -> tuple[object
 
 
 def _save_timing_cache(config, cache, timing_cache_path: Path, seed: bytes) -> None:
-    """Write the build's timing cache back, merged with what another build wrote there meanwhile."""
-    if timing_cache_path.is_file():
-        current = timing_cache_path.read_bytes()
-        if current != seed:
-            other = config.create_timing_cache(current)
-            if other is not None:
-                cache.combine(other, ignore_mismatch=False)
-    write_bytes_atomically(timing_cache_path, bytes(memoryview(cache.serialize())))
+    """Write the build's timing cache back, merged with what another build wrote there meanwhile (under a lock, so
+    that two builds finishing together both keep their timings)."""
+    with FileLock(timing_cache_path.with_name(f".{timing_cache_path.name}.lock")):
+        if timing_cache_path.is_file():
+            current = timing_cache_path.read_bytes()
+            if current != seed:
+                other = config.create_timing_cache(current)
+                if other is not None:
+                    cache.combine(other, ignore_mismatch=False)
+        write_bytes_atomically(timing_cache_path, bytes(memoryview(cache.serialize())))
+
+
+def timing_cache_path(folder: str | Path, gpu: GpuInfo, version: str) -> Path:
+    """``<folder>/timing-<gpu tag>-trt<version>.cache``: one timing cache per GPU model and TensorRT version, so that
+    builds for different GPUs sharing a folder do not discard each other's timings."""
+    return Path(folder) / f"timing-{gpu.tag}-trt{version}.cache"
+
+
+def upscaler_profile(input_name: str, tile: int, batch: int, min_tile: int = 1) -> ShapeProfile:
+    """The profile of an upscaler engine fed by `fastgan.upscale`: 1 to `batch` tiles (the last batch of an image
+    is smaller) of sides `min_tile` to `tile` (an image smaller than a tile goes in whole, down to 1 pixel), both
+    optimal at their largest."""
+    return ShapeProfile.for_images(input_name, 3, batch=(1, batch, batch), size=(min_tile, tile, tile))
 
 
 def build_serialized_engine(
@@ -200,8 +217,8 @@ def engine_for(
     precision: str,
     profile: ShapeProfile,
     cache_dir: str | Path,
-    timing_cache_path: str | Path | None = None,
     *,
+    timing_cache: bool = True,
     workspace_bytes: int = 4 << 30,
     gpu: GpuInfo | None = None,
 ) -> Path:
@@ -213,7 +230,8 @@ def engine_for(
             metadata when it has some.
         profile: (min, opt, max) shapes of every input.
         cache_dir: the `EngineCache` folder.
-        timing_cache_path: see `build_serialized_engine`.
+        timing_cache: reuse and update the timing cache of this GPU model and TensorRT version in `cache_dir`
+            (`timing_cache_path`).
         workspace_bytes: see `build_serialized_engine`.
         gpu: this machine's GPU (default: `current_gpu()`), which builds the engine.
 
@@ -238,7 +256,9 @@ def engine_for(
             f"Ask for {recorded}, or export a {precision} file with `python -m fastgan.export onnx --precision "
             f"{precision}`"
         )
-    key = EngineKey(sha256_file(onnx_path), precision, profile, gpu, tensorrt_version())
+    version = tensorrt_version()
+    key = EngineKey(sha256_file(onnx_path), precision, profile, gpu, version)
+    timings = timing_cache_path(cache_dir, gpu, version) if timing_cache else None
     return EngineCache(cache_dir).get_or_build(
-        key, lambda: build_serialized_engine(onnx_path, profile, timing_cache_path, workspace_bytes)
+        key, lambda: build_serialized_engine(onnx_path, profile, timings, workspace_bytes)
     )

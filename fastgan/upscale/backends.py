@@ -38,10 +38,11 @@ class TorchTiles:
 
 
 class OnnxRuntimeTiles:
-    """An exported upscaler in onnxruntime (CUDA execution provider when available, else CPU)."""
+    """An exported upscaler in onnxruntime on `device` ("auto": its CUDA provider when it has one, else the CPU;
+    "cpu"; "cuda[:N]", an error if CUDA cannot start). Tiles go in and come out through host memory."""
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None):
-        self.session = onnxruntime_session(path, providers)
+    def __init__(self, path: str | Path, device: str = "auto"):
+        self.session = onnxruntime_session(path, device=device)
         self.dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16}.get(self.session.get_inputs()[0].type)
         if self.dtype is None:
             raise ValueError(f"onnxruntime cannot feed {path}'s input type {self.session.get_inputs()[0].type}")
@@ -66,18 +67,16 @@ class TensorRTTiles:
         cache_dir: str | Path,
         device: torch.device | None = None,
     ):
-        from fastgan.export.engine_cache import ShapeProfile
         from fastgan.export.gpu import current_gpu
-        from fastgan.export.tensorrt_build import engine_for
+        from fastgan.export.tensorrt_build import engine_for, upscaler_profile
         from fastgan.export.tensorrt_runtime import TensorRTEngine
 
         if device is not None and device.type != "cuda":
             raise ValueError(f"TensorRT engines run on a CUDA device, not {device}: use --device cuda or cuda:N")
         index = 0 if device is None or device.index is None else device.index
         gpu = current_gpu(index)  # no GPU, or no device `index`: an error that says what to use instead
-        profile = ShapeProfile.for_images(UPSCALER_INPUT, 3, batch=(1, batch, batch), size=(8, tile, tile))
         with torch.cuda.device(index):  # TensorRT builds for the current device
-            engine_path = engine_for(path, precision, profile, cache_dir, Path(cache_dir) / "timing.cache", gpu=gpu)
+            engine_path = engine_for(path, precision, upscaler_profile(UPSCALER_INPUT, tile, batch), cache_dir, gpu=gpu)
         self.engine = TensorRTEngine(engine_path, buffers="torch", device=index)
         self.dtype = torch.float16 if precision == "fp16" else torch.bfloat16 if precision == "bf16" else torch.float32
         self.device = torch.device("cuda", index)
@@ -144,7 +143,7 @@ def load_upscaler(
         meta["fastgan.precision"],
     )
     if backend_name == "onnxruntime":
-        tiles = OnnxRuntimeTiles(path)
+        tiles = OnnxRuntimeTiles(path, device)
         providers = ",".join(tiles.session.get_providers())
         return Upscaler(tiles, scale, radius, tiles.device, f"onnxruntime {file_precision} ({providers})")
     target = None if device == "auto" else resolve_device(device)  # None: the current GPU

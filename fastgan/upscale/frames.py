@@ -37,7 +37,8 @@ class Frame:
     """One image or video frame, with what is needed to write it back as it came.
 
     Attributes:
-        rgb: (3, H, W) float32 in [0, 1]; a grey source is repeated into three equal channels.
+        rgb: (3, H, W) float32 in [0, 1]; a grey source is repeated into three equal channels. On the CPU as read,
+            on the upscaler's device once upscaled.
         alpha: (1, H, W) float32 in [0, 1], or None when the source had no alpha channel.
         bit_depth: 8 or 16, the source's bits per channel.
         grey: the source had one colour channel; it is written back as one.
@@ -88,12 +89,14 @@ def frame_to_array(frame: Frame) -> np.ndarray:
         (H, W) grey, (H, W, 3) BGR or (H, W, 4) BGRA; uint16 for 16-bit frames, else uint8.
     """
     dtype = np.dtype(np.uint16 if frame.bit_depth == 16 else np.uint8)
+    integers = torch.uint16 if frame.bit_depth == 16 else torch.uint8
     if frame.grey:
         colour = frame.rgb.mean(dim=0, keepdim=True).expand(1 if frame.alpha is None else 3, -1, -1)
     else:
         colour = frame.rgb.flip(0)  # RGB → BGR
     planes = colour if frame.alpha is None else torch.cat([colour, frame.alpha.to(colour.dtype)])
-    pixels = (planes.clamp(0, 1) * PEAK[dtype]).round().permute(1, 2, 0).cpu().numpy().astype(dtype)
+    # quantised where the frame is (the upscaler's GPU for an upscaled one): only integers cross to the host
+    pixels = (planes.clamp(0, 1) * PEAK[dtype]).round().to(integers).permute(1, 2, 0).contiguous().cpu().numpy()
     return pixels[..., 0] if pixels.shape[2] == 1 else pixels
 
 

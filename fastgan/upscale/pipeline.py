@@ -18,18 +18,20 @@ ALPHA_MODES = ("model", "bicubic")
 
 
 def upscale_frame(frame: Frame, upscaler: TiledUpscaler, alpha: str = "model") -> Frame:
-    """The frame upscaled ×s, clamped to [0, 1]; alpha (1, H, W) goes through the model as a grey image or is
-    up-sampled bicubically, never mixed into the colour."""
+    """The frame upscaled ×s, clamped to [0, 1], left on the upscaler's device (writing it quantises it there);
+    alpha (1, H, W) goes through the model as a grey image or is up-sampled bicubically, never mixed into the
+    colour."""
     if alpha not in ALPHA_MODES:
         raise ValueError(f"unknown alpha mode {alpha!r}; choose {', '.join(ALPHA_MODES)}")
-    rgb = upscaler(frame.rgb).clamp(0, 1).cpu()
+    rgb = upscaler(frame.rgb).clamp(0, 1)
     upscaled_alpha = None
     if frame.alpha is not None:
         if alpha == "model":
             upscaled_alpha = upscaler(frame.alpha.expand(3, -1, -1)).mean(dim=0, keepdim=True)
         else:
-            upscaled_alpha = F.interpolate(frame.alpha[None], scale_factor=upscaler.scale, mode="bicubic")[0]
-        upscaled_alpha = upscaled_alpha.clamp(0, 1).cpu()
+            low = frame.alpha[None].to(upscaler.device)
+            upscaled_alpha = F.interpolate(low, scale_factor=upscaler.scale, mode="bicubic")[0]
+        upscaled_alpha = upscaled_alpha.clamp(0, 1)
     return dataclasses.replace(frame, rgb=rgb, alpha=upscaled_alpha)
 
 
@@ -57,6 +59,6 @@ def upscale_frames(
         for frame in bar:
             write(upscale_frame(frame, upscaler, alpha))
             done, pixels = done + 1, pixels + frame.rgb.shape[1] * frame.rgb.shape[2]
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+    if upscaler.device.type == "cuda":  # only the upscaler's own GPU: no context on another, none for a CPU run
+        torch.cuda.synchronize(upscaler.device)
     return Throughput(done, time.perf_counter() - start, pixels)

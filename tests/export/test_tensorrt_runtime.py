@@ -9,6 +9,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,6 +21,7 @@ from onnx import TensorProto, helper
 from fastgan.export.cuda_buffers import DTYPE_NAMES, array_dtype_name, dtype_name, make_buffers, numpy_dtype
 from fastgan.export.engine_cache import ShapeProfile, StaleEngineError
 from fastgan.export.gpu import GpuInfo, NoCudaDeviceError, cuda_available, current_gpu
+from fastgan.export import tensorrt_build
 from fastgan.export.tensorrt_build import check_precision_supported, engine_for, tensorrt_version
 
 HAS_GPU = cuda_available()
@@ -257,9 +259,8 @@ def test_precisions_are_checked_against_the_gpu():
         check_precision_supported("fp8", H100)
 
 
-def test_the_asked_precision_must_be_the_onnx_files(tmp_path):
-    """TensorRT builds strongly typed networks in the file's own precision, so a mislabelled request is refused
-    (before TensorRT is needed) rather than cached under the wrong key."""
+def _relu_onnx(tmp_path) -> Path:
+    """A one-node fp32 ONNX file with fastgan's precision metadata."""
     graph = helper.make_graph(
         [helper.make_node("Relu", ["lr"], ["sr"])],
         "relu",
@@ -270,10 +271,41 @@ def test_the_asked_precision_must_be_the_onnx_files(tmp_path):
     helper.set_model_props(model, {"fastgan.precision": "fp32"})
     path = tmp_path / "relu.onnx"
     onnx.save(model, path)
+    return path
+
+
+def test_the_asked_precision_must_be_the_onnx_files(tmp_path):
+    """TensorRT builds strongly typed networks in the file's own precision, so a mislabelled request is refused
+    (before TensorRT is needed) rather than cached under the wrong key."""
+    path = _relu_onnx(tmp_path)
     with pytest.raises(ValueError, match="is a fp32 model, not fp16.*--precision fp16"):
         engine_for(path, "fp16", PROFILE, tmp_path / "engines", gpu=H100)
     with pytest.raises(FileNotFoundError, match="python -m fastgan.export onnx"):
         engine_for(tmp_path / "missing.onnx", "fp32", PROFILE, tmp_path / "engines", gpu=H100)
+
+
+def test_each_gpu_model_and_tensorrt_version_keeps_its_own_timing_cache(tmp_path, monkeypatch):
+    """Builds for two GPU models sharing an engine folder read and write different timing caches (one file made each
+    build discard the other GPU's timings); without a timing cache none is passed."""
+    timings = []
+
+    def build(onnx_path, profile, timing_cache_path, workspace_bytes) -> bytes:  # stands in for TensorRT's builder
+        timings.append(timing_cache_path)
+        return b"engine %d" % len(timings)
+
+    monkeypatch.setattr(tensorrt_build, "build_serialized_engine", build)
+    monkeypatch.setattr(tensorrt_build, "tensorrt_version", lambda: "10.13.0")
+    path, folder = _relu_onnx(tmp_path), tmp_path / "engines"
+    for gpu in (H100, T4):
+        engine_for(path, "fp32", PROFILE, folder, gpu=gpu)
+    engine_for(
+        path, "fp32", ShapeProfile.for_images("lr", 3, (1, 1, 1), (8, 8, 8)), folder, gpu=H100, timing_cache=False
+    )
+    assert timings == [
+        folder / "timing-NVIDIA-H100-80GB-HBM3-sm90-trt10.13.0.cache",
+        folder / "timing-Tesla-T4-sm75-trt10.13.0.cache",
+        None,
+    ]
 
 
 def test_the_tensorrt_runtime_imports_without_torch():
@@ -314,8 +346,9 @@ def test_engine_builds_caches_and_matches_torch(tmp_path, buffers):
     from fastgan.export.tensorrt_runtime import TensorRTEngine
 
     model, onnx_path = _tiny_upscaler(tmp_path)
-    engine = engine_for(onnx_path, "fp32", PROFILE, tmp_path / "engines", tmp_path / "timing.cache")
-    assert (tmp_path / "timing.cache").stat().st_size > 0 and sidecar_path(engine).is_file()
+    engine = engine_for(onnx_path, "fp32", PROFILE, tmp_path / "engines")
+    (timings,) = (tmp_path / "engines").glob("timing-*-trt*.cache")  # this GPU model's and TensorRT version's
+    assert timings.stat().st_size > 0 and sidecar_path(engine).is_file()
     built = engine.stat().st_mtime_ns
     assert engine_for(onnx_path, "fp32", PROFILE, tmp_path / "engines") == engine  # from the cache
     assert engine.stat().st_mtime_ns == built

@@ -1,12 +1,18 @@
 """Tile backends: torch in fp16/bf16 stays close to fp32; onnxruntime equals torch; bad choices are refused."""
 
+from types import SimpleNamespace
+
+import onnxruntime
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fastgan.export.gpu import NoCudaDeviceError, cuda_available
 from fastgan.export.onnx_export import export_upscaler
+from fastgan.export.tensorrt_build import upscaler_profile
 from fastgan.models.srgan import SRResNet
 from fastgan.upscale.backends import OnnxRuntimeTiles, TorchTiles, load_upscaler
+from fastgan.upscale.tiling import TiledUpscaler
 
 torch.manual_seed(0)
 MODEL = SRResNet(2, channels=8, blocks=1, batch_norm=False, bicubic_skip=True).eval()
@@ -48,3 +54,83 @@ def test_tensorrt_without_a_gpu_says_what_to_use_instead(tmp_path):
     path = export_upscaler(MODEL, tmp_path / "x2.onnx", 2, 10)
     with pytest.raises(NoCudaDeviceError, match="--backend torch or onnxruntime"):
         load_upscaler(path, "tensorrt")
+
+
+class _FakeSession:
+    """Stands in for onnxruntime.InferenceSession: records the providers asked for and, like onnxruntime, starts
+    only those this machine can."""
+
+    started: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider")
+    asked: list = []
+
+    def __init__(self, path, options, providers):
+        type(self).asked.append(providers)
+        names = [p if isinstance(p, str) else p[0] for p in providers]
+        self.providers = [name for name in names if name in self.started]
+
+    def get_providers(self):
+        return self.providers
+
+    def get_inputs(self):
+        return [SimpleNamespace(type="tensor(float)")]
+
+
+@pytest.fixture
+def fake_onnxruntime_gpu(monkeypatch):
+    """onnxruntime-gpu on a machine with a GPU, as far as the session is concerned."""
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    monkeypatch.setattr(onnxruntime, "InferenceSession", _FakeSession)
+    monkeypatch.setattr(_FakeSession, "asked", [])
+    return _FakeSession
+
+
+def test_onnxruntime_runs_on_the_device_asked_for(fake_onnxruntime_gpu, tmp_path):
+    for device in ("cuda:1", "cuda", "cpu", "auto"):
+        OnnxRuntimeTiles(tmp_path / "x2.onnx", device)
+    cuda, cpu = "CUDAExecutionProvider", "CPUExecutionProvider"
+    assert fake_onnxruntime_gpu.asked == [
+        [(cuda, {"device_id": 1}), cpu],
+        [(cuda, {"device_id": 0}), cpu],
+        [cpu],  # not the GPU, though onnxruntime-gpu has one
+        [cuda, cpu],
+    ]
+
+
+def test_onnxruntime_falling_back_to_the_cpu_is_an_error_when_cuda_was_asked_for(fake_onnxruntime_gpu, tmp_path):
+    fake_onnxruntime_gpu.started = ("CPUExecutionProvider",)  # e.g. cuDNN libraries that do not match
+    with pytest.raises(RuntimeError, match="could not start its CUDA provider for cuda:1.*--device cpu"):
+        OnnxRuntimeTiles(tmp_path / "x2.onnx", "cuda:1")
+    assert OnnxRuntimeTiles(tmp_path / "x2.onnx", "auto").session.get_providers() == ["CPUExecutionProvider"]
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="this onnxruntime has CUDA"
+)
+def test_onnxruntime_without_cuda_refuses_a_cuda_device(tmp_path):
+    path = export_upscaler(MODEL, tmp_path / "x2.onnx", 2, 10)
+    with pytest.raises(ValueError, match="no CUDA execution provider: pip install onnxruntime-gpu"):
+        OnnxRuntimeTiles(path, "cuda:0")
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        OnnxRuntimeTiles(path, "gpu0")
+
+
+def test_the_tensorrt_profile_admits_every_tile_the_tiler_sends():
+    """Whatever the image size, border and overlap, the tiles the tiler batches lie within the engine's profile (an
+    image smaller than a tile goes in whole, down to one pixel a side; the last batch is smaller)."""
+    tile, batch, sent = 32, 4, set()
+
+    def model(tiles: torch.Tensor) -> torch.Tensor:
+        sent.add(tuple(tiles.shape))
+        return F.interpolate(tiles, scale_factor=2)
+
+    for border in ("reflect", "zero"):
+        for overlap in (0, 1, 8):
+            upscaler = TiledUpscaler(model, 2, 0, tile=tile, overlap=overlap, batch=batch, border=border)
+            for height in range(1, 41):
+                for width in (1, 5, 40):
+                    upscaler(torch.rand(3, height, width))
+    ((_, (low, _, high)),) = upscaler_profile("lr", tile, batch).shapes
+    outside = [shape for shape in sent if not all(a <= s <= b for a, s, b in zip(low, shape, high, strict=True))]
+    assert not outside and min(shape[2] for shape in sent) == 1

@@ -73,6 +73,20 @@ def test_conversions_clamp_and_keep_grey_alpha_writable():
         frame_from_array(np.zeros((2, 2, 5), np.uint8), "five")
 
 
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_frames_are_quantised_before_they_leave_the_device(monkeypatch, bit_depth):
+    """An upscaled frame lives on the upscaler's GPU: it crosses to the host as 8/16-bit integers (a quarter or half
+    of the float32 bytes), not as float32 to be rounded by the CPU."""
+    downloaded = []
+    cpu = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda tensor, *a, **k: downloaded.append(tensor.dtype) or cpu(tensor))
+    frame = Frame(torch.rand(3, 4, 6), torch.rand(1, 4, 6), bit_depth=bit_depth)
+    pixels = frame_to_array(frame)
+    assert downloaded == [torch.uint16 if bit_depth == 16 else torch.uint8]
+    assert pixels.dtype == (np.uint16 if bit_depth == 16 else np.uint8) and pixels.shape == (4, 6, 4)
+    assert pixels.flags.c_contiguous
+
+
 def test_jpeg_reads_as_eight_bit(tmp_path):
     cv2.imwrite(str(tmp_path / "a.jpg"), _gradient())
     frame = read_image(tmp_path / "a.jpg")

@@ -110,6 +110,8 @@ def test_clear_errors(exported, tiny_sr_run, tmp_path, caplog):
     if not torch.cuda.is_available():
         assert export_cli.main(["trt", "--onnx", str(exported)]) == 1
         assert "TensorRT" in caplog.text or "GPU" in caplog.text
+    assert export_cli.main(["trt", "--onnx", str(exported), "--device", "cpu"]) == 1
+    assert "TensorRT builds engines on a CUDA device, not cpu" in caplog.text
     unreadable = tmp_path / "unreadable"
     unreadable.mkdir()
     (unreadable / "empty.png").write_bytes(b"")
