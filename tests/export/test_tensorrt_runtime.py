@@ -18,10 +18,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from fastgan.export import tensorrt_build
 from fastgan.export.cuda_buffers import DTYPE_NAMES, array_dtype_name, dtype_name, make_buffers, numpy_dtype
 from fastgan.export.engine_cache import ShapeProfile, StaleEngineError
 from fastgan.export.gpu import GpuInfo, NoCudaDeviceError, cuda_available, current_gpu
-from fastgan.export import tensorrt_build
 from fastgan.export.tensorrt_build import check_precision_supported, engine_for, tensorrt_version
 
 HAS_GPU = cuda_available()
