@@ -5,7 +5,8 @@ Maths (per sample n, channel c; M = N·H·W elements per channel; S the up-sampl
     mean_c, var_c = batch statistics of x[:, c] (training) or the running ones (eval); rstd_c = 1/sqrt(var_c + eps)
     x̂ = (x − mean_c)·rstd_c,   z = gain_nc·x̂ + bias_nc,   y = relu(z),   out = y repeated over S×S blocks
 
-Backward, with g = ∂L/∂out summed over each S×S block and gz = g·[z > 0]:
+Backward, with g = ∂L/∂out summed over each S×S block and gz = g·[z > 0] (as torch's ReLU: a NaN z gives NaN forward
+and passes g backward, so a NaN reaches the loss rather than vanishing into a zero):
 
     dbias_nc = Σ_hw gz,   dgain_nc = Σ_hw gz·x̂
     training: dx = rstd_c·(gain_nc·gz − (Σ_n gain_nc·dbias_nc + x̂·Σ_n gain_nc·dgain_nc) / M)
@@ -199,7 +200,7 @@ def cbn_relu_upsample_forward_kernel(
         total = tl.sum(tl.load(sums_ptr + samples * C + c, mask=samples < N, other=0.0), axis=0)
         total_sq = tl.sum(tl.load(squares_ptr + samples * C + c, mask=samples < N, other=0.0), axis=0)
         shifted_mean = total / count
-        var = tl.maximum(total_sq / count - shifted_mean * shifted_mean, 0.0)
+        var = tl.maximum(total_sq / count - shifted_mean * shifted_mean, 0.0, propagate_nan=tl.PropagateNan.ALL)
         mean = tl.load(x_ptr + c * stride_xc).to(tl.float32) + shifted_mean
         rstd = 1.0 / tl.sqrt(var + eps)
         first = n == 0
@@ -225,7 +226,8 @@ def cbn_relu_upsample_forward_kernel(
             mask = (rows < H)[:, None] & (cols < W)[None, :]
             offsets = rows[:, None] * stride_xh + cols[None, :] * stride_xw
             v = tl.load(x_base + offsets, mask=mask, other=0.0).to(tl.float32)
-            y = tl.maximum(v * multiplier + offset, 0.0).to(out_ptr.dtype.element_ty)
+            z = v * multiplier + offset
+            y = tl.maximum(z, 0.0, propagate_nan=tl.PropagateNan.ALL).to(out_ptr.dtype.element_ty)  # NaN stays
             _store_upsampled(out_base, y, rows, w0, cols, mask, H, W, SCALE, WIDEN_STEPS, BLOCK_W)
 
 
@@ -292,7 +294,7 @@ def cbn_relu_upsample_backward_reduce_kernel(
             g = _block_sums(grad_base, rows, w0, cols, mask, H, W, stride_dh, stride_dw, SCALE, WIDEN_STEPS, BLOCK_W)
             x_offsets = rows[:, None] * stride_xh + cols[None, :] * stride_xw
             v = tl.load(x_base + x_offsets, mask=mask, other=0.0).to(tl.float32)
-            gz = tl.where(v * multiplier + offset > 0.0, g, 0.0)
+            gz = tl.where(v * multiplier + offset <= 0.0, 0.0, g)  # torch's ReLU mask: NaN passes g
             acc_dbias += gz
             acc_dgain += gz * ((v - mean) * rstd)
             dest = gz if BATCH_STATS else gz * multiplier
@@ -385,11 +387,16 @@ def _dense_planes(x: torch.Tensor) -> bool:
     return x.stride(3) == 1 and x.stride(2) == x.shape[3]
 
 
-def _check(x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> None:
+def _check(x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, scale: int) -> None:
     if x.dim() != 4 or gain.shape != x.shape[:2] or bias.shape != x.shape[:2]:
         raise ValueError(
             f"cbn_relu_upsample kernels expect x (N, C, H, W) and gain, bias (N, C); got x {tuple(x.shape)}, "
             f"gain {tuple(gain.shape)}, bias {tuple(bias.shape)}"
+        )
+    if scale * scale * x.shape[2] * x.shape[3] >= 2**31:
+        raise ValueError(
+            f"cbn_relu_upsample (triton): a {x.shape[2]}×{x.shape[3]} plane upscaled ×{scale} has 2³¹ or more "
+            "pixels, beyond the kernels' 32-bit in-plane offsets; process it in tiles"
         )
     for name, tensor in (("x", x), ("gain", gain), ("bias", bias)):
         element_type(tensor.dtype)  # raises for dtypes the kernels do not take
@@ -433,7 +440,7 @@ def forward_batch_stats(
 
     Channels-last x goes to the NHWC kernels and gives channels-last out; any other layout the plane kernels.
     """
-    _check(x, gain, bias)
+    _check(x, gain, bias, scale)
     for name, buffer in (("running_mean", running_mean), ("running_var", running_var)):
         _fp32_buffer(buffer, name, x)
     if _takes_nhwc(x, scale):
@@ -482,7 +489,7 @@ def forward_given_stats(
 ) -> torch.Tensor:
     """Forward with known fp32 (C,) mean and rstd (eval mode, or recomputation in backward): (N, C, sH, sW),
     channels-last when x is."""
-    _check(x, gain, bias)
+    _check(x, gain, bias, scale)
     _fp32_buffer(mean, "mean", x)
     _fp32_buffer(rstd, "rstd", x)
     if _takes_nhwc(x, scale):
@@ -532,7 +539,7 @@ def backward(
     """(dx (N, C, H, W) in x's dtype, dgain (N, C) and dbias (N, C) in gain's/bias's dtypes) from one pass over
     the up-sampled gradient `grad_out` (N, C, sH, sW); `batch_stats` says whether mean/rstd were batch statistics.
     Channels-last x goes to the NHWC kernels (grad_out brought to channels-last) and gives channels-last dx."""
-    _check(x, gain, bias)
+    _check(x, gain, bias, scale)
     n, c, h, w = x.shape
     if grad_out.shape != (n, c, h * scale, w * scale) or grad_out.dtype != x.dtype:
         raise ValueError(

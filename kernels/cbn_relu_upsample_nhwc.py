@@ -160,7 +160,7 @@ def cbn_finalize_statistics_kernel(
         total += tl.sum(tl.load(sums_ptr + offsets, mask=mask, other=0.0), axis=0)
         total_sq += tl.sum(tl.load(squares_ptr + offsets, mask=mask, other=0.0), axis=0)
     shifted_mean = total / count
-    var = tl.maximum(total_sq / count - shifted_mean * shifted_mean, 0.0)
+    var = tl.maximum(total_sq / count - shifted_mean * shifted_mean, 0.0, propagate_nan=tl.PropagateNan.ALL)
     mean = tl.load(x_ptr + cols, mask=col_mask, other=0.0).to(tl.float32) + shifted_mean
     tl.store(mean_ptr + cols, mean, mask=col_mask)
     tl.store(rstd_ptr + cols, 1.0 / tl.sqrt(var + eps), mask=col_mask)
@@ -212,7 +212,8 @@ def cbn_relu_upsample_forward_nhwc_kernel(
         p = start + tl.arange(0, BLOCK_P)
         offsets, mask = _pixel_tile(p, W, stride_xh, stride_xw, cols, col_mask, end)
         v = tl.load(x_base + offsets, mask=mask, other=0.0).to(tl.float32)
-        y = tl.maximum(v * multiplier[None, :] + offset[None, :], 0.0).to(out_ptr.dtype.element_ty)
+        z = v * multiplier[None, :] + offset[None, :]
+        y = tl.maximum(z, 0.0, propagate_nan=tl.PropagateNan.ALL).to(out_ptr.dtype.element_ty)  # NaN stays
         h = p // W
         w = p % W
         for dh in tl.static_range(SCALE):
@@ -281,7 +282,7 @@ def cbn_relu_upsample_backward_reduce_nhwc_kernel(
                 rows = (h * SCALE + dh) * stride_dh + (w * SCALE + dw) * stride_dw
                 g += tl.load(grad_base + rows[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32)
         v = tl.load(x_base + offsets, mask=mask, other=0.0).to(tl.float32)
-        gz = tl.where(v * multiplier[None, :] + offset[None, :] > 0.0, g, 0.0)
+        gz = tl.where(v * multiplier[None, :] + offset[None, :] <= 0.0, 0.0, g)  # torch's ReLU mask: NaN passes g
         acc_dbias += gz
         acc_dgain += gz * ((v - mean[None, :]) * rstd[None, :])
         dest = gz if BATCH_STATS else gz * multiplier[None, :]

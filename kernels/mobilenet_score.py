@@ -166,7 +166,8 @@ def mobilenet_score_partials_kernel(
                 x = tl.load(logits_ptr + offsets[:, None] + cols[None, :], mask=mask, other=float("-inf"))
                 x = tl.where(row_mask[:, None], x.to(tl.float32), 0.0)
                 m_new = tl.maximum(m, tl.max(x, axis=1))
-                s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new[:, None]), axis=1)
+                m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # all −inf so far: no −inf − (−inf) = NaN
+                s = s * tl.exp(m - m_safe) + tl.sum(tl.exp(x - m_safe[:, None]), axis=1)
                 m = m_new
             tl.store(row_stats_ptr + rows, m, mask=row_mask)
             tl.store(row_stats_ptr + B + rows, tl.log(s), mask=row_mask)

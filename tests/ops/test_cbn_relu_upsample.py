@@ -393,3 +393,38 @@ def test_compiled_nhwc_kernels_on_cuda_match_reference(shape, scale, training, d
     )
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert dx.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("name", FUSED)
+@pytest.mark.parametrize("layout", [lambda t: t, CHANNELS_LAST], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_a_nan_in_x_propagates_as_in_eager(name, layout, training):
+    """ReLU keeps NaN (max(NaN, 0) is NaN, not 0) and its backward passes g where z is NaN, as torch's does: a NaN
+    input reaches the output and the loss (in training, its whole channel through the batch statistics) instead of
+    vanishing into zeros that the trainer's NaN check never sees."""
+    x, gain, bias, running = _inputs((2, 3, 4, 5))
+    x[0, 1, 2, 3] = float("nan")
+    results = []
+    for backend_name in ("torch", name):
+        leaves = [layout(x.float()).requires_grad_(), gain.float().requires_grad_(), bias.float().requires_grad_()]
+        mean, var = (r.clone() for r in running)
+        with backend(backend_name):
+            out = cbn_relu_upsample(*leaves, mean, var, training=training, scale=2)
+        out.backward(torch.ones_like(out))
+        results.append([out, *(leaf.grad for leaf in leaves), mean, var])
+    for label, got, expected in zip(("out", "dx", "dgain", "dbias", "mean", "var"), *reversed(results), strict=True):
+        assert torch.equal(got.isnan(), expected.isnan()), label
+        torch.testing.assert_close(got, expected, equal_nan=True, msg=label)
+    assert results[1][0][0, 1, 4:6, 6:8].isnan().all()  # the NaN pixel's 2×2 block at least
+
+
+def test_planes_beyond_int32_offsets_are_refused():
+    """A plane whose up-sampled size reaches 2³¹ elements would wrap the kernels' 32-bit in-plane offsets."""
+    x = torch.empty(1, 3, 16384, 16384, device="meta", dtype=torch.bfloat16)
+    gain, bias = torch.empty(1, 3, device="meta"), torch.empty(1, 3, device="meta")
+    stats = torch.empty(3, device="meta")
+    with pytest.raises(ValueError, match="2³¹ or more pixels.*process it in tiles"):
+        cbn_kernels.forward_given_stats(x, stats, stats, gain, bias, 4)
+    grad = torch.empty(1, 3, 65536, 65536, device="meta", dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="2³¹ or more pixels"):
+        cbn_kernels.backward(grad, x, stats, stats, gain, bias, 4, False)

@@ -272,21 +272,28 @@ def test_partials_programs_follow_the_traffic_budget():
 def test_a_class_no_row_can_have_adds_nothing_to_the_score(tile):
     """A −inf logit in every row (a masked class): 0·log 0 counts 0, so the kernels score the remaining classes."""
     torch.manual_seed(9)
-    logits = torch.randn(9, 6) * 3
+    logits = torch.randn(9, 16) * 3
     masked = logits.clone()
-    masked[:, 5] = float("-inf")
+    masked[:, 15] = float("-inf")
+    assert kernels.launch_plan(9, 16, tile=tile)["whole_rows"] == (tile == 4096)
     score, _, log_marginal = kernels.forward(masked, tile=tile, programs=2)
-    expected, _, _ = kernels.forward(logits[:, :5].contiguous(), tile=tile, programs=2)
+    expected, _, _ = kernels.forward(logits[:, :15].contiguous(), tile=tile, programs=2)
     assert score.item() == pytest.approx(expected.item(), rel=1e-6)
-    assert torch.isneginf(log_marginal[5])
+    assert torch.isneginf(log_marginal[15])
 
 
-MINUS_INF_CELLS = {"a class in every row": (slice(None), 5), "one logit": (2, 1)}
+#: Where −inf logits go in (9, 16) logits; at tile 8 the rows take the two-pass path in blocks of 2 classes, so
+#: "a row's first classes" makes that row's first two blocks all −inf (its running maximum starts at −inf).
+MINUS_INF_CELLS = {
+    "a class in every row": (slice(None), 5),
+    "one logit": (2, 1),
+    "a row's first classes": (2, slice(0, 4)),
+}
 
 
 def _with_minus_inf(masked: str) -> tuple[torch.Tensor, tuple]:
     torch.manual_seed(9)
-    logits = torch.randn(9, 6) * 3
+    logits = torch.randn(9, 16) * 3
     logits[MINUS_INF_CELLS[masked]] = float("-inf")
     return logits, MINUS_INF_CELLS[masked]
 
@@ -308,15 +315,21 @@ def test_minus_inf_logits_score_and_differentiate_like_an_underflowed_probabilit
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the interpreter's −inf − −inf
 @pytest.mark.parametrize("masked", list(MINUS_INF_CELLS))
 def test_minus_inf_logits_in_the_two_pass_backward(masked):
-    """The backward for rows wider than a tile (a KL pass, then a dlogits pass) treats −inf logits the same way."""
+    """Rows wider than a tile (forward: an online log-sum-exp over class blocks; backward: a KL pass, then a dlogits
+    pass) treat −inf logits as whole rows do — the online log-sum-exp once gave NaN row statistics, and a wrong but
+    finite score, for a row whose first block was all −inf."""
     logits, _ = _with_minus_inf(masked)
+    assert not kernels.launch_plan(*logits.shape, tile=8)["whole_rows"]
 
-    def dlogits(tile: int) -> torch.Tensor:
+    def score_and_dlogits(tile: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         score, row_stats, log_marginal = kernels.forward(logits, tile=tile, programs=2)
-        return kernels.backward(torch.tensor(1.7), logits, row_stats, log_marginal, score, tile=tile)
+        dlogits = kernels.backward(torch.tensor(1.7), logits, row_stats, log_marginal, score, tile=tile)
+        return score, row_stats, dlogits
 
-    whole, two_pass = dlogits(4096), dlogits(8)
-    assert torch.isfinite(two_pass).all()
+    (whole_score, whole_stats, whole), (score, row_stats, two_pass) = score_and_dlogits(4096), score_and_dlogits(8)
+    assert torch.isfinite(row_stats).all() and torch.isfinite(two_pass).all()
+    torch.testing.assert_close(score, whole_score, rtol=1e-6, atol=0)
+    torch.testing.assert_close(row_stats, whole_stats, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(two_pass, whole, rtol=1e-5, atol=1e-7)
 
 
