@@ -75,6 +75,6 @@ def color_twist(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     matrix = RGB_TO_YIQ.inverse() @ (scale[:, :, None] * RGB_TO_YIQ)  # (B, 3, 3): YIQ⁻¹ · diag · YIQ
     matrix = (brightness * contrast)[:, None, None] * matrix
     offset = brightness * CONTRAST_CENTER * (1 - contrast)  # (B,)
-    matrix, offset = matrix.float().to(images.device), offset.float().to(images.device)
+    matrix, offset = (t.float().to(images.device, non_blocking=True) for t in (matrix, offset))  # no wait on the GPU
     out = torch.einsum("bij,bjhw->bihw", matrix, images.float()) + offset.view(-1, 1, 1, 1)
     return out.add_(0.5).floor_().clamp_(0, 255).to(torch.uint8)

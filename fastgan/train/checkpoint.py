@@ -44,9 +44,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def averaged_generator(generator: torch.nn.Module, family: dict[str, Any]) -> torch.nn.Module:
     """`generator` with a checkpointed family's EMA weights ("generator_ema") once averaging has started, else with
     its live weights ("generator")."""
-    from torch.optim.swa_utils import AveragedModel
+    from fastgan.train.ema import WeightEMA
 
-    ema = AveragedModel(generator, use_buffers=True)
+    ema = WeightEMA(generator, decay=0.0)
     ema.load_state_dict(family["generator_ema"])
     if int(ema.n_averaged) > 0:
         return ema.module

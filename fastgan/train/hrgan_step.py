@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from fastgan.data.image_set import ImageSet
 from fastgan.eval.evaluator import Evaluator, default_evaluator_weights, load_evaluator
@@ -18,6 +17,7 @@ from fastgan.profiling import phase
 from fastgan.train.config import CUDA_GRAPH_COMPILE_MODES, Config
 from fastgan.train.core import Loader, as_floats, compile_in_place, load_optimizer_state, placed
 from fastgan.train.cuda_graphs import GraphedUpdate, Update
+from fastgan.train.ema import WeightEMA
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,7 @@ class HRGANFamily:
         generator = Generator(m.resolution, self.num_classes, m.z_dim, m.g_channels, m.g_widths)
         self.generator = placed(generator, device, config)
         self.discriminator = placed(Discriminator(self.num_classes, m.d_channels), device, config)
-        self.generator_ema = AveragedModel(  # a copy of the eager generator: compiling follows
-            self.generator, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True
-        )
+        self.generator_ema = WeightEMA(self.generator, t.ema_decay)  # a copy of the eager generator: compiling follows
         compile_in_place(self.generator, device, config)
         compile_in_place(self.discriminator, device, config)
         capturable = t.cuda_graphs  # graph-safe Adam: its step count lives on the device

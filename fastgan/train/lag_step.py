@@ -15,7 +15,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from fastgan.data.sr_loader import degrade
 from fastgan.eval.sr_metrics import logged_psnr
@@ -25,6 +24,7 @@ from fastgan.profiling import phase
 from fastgan.train.checkpoint import CheckpointError, averaged_generator, load_checkpoint
 from fastgan.train.config import Config, merge
 from fastgan.train.core import as_floats, load_optimizer_state, placed
+from fastgan.train.ema import WeightEMA
 from fastgan.train.progressive import growth_schedule, stage_target, warn_if_still_growing
 from fastgan.train.sr_step import held_out_crops
 
@@ -84,9 +84,7 @@ class LAGFamily:
         self.generator, self.critic = placed(generator, device, config), placed(critic, device, config)
         self.stages = generator.stages
         self.schedule = growth_schedule(config, self.stages)
-        self.generator_ema = AveragedModel(
-            self.generator, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True
-        )
+        self.generator_ema = WeightEMA(self.generator, t.ema_decay)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=t.betas)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=t.lr_d, betas=t.betas)
         self.noise = torch.Generator().manual_seed(t.seed)  # z and ρ, on the CPU so a run resumes on any device
@@ -100,7 +98,7 @@ class LAGFamily:
         """z (N, Z) ~ N(0, I) and ρ (N,) ~ U(0, 1) from the family's own generator."""
         z = torch.randn(*shape, generator=self.noise)
         rho = torch.rand(shape[0], generator=self.noise)
-        return z.to(self.device), rho.to(self.device)
+        return z.to(self.device, non_blocking=True), rho.to(self.device, non_blocking=True)  # no wait on the GPU
 
     @contextlib.contextmanager
     def _frozen_critic(self):

@@ -56,6 +56,12 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(
             f"device {name!r} asked for (train.device, or --device), but no CUDA device is available; use cpu or auto"
         )
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device {name!r} asked for (train.device, or --device), but this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s): use cuda or cuda:0 to cuda:{torch.cuda.device_count() - 1} "
+            "(a resumed run takes --device too)"
+        )
     return device
 
 

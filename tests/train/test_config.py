@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from fastgan.train import __main__ as cli
 from fastgan.train.config import Config, ConfigError, load_config, merge, parse_override, preset_path
@@ -150,3 +151,13 @@ def test_crop_is_checked_against_the_scale_of_the_model_that_trains():
         load_config(None, ["model.name=lag", "sr.init_from=runs/srresnet-x4"])
     with pytest.raises(ConfigError, match="train.n_dis is HRGAN's"):
         load_config(None, ["model.name=lag", "train.n_dis=5"])
+
+
+def test_a_cuda_index_beyond_the_visible_gpus_is_a_config_error(monkeypatch):
+    """e.g. resuming on a one-GPU machine a run trained on cuda:1: an error naming what to pass, not a traceback from
+    deep inside the first CUDA call."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="'cuda:1' asked for .* 1 CUDA device.*cuda:0 to cuda:0"):
+        resolve_device("cuda:1")
+    assert resolve_device("cuda:0") == torch.device("cuda", 0) and resolve_device("cuda") == torch.device("cuda")
