@@ -49,14 +49,16 @@ def class_agreement(
             f"the evaluator knows {evaluator.spec.num_classes} classes, the generator "
             f"{generator.num_classes}: use the evaluator of the generator's dataset"
         )
-    device = evaluator.mean.device
+    evaluator_device = evaluator.mean.device
+    generator_device = next((p.device for p in generator.parameters()), evaluator_device)  # each on its own device
     noise = torch.Generator().manual_seed(seed)
     labels = torch.arange(generator.num_classes).repeat_interleave(per_class)
     hits = torch.zeros(generator.num_classes)
     for start in range(0, len(labels), batch_size):
         y = labels[start : start + batch_size]
         z = torch.randn(len(y), generator.z_dim, generator=noise)
-        predicted = evaluator(generator(z.to(device), y.to(device))).argmax(1).cpu()
+        images = generator(z.to(generator_device), y.to(generator_device))
+        predicted = evaluator(images.to(evaluator_device)).argmax(1).cpu()
         hits.index_add_(0, y, (predicted == y).float())
     return hits / per_class
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from fastgan.data.procedural import render, sample_scenes
+from fastgan.eval.precision import exact_fp32
 from fastgan.eval.scores import feature_statistics, frechet_distance, precision_recall, split_score
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,16 @@ def balanced_labels(count: int, num_classes: int) -> torch.Tensor:
 def extract(
     batches, extractors: dict[str, Extractor], device: torch.device | str = "cpu"
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Run every extractor over an iterable of image batches ((B, 3, R, R) in [-1, 1]); features kept on the CPU."""
+    """Run every extractor over an iterable of image batches ((B, 3, R, R) in [-1, 1]); features kept on the CPU.
+
+    The extractors run in true fp32 (`exact_fp32`: no autocast, no TF32), so scores do not depend on the caller's
+    autocast or on the GPU generation."""
     parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in extractors}
     for images in batches:
         images = images.to(device)
         for name, extractor in extractors.items():
-            feats, logits = extractor(images)
+            with exact_fp32(images.device.type):
+                feats, logits = extractor(images.float())
             parts[name].append((feats.float().cpu(), logits.float().cpu()))
     return {name: (torch.cat([f for f, _ in p]), torch.cat([lg for _, lg in p])) for name, p in parts.items()}
 

@@ -34,6 +34,25 @@ def test_agreement_is_high_for_the_right_class_and_low_for_the_wrong_one():
         ca.class_agreement(RenderingGenerator(), evaluator, per_class=0)
 
 
+def test_generator_and_evaluator_each_get_inputs_on_their_own_device():
+    """A generator on another device than the evaluator (e.g. an EMA copy on cuda:1 scored by a CPU evaluator) gets
+    z and y on its device, and the evaluator its images on its own."""
+
+    class Elsewhere(RenderingGenerator):
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.empty(1, device="meta"))
+            self.seen = []
+
+        def forward(self, z, y):
+            self.seen.append((z.device.type, y.device.type))
+            return super().forward(torch.ones(z.shape), torch.arange(len(y)) % self.num_classes)
+
+    generator = Elsewhere()
+    ca.class_agreement(generator, load_evaluator(embedded_evaluator_path()), per_class=2, batch_size=20)
+    assert generator.seen == [("meta", "meta")]
+
+
 def test_cli_reads_a_run_and_reports_per_class_scores(tiny_config, capsys):
     run = train(tiny_config).run_dir
     generator, config = ca.ema_generator_from_checkpoint(run)
