@@ -5,7 +5,7 @@ Maths (per sample n, channel c; M = N·H·W elements per channel; S the up-sampl
     mean_c, var_c = batch statistics of x[:, c] (training) or the running ones (eval); rstd_c = 1/sqrt(var_c + eps)
     x̂ = (x − mean_c)·rstd_c,   z = gain_nc·x̂ + bias_nc,   y = relu(z),   out = y repeated over S×S blocks
 
-Backward, with g = ∂L/∂out summed over each S×S block and gz = g·[z > 0] (as torch's ReLU: a NaN z gives NaN forward
+Backward, with g = ∂L/∂out summed over each S×S block and gz = g·[not z ≤ 0] (torch's ReLU: a NaN z gives NaN forward
 and passes g backward, so a NaN reaches the loss rather than vanishing into a zero):
 
     dbias_nc = Σ_hw gz,   dgain_nc = Σ_hw gz·x̂

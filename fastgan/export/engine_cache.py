@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from fastgan.atomic import write_bytes_atomically
 from fastgan.export.gpu import GpuInfo
@@ -323,25 +323,53 @@ class EngineCache:
         Returns:
             The engine's path; its sidecar records `key`.
 
-        Processes asking for one key at once build it once: the others wait on a lock file beside the engine.
+        Processes asking for one key at once build it once: the others wait on a lock file beside the engine. A usable
+        engine is served without the lock, so a read-only folder of built engines works.
         """
         path = self.path_for(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(path.with_name(f".{path.name}.lock")):  # another process building this key: wait, then reuse
-            return self._get_or_build_locked(path, key, build)
-
-    def _get_or_build_locked(self, path: Path, key: EngineKey, build: Callable[[], bytes]) -> Path:
-        if path.is_file():
+        if self._serves(path, key, quiet=True):  # no lock to read: a read-only folder of built engines serves
+            return path
+        lock = FileLock(path.with_name(f".{path.name}.lock"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                cached = check_engine(path, key.gpu, key.tensorrt_version)
-            except StaleEngineError as error:
+                lock.acquire(timeout=0)
+            except Timeout:
+                log.info("waiting for another process building %s", path.name)
+                lock.acquire()
+        except PermissionError as error:
+            raise PermissionError(
+                f"cannot build the TensorRT engine in {path.parent} ({error.strerror}): make the folder writable, or "
+                "point the engine cache elsewhere (--engine-cache / --cache)"
+            ) from error
+        try:
+            if self._serves(path, key, quiet=False):  # built by the process this one waited for
+                return path
+            log.info(
+                "building TensorRT engine %s (%s, %s; %s)",
+                path.name,
+                key.precision,
+                key.gpu.name,
+                key.profile.describe(),
+            )
+            return write_engine(path, build(), key)
+        finally:
+            lock.release()
+
+    @staticmethod
+    def _serves(path: Path, key: EngineKey, quiet: bool) -> bool:
+        """Whether the engine at `path` is usable for `key`; unless `quiet`, says why not (it is to be rebuilt)."""
+        if not path.is_file():
+            return False
+        try:
+            cached = check_engine(path, key.gpu, key.tensorrt_version)
+        except StaleEngineError as error:
+            if not quiet:
                 log.warning("rebuilding the cached TensorRT engine: %s", error)
-            else:
-                if cached == key:
-                    log.info("TensorRT engine from the cache: %s", path)
-                    return path
+            return False
+        if cached != key:
+            if not quiet:
                 log.warning("rebuilding %s: its sidecar records another %s", path, ", ".join(cached.differences(key)))
-        log.info(
-            "building TensorRT engine %s (%s, %s; %s)", path.name, key.precision, key.gpu.name, key.profile.describe()
-        )
-        return write_engine(path, build(), key)
+            return False
+        log.info("TensorRT engine from the cache: %s", path)
+        return True

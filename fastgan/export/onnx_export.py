@@ -171,12 +171,12 @@ def onnxruntime_session(path: str | Path, providers: list | None = None, device:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=providers)
-    asked_cuda = device != "auto" and any(CUDA_PROVIDER in (p if isinstance(p, str) else p[0]) for p in providers)
-    if asked_cuda and session.get_providers()[0] != CUDA_PROVIDER:
+    asked_cuda = device != "auto" and any((p if isinstance(p, str) else p[0]) == CUDA_PROVIDER for p in providers)
+    if asked_cuda and CUDA_PROVIDER not in session.get_providers():
         raise RuntimeError(
             f"onnxruntime could not start its CUDA provider for {device} and fell back to the CPU (see its warning "
-            "above: CUDA/cuDNN libraries that do not match onnxruntime-gpu's, or no GPU visible); fix that, or use "
-            "--device cpu"
+            "above: no such GPU, none visible, or CUDA/cuDNN libraries that do not match onnxruntime-gpu's); fix "
+            "that, or use --device cpu"
         )
     return session
 

@@ -1,9 +1,10 @@
 """The exponential moving average of a generator's weights, which samples and evaluations use (BigGAN, LAG).
 
-Same arithmetic and checkpoint keys as ``AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay),
-use_buffers=True)`` (``module.*`` and ``n_averaged``), without its host synchronisation: AveragedModel copies its CPU
-step counter to the GPU (a blocking copy, which waits for every queued kernel) on each update, before the EMA's own
-launches. Here the counter stays on the CPU and the update only queues device work.
+The floating-point arithmetic and the checkpoint keys (``module.*`` and ``n_averaged``) of ``AveragedModel(model,
+multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)``, whose checkpoints load either way; integer buffers
+take the live value (AveragedModel blends and truncates them). Unlike AveragedModel, an update does not make the host
+wait: AveragedModel copies its CPU step counter to the GPU on each update (a blocking copy, which waits for every
+queued kernel) before the EMA's own launches; here the counter stays on the CPU and the update only queues work.
 """
 
 from __future__ import annotations

@@ -190,6 +190,25 @@ def test_concurrent_requests_for_one_key_build_once(tmp_path):
     assert len(builds) == 1 and check_engine(first.result(), H100, "10.13.0") == KEY
 
 
+def test_built_engines_are_served_from_a_folder_this_process_cannot_write(tmp_path, monkeypatch):
+    """A read-only folder of prebuilt engines (an image, a shared store) serves them without taking the build lock;
+    a build there says what to do."""
+    cache = EngineCache(tmp_path / "engines")
+    path = cache.get_or_build(KEY, lambda: b"serialized engine")
+
+    class Unwritable:  # what filelock raises where the lock file cannot be created
+        def __init__(self, lock_path):
+            pass
+
+        def acquire(self, timeout=None):
+            raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(engine_cache, "FileLock", Unwritable)
+    assert cache.get_or_build(KEY, lambda: pytest.fail("a usable engine is not rebuilt")) == path
+    with pytest.raises(PermissionError, match="cannot build the TensorRT engine in .*make the folder writable"):
+        cache.get_or_build(dataclasses.replace(KEY, precision="int8"), lambda: b"another engine")
+
+
 def test_a_failed_build_stores_nothing(tmp_path):
     def build() -> bytes:
         raise RuntimeError("TensorRT could not build")

@@ -98,8 +98,10 @@ def test_onnxruntime_runs_on_the_device_asked_for(fake_onnxruntime_gpu, tmp_path
     ]
 
 
-def test_onnxruntime_falling_back_to_the_cpu_is_an_error_when_cuda_was_asked_for(fake_onnxruntime_gpu, tmp_path):
-    fake_onnxruntime_gpu.started = ("CPUExecutionProvider",)  # e.g. cuDNN libraries that do not match
+def test_onnxruntime_falling_back_to_the_cpu_is_an_error_when_cuda_was_asked_for(
+    fake_onnxruntime_gpu, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(fake_onnxruntime_gpu, "started", ("CPUExecutionProvider",))  # e.g. mismatched cuDNN
     with pytest.raises(RuntimeError, match="could not start its CUDA provider for cuda:1.*--device cpu"):
         OnnxRuntimeTiles(tmp_path / "x2.onnx", "cuda:1")
     assert OnnxRuntimeTiles(tmp_path / "x2.onnx", "auto").session.get_providers() == ["CPUExecutionProvider"]

@@ -35,3 +35,12 @@ def test_timing_synchronises_only_the_upscalers_own_gpu(monkeypatch):
         [Frame(torch.rand(3, 6, 8))] * 2, written.append, TiledUpscaler(_nearest, 2, 0, tile=16, overlap=2)
     )
     assert synchronised == [] and len(written) == 2 and speed.frames == 2 and speed.input_pixels == 96
+
+    class OnSecondGpu:  # stands in for a TiledUpscaler on cuda:1 (its frames stay on the CPU here)
+        device, scale = torch.device("cuda", 1), 2
+
+        def __call__(self, image):
+            return _nearest(image[None])[0]
+
+    upscale_frames([Frame(torch.rand(3, 6, 8))], written.append, OnSecondGpu())
+    assert synchronised == [torch.device("cuda", 1)]
