@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fastgan.ops import upsample_conv as upsample_conv_module
 from fastgan.ops.nearest_upsample import is_nhwc
 from fastgan.ops.upsample_conv import phase_layout, phase_weight, upsample_conv, upsample_conv_backward
 
@@ -119,6 +120,32 @@ def test_phase_weight_sums_the_taps_each_phase_reads():
     phases = phase_weight(weight, 2).view(2, 2, 2, 2)  # (p, q, u, v)
     assert phases[0, 0].tolist() == [[0.0, 3.0], [9.0, 24.0]]  # rows {0}, {1, 2} × columns {0}, {1, 2}
     assert phases[1, 1].tolist() == [[8.0, 7.0], [13.0, 8.0]]  # rows {0, 1}, {2} × columns {0, 1}, {2}
+
+
+def test_tap_sums_are_built_on_the_weights_device_without_a_host_copy():
+    """On CUDA a host-to-device copy synchronises, and inside a CUDA graph capture it fails: the tap-sum constant is
+    built where the weight lives (meta stands in for the GPU), never copied from the CPU."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CopiesFromTheHost(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.copies = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            inputs = [a for a in args if isinstance(a, torch.Tensor)]
+            if isinstance(out, torch.Tensor) and out.device.type != "cpu" and any(a.is_cpu for a in inputs):
+                self.copies.append(func)
+            return out
+
+    upsample_conv_module._tap_sums.cache_clear()
+    with CopiesFromTheHost() as mode:
+        phases = phase_weight(torch.randn(4, 3, 3, 3, device="meta"), 2)
+    assert mode.copies == [] and phases.shape == (16, 3, 2, 2)
+    cpu = torch.randn(4, 3, 3, 3)
+    upsample_conv_module._tap_sums.cache_clear()
+    torch.testing.assert_close(phase_weight(cpu, 2), phase_weight(cpu.double(), 2).float())
 
 
 @pytest.mark.parametrize("scale, kernel_size", [(2, 3), (3, 5), (4, 3), (2, 7)])
