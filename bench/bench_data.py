@@ -33,7 +33,7 @@ from fastgan.train.sr_step import SRFamily
 
 PROVIDERS = ["torch", "dali"]
 #: files per folder, batches per timed round, training iterations per timed round
-FULL = {"png": 2000, "jpeg": 200, "batches": 50, "steps": 10 if not ON_CUDA else 50}
+FULL = {"png": 2000, "jpeg": 200, "batches": 50, "steps": 10}
 SMOKE = {"png": 20, "jpeg": 4, "batches": 2, "steps": 1}
 SIZES = [pytest.param(FULL, id="full"), pytest.param(SMOKE, marks=pytest.mark.smoke, id="smoke")]
 SR_CROP, SR_SCALE, SR_BATCH = 64, 2, 16  # the light ×2 preset's crops and batch

@@ -24,13 +24,26 @@ BATCH = 64 if ON_CUDA else 16
 #: provider -> `fastgan.ops` backend. On a CPU "fused" is the fused torch arithmetic; the Triton interpreter
 #: is a correctness tool and is never timed.
 PROVIDERS = {"eager": "torch", "fused": fused_backend_for(DEVICE)}
-ROUNDS, WARMUP_ROUNDS = (50, 5) if ON_CUDA else (9, 2)
-#: A CPU case takes as many more rounds as fit in about this many seconds (at most `MAX_CPU_ROUNDS`): a 2-core
-#: machine's timings vary by ±20 % from round to round, and cheap cases can afford a steadier median.
-CPU_SECONDS_PER_CASE, MAX_CPU_ROUNDS = 4.0, 60
+WARMUP_ROUNDS = 5 if ON_CUDA else 2
+#: Timed rounds of a case: as many as fit in about `SECONDS_PER_CASE` at the pace of its last warm-up call, within
+#: [MIN_ROUNDS, MAX_ROUNDS]. On a CPU (±20 % from round to round on a shared 2-core machine) cheap cases afford a
+#: steadier median; on a GPU an expensive case (a training iteration, a 4K frame) does not eat a lent machine's
+#: minutes.
+MIN_ROUNDS, MAX_ROUNDS, SECONDS_PER_CASE = (10, 50, 2.0) if ON_CUDA else (9, 60, 4.0)
 
-#: Peak DRAM bandwidth (GB/s) of GPUs we report against, by a substring of the device name.
-PEAK_BANDWIDTH_GBPS = {"H200": 4800, "H100 SXM": 3350, "H100 PCIe": 2000, "H100": 3350, "A100": 2039, "L40S": 864}
+#: Peak DRAM bandwidth (GB/s) of GPUs we report against, by a substring of the device name; the first key found
+#: in the name wins, so the specific variants come before their family.
+PEAK_BANDWIDTH_GBPS = {
+    "GH200": 4900,
+    "H200": 4800,
+    "H100 NVL": 3900,
+    "H100 PCIe": 2000,
+    "H100": 3350,
+    "A100-SXM4-40GB": 1555,
+    "A100-PCIE-40GB": 1555,
+    "A100": 2039,
+    "L40S": 864,
+}
 
 
 def device_name() -> str:
@@ -76,41 +89,39 @@ def _synchronized(fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def _cpu_rounds(target: Callable[..., Any], setup: Callable[[], tuple] | None, budget: float) -> int:
-    """Make the `WARMUP_ROUNDS` warm-up calls, the last one timed with its setup; return how many rounds fit in
-    `budget` seconds at that pace, within [`ROUNDS`, `MAX_CPU_ROUNDS`]."""
+def _warm_up(target: Callable[..., Any], setup: Callable[[], tuple] | None, budget: float) -> int:
+    """Make the `WARMUP_ROUNDS` warm-up calls (synchronised on CUDA: CUDA graphs capture and replay within them),
+    the last one timed with its setup; return how many rounds fit in `budget` seconds at that pace, within
+    [`MIN_ROUNDS`, `MAX_ROUNDS`]."""
+    target, setup = _synchronized(target), setup and _synchronized(setup)
     for _ in range(WARMUP_ROUNDS):
         start = time.perf_counter()
         target(*(setup() if setup else ()))
         seconds = max(time.perf_counter() - start, 1e-6)
-    return min(MAX_CPU_ROUNDS, max(ROUNDS, int(budget / seconds)))
+    return min(MAX_ROUNDS, max(MIN_ROUNDS, int(budget / seconds)))
 
 
 def run_timed(
     benchmark,
     target: Callable[..., Any],
     setup: Callable[[], tuple] | None = None,
-    cpu_seconds: float = CPU_SECONDS_PER_CASE,
+    seconds_per_case: float = SECONDS_PER_CASE,
 ) -> float | None:
     """Time `target` with `benchmark.pedantic` (warm-up rounds first, CUDA synchronised); returns the median seconds.
 
     `setup`, when given, runs untimed before each round and returns the positional arguments of `target`. Every
-    case makes `WARMUP_ROUNDS` untimed calls first; on a CPU the last of them sizes the rounds to fill about
-    `cpu_seconds` (`_cpu_rounds`). Returns None when benchmarking is disabled (``--benchmark-disable``: the target
-    still runs once).
+    case makes `WARMUP_ROUNDS` untimed calls first, the last of which sizes the rounds to fill about
+    `seconds_per_case` (`_warm_up`). Returns None when benchmarking is disabled (``--benchmark-disable``): on CUDA
+    the warm-up calls still run, so a smoke case captures and replays its CUDA graphs, and the target runs once more.
     """
-    rounds, warmup_rounds = ROUNDS, WARMUP_ROUNDS
-    if not ON_CUDA and not benchmark.disabled:
-        rounds, warmup_rounds = _cpu_rounds(target, setup, cpu_seconds), 0
+    rounds = _warm_up(target, setup, seconds_per_case) if ON_CUDA or not benchmark.disabled else 1
     wrapped_setup = None if setup is None else _synchronized(lambda: (setup(), {}))
-    benchmark.pedantic(
-        _synchronized(target), setup=wrapped_setup, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1
-    )
+    benchmark.pedantic(_synchronized(target), setup=wrapped_setup, rounds=rounds, warmup_rounds=0, iterations=1)
     return None if benchmark.stats is None else benchmark.stats.stats.median
 
 
 def run_interleaved(
-    benchmark, steps: dict[str, Callable[[], Any]], cpu_seconds: float = 3 * CPU_SECONDS_PER_CASE
+    benchmark, steps: dict[str, Callable[[], Any]], seconds_per_case: float = 3 * SECONDS_PER_CASE
 ) -> tuple[float | None, dict[str, float]]:
     """Time `steps` alternated in one case, their order swapped every round, so that a shared machine's drift
     between separate cases cannot make up their ratio. Returns the median seconds of one round of all steps
@@ -127,7 +138,7 @@ def run_interleaved(
             times[name].append(time.perf_counter() - start)
         order.reverse()
 
-    seconds = run_timed(benchmark, one_of_each, cpu_seconds=cpu_seconds)
+    seconds = run_timed(benchmark, one_of_each, seconds_per_case=seconds_per_case)
     if seconds is None:
         return None, {}
     timed = len(benchmark.stats.stats.data)

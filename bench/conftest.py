@@ -3,7 +3,12 @@ the tiny cases."""
 
 from __future__ import annotations
 
-from bench.common import BATCH, DTYPE, PROVIDERS, device_name
+import gc
+
+import pytest
+import torch
+
+from bench.common import BATCH, DTYPE, ON_CUDA, PROVIDERS, device_name
 
 
 def pytest_addoption(parser):
@@ -27,7 +32,18 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    smoke = config.getoption("--smoke") or "smoke" in config.getoption("-m")  # `-m smoke` asks for them too
+    smoke = config.getoption("--smoke") or config.getoption("-m").strip() == "smoke"  # `-m smoke` asks for them too
     keep = [item for item in items if (item.get_closest_marker("smoke") is not None) == smoke]
     config.hook.pytest_deselected(items=[item for item in items if item not in keep])
     items[:] = keep
+
+
+@pytest.fixture(autouse=True)
+def _release_gpu_memory():
+    """On CUDA, free what a case held before the next starts: families are reference cycles (bound methods kept as
+    attributes), CUDA-graph pools and compiled graphs live until collected and reset."""
+    yield
+    if ON_CUDA:
+        gc.collect()
+        torch._dynamo.reset()
+        torch.cuda.empty_cache()

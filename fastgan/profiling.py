@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity
 
+from fastgan.atomic import atomic_path
+
 log = logging.getLogger(__name__)
 
 RANGE_PREFIX = "fastgan/"
@@ -35,8 +37,9 @@ def phase(name: str) -> Iterator[None]:
 class StepProfiler:
     """Records `steps` iterations with torch.profiler (CPU, plus CUDA on a CUDA device) to a Chrome trace.
 
-    Use as a context manager around the training loop and call `step()` after each iteration. The first
-    iteration is a warm-up, the next `steps` are recorded; the trace is written to
+    Use as a context manager around the training loop and call `step()` after each iteration. The first `skip`
+    iterations run unprofiled (a CUDA-graph run's eager warm-ups and capture), the next is the profiler's warm-up,
+    the next `steps` are recorded; the trace is written (atomically) to
     `run_dir/profile/trace_step<N>.json`, N being the last recorded iteration, and the profiler is then
     stopped so that training continues without it. With `steps == 0` everything is a no-op.
 
@@ -45,31 +48,33 @@ class StepProfiler:
         steps: iterations to record (0 disables profiling).
         device: the training device.
         first_step: iterations the run had done before this loop (its checkpoint step when resumed).
+        skip: iterations before the profiler's warm-up.
     """
 
-    def __init__(self, run_dir: str | Path, steps: int, device: torch.device, first_step: int = 0):
+    def __init__(self, run_dir: str | Path, steps: int, device: torch.device, first_step: int = 0, skip: int = 0):
         self.trace_dir = Path(run_dir) / "profile"
-        self.steps, self.first_step = steps, first_step
+        self.steps, self.first_step, self.skip = steps, first_step, skip
         self.trace_path: Path | None = None
         self._profile: torch.profiler.profile | None = None
         if steps > 0:
             activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
             self._profile = torch.profiler.profile(
                 activities=activities,
-                schedule=torch.profiler.schedule(wait=0, warmup=1, active=steps, repeat=1),
+                schedule=torch.profiler.schedule(wait=skip, warmup=1, active=steps, repeat=1),
                 record_shapes=True,
                 on_trace_ready=self._export,
             )
 
     def _export(self, prof: torch.profiler.profile) -> None:
-        if prof.step_num < 2:  # stopped right after the warm-up iteration: nothing was recorded
+        if prof.step_num < self.skip + 2:  # stopped before any recorded iteration
             return
         last = self.first_step + prof.step_num
-        self.trace_dir.mkdir(parents=True, exist_ok=True)
         path = self.trace_dir / f"trace_step{last}.json"
-        prof.export_chrome_trace(str(path))
+        with atomic_path(path, keep_suffix=True) as partial:  # an interrupted export leaves no truncated trace
+            prof.export_chrome_trace(str(partial))
         self.trace_path = path
-        log.info("profile: Chrome trace of iterations %d-%d written to %s", self.first_step + 2, last, path)
+        first = self.first_step + self.skip + 2
+        log.info("profile: Chrome trace of iterations %d-%d written to %s", first, last, path)
 
     def __enter__(self) -> StepProfiler:
         if self._profile is not None:

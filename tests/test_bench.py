@@ -43,7 +43,8 @@ def test_report_pairs_providers_and_writes_table_and_chart(tmp_path):
             _result("eager", 0.001, 10, op="lonely"),  # no fused partner: not a row
         ],
     }
-    (tmp_path / "bench.json").write_text(json.dumps(data))
+    failed = {"name": "test_failed_after_timing", "extra_info": {}, "stats": {"median": 1.0}}  # kept by the plugin
+    (tmp_path / "bench.json").write_text(json.dumps(data | {"benchmarks": [*data["benchmarks"], failed]}))
     [row] = report.rows(data)
     assert row["speedup"] == 2.0 and row["memory_ratio"] == 0.25
     assert row["traffic_vs_minimum"] == 1.2 and row["eager_traffic_vs_minimum"] == 3.0

@@ -25,7 +25,7 @@ from fastgan.data.color_jitter import NO_JITTER, check_amplitudes, jitter_factor
 from fastgan.data.dali_pipelines import image_batches, patch_batches
 from fastgan.data.image_set import ImageSet
 from fastgan.data.loader import EpochCursor, check_loader_kind, epoch_plan, shard_bounds
-from fastgan.data.sr_loader import check_patch_source, patch_plan
+from fastgan.data.sr_loader import check_patch_source, degrade, patch_plan
 
 log = logging.getLogger(__name__)
 
@@ -192,12 +192,13 @@ class DALIImageLoader:
 
 
 class DALIPatchLoader:
-    """`SRPatchLoader`'s (LR, HR) batches with cropping, flips, 90° turns, colour jitter and down-scaling done by DALI.
+    """`SRPatchLoader`'s (LR, HR) batches with cropping, flips, 90° turns and colour jitter done by DALI.
 
     Batch k draws the same crops, flips, turns and jitter factors as `SRPatchLoader`'s batch k (`patch_plan`,
-    `jitter_factors`), so the HR patches are equal (jittered ones up to a rare one-level rounding tie); the LR patches
-    come from DALI's resampling: bicubic ones differ from `degrade`'s by about one 8-bit level on average (at most 9
-    in the tests), area ones by at most one where a rounding tie breaks the other way. With `num_shards` > 1, shard
+    `jitter_factors`), so the HR patches are equal (jittered ones up to a rare one-level rounding tie), and the LR
+    patches are `degrade`'s of them on the device, as the torch loader's are: LAG's conditioning and the SR
+    evaluation down-scale with that same operator, so a loader with another resampler would train against a
+    different degradation (DALI's bicubic differed by about one 8-bit level on average). With `num_shards` > 1, shard
     `shard_id` takes batches shard_id, shard_id + num_shards, ... of the single-process sequence, so the shards split
     it without dropping or repeating a batch. A call with another batch size than the last restarts the pipeline at
     the same position.
@@ -208,7 +209,7 @@ class DALIPatchLoader:
         scale: up-scaling factor of the model.
         seed: seeds every batch's choices.
         augment: random horizontal flips and rotations by multiples of 90°.
-        method: degradation, "bicubic" or "area" (area: power-of-two scales).
+        method: degradation, "bicubic" or "area" (`degrade`).
         device: where batches are delivered; a CUDA device runs the pipeline on that GPU.
         color_jitter: (brightness, contrast, saturation) amplitudes, each in [0, 1), as `SRPatchLoader`'s; DALI
             applies them with `fn.color_twist` to the HR crop after the flip and turn, before down-scaling.
@@ -234,8 +235,6 @@ class DALIPatchLoader:
         prefetch: int = DEFAULT_PREFETCH,
     ):
         check_patch_source(images, crop, scale, method)
-        if method == "area" and scale & (scale - 1):
-            raise ValueError(f"the DALI loader's area degradation takes a power-of-two scale, got {scale}")
         if not 0 <= shard_id < num_shards:
             raise ValueError(f"shard_id must be in [0, num_shards={num_shards}), got {shard_id}")
         self.crop, self.scale, self.seed, self.augment, self.method = crop, scale, seed, augment, method
@@ -271,8 +270,6 @@ class DALIPatchLoader:
         pipeline = patch_batches(
             source,
             self.crop,
-            self.scale,
-            self.method,
             self.augment,
             jitter,
             batch_size=batch_size,
@@ -280,15 +277,15 @@ class DALIPatchLoader:
             device_id=self.device_id,
             prefetch_queue_depth=self.prefetch,
         )
-        self._iterator, self._batch_size = _iterate(pipeline, ["lr", "hr"]), batch_size
+        self._iterator, self._batch_size = _iterate(pipeline, ["hr"]), batch_size
 
     def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """-> LR (B, 3, crop/scale, crop/scale) and HR (B, 3, crop, crop), float32 in [0, 1], on the device."""
         if self._iterator is None or batch_size != self._batch_size:
             self._start(batch_size)
-        out = next(self._iterator)[0]
+        hr = next(self._iterator)[0]["hr"]
         self.batches += 1
-        return out["lr"], out["hr"]
+        return degrade(hr, self.scale, self.method), hr
 
     def state_dict(self) -> dict[str, Any]:
         return {**_identity(self, len(self.sizes)), "batches": self.batches}

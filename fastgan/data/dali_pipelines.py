@@ -2,7 +2,7 @@
 
 Each pipeline takes its per-sample inputs from `fn.external_source`: the loaders choose the order, flips, crops and
 colour-jitter factors from their seeds (so a checkpointed position resumes exactly, and the torch loaders draw the
-same choices), and the pipeline decodes, crops, flips, rotates, jitters, down-scales and normalises. Built with a
+same choices), and the pipeline decodes, crops, flips, rotates, jitters, resizes and normalises. Built with a
 `device_id` the work runs on that GPU (decoding with device="mixed"); with `device_id=None` the same graph runs on the
 CPU. Every pipeline is a `nvidia.dali.pipeline_def`: call it with the pipeline's arguments (`batch_size`,
 `num_threads`, `device_id`, ...) besides its own.
@@ -67,48 +67,29 @@ def image_batches(source: Callable[[], tuple[np.ndarray, ...]], jitter: bool):
     return _chw_float(images, 127.5, 127.5, mirror=flips), _to_device(labels)
 
 
-def _area(patches: DataNode, side: int, scale: int) -> DataNode:
-    """Box mean of scale×scale blocks as exact ×2 halvings (linear interpolation without anti-aliasing averages
-    each 2×2 block), in float, then rounded half up to uint8 (explicitly: a cast rounds ties to even on the GPU and
-    away from zero on the CPU)."""
-    if scale & (scale - 1):
-        raise ValueError(f"the area degradation takes a power-of-two scale here, got {scale}")
-    for halving in range(1, scale.bit_length()):
-        size = side * scale >> halving
-        patches = fn.resize(
-            patches, size=[size, size], interp_type=types.INTERP_LINEAR, antialias=False, dtype=types.FLOAT
-        )
-    return fn.cast(dmath.floor(patches + 0.5), dtype=types.UINT8)
-
-
 @pipeline_def
 def patch_batches(
     source: Callable[[], tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]],
     crop: int,
-    scale: int,
-    method: str,
     augment: bool,
     jitter: bool,
 ):
-    """Upscaler training pairs: HR crops of in-memory images and their LR down-scalings.
+    """Upscaler training crops of in-memory images (HR; the loader down-scales them with `degrade`, as the torch
+    loader does, so LR means the same whichever loader made it).
 
     The crop is cut on the CPU (only the crop travels to the GPU), then flipped left-right and turned by multiples
-    of 90° (`fn.flip`, `fn.rotate` with nearest-neighbour sampling: exact), then colour-jittered (in uint8), then
-    down-scaled: "bicubic" is anti-aliased cubic resampling, "area" the box mean of scale×scale blocks; both rounded
-    to 8 bits. LR is made from the jittered HR crop, so the two agree.
+    of 90° (`fn.flip`, `fn.rotate` with nearest-neighbour sampling: exact), then colour-jittered (in uint8).
 
     Args:
         source: called once per batch; returns B uint8 (H, W, 3) images and (B, 2) int32 (top, left) crop corners,
             with `augment` then (B,) int32 flips and (B,) float32 counter-clockwise turns in degrees, and with
             `jitter` then (B, 3) float32 (brightness, contrast, saturation) factors.
-        crop: HR patch side, a multiple of `scale`.
-        scale: down-scaling factor.
-        method: "bicubic" or "area".
+        crop: HR patch side.
         augment: flip and turn the crops.
         jitter: colour-jitter the crops.
 
     Returns:
-        LR (B, 3, crop/scale, crop/scale) and HR (B, 3, crop, crop), float32 in [0, 1].
+        HR (B, 3, crop, crop), float32 in [0, 1].
     """
     dtypes = [types.UINT8, types.INT32] + [types.INT32, types.FLOAT] * augment + [types.FLOAT] * jitter
     images, corners, *extra = fn.external_source(
@@ -127,12 +108,7 @@ def patch_batches(
         )
     if jitter:
         patches = _color_jitter(patches, extra[-1])
-    side = crop // scale
-    if method == "bicubic":  # uint8 output: rounded and clamped, like an LR image saved to disk
-        lr = fn.resize(patches, size=[side, side], interp_type=types.INTERP_CUBIC, antialias=True)
-    else:
-        lr = _area(patches, side, scale)
-    return _chw_float(lr, 0.0, 255.0), _chw_float(patches, 0.0, 255.0)
+    return _chw_float(patches, 0.0, 255.0)
 
 
 @pipeline_def

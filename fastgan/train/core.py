@@ -24,10 +24,20 @@ from fastgan.ops.backends import cpu_compiler_available
 from fastgan.ops.pixel_shuffle_prelu import PixelShufflePReLU
 from fastgan.profiling import StepProfiler, phase
 from fastgan.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
-from fastgan.train.config import Config, ConfigError
+from fastgan.train.config import CUDA_GRAPH_COMPILE_MODES, Config, ConfigError, TrainConfig
+from fastgan.train.cuda_graphs import WARMUP_CALLS
 from fastgan.train.metrics import MetricsLog
 
 log = logging.getLogger(__name__)
+
+
+def profiled_after(train: TrainConfig) -> int:
+    """Iterations before a run's steady state, which `--profile` leaves out: `train.cuda_graphs`' eager warm-up
+    calls and capture (each update runs at least once an iteration), or torch.compile's compiling and CUDA-graph
+    recording (graph modes: two); none otherwise."""
+    if train.cuda_graphs:
+        return WARMUP_CALLS + 1
+    return 2 if train.compile in CUDA_GRAPH_COMPILE_MODES else 0
 
 
 class NonFiniteLossError(RuntimeError):
@@ -256,7 +266,8 @@ class Trainer:
         metrics_log = MetricsLog(self.run_dir, out.tensorboard, resume_step=self.step)
         window_start, timed = time.perf_counter(), 0  # this process's iterations in the window, for it/s
         progress = tqdm(total=total, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
-        profiler = StepProfiler(self.run_dir, out.profile_steps, self.family.device, first_step=self.step)
+        skip = profiled_after(self.config.train)
+        profiler = StepProfiler(self.run_dir, out.profile_steps, self.family.device, first_step=self.step, skip=skip)
         try:
             with _stop_on_signals() as received, profiler:
                 while self.step < total:

@@ -16,6 +16,10 @@ import torch
 Update = Callable[..., dict[str, torch.Tensor]]
 
 
+#: Eager calls of an update before its capture (PyTorch recommends a few).
+WARMUP_CALLS = 3
+
+
 class GraphedUpdate:
     """`update(*inputs) -> {name: tensor}` run eagerly for `warmup_calls` calls, captured on the next, replayed after.
 
@@ -33,7 +37,7 @@ class GraphedUpdate:
         warmup_calls: eager calls before capture, at least one (PyTorch recommends a few).
     """
 
-    def __init__(self, update: Update, device: torch.device, warmup_calls: int = 3):
+    def __init__(self, update: Update, device: torch.device, warmup_calls: int = WARMUP_CALLS):
         device = torch.device(device)
         if device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device, got {device}; set train.cuda_graphs=false")
