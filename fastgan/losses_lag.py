@@ -36,10 +36,11 @@ def downscale(x: torch.Tensor, factor: int, method: str = "bicubic") -> torch.Te
 def lr_conditioning(
     y: torch.Tensor, x: torch.Tensor, factor: int, method: str = "bicubic", resolution: float = COLOR_RESOLUTION
 ) -> torch.Tensor:
-    """|y − round_r(H(x))| / r: how far the down-scaled sample lands from its input, in colour levels (Eq. 10).
+    """|y − round_r(clamp(H(x)))| / r: how far the down-scaled sample lands from its input, in colour levels (Eq. 10).
 
-    Rounding snaps to the levels −1 + k·r that 8-bit images take in [-1, 1], so a sample whose down-scaled image is
-    its input y gets a conditioning of exactly 0, as a real image does.
+    Clamping to [-1, 1] and rounding to the levels −1 + k·r that 8-bit images take there repeat what `degrade` did
+    to make y, so a sample whose down-scaled image is its input y gets a conditioning of exactly 0, as a real image
+    does (also where bicubic overshoots the range).
 
     Args:
         y: (N, 3, h, w) the low-resolution inputs in [-1, 1] (8-bit quantised).
@@ -51,7 +52,7 @@ def lr_conditioning(
     Returns:
         (N, 3, h, w), whole numbers in the forward pass; gradients reach x through the straight-through rounding.
     """
-    levels = straight_through_round((downscale(x, factor, method) + 1) / resolution)
+    levels = straight_through_round((downscale(x, factor, method).clamp(-1, 1) + 1) / resolution)
     return (((y + 1) / resolution).round() - levels).abs()
 
 

@@ -22,6 +22,7 @@ from fastgan.data.sources import DataSourceError
 from fastgan.data.sr_loader import center_crops, degrade
 from fastgan.data.sr_sources import folder_images, game_frames, skimage_photos
 from fastgan.data.video_sources import is_video, video_frames
+from fastgan.eval.precision import exact_fp32
 from fastgan.eval.sr_compare import baseline_upscale, comparison_image, evaluate, markdown_table
 from fastgan.train.checkpoint import CheckpointError
 from fastgan.train.run import load_sr_images, resolve_device
@@ -40,13 +41,13 @@ def _images(source: str, config) -> list[tuple[str, torch.Tensor]]:
     return folder_images(source)
 
 
-def _tiled(path: str, tile: int):
+def _tiled(path: str, tile: int, device: str = "auto"):
     """(B, 3, h, w) → (B, 3, s·h, s·w) in [0, 1] by an exported upscaler in onnxruntime, tile by tile (overlap = its
     receptive radius: exact), and the row name."""
     from fastgan.upscale.backends import load_upscaler
     from fastgan.upscale.tiling import TiledUpscaler
 
-    model = load_upscaler(path, "onnxruntime")
+    model = load_upscaler(path, "onnxruntime", device)
     r = model.receptive_radius
     tiled = TiledUpscaler(model.tiles, model.scale, r, tile=tile, overlap=r, device=model.device)
     name = f"{Path(path).stem}: {model.description}, tiles ≤ {tile}"
@@ -67,14 +68,16 @@ def evaluate_sr(
 
     @torch.no_grad()
     def fastgan_upscale(lr: torch.Tensor) -> torch.Tensor:
-        return generator(lr.to(next(generator.parameters()).device)).clamp(0, 1).cpu()
+        lr = lr.to(next(generator.parameters()).device)
+        with exact_fp32(lr.device.type):  # the table must not depend on the GPU generation (TF32)
+            return generator(lr).clamp(0, 1).cpu()
 
     upscalers = {
         "bicubic": lambda lr: baseline_upscale(lr, scale, "bicubic"),
         "lanczos": lambda lr: baseline_upscale(lr, scale, "lanczos"),
         ours: fastgan_upscale,
     }
-    upscalers |= dict(_tiled(path, tile) for path in onnx)
+    upscalers |= dict(_tiled(path, tile, device) for path in onnx)
     table = markdown_table(evaluate(upscalers, pairs, scale))
     out.mkdir(parents=True, exist_ok=True)
     (out / "sr_eval.md").write_text(table)

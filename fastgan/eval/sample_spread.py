@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fastgan.data.sr_loader import center_crops, degrade
+from fastgan.eval.precision import exact_fp32
 from fastgan.eval.sr_compare import comparison_image, quantize
 from fastgan.eval.sr_metrics import psnr
 from fastgan.models.lag import LAGGenerator
@@ -64,9 +65,10 @@ def draw_samples(
         hr = hr.to(device)
         lr = degrade(hr, scale, method)  # (1, 3, h, w) in [0, 1]
         y = lr * 2 - 1
-        drawn = torch.cat([generator(y, z[k : k + 1]) for k in range(samples)])  # (K, 3, H, W) in [-1, 1]
+        with exact_fp32(device.type):  # no TF32: the spread and PSNRs must not depend on the GPU generation
+            drawn = torch.cat([generator(y, z[k : k + 1]) for k in range(samples)])  # (K, 3, H, W) in [-1, 1]
+            centre = (generator(y).clamp(-1, 1) + 1) / 2
         bicubic = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
-        centre = (generator(y).clamp(-1, 1) + 1) / 2
         draws.append(Draws(name, lr, hr, quantize(bicubic), quantize(centre), quantize((drawn.clamp(-1, 1) + 1) / 2)))
     return draws
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from fastgan.data.sr_loader import degrade
-from fastgan.losses_lag import COLOR_RESOLUTION, gradient_penalty, lr_conditioning, straight_through_round
+from fastgan.losses_lag import COLOR_RESOLUTION, downscale, gradient_penalty, lr_conditioning, straight_through_round
 from fastgan.models.growing import GrowingSRResNet
 from fastgan.models.lag import LAGCritic, LAGGenerator
 from fastgan.models.srgan import SRResNet
@@ -112,6 +112,10 @@ def test_conditioning_is_zero_for_the_real_image_and_counts_levels():
     assert (real == 0).float().mean() > 0.99 and real.max() <= 1  # off by one only where H lands on a tie
     shifted = lr_conditioning(y, hr * 2 - 1 + 3 * COLOR_RESOLUTION, 4)  # three 8-bit levels brighter
     assert ((shifted - 3).abs() <= 1).all() and (shifted == 3).float().mean() > 0.99
+    edges = torch.zeros(2, 3, 32, 32)
+    edges[..., 8:24, 8:24] = 1  # a hard-edged square: bicubic overshoots [0, 1] around it, which `degrade` clamps
+    assert (downscale(edges * 2 - 1, 4).abs() > 1).any()
+    assert (lr_conditioning(degrade(edges, 4) * 2 - 1, edges * 2 - 1, 4) == 0).all()
     x = (hr * 2 - 1 + 0.37 * COLOR_RESOLUTION).requires_grad_(True)
     lr_conditioning(y, x, 4).sum().backward()
     assert x.grad.abs().sum() > 0  # gradients reach the sample through the rounding

@@ -126,10 +126,28 @@ def test_clear_errors(exported, tiny_sr_run, tmp_path, caplog):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary files left
 
 
-def test_eval_scores_the_exported_file_tiled_like_the_torch_model(exported, tiny_sr_run, tmp_path):
-    from fastgan.eval.__main__ import evaluate_sr
+def test_eval_scores_the_exported_file_tiled_like_the_torch_model(exported, tiny_sr_run, tmp_path, monkeypatch):
+    """Also: onnxruntime runs on the --device asked for, and the torch model without cuDNN's TF32 (so the table
+    does not depend on the GPU generation)."""
+    from fastgan.eval import __main__ as eval_main
+    from fastgan.upscale import backends
 
-    table = evaluate_sr(str(tiny_sr_run), "held-out", tmp_path, "cpu", (str(exported),), tile=48)
+    devices, tf32 = [], []
+    load_upscaler, from_checkpoint = backends.load_upscaler, eval_main.upscaler_from_checkpoint
+
+    def recording_load(path, name, device="auto", *rest):
+        devices.append(device)
+        return load_upscaler(path, name, device, *rest)
+
+    def hooked(*args):
+        generator, config = from_checkpoint(*args)
+        generator.register_forward_pre_hook(lambda *_: tf32.append(torch.backends.cudnn.allow_tf32))
+        return generator, config
+
+    monkeypatch.setattr(backends, "load_upscaler", recording_load)
+    monkeypatch.setattr(eval_main, "upscaler_from_checkpoint", hooked)
+    table = eval_main.evaluate_sr(str(tiny_sr_run), "held-out", tmp_path, "cpu", (str(exported),), tile=48)
+    assert devices == ["cpu"] and tf32 and not any(tf32)
     mean = {line.split("|")[2].strip(): line.split("|")[3].strip() for line in table.splitlines() if "**mean**" in line}
     onnx_row = next(name for name in mean if name.startswith("upscaler-fp32: onnxruntime"))
     # the same model; only the image borders differ (the tiler reflect-pads them, the plain call zero-pads)
