@@ -163,7 +163,7 @@ def _train_steps(benchmark, family, loader, steps: int, case: str, provider: str
 
     seconds = run_timed(benchmark, run)
     info = _info(provider, case, "train step", steps, unit="iterations")
-    timed = rounds[WARMUP_ROUNDS:] or rounds  # --benchmark-disable runs once, without warm-up
+    timed = rounds[WARMUP_ROUNDS:] or rounds  # --benchmark-disable on a CPU runs once, without warm-up
     info["data_wait_fraction"] = sum(d for d, _ in timed) / sum(s for _, s in timed)
     info["rounds"] = len(timed)
     record(benchmark, info, seconds)

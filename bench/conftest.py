@@ -7,6 +7,7 @@ import gc
 
 import pytest
 import torch
+from _pytest.mark.expression import Expression
 
 from bench.common import BATCH, DTYPE, ON_CUDA, PROVIDERS, device_name
 
@@ -31,8 +32,17 @@ def pytest_report_header(config):
     return [f"fastgan bench on {device_name()}: dtype {DTYPE}, HRGAN batch {BATCH}; provider 'fused' = {what}"]
 
 
+def _selects_only_smoke(marker_expression: str) -> bool:
+    """Whether `-m EXPRESSION` keeps a case marked smoke and drops an unmarked one (`-m smoke`, `-m "smoke and not
+    x"`), so that it asks for the smoke cases, which are otherwise left out."""
+    if not marker_expression.strip():
+        return False
+    expression = Expression.compile(marker_expression)
+    return expression.evaluate(lambda name, **_: name == "smoke") and not expression.evaluate(lambda name, **_: False)
+
+
 def pytest_collection_modifyitems(config, items):
-    smoke = config.getoption("--smoke") or config.getoption("-m").strip() == "smoke"  # `-m smoke` asks for them too
+    smoke = config.getoption("--smoke") or _selects_only_smoke(config.getoption("-m"))
     keep = [item for item in items if (item.get_closest_marker("smoke") is not None) == smoke]
     config.hook.pytest_deselected(items=[item for item in items if item not in keep])
     items[:] = keep

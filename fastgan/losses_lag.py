@@ -52,7 +52,9 @@ def lr_conditioning(
     Returns:
         (N, 3, h, w), whole numbers in the forward pass; gradients reach x through the straight-through rounding.
     """
-    levels = straight_through_round((downscale(x, factor, method).clamp(-1, 1) + 1) / resolution)
+    h = downscale(x, factor, method)
+    h = h + (h.clamp(-1, 1) - h).detach()  # clamped forward, identity gradient (like the rounding)
+    levels = straight_through_round((h + 1) / resolution)
     return (((y + 1) / resolution).round() - levels).abs()
 
 

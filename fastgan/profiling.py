@@ -94,7 +94,7 @@ class StepProfiler:
             return
         self._close()  # a run that ends early exports the iterations recorded so far
         if self.trace_path is None:
-            log.warning("profile: no trace written; the run ended before any iteration after the warm-up one")
+            log.warning("profile: no trace written; the run ended before any iteration after the warm-up ones")
 
     def _close(self) -> None:
         profile, self._profile = self._profile, None

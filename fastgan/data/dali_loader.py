@@ -2,7 +2,8 @@
 
 The loaders draw their choices (epoch order, flips, crops, colour-jitter factors) exactly as the torch loaders do and
 feed them to the pipelines of `fastgan.data.dali_pipelines` through `fn.external_source`; DALI flips, crops, rotates,
-jitters, down-scales, normalises and lays out NCHW, on the training GPU or, without one, on the CPU (device_id=None).
+jitters, normalises and lays out NCHW, on the training GPU or, without one, on the CPU (device_id=None); the upscaler
+loader down-scales its HR crops with `degrade` on the same device, as the torch loader does.
 
 DALI runs ahead of training (`prefetch` batches). The loaders count what they have *delivered*, not what DALI has
 prepared: `state_dict` is the position after the last batch returned by `next_batch`, and `load_state_dict` drops

@@ -44,10 +44,11 @@ def _images(source: str, config) -> list[tuple[str, torch.Tensor]]:
 def _tiled(path: str, tile: int, device: str = "auto"):
     """(B, 3, h, w) → (B, 3, s·h, s·w) in [0, 1] by an exported upscaler in onnxruntime, tile by tile (overlap = its
     receptive radius: exact), and the row name."""
+    from fastgan.export.onnx_export import onnxruntime_device
     from fastgan.upscale.backends import load_upscaler
     from fastgan.upscale.tiling import TiledUpscaler
 
-    model = load_upscaler(path, "onnxruntime", device)
+    model = load_upscaler(path, "onnxruntime", onnxruntime_device(device))
     r = model.receptive_radius
     tiled = TiledUpscaler(model.tiles, model.scale, r, tile=tile, overlap=r, device=model.device)
     name = f"{Path(path).stem}: {model.description}, tiles ≤ {tile}"

@@ -9,6 +9,7 @@ here imports TensorRT: the build is a callable handed in.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -337,10 +338,14 @@ class EngineCache:
             except Timeout:
                 log.info("waiting for another process building %s", path.name)
                 lock.acquire()
-        except PermissionError as error:
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            self._serves(path, key, quiet=False)  # says why the engine there (if any) cannot serve
             raise PermissionError(
+                error.errno,
                 f"cannot build the TensorRT engine in {path.parent} ({error.strerror}): make the folder writable, or "
-                "point the engine cache elsewhere (--engine-cache / --cache)"
+                "point the engine cache elsewhere (--engine-cache / --cache)",
             ) from error
         try:
             if self._serves(path, key, quiet=False):  # built by the process this one waited for

@@ -10,6 +10,7 @@ What tiling and the runtimes need to know travels in the file's metadata (`read_
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,8 @@ from torch import nn
 
 from fastgan.atomic import atomic_path
 from fastgan.ops.backends import backend
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 UPSCALER_INPUT, UPSCALER_OUTPUT = "lr", "sr"
@@ -156,6 +159,17 @@ def onnxruntime_providers(device: str = "auto") -> list:
             "(in place of onnxruntime), or use --device cpu"
         )
     return [(CUDA_PROVIDER, {"device_id": target.index or 0}), CPU_PROVIDER]
+
+
+def onnxruntime_device(device: str) -> str:
+    """The device for onnxruntime beside a torch model on `device`: the same one where this onnxruntime has a CUDA
+    provider, else "cpu" (plain onnxruntime runs only there) for any device but "auto"."""
+    import onnxruntime as ort
+
+    if device == "auto" or device == "cpu" or CUDA_PROVIDER in ort.get_available_providers():
+        return device
+    log.info("onnxruntime has no CUDA provider here (pip install onnxruntime-gpu): its files run on the CPU")
+    return "cpu"
 
 
 def onnxruntime_session(path: str | Path, providers: list | None = None, device: str = "auto"):

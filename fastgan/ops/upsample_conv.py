@@ -80,9 +80,9 @@ def _tap_sums(layout: PhaseLayout, dtype: torch.dtype, device: torch.device) -> 
     """(k², s²·kw²) 0/1 matrix: entry [(y, x), (p, q, u, v)] is 1 when tap (y, x) of phase (p, q) reads input offset
     (u, v). A weight's rows times it are its phase kernels.
 
-    Built on `device` from slice fills (each bin is a run of consecutive taps), so no host-to-device copy happens,
-    not even on a first use inside a CUDA graph capture; cached per device; built outside inference mode, so a cache
-    filled during inference still serves autograd later.
+    Built on `device` from slice fills (each bin is a run of consecutive taps), so no host-to-device copy happens;
+    cached per device (a CUDA graph's warm-up calls fill it before the capture); built outside inference mode, so a
+    cache filled during inference still serves autograd later.
     """
     s, kw, k = layout.scale, layout.width, layout.kernel_size
     with torch.inference_mode(False):
@@ -90,7 +90,7 @@ def _tap_sums(layout: PhaseLayout, dtype: torch.dtype, device: torch.device) -> 
         for p, phase in enumerate(layout.bins):
             for u, taps in enumerate(phase):
                 if taps:
-                    binning[p, u, taps[0] : taps[0] + len(taps)] = 1
+                    binning[p, u, taps[0] : taps[0] + len(taps)].fill_(1)
         return torch.einsum("puy,qvx->yxpquv", binning, binning).reshape(k * k, s * s * kw * kw)
 
 

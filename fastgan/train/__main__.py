@@ -89,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
         "--profile",
         type=int,
         metavar="STEPS",
-        help="trace STEPS iterations (after a warm-up one) with torch.profiler to a Chrome trace in RUN_DIR/profile/",
+        help="trace STEPS iterations (after a warm-up one, and CUDA graphs' warm-up and capture) with torch.profiler "
+        "to a Chrome trace in RUN_DIR/profile/",
     )
     p.add_argument(
         "--progressive",

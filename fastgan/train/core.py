@@ -259,8 +259,9 @@ class Trainer:
     def run(self) -> None:
         """Train to `train.iterations`; raises NonFiniteLossError or TrainingInterrupted.
 
-        With `output.profile_steps` > 0, the first iteration of this call is a profiler warm-up and the next
-        `profile_steps` are traced to `run_dir/profile/` (fastgan.profiling.StepProfiler).
+        With `output.profile_steps` > 0, after the CUDA-graph warm-up iterations (`profiled_after`) one iteration
+        is a profiler warm-up and the next `profile_steps` are traced to `run_dir/profile/`
+        (fastgan.profiling.StepProfiler).
         """
         out, total = self.config.output, self.config.train.iterations
         metrics_log = MetricsLog(self.run_dir, out.tensorboard, resume_step=self.step)

@@ -12,6 +12,7 @@ from fastgan.eval import __main__ as eval_cli
 from fastgan.eval.generator_eval import extract, intra_class_fid
 from fastgan.eval.hrgan_report import _real_batches, evaluate_run, markdown
 from fastgan.eval.inception import InceptionFeatures, InceptionWeightsError, fid_inception_network, load_inception
+from fastgan.eval.precision import exact_fp32
 from fastgan.eval.sheets import slerp
 from fastgan.train.config import merge
 from fastgan.train.run import train
@@ -28,10 +29,34 @@ def test_features_are_extracted_in_true_fp32_whatever_the_caller_runs_under():
         return features, features
 
     before = torch.backends.cudnn.allow_tf32
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        features, _ = extract([torch.rand(3, 3, 2, 2)], {"probe": extractor})["probe"]
-    assert seen == [(False, False)] and features.dtype == torch.float32
+    torch.set_float32_matmul_precision("high")  # a caller's TF32 matrix products
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            features, _ = extract([torch.rand(3, 3, 2, 2)], {"probe": extractor})["probe"]
+            matmul_inside = None
+        with exact_fp32("cpu"):
+            matmul_inside = torch.get_float32_matmul_precision()
+        assert torch.get_float32_matmul_precision() == "high"  # restored
+    finally:
+        torch.set_float32_matmul_precision("highest")
+    assert seen == [(False, False)] and features.dtype == torch.float32 and matmul_inside == "highest"
     assert before and torch.backends.cudnn.allow_tf32  # PyTorch's default, restored
+
+
+def test_exact_fp32_works_beside_the_per_operator_tf32_api():
+    """After a caller sets TF32 through torch ≥ 2.9's per-operator API, legacy reads raise; the context still turns
+    cuDNN's TF32 off and restores the caller's setting."""
+    conv, rnn = torch.backends.cudnn.conv, torch.backends.cudnn.rnn
+    saved = conv.fp32_precision, rnn.fp32_precision
+    conv.fp32_precision, rnn.fp32_precision = "tf32", "ieee"  # legacy reads of allow_tf32 now raise
+    try:
+        with pytest.raises(RuntimeError, match="mix of the legacy and new APIs"):
+            torch.backends.cudnn.allow_tf32  # noqa: B018
+        with exact_fp32("cpu"):
+            inside = conv.fp32_precision, rnn.fp32_precision
+        assert inside == ("ieee", "ieee") and (conv.fp32_precision, rnn.fp32_precision) == ("tf32", "ieee")
+    finally:
+        conv.fp32_precision, rnn.fp32_precision = saved
 
 
 def test_fid_inception_differs_from_torchvision_only_in_its_pooling(tmp_path):

@@ -2,6 +2,7 @@
 with what differs and how to rebuild, and the cache rebuilds them rather than using them."""
 
 import dataclasses
+import errno
 import json
 import logging
 import threading
@@ -201,7 +202,7 @@ def test_built_engines_are_served_from_a_folder_this_process_cannot_write(tmp_pa
             pass
 
         def acquire(self, timeout=None):
-            raise PermissionError(13, "Permission denied")
+            raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(engine_cache, "FileLock", Unwritable)
     assert cache.get_or_build(KEY, lambda: pytest.fail("a usable engine is not rebuilt")) == path

@@ -116,6 +116,9 @@ def test_conditioning_is_zero_for_the_real_image_and_counts_levels():
     edges[..., 8:24, 8:24] = 1  # a hard-edged square: bicubic overshoots [0, 1] around it, which `degrade` clamps
     assert (downscale(edges * 2 - 1, 4).abs() > 1).any()
     assert (lr_conditioning(degrade(edges, 4) * 2 - 1, edges * 2 - 1, 4) == 0).all()
+    over = torch.full((1, 3, 8, 8), 1.5, requires_grad=True)  # a sample beyond the range, whose input is not white
+    lr_conditioning(torch.full((1, 3, 2, 2), 1 - 2 * COLOR_RESOLUTION), over, 4).sum().backward()
+    assert (over.grad > 0).all()  # the clamp passes gradients, like the rounding: G can bring the sample back
     x = (hr * 2 - 1 + 0.37 * COLOR_RESOLUTION).requires_grad_(True)
     lr_conditioning(y, x, 4).sum().backward()
     assert x.grad.abs().sum() > 0  # gradients reach the sample through the rounding

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from fastgan.export.gpu import NoCudaDeviceError, cuda_available
-from fastgan.export.onnx_export import export_upscaler
+from fastgan.export.onnx_export import export_upscaler, onnxruntime_device
 from fastgan.export.tensorrt_build import upscaler_profile
 from fastgan.models.srgan import SRResNet
 from fastgan.upscale.backends import OnnxRuntimeTiles, TorchTiles, load_upscaler
@@ -105,6 +105,16 @@ def test_onnxruntime_falling_back_to_the_cpu_is_an_error_when_cuda_was_asked_for
     with pytest.raises(RuntimeError, match="could not start its CUDA provider for cuda:1.*--device cpu"):
         OnnxRuntimeTiles(tmp_path / "x2.onnx", "cuda:1")
     assert OnnxRuntimeTiles(tmp_path / "x2.onnx", "auto").session.get_providers() == ["CPUExecutionProvider"]
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="this onnxruntime has CUDA"
+)
+def test_onnxruntime_beside_a_cuda_model_runs_on_the_cpu_without_its_cuda_provider(fake_onnxruntime_gpu, monkeypatch):
+    """`eval sr --device cuda --onnx F`: plain onnxruntime scores F on the CPU rather than refusing the device."""
+    assert onnxruntime_device("cuda:1") == "cuda:1"  # onnxruntime-gpu (faked): the model's own GPU
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert [onnxruntime_device(d) for d in ("cuda:1", "cuda", "cpu", "auto")] == ["cpu", "cpu", "cpu", "auto"]
 
 
 @pytest.mark.skipif(
