@@ -1,8 +1,11 @@
 """Training frames from a video file (a recorded game session, say): every `every`-th frame, at most `limit` of them.
 
 Two readers give the same frames: OpenCV (`video_frames`, the torch loader's) and DALI's `readers.video`
-(`dali_video_frames`: CPU, or the GPU's decoder with a device_id). DALI's decoders lack some codecs OpenCV reads
-(MPEG-4 part 2, OpenCV's own "mp4v"); for those the DALI reader says so in the log and reads the file with OpenCV.
+(`dali_video_frames`: CPU, or the GPU's decoder with a device_id). DALI's CPU decoder lacks codecs OpenCV reads
+(H.264, HEVC, MPEG-4 part 2 — OpenCV's own "mp4v" — which only its GPU decoder takes); for those the DALI reader
+says so in the log and reads the file with OpenCV. The GPU decoder (NVDEC) converts YUV to RGB in its own way, so
+a run trained on a GPU with `data.loader=dali` may see frames a level or so off those `eval sr` reads through
+OpenCV (not measured: no GPU with DALI here).
 The held-out frames are the video's last stretch (`split_video_tail`), not frames interleaved with the training
 ones, which would be near-copies of their neighbours.
 """

@@ -1,10 +1,10 @@
 """Train the MobileNetV3-small evaluator that ships with fastgan for its embedded dataset.
 
-    python -m fastgan.eval.train_evaluator --out fastgan/eval/weights/embedded_mobilenet_v3_small.pt
+    python -m fastgan.eval.train_evaluator --out fastgan/eval/weights/embedded_mobilenet_v3_small.pt [--device cuda]
 
 Trains torchvision's MobileNetV3-small from scratch on high-resolution renders of the embedded
 procedural set (the resolution the evaluator judges at), reports held-out accuracy on scenes from
-another seed, and writes a fastgan evaluator file (fp16 weights plus resolution and normalisation).
+another seed, and writes a fastgan evaluator file (fp16 weights plus resolution and normalisation), atomically.
 """
 
 from __future__ import annotations
@@ -20,15 +20,21 @@ import torch.nn.functional as F
 import torchvision
 from tqdm import tqdm
 
+from fastgan.atomic import atomic_write
 from fastgan.data.procedural import CLASS_NAMES, NUM_CLASSES, render, sample_scenes
 from fastgan.eval.evaluator import EVALUATOR_FORMAT, IMAGENET_MEAN, IMAGENET_STD
+from fastgan.train.run import resolve_device
 
 log = logging.getLogger("fastgan.eval.train_evaluator")
 
 
+#: Training steps between loss readings in the progress bar (each reading waits for the device).
+LOSS_EVERY = 20
+
+
 def _normalise(images: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
     return (images - mean) / std
 
 
@@ -39,7 +45,7 @@ def accuracy(network: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
     correct = 0
     for start in range(0, len(labels), batch_size):
         logits = network(_normalise(images[start : start + batch_size]))
-        correct += (logits.argmax(1) == labels[start : start + batch_size]).sum().item()
+        correct += (logits.argmax(1).cpu() == labels[start : start + batch_size]).sum().item()
     return correct / len(labels)
 
 
@@ -50,35 +56,44 @@ def augment(x: torch.Tensor) -> torch.Tensor:
     hands the generator are smoother and harder to satisfy with high-frequency patterns.
     """
     b, _, h, w = x.shape
-    x = torch.where(torch.rand(b, 1, 1, 1) < 0.5, x.flip(-1), x)
+    x = torch.where(torch.rand(b, 1, 1, 1, device=x.device) < 0.5, x.flip(-1), x)
     low = F.interpolate(F.avg_pool2d(x, 2), size=(h, w), mode="bilinear", align_corners=False)
-    x = torch.where(torch.rand(b, 1, 1, 1) < 1 / 3, low, x)
-    return (x + torch.randn_like(x) * torch.rand(b, 1, 1, 1) * 0.08).clamp(0.0, 1.0)
+    x = torch.where(torch.rand(b, 1, 1, 1, device=x.device) < 1 / 3, low, x)
+    return (x + torch.randn_like(x) * torch.rand(b, 1, 1, 1, device=x.device) * 0.08).clamp(0.0, 1.0)
 
 
 def train(
-    resolution: int, train_images: int, heldout_images: int, epochs: int, batch_size: int, lr: float, seed: int
+    resolution: int,
+    train_images: int,
+    heldout_images: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: torch.device | str = "cpu",
 ) -> tuple[torch.nn.Module, dict[str, float]]:
-    """Train from scratch; returns the network and its held-out accuracies (sharp, and 32×32 up-sampled)."""
+    """Train from scratch on `device` (the renders are moved there once); returns the network, on the CPU, and its
+    held-out accuracies (sharp, and 32×32 up-sampled)."""
+    device = torch.device(device)
     torch.manual_seed(seed)
     train_scenes = sample_scenes(train_images, seed=seed)
     heldout_scenes = sample_scenes(heldout_images, seed=seed + 1_000_003)
     log.info(
         "rendering %d training and %d held-out scenes at %d×%d", train_images, heldout_images, resolution, resolution
     )
-    x_train, y_train = render(train_scenes, resolution), train_scenes.labels
+    x_train, y_train = render(train_scenes, resolution).to(device), train_scenes.labels.to(device)
     x_heldout, y_heldout = render(heldout_scenes, resolution), heldout_scenes.labels
     x_heldout_low = F.interpolate(render(heldout_scenes, 32), size=resolution, mode="bilinear", align_corners=False)
 
-    network = torchvision.models.mobilenet_v3_small(num_classes=NUM_CLASSES)
+    network = torchvision.models.mobilenet_v3_small(num_classes=NUM_CLASSES).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs * math.ceil(train_images / batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
     progress = tqdm(total=steps, desc="evaluator", unit="step")
     for epoch in range(epochs):
         network.train()
-        order = torch.randperm(train_images)
-        for start in range(0, train_images, batch_size):
+        order = torch.randperm(train_images).to(device)
+        for step, start in enumerate(range(0, train_images, batch_size)):
             idx = order[start : start + batch_size]
             x = augment(x_train[idx])
             loss = F.cross_entropy(network(_normalise(x)), y_train[idx], label_smoothing=0.05)
@@ -87,13 +102,14 @@ def train(
             optimizer.step()
             schedule.step()
             progress.update()
-            progress.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
+            if step % LOSS_EVERY == 0:
+                progress.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
     progress.close()
     scores = {
-        "heldout_accuracy": accuracy(network, x_heldout, y_heldout),
-        "heldout_accuracy_from_32": accuracy(network, x_heldout_low, y_heldout),
+        "heldout_accuracy": accuracy(network, x_heldout.to(device), y_heldout),
+        "heldout_accuracy_from_32": accuracy(network, x_heldout_low.to(device), y_heldout),
     }
-    return network, scores
+    return network.cpu(), scores
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,11 +122,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     started = time.time()
     network, scores = train(
-        args.resolution, args.train_images, args.heldout_images, args.epochs, args.batch_size, args.lr, args.seed
+        args.resolution,
+        args.train_images,
+        args.heldout_images,
+        args.epochs,
+        args.batch_size,
+        args.lr,
+        args.seed,
+        resolve_device(args.device),
     )
     payload = {
         "format": EVALUATOR_FORMAT,
@@ -121,11 +145,10 @@ def main(argv: list[str] | None = None) -> None:
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "dataset": "fastgan-embedded",
-        "training": {k: v for k, v in vars(args).items() if k != "out"},
+        "training": {k: v for k, v in vars(args).items() if k not in ("out", "device")},
         **scores,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, args.out)
+    atomic_write(args.out, lambda file: torch.save(payload, file))
     log.info(
         "wrote %s in %.0f s: held-out accuracy %.4f (sharp %d×%d renders), %.4f (32×32 renders up-sampled)",
         args.out,
