@@ -7,6 +7,7 @@ import os
 import platform
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -206,6 +207,8 @@ def record(
     benchmark.extra_info.update(info)
     if kernel_seconds:
         benchmark.extra_info["device_ms"] = round(kernel_seconds * 1e3, 4)
+    elif kernel_seconds == 0:
+        warnings.warn("torch.profiler recorded no kernel (CUPTI unavailable?): no GPU-busy time", stacklevel=2)
     if traffic_bytes is None:
         return
     benchmark.extra_info["traffic_bytes"] = traffic_bytes

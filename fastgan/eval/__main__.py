@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     spread.add_argument("--samples", type=_positive, default=16, help="z draws per image")
     spread.add_argument("--seed", type=int, default=0)
     spread.add_argument("--out", type=Path, help="default: RUN/eval (writes spread.md, spread.png)")
+    spread.add_argument("--device", default="auto", help="where G draws the samples: auto, cpu, cuda or cuda:N")
     sheets = commands.add_parser("sheets", help="per-class sample sheet and latent interpolations (PNG)")
     sheets.add_argument("--checkpoint", required=True)
     sheets.add_argument("--out", type=Path, help="default: RUN/eval")
@@ -205,7 +206,7 @@ def _spread_command(args) -> int:
     run = Path(args.checkpoint).expanduser()
     out = args.out or (run if run.is_dir() else run.parent) / "eval"
     try:
-        generator, config = lag_generator_from_checkpoint(run)
+        generator, config = lag_generator_from_checkpoint(run, resolve_device(args.device))
         draws = draw_samples(generator, _images(args.images, config), args.samples, args.seed, config.sr.degrade)
         results = sample_spread(draws, config.lag.scale)
     except (CheckpointError, DataSourceError, ValueError) as exc:

@@ -69,7 +69,8 @@ def draw_samples(
             drawn = torch.cat([generator(y, z[k : k + 1]) for k in range(samples)])  # (K, 3, H, W) in [-1, 1]
             centre = (generator(y).clamp(-1, 1) + 1) / 2
         bicubic = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
-        draws.append(Draws(name, lr, hr, quantize(bicubic), quantize(centre), quantize((drawn.clamp(-1, 1) + 1) / 2)))
+        upscaled = (quantize(bicubic), quantize(centre), quantize((drawn.clamp(-1, 1) + 1) / 2))
+        draws.append(Draws(name, lr.cpu(), hr.cpu(), *(t.cpu() for t in upscaled)))  # sheets and tables: CPU
     return draws
 
 

@@ -101,14 +101,20 @@ def test_patch_batches_match_the_torch_loaders():
             assert (lr_d - lr).abs().max() <= 1 / 255 + 1e-6, method  # at most a rounding tie
 
 
-def test_patch_loader_resumes_exactly_and_shards_split_the_batches():
+def test_patch_loader_resumes_exactly_and_shards_split_the_batches(caplog):
     photos = _photos()
     straight = DALIPatchLoader(photos, crop=16, scale=2, seed=6, augment=False)
     expected = [straight.next_batch(4) for _ in range(6)]
     interrupted = DALIPatchLoader(photos, crop=16, scale=2, seed=6, augment=False)
     interrupted.next_batch(4), interrupted.next_batch(4)
     resumed = DALIPatchLoader(photos, crop=16, scale=2, seed=6, augment=False)
+    older = {key: value for key, value in interrupted.state_dict().items() if key != "lr"}  # before `degrade`
+    with caplog.at_level("WARNING", logger="fastgan.data.dali_loader"):
+        resumed.load_state_dict(older)
+    assert "DALI's own resampler" in caplog.text
+    caplog.clear()
     resumed.load_state_dict(interrupted.state_dict())
+    assert not caplog.text
     for lr, hr in expected[2:]:
         lr_r, hr_r = resumed.next_batch(4)
         assert torch.equal(lr_r, lr) and torch.equal(hr_r, hr)

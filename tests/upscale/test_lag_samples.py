@@ -82,7 +82,8 @@ def test_spread_and_eval_of_a_lag_run(tiny_lag_run, tmp_path, capsys):
     with pytest.raises(ValueError, match="at least 2 samples"):
         sample_spread(draw_samples(generator, images, samples=1), 4)
     out = tmp_path / "spread"
-    assert eval_cli.main(["spread", "--checkpoint", str(tiny_lag_run), "--samples", "2", "--out", str(out)]) == 0
+    spread = ["spread", "--checkpoint", str(tiny_lag_run), "--samples", "2", "--out", str(out), "--device", "cpu"]
+    assert eval_cli.main(spread) == 0
     assert "spread" in capsys.readouterr().out and (out / "spread.png").stat().st_size > 0
     assert eval_cli.main(["sr", "--checkpoint", str(tiny_lag_run), "--out", str(tmp_path / "eval")]) == 0
     assert "LAG, z = 0" in (tmp_path / "eval" / "sr_eval.md").read_text()
