@@ -29,7 +29,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="image file, folder of images, or video file")
     p.add_argument("--output", required=True, help="output file or folder (same kind as the input)")
     p.add_argument("--backend", choices=BACKENDS, default="torch")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (torch; tensorrt: its GPU)")
+    p.add_argument(
+        "--device", default="auto", help="auto, cpu or cuda[:N]: the torch model's, onnxruntime's or TensorRT's device"
+    )
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="torch backend's dtype")
     p.add_argument("--fused", action="store_true", help="torch backend: fused ops (Triton kernels on CUDA)")
     p.add_argument("--tile", type=int, default=256, help="largest tile side the model sees")
