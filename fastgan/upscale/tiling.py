@@ -116,6 +116,17 @@ class TilePlan:
 TileModel = Callable[[torch.Tensor], torch.Tensor]  # (B, C, t, t') float32 → (B, C, s·t, s·t') float32
 
 
+@dataclass(frozen=True)
+class _Geometry:
+    """What tiling an (H, W) padded image with tiles ≤ T takes that does not depend on its pixels: the plan, each
+    row's and column's blend weights (s·t,) and the inverse of the summed weights (1, s·H, s·W), on the device."""
+
+    plan: TilePlan
+    rows: list[torch.Tensor]
+    cols: list[torch.Tensor]
+    inverse_total: torch.Tensor
+
+
 class TiledUpscaler:
     """Upscale (C, H, W) images of any size through a tile model, `batch` tiles per call.
 
@@ -164,6 +175,7 @@ class TiledUpscaler:
             feather if feather is not None else (overlap - receptive_radius if overlap >= receptive_radius else overlap)
         )
         self.device = torch.device(device)
+        self._geometry_cache: tuple[tuple[int, int, int], _Geometry] | None = None
         plan_axis(tile + 1, tile, overlap)  # reject tile ≤ 2·overlap now, not at the first large image
 
     @property
@@ -178,6 +190,27 @@ class TiledUpscaler:
         padded = F.pad(image[None], (pad_x, pad_x, pad_y, pad_y), mode="reflect")[0]
         return padded, pad_y, pad_x
 
+    def _geometry(self, height: int, width: int, tile: int) -> _Geometry:
+        """The `_Geometry` of a padded (height, width) image, kept for the next call: frames of a video, or a folder
+        of one size, reuse it (no weights rebuilt and copied to the device, no weight sums, per frame)."""
+        key = (height, width, tile)
+        if self._geometry_cache is not None and self._geometry_cache[0] == key:
+            return self._geometry_cache[1]
+        s = self.scale
+        plan = TilePlan.for_image(height, width, tile, self.overlap)
+        rows, cols = (
+            [axis_weights(axis, i, s, self.feather, self.window).to(self.device, torch.float32) for i in range(n)]
+            for axis, n in ((plan.rows, len(plan.rows.starts)), (plan.cols, len(plan.cols.starts)))
+        )
+        total = torch.zeros(1, s * height, s * width, device=self.device)
+        th, tw = plan.rows.size, plan.cols.size
+        for k in range(len(plan)):
+            i, j, y, x = plan.origin(k)
+            total[:, s * y : s * (y + th), s * x : s * (x + tw)] += rows[i][:, None] * cols[j][None, :]
+        geometry = _Geometry(plan, rows, cols, total.reciprocal_())
+        self._geometry_cache = key, geometry
+        return geometry
+
     def __call__(self, image: torch.Tensor, tile: int | None = None) -> torch.Tensor:
         """(C, H, W) float in [0, 1] → (C, s·H, s·W) float32 on `device`, unclamped; `tile` overrides the size
         (a tile ≥ the padded image gives the whole-image pass)."""
@@ -187,13 +220,9 @@ class TiledUpscaler:
         with phase("upscale/pre-process"):
             padded, pad_y, pad_x = self._pad(image.to(self.device, torch.float32))
             channels, height, width = padded.shape
-            plan = TilePlan.for_image(height, width, tile or self.tile, self.overlap)
+            geometry = self._geometry(height, width, tile or self.tile)
+            plan, rows, cols = geometry.plan, geometry.rows, geometry.cols
             out = torch.zeros(channels, s * height, s * width, device=self.device)
-            total = torch.zeros(1, s * height, s * width, device=self.device)
-            rows, cols = (
-                [axis_weights(axis, i, s, self.feather, self.window).to(self.device, torch.float32) for i in range(n)]
-                for axis, n in ((plan.rows, len(plan.rows.starts)), (plan.cols, len(plan.cols.starts)))
-            )
         th, tw = plan.rows.size, plan.cols.size
         for first in range(0, len(plan), self.batch):
             origins = [plan.origin(k) for k in range(first, min(first + self.batch, len(plan)))]
@@ -204,9 +233,8 @@ class TiledUpscaler:
                 for (i, j, y, x), tile_out in zip(origins, upscaled, strict=True):
                     weight = rows[i][:, None] * cols[j][None, :]
                     out[:, s * y : s * (y + th), s * x : s * (x + tw)] += tile_out * weight
-                    total[:, s * y : s * (y + th), s * x : s * (x + tw)] += weight
         with phase("upscale/blend"):
-            out /= total
+            out *= geometry.inverse_total
             return out[:, s * pad_y : s * (height - pad_y), s * pad_x : s * (width - pad_x)]
 
 

@@ -5,9 +5,11 @@ import functools
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fastgan.models.srgan import SRResNet
+from fastgan.upscale import tiling
 from fastgan.upscale.receptive_field import receptive_radius
 from fastgan.upscale.tiling import TiledUpscaler, TilePlan, axis_weights, plan_axis, seam_error
 
@@ -128,3 +130,25 @@ def test_bad_arguments_say_what_to_do():
         TiledUpscaler(LIGHT_X2, 2, 10, tile=-5, overlap=8)
     with pytest.raises(ValueError, match="one"):
         TiledUpscaler(LIGHT_X2, 2, 10)(torch.rand(1, 3, 8, 8))
+
+
+def test_frames_of_one_size_reuse_the_tiling_geometry(monkeypatch):
+    """A video's frames share their plan, blend weights and weight sums: built once (not per frame), rebuilt for
+    another size, and the result is the one a fresh upscaler gives."""
+    built = []
+    weights = tiling.axis_weights
+    monkeypatch.setattr(tiling, "axis_weights", lambda *a, **k: built.append(1) or weights(*a, **k))
+
+    def model(tiles):
+        return F.interpolate(tiles, scale_factor=2, mode="bilinear")
+
+    upscaler = TiledUpscaler(model, 2, 2, tile=24, overlap=4)
+    frames = [torch.rand(3, 30, 50) for _ in range(3)]
+    outputs = [upscaler(frames[0])]
+    per_geometry = len(built)
+    outputs += [upscaler(frame) for frame in frames[1:]]
+    assert per_geometry > 0 and len(built) == per_geometry  # the second and third frames built nothing
+    upscaler(torch.rand(3, 20, 50))
+    assert len(built) > per_geometry  # another size: its own geometry
+    for frame, out in zip(frames, outputs, strict=True):
+        torch.testing.assert_close(out, TiledUpscaler(model, 2, 2, tile=24, overlap=4)(frame), rtol=0, atol=0)
