@@ -121,6 +121,26 @@ def run_timed(
     return None if benchmark.stats is None else benchmark.stats.stats.median
 
 
+#: Bytes written before each timed round of an op case on CUDA: more than any GPU's L2 (the H200's is 60 MB), so
+#: small cases read their inputs from DRAM as in training, not from a cache their previous round warmed.
+L2_FLUSH_BYTES = 256 << 20
+
+
+def with_cold_cache(setup: Callable[[], tuple] | None) -> Callable[[], tuple] | None:
+    """`setup` followed, on CUDA, by overwriting `L2_FLUSH_BYTES` of device memory (untimed, as triton's do_bench
+    does); unchanged on a CPU."""
+    if not ON_CUDA:
+        return setup
+    flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device=DEVICE)
+
+    def cold_setup() -> tuple:
+        arguments = setup() if setup else ()
+        flush.zero_()
+        return arguments
+
+    return cold_setup
+
+
 def run_interleaved(
     benchmark, steps: dict[str, Callable[[], Any]], seconds_per_case: float = 3 * SECONDS_PER_CASE
 ) -> tuple[float | None, dict[str, float]]:
@@ -260,7 +280,7 @@ def op_case(
         "backward": (backward, lambda: (forward(),)),
         "full": (full, None),
     }[mode]
-    seconds = run_timed(benchmark, target, setup)
+    seconds = run_timed(benchmark, target, with_cold_cache(setup))
     passes = {"forward": ["forward"], "backward": ["backward"], "full": ["forward", "backward"]}[mode]
     kind = "fused" if provider == "fused" else "eager"
     bytes_moved = None if traffic is None else sum(getattr(traffic[p], kind) for p in passes)
