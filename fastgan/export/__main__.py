@@ -82,9 +82,7 @@ def build_trt(
 ) -> Path:
     """Build (or reuse from the cache) the TensorRT engine of an exported upscaler for GPU `device` (cuda or
     cuda:N)."""
-    from fastgan.export.gpu import current_gpu
-    from fastgan.export.onnx_export import UPSCALER_INPUT
-    from fastgan.export.tensorrt_build import engine_for, upscaler_profile
+    from fastgan.upscale.backends import upscaler_engine
 
     meta = read_metadata(onnx_path)
     if meta["fastgan.kind"] != "upscaler":
@@ -96,17 +94,10 @@ def build_trt(
     if target.type != "cuda":
         raise ValueError(f"TensorRT builds engines on a CUDA device, not {target}: use --device cuda or cuda:N")
     index = target.index if target.index is not None else 0
-    gpu = current_gpu(index)  # no GPU, or no device `index`: an error that says what to use instead
     folder = Path(cache) if cache else Path(onnx_path).parent / "engines"
-    with torch.cuda.device(index):  # TensorRT builds for the current device
-        return engine_for(
-            onnx_path,
-            meta["fastgan.precision"],
-            upscaler_profile(UPSCALER_INPUT, tile, batch, min_tile),
-            folder,
-            workspace_bytes=int(workspace_gb * 2**30),
-            gpu=gpu,
-        )
+    return upscaler_engine(
+        onnx_path, meta["fastgan.precision"], tile, batch, folder, index, min_tile, int(workspace_gb * 2**30)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

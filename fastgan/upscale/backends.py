@@ -53,6 +53,32 @@ class OnnxRuntimeTiles:
         return torch.from_numpy(out).float()
 
 
+def upscaler_engine(
+    path: str | Path,
+    precision: str,
+    tile: int,
+    batch: int,
+    cache_dir: str | Path,
+    index: int,
+    min_tile: int = 1,
+    workspace_bytes: int = 4 << 30,
+) -> Path:
+    """The TensorRT engine of an exported upscaler for CUDA device `index`, from `cache_dir` or built there with that
+    device current (TensorRT builds for the current device); its profile takes what the tiler sends
+    (`upscaler_profile`).
+
+    Raises:
+        NoCudaDeviceError: no GPU, or no device `index` (the message says what to use instead).
+    """
+    from fastgan.export.gpu import current_gpu
+    from fastgan.export.tensorrt_build import engine_for, upscaler_profile
+
+    gpu = current_gpu(index)
+    profile = upscaler_profile(UPSCALER_INPUT, tile, batch, min_tile)
+    with torch.cuda.device(index):
+        return engine_for(path, precision, profile, cache_dir, workspace_bytes=workspace_bytes, gpu=gpu)
+
+
 class TensorRTTiles:
     """An exported upscaler as a TensorRT engine (built on first use for this GPU, cached by model, precision,
     shape profile, GPU and TensorRT version), fed torch CUDA tensors; on CUDA device `device` (default: cuda:0),
@@ -67,16 +93,12 @@ class TensorRTTiles:
         cache_dir: str | Path,
         device: torch.device | None = None,
     ):
-        from fastgan.export.gpu import current_gpu
-        from fastgan.export.tensorrt_build import engine_for, upscaler_profile
         from fastgan.export.tensorrt_runtime import TensorRTEngine
 
         if device is not None and device.type != "cuda":
             raise ValueError(f"TensorRT engines run on a CUDA device, not {device}: use --device cuda or cuda:N")
         index = 0 if device is None or device.index is None else device.index
-        gpu = current_gpu(index)  # no GPU, or no device `index`: an error that says what to use instead
-        with torch.cuda.device(index):  # TensorRT builds for the current device
-            engine_path = engine_for(path, precision, upscaler_profile(UPSCALER_INPUT, tile, batch), cache_dir, gpu=gpu)
+        engine_path = upscaler_engine(path, precision, tile, batch, cache_dir, index)
         self.engine = TensorRTEngine(engine_path, buffers="torch", device=index)
         self.dtype = torch.float16 if precision == "fp16" else torch.bfloat16 if precision == "bf16" else torch.float32
         self.device = torch.device("cuda", index)
