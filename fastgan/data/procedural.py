@@ -182,7 +182,7 @@ def render(scenes: Scenes, resolution: int) -> torch.Tensor:
 
     Args:
         scenes: N scene parameter sets from `sample_scenes`.
-        resolution: output side R (any positive integer).
+        resolution: output side R (any integer ≥ 4).
 
     Returns:
         (N, 3, R, R) float32 RGB in [0, 1].

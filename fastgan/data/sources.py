@@ -11,6 +11,7 @@ import pickle
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from fastgan.data.procedural import CLASS_NAMES, render_uint8, sample_scenes
 
 log = logging.getLogger(__name__)
 
+PEAK_16_BIT = 65535.0
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 _CIFAR = {
     # layout: (train files, class-name meta file, meta key, label key)
@@ -103,9 +105,10 @@ def cifar_image_set(root: str | Path, variant: str) -> ImageSet:
 def read_rgb(path: str | Path) -> torch.Tensor:
     """Read an image file of any mode as 8-bit RGB.
 
-    Grey, grey+alpha, palette, CMYK and RGBA images are converted by PIL (alpha is dropped). 16-bit greyscale
-    ("I;16*" modes, and "I" as older PIL versions open 16-bit PNGs) is scaled, not clipped, to 8 bits:
-    round(v * 255 / 65535), or by the image's maximum when a 32-bit "I" image exceeds 65535.
+    Grey, grey+alpha, palette, CMYK and RGBA images are converted by PIL (alpha is dropped). 16-bit images are
+    scaled, not clipped or truncated, to 8 bits: round(v * 255 / 65535) — greyscale ("I;16*" modes, and "I" as older
+    PIL versions open 16-bit PNGs; by the image's maximum when a 32-bit "I" image exceeds 65535) and colour, which
+    OpenCV decodes (PIL keeps only the high byte). Floating-point images are refused: their range is not known.
 
     Args:
         path: the image file.
@@ -118,8 +121,13 @@ def read_rgb(path: str | Path) -> torch.Tensor:
     """
     try:
         with Image.open(path) as image:
+            sixteen_bit_colour = image.mode in ("RGB", "RGBA") and any(";16" in str(t.args) for t in image.tile)
             image.load()
-            if image.mode.startswith("I"):  # 16/32-bit integer greyscale: scale, don't clip, to 8 bits
+            if image.mode == "F":
+                raise ValueError("floating-point pixels, whose range is not known; convert it to 8 or 16 bits")
+            if sixteen_bit_colour:
+                array = _sixteen_bit_colour(path)
+            elif image.mode.startswith("I"):  # 16/32-bit integer greyscale: scale, don't clip, to 8 bits
                 grey = np.asarray(image, dtype=np.float64)
                 full = max(65535.0, float(grey.max(initial=0.0)))
                 grey = (grey.clip(0, None) * (255.0 / full)).round().astype(np.uint8)
@@ -129,6 +137,15 @@ def read_rgb(path: str | Path) -> torch.Tensor:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataSourceError(f"cannot read image {path}: {exc}; remove or replace the file") from exc
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def _sixteen_bit_colour(path: str | Path) -> np.ndarray:
+    """A 16-bit colour image as (H, W, 3) uint8 RGB, rounded: round(v * 255 / 65535) (alpha dropped)."""
+    bgr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    if bgr is None:
+        raise OSError("OpenCV cannot decode it")
+    scaled = bgr[..., ::-1].astype(np.float64) * (255.0 / PEAK_16_BIT) if bgr.dtype == np.uint16 else bgr[..., ::-1]
+    return np.ascontiguousarray(np.round(scaled).astype(np.uint8))
 
 
 def load_square(path: Path, resolution: int) -> torch.Tensor:

@@ -67,10 +67,11 @@ def video_frames(path: str | Path, every: int = 4, limit: int = 0) -> NamedImage
     """
     video = _checked(path, every, limit)
     capture = cv2.VideoCapture(str(video))
-    if not capture.isOpened():
-        raise DataSourceError(f"{video} is not a video OpenCV can open (corrupt, or a codec its FFmpeg lacks)")
     frames: list[torch.Tensor] = []
     try:
+        if not capture.isOpened():
+            raise DataSourceError(f"{video} is not a video OpenCV can open (corrupt, or a codec its FFmpeg lacks)")
+        listed = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         index = 0
         while (not limit or len(frames) < limit) and capture.grab():
             if index % every == 0:
@@ -81,6 +82,14 @@ def video_frames(path: str | Path, every: int = 4, limit: int = 0) -> NamedImage
             index += 1
     finally:
         capture.release()
+    if (not limit or len(frames) < limit) and index < listed:
+        log.warning(
+            "%s: decoding stopped after %d of the %d frames its container lists; the file may be truncated or corrupt "
+            "(the held-out frames are the last ones read)",
+            video,
+            index,
+            listed,
+        )
     return _named(video, every, frames)
 
 

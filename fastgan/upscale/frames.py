@@ -1,13 +1,16 @@
 """Frames in and out of the upscaler: images (8- or 16-bit; grey, RGB or with alpha), folders of them, and videos.
 
-OpenCV does the decoding and encoding (16-bit PNG/TIFF, alpha, and video through its bundled FFmpeg). A frame is
-float32 RGB in [0, 1] plus what is needed to write it back as it came: its alpha, bit depth and whether it was grey.
+OpenCV does the decoding and encoding (16-bit PNG/TIFF, alpha, and video through its bundled FFmpeg), except for
+TIFFs with an alpha channel, which tifffile decodes: OpenCV multiplies an 8-bit TIFF's colour by its alpha and
+drops a grey TIFF's alpha. A frame is float32 RGB in [0, 1] plus what is needed to write it back as it came: its
+alpha, bit depth and whether it was grey.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import mimetypes
 from collections.abc import Iterator
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import tifffile
 import torch
 
 from fastgan.atomic import atomic_path, write_bytes_atomically
@@ -24,6 +28,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 EIGHT_BIT_ONLY = (".jpg", ".jpeg", ".bmp", ".webp")
+NO_ALPHA = (".jpg", ".jpeg")
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v", ".webm": "VP80"}  # → fourcc
 PEAK = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
@@ -100,26 +105,72 @@ def frame_to_array(frame: Frame) -> np.ndarray:
     return pixels[..., 0] if pixels.shape[2] == 1 else pixels
 
 
+def _tiff_with_alpha(data: np.ndarray, name: str) -> np.ndarray | None:
+    """A grey or RGB TIFF with alpha, decoded by tifffile in OpenCV's layout with straight alpha: (H, W, 2) grey +
+    alpha or (H, W, 4) BGRA, in its stored dtype. None for every other file, which OpenCV decodes.
+
+    An associated (pre-multiplied) alpha is divided out; the first extra sample is the alpha, further ones are
+    dropped.
+
+    Raises:
+        FrameError: the TIFF declares alpha but its pixels cannot be decoded.
+    """
+    if data[:4].tobytes() not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return None
+    try:
+        with tifffile.TiffFile(io.BytesIO(data.tobytes())) as tiff:
+            page = tiff.pages.first
+            colours = {tifffile.PHOTOMETRIC.MINISBLACK: 1, tifffile.PHOTOMETRIC.RGB: 3}.get(page.photometric)
+            if not page.extrasamples or colours is None:
+                return None
+            pixels = page.asarray()
+            axes = page.axes
+    except (tifffile.TiffFileError, ValueError, OSError) as error:
+        raise FrameError(f"{name}: a TIFF with alpha whose pixels cannot be decoded ({error})") from error
+    if axes.startswith("S"):  # planar configuration "separate": (S, H, W)
+        pixels = np.moveaxis(pixels, 0, -1)
+    colour, alpha = pixels[..., :colours], pixels[..., colours : colours + 1]
+    if page.extrasamples[0] == tifffile.EXTRASAMPLE.ASSOCALPHA and pixels.dtype in PEAK:
+        peak = PEAK[pixels.dtype]
+        straight = colour * (peak / np.maximum(alpha, 1).astype(np.float64))
+        colour = np.where(alpha > 0, straight.round().clip(0, peak), 0).astype(pixels.dtype)
+    return np.concatenate([colour[..., ::-1], alpha], axis=2)  # RGB → BGR, as OpenCV decodes
+
+
+def _png_grey_alpha(data: np.ndarray) -> bool:
+    """Whether `data` is a PNG of colour type 4 (grey + alpha), which OpenCV decodes as BGRA."""
+    return data[:8].tobytes() == b"\x89PNG\r\n\x1a\n" and data[12:16].tobytes() == b"IHDR" and int(data[25]) == 4
+
+
 def read_image(path: str | Path) -> Frame:
     """Read an image file (any format OpenCV decodes; 8- or 16-bit; grey, RGB, with or without alpha).
 
     Raises:
         FileNotFoundError: no file at `path`.
-        FrameError: the file is corrupt, not an image, or holds another pixel type (float TIFF, ...).
+        FrameError: the file is corrupt, not an image, cannot be read (permissions, removed meanwhile) or holds
+            another pixel type (float TIFF, ...).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no image at {path}")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)  # bytes, decoded in memory: also reads non-ASCII paths
+    except OSError as error:
+        raise FrameError(f"cannot read {path}: {error}") from error
     # JPEGs (no alpha) are decoded upright as their EXIF orientation says, as viewers show them: the written output
     # carries no orientation tag. Other formats keep every channel as stored.
     jpeg = path.suffix.lower() in (".jpg", ".jpeg")
     flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH if jpeg else cv2.IMREAD_UNCHANGED
-    try:
-        array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), flags)  # from bytes: also reads non-ASCII paths
-    except cv2.error:  # an empty file
-        array = None
+    array = _tiff_with_alpha(data, path.name)
+    if array is None:
+        try:
+            array = cv2.imdecode(data, flags)
+        except cv2.error:  # an empty file
+            array = None
     if array is None:
         raise FrameError(f"{path} is not a readable image (corrupt, or not one of {', '.join(IMAGE_SUFFIXES)})")
+    if array.ndim == 3 and array.shape[2] == 4 and _png_grey_alpha(data):
+        array = array[..., [0, 3]]  # grey + alpha, which OpenCV expanded to BGRA
     return frame_from_array(array, path.name)
 
 
@@ -128,7 +179,8 @@ def write_image(path: str | Path, frame: Frame) -> None:
     file in the same folder and renamed, so an interrupted run never leaves a half-written image.
 
     Raises:
-        FrameError: an unknown suffix, or a 16-bit frame to a format that holds 8 bits (jpg, bmp, webp).
+        FrameError: an unknown suffix, a 16-bit frame to a format that holds 8 bits (jpg, bmp, webp), or a frame
+            with alpha to one that holds none (jpg).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -138,10 +190,27 @@ def write_image(path: str | Path, frame: Frame) -> None:
         )
     if frame.bit_depth == 16 and suffix in EIGHT_BIT_ONLY:
         raise FrameError(f"{path}: {suffix} holds 8 bits; write 16-bit frames as .png or .tif")
-    ok, encoded = cv2.imencode(suffix, frame_to_array(frame))
+    if frame.alpha is not None and suffix in NO_ALPHA:
+        raise FrameError(f"{path}: {suffix} holds no alpha channel; write frames with alpha as .png, .tif or .webp")
+    array = frame_to_array(frame)
+    if frame.alpha is not None and suffix in (".tif", ".tiff"):
+        write_bytes_atomically(path, _tiff_bytes_with_alpha(array, frame.grey))
+        return
+    ok, encoded = cv2.imencode(suffix, array)
     if not ok:
         raise FrameError(f"OpenCV failed to encode {path}")
     write_bytes_atomically(path, encoded.tobytes())
+
+
+def _tiff_bytes_with_alpha(array: np.ndarray, grey: bool) -> bytes:
+    """(H, W, 4) BGRA from `frame_to_array` as a deflate-compressed TIFF whose alpha is tagged as such (unassociated),
+    which OpenCV's encoder does not do: grey + alpha for a grey frame, else RGBA."""
+    pixels = array[..., [0, 3]] if grey else array[..., [2, 1, 0, 3]]
+    buffer = io.BytesIO()
+    tifffile.imwrite(
+        buffer, pixels, photometric="minisblack" if grey else "rgb", extrasamples=["unassalpha"], compression="zlib"
+    )
+    return buffer.getvalue()
 
 
 @dataclass
@@ -188,6 +257,19 @@ class FrameSource:
                 index += 1
         finally:
             capture.release()
+        if index < self.frame_count:
+            log.warning(
+                "%s: decoding stopped after %d of the %d frames its container lists; the file may be truncated or "
+                "corrupt",
+                self.path,
+                index,
+                self.frame_count,
+            )
+
+
+def _named_image(path: Path) -> bool:
+    """Whether `path`'s suffix names an image format (by its MIME type: .gif, .heic, .ppm, ... too)."""
+    return (mimetypes.guess_type(path.name)[0] or "").startswith("image/")
 
 
 def open_frames(path: str | Path) -> FrameSource:
@@ -201,17 +283,30 @@ def open_frames(path: str | Path) -> FrameSource:
     if not path.exists():
         raise FileNotFoundError(f"no image, folder or video at {path}")
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        entries = sorted(p for p in path.iterdir() if p.is_file())
+        files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
+        other_images = [p.name for p in entries if p not in files and _named_image(p)]
+        if other_images:
+            log.warning(
+                "%s: skipping %d image files of formats the upscaler does not write back (%s); convert them to one "
+                "of %s",
+                path,
+                len(other_images),
+                ", ".join(other_images[:5]) + (", ..." if len(other_images) > 5 else ""),
+                ", ".join(IMAGE_SUFFIXES),
+            )
         if not files:
             raise FrameError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         return FrameSource(path, "images", files)
     suffix = path.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         capture = cv2.VideoCapture(str(path))
-        if not capture.isOpened():
-            raise FrameError(f"{path} is not a video OpenCV can open (corrupt, or a codec its FFmpeg lacks)")
-        fps, count = capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        capture.release()
+        try:
+            if not capture.isOpened():
+                raise FrameError(f"{path} is not a video OpenCV can open (corrupt, or a codec its FFmpeg lacks)")
+            fps, count = capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        finally:
+            capture.release()
         return FrameSource(path, "video", fps=fps or 30.0, frame_count=max(count, 0))  # 30 when the container lacks it
     if suffix not in IMAGE_SUFFIXES:
         raise FrameError(
@@ -289,7 +384,7 @@ def open_sink(out: str | Path, source: FrameSource) -> FrameSink:
         raise FrameError(f"a video goes to a video file ({', '.join(VIDEO_SUFFIXES)}), not {out}")
     if source.kind == "images" and not single_file and suffix in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES):
         raise FrameError(f"images go to a folder (or one image to an image file), not {out}")
-    named_image = (mimetypes.guess_type(out.name)[0] or "").startswith("image/")  # .gif, .heic, ...: not a folder
+    named_image = _named_image(out)  # .gif, .heic, ...: not a folder
     if source.kind == "images" and source.path.is_file() and not single_file and named_image and not out.is_dir():
         raise FrameError(f"{out}: cannot write {suffix} images; use one of {', '.join(IMAGE_SUFFIXES)} (or a folder)")
     targets = [out] if single_file or source.kind == "video" else [out / file.name for file in source.files]

@@ -99,6 +99,24 @@ def test_folder_converts_modes_and_sizes(tmp_path):
     assert deep.min() == deep.max() == round(60000 / 65535 * 255)
 
 
+def test_sixteen_bit_colour_is_rounded_like_grey_and_float_images_are_refused(tmp_path):
+    """PIL keeps only the high byte of 16-bit colour (v >> 8); fastgan rounds v·255/65535 as for 16-bit grey. A float
+    image's range is unknown: refused, so a folder skips it with a warning instead of training on black."""
+    import cv2
+
+    from fastgan.data.sources import read_rgb
+
+    values = np.array([0, 511, 32767, 33023, 65535, 51600], np.uint16)
+    rgb = np.stack([values, values[::-1], values], axis=1).reshape(2, 3, 3)
+    for suffix in (".png", ".tif"):
+        cv2.imwrite(str(tmp_path / f"deep{suffix}"), rgb[..., ::-1])  # OpenCV writes BGR
+        expected = np.round(rgb * (255 / 65535)).astype(np.uint8)
+        np.testing.assert_array_equal(read_rgb(tmp_path / f"deep{suffix}").permute(1, 2, 0).numpy(), expected)
+    cv2.imwrite(str(tmp_path / "float.tif"), np.full((4, 4), 0.5, np.float32))
+    with pytest.raises(DataSourceError, match="floating-point"):
+        read_rgb(tmp_path / "float.tif")
+
+
 def test_folder_errors_name_the_problem(tmp_path):
     with pytest.raises(DataSourceError, match="does not exist"):
         folder_image_set(tmp_path / "missing")

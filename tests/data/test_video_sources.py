@@ -41,6 +41,18 @@ def test_opencv_reader_keeps_every_nth_frame_up_to_the_limit(tmp_path):
     assert is_video(video) and is_video("x.MP4") and not is_video("x.png")
 
 
+def test_a_truncated_video_is_reported(tmp_path, caplog):
+    video = _write_video(tmp_path / "session.avi", frames=40)
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING):
+        frames = video_frames(video, every=1)
+    assert 0 < len(frames) < 40 and f"after {len(frames)} of the 40 frames" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        video_frames(video, every=1, limit=5)  # stopped by the limit, not by the damage
+    assert "truncated" not in caplog.text
+
+
 @needs_dali
 def test_dali_reader_gives_opencvs_frames(tmp_path):
     video = _write_video(tmp_path / "session.avi")

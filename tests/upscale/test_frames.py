@@ -229,3 +229,99 @@ def test_one_image_to_an_unknown_image_format_is_refused(tmp_path):
         open_sink(tmp_path / "out" / "a.gif", open_frames(tmp_path / "a.png"))
     assert not (tmp_path / "out").exists()
     assert open_sink(tmp_path / "results.v2", open_frames(tmp_path / "a.png")).out.is_dir()  # a folder with a dot
+
+
+def _straight_rgba(dtype=np.uint8):
+    """(4, 5, 4) RGBA with one colour and alphas from 0 up, straight (not pre-multiplied)."""
+    peak = np.iinfo(dtype).max
+    rgba = np.empty((4, 5, 4), dtype)
+    rgba[..., :3] = np.array([0.8, 0.1, 0.25]) * peak
+    rgba[..., 3] = (np.arange(20).reshape(4, 5) * peak // 19).astype(dtype)
+    return rgba
+
+
+def test_tiffs_with_alpha_keep_straight_colour_and_grey(tmp_path):
+    """OpenCV multiplies an 8-bit TIFF's colour by its alpha and drops a grey TIFF's alpha (a 16-bit grey + alpha TIFF
+    decodes as black 8-bit); tifffile decodes these, and the TIFFs written back tag their alpha."""
+    import tifffile
+    from PIL import Image
+
+    rgba = _straight_rgba()
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "pil.tif", compression="tiff_lzw")
+    frame = read_image(tmp_path / "pil.tif")
+    assert not frame.grey and frame.bit_depth == 8
+    np.testing.assert_allclose(frame.rgb.permute(1, 2, 0).numpy(), rgba[..., :3] / 255, atol=1e-6)
+    np.testing.assert_allclose(frame.alpha[0].numpy(), rgba[..., 3] / 255, atol=1e-6)
+    write_image(tmp_path / "out.tif", frame)
+    with tifffile.TiffFile(tmp_path / "out.tif") as tiff:
+        assert tiff.pages.first.extrasamples == (tifffile.EXTRASAMPLE.UNASSALPHA,)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.tif")), rgba)  # what other readers see
+
+    grey_alpha = np.stack([np.full((4, 5), 40000, np.uint16), _straight_rgba(np.uint16)[..., 3]], axis=2)
+    tifffile.imwrite(tmp_path / "la16.tif", grey_alpha, photometric="minisblack", extrasamples=["unassalpha"])
+    frame = read_image(tmp_path / "la16.tif")
+    assert frame.grey and frame.bit_depth == 16 and frame.alpha is not None
+    assert frame.rgb.mul(65535).round().unique().tolist() == [40000.0]
+    write_image(tmp_path / "la16-out.tif", frame)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "la16-out.tif"), grey_alpha)
+
+    premultiplied = rgba.copy()
+    premultiplied[..., :3] = np.round(rgba[..., :3] * (rgba[..., 3:] / 255.0)).astype(np.uint8)
+    tifffile.imwrite(
+        tmp_path / "assoc.tif", np.moveaxis(premultiplied, -1, 0), photometric="rgb", planarconfig="separate",
+        extrasamples=["assocalpha"],
+    )  # fmt: skip
+    frame = read_image(tmp_path / "assoc.tif")
+    opaque_enough = rgba[..., 3] >= 128  # where the pre-multiplied colour kept enough levels to recover it to ±1
+    colour = frame.rgb.permute(1, 2, 0).numpy()[opaque_enough] * 255
+    np.testing.assert_allclose(colour, rgba[..., :3][opaque_enough], atol=1.01)
+    assert frame.rgb[:, 0, 0].tolist() == [0.0, 0.0, 0.0]  # alpha 0: no colour to recover
+
+
+def test_grey_alpha_png_reads_as_grey(tmp_path):
+    from PIL import Image
+
+    grey_alpha = np.stack([np.full((4, 5), 90, np.uint8), _straight_rgba()[..., 3]], axis=2)
+    Image.fromarray(grey_alpha, "LA").save(tmp_path / "la.png")
+    frame = read_image(tmp_path / "la.png")
+    assert frame.grey and frame.alpha is not None
+    np.testing.assert_array_equal(frame_to_array(frame)[..., [0, 3]], grey_alpha)
+
+
+def test_alpha_to_jpeg_is_refused(tmp_path):
+    with pytest.raises(FrameError, match="no alpha"):
+        write_image(tmp_path / "x.jpg", Frame(torch.rand(3, 4, 4), torch.rand(1, 4, 4)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_skips_files_it_cannot_open_and_names_formats_it_ignores(tmp_path, monkeypatch, caplog):
+    for name in ("a", "b", "c"):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), _noise((5, 6, 3)))
+    cv2.imwrite(str(tmp_path / "d.gif"), _noise((5, 6, 3)))
+    fromfile = np.fromfile
+
+    def refused(path, *args, **kwargs):
+        if str(path).endswith("b.png"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return fromfile(path, *args, **kwargs)
+
+    monkeypatch.setattr(np, "fromfile", refused)
+    with caplog.at_level(logging.WARNING):
+        source = open_frames(tmp_path)
+        names = [frame.name for frame in source]
+    assert names == ["a.png", "c.png"] and source.skipped == [str(tmp_path / "b.png")]
+    assert "Permission denied" in caplog.text and "skipping 1 image files" in caplog.text and "d.gif" in caplog.text
+
+
+def test_a_truncated_video_is_reported(tmp_path, caplog):
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 24.0, (64, 48))
+    for i in range(40):
+        writer.write(_gradient(shift=i))
+    writer.release()
+    clip.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    source = open_frames(clip)
+    with caplog.at_level(logging.WARNING):
+        read = len(list(source))
+    assert 0 < read < len(source) == 40
+    assert f"after {read} of the 40 frames" in caplog.text
