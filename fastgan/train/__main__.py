@@ -22,7 +22,7 @@ from fastgan.data.sources import DataSourceError
 from fastgan.eval.evaluator import EvaluatorWeightsError
 from fastgan.models.vgg import VGGWeightsError
 from fastgan.train.checkpoint import CheckpointError
-from fastgan.train.config import COMPILE_MODES, DATA_SOURCES, MODELS, ConfigError, load_config, merge, parse_override
+from fastgan.train.config import COMPILE_MODES, DATA_SOURCES, MODELS, ConfigError, load_config, merge, parse_overrides
 from fastgan.train.core import NonFiniteLossError, TrainingInterrupted
 from fastgan.train.run import resume, train
 
@@ -117,10 +117,7 @@ def _flag_updates(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             section, name = key.split(".")
             updates.setdefault(section, {})[name] = value
-    for text in args.overrides:
-        for section, values in parse_override(text).items():
-            updates.setdefault(section, {}).update(values)
-    return updates
+    return parse_overrides(args.overrides, updates)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as exc:
         logging.getLogger("fastgan.train").warning("%s", exc)
         return 130
+    except KeyboardInterrupt:  # a second Ctrl-C/SIGTERM, or one before training started
+        print("error: stopped at once; the run's last complete checkpoint is kept", file=sys.stderr)
+        return 130
+    except OSError as exc:  # disk full, an unwritable or impossible --out, ...
+        print(
+            f"error: {exc}; free disk space or choose another --out (a run's last complete checkpoint is kept)",
+            file=sys.stderr,
+        )
+        return 1
     except (
         ConfigError,
         DataSourceError,

@@ -6,6 +6,7 @@ Unknown sections or keys, and values of the wrong type, are errors that name the
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -47,6 +48,19 @@ class ModelConfig:
             raise ConfigError(f"model.resolution must be 32, 64 or 128, got {self.resolution}")
         if min(self.z_dim, self.g_channels, self.d_channels, *(self.g_widths or (1,))) < 1:
             raise ConfigError("model.z_dim, g_channels, d_channels and g_widths must be positive")
+        blocks = int(math.log2(self.resolution // 4))  # ResBlockUps from 4×4 to the resolution
+        if self.name == "hrgan" and self.g_widths is not None and len(self.g_widths) != blocks + 1:
+            raise ConfigError(
+                f"model.g_widths: HRGAN-{self.resolution} has {blocks} ResBlockUps, so it needs {blocks + 1} widths "
+                f"(the 4×4 projection, then each block's output), got {list(self.g_widths)}; give "
+                f"--set 'model.g_widths=[...]' with {blocks + 1} entries, or model.g_widths=null for the default"
+            )
+
+
+def _check_finite(key: str, *values: float) -> None:
+    """Weights and rates must be finite numbers (∞ passes a `> 0` check, NaN fails every comparison)."""
+    if not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"{key} must be finite, got {', '.join(map(str, values))}")
 
 
 def _check_seed(seed: int, key: str) -> None:
@@ -78,6 +92,8 @@ class DataConfig:
             raise ConfigError(f"data.source={self.source} needs data.path (--data-path)")
         if self.loader not in LOADERS:
             raise ConfigError(f"data.loader must be one of {LOADERS}, got {self.loader!r}")
+        if self.num_images < 1:
+            raise ConfigError(f"data.num_images (the embedded set's size) must be >= 1, got {self.num_images}")
         _check_seed(self.seed, "data.seed")
 
 
@@ -91,6 +107,9 @@ class LossConfig:
     def __post_init__(self) -> None:
         if not (self.hinge_margin > 0 and self.lambda_ms >= 0):  # also rejects NaN
             raise ConfigError("loss.hinge_margin must be > 0 and loss.lambda_ms >= 0")
+        _check_finite("loss.hinge_margin and loss.lambda_ms", self.hinge_margin, self.lambda_ms)
+        if self.ms_real_batch_size < 1:
+            raise ConfigError(f"loss.ms_real_batch_size must be >= 1, got {self.ms_real_batch_size}")
 
 
 @dataclass
@@ -130,6 +149,7 @@ class TrainConfig:
             )
         if not (self.lr_d > 0 and self.lr_g > 0):  # also rejects NaN
             raise ConfigError(f"train.lr_d and train.lr_g must be positive, got {self.lr_d} and {self.lr_g}")
+        _check_finite("train.lr_d and train.lr_g", self.lr_d, self.lr_g)
         _check_seed(self.seed, "train.seed")
 
 
@@ -171,6 +191,7 @@ class SRConfig:
             raise ConfigError("sr.channels and sr.doom_frames must be >= 1")
         if self.blocks < 0 or not self.adversarial_weight >= 0:
             raise ConfigError("sr.blocks and sr.adversarial_weight must be >= 0")
+        _check_finite("sr.adversarial_weight", self.adversarial_weight)
 
 
 @dataclass
@@ -205,6 +226,14 @@ class LAGConfig:
             >= 0
         ):
             raise ConfigError("lag.blocks, critic_blocks and the lag.*_weight values must be >= 0")
+        _check_finite(
+            "lag.adversarial_weight, center_weight, gp_weight, drift_weight and pixel_weight",
+            self.adversarial_weight,
+            self.center_weight,
+            self.gp_weight,
+            self.drift_weight,
+            self.pixel_weight,
+        )
 
 
 @dataclass
@@ -223,6 +252,7 @@ class ProgressiveConfig:
             raise ConfigError("progressive.stable_images must be >= 0 and progressive.fade_images >= 1")
         if any(b < 1 for b in self.batch_sizes) or not all(s > 0 for s in self.lr_scales):
             raise ConfigError("progressive.batch_sizes and lr_scales must be positive")
+        _check_finite("progressive.lr_scales", *self.lr_scales)
 
 
 @dataclass
@@ -256,7 +286,21 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.model.name == "hrgan":
+            if self.progressive.enabled:
+                raise ConfigError(
+                    "progressive.enabled grows an upscaler (model.name=lag, or srgan at sr.scale=4); HRGAN trains at "
+                    "one resolution: drop --progressive"
+                )
             return
+        defaults = TrainConfig()
+        unused = ["batch_size_d"] + (["ema_decay", "ema_start"] if self.model.name == "srgan" else [])
+        changed = [f"train.{key}" for key in unused if getattr(self.train, key) != getattr(defaults, key)]
+        if changed:
+            raise ConfigError(
+                f"{', '.join(changed)}: not used by model.name={self.model.name} (batch_size_d is HRGAN's D batch; "
+                "the upscalers train both networks on train.batch_size_g, and only HRGAN and LAG keep an EMA): "
+                "leave them unset"
+            )
         if self.train.cuda_graphs:
             raise ConfigError(f"train.cuda_graphs is for model.name=hrgan; {self.model.name} trains without graphs")
         if self.train.compile != "off" and (self.model.name == "lag" or self.progressive.enabled):
@@ -362,6 +406,15 @@ def parse_override(text: str) -> dict[str, Any]:
         raise ConfigError(f"override {text!r}: its value is not valid YAML ({problem}); quote or fix it") from exc
 
 
+def parse_overrides(texts: list[str], updates: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """`section.key=value` strings added to `updates` (a later one wins for its key): {section: {key: value}}."""
+    updates = {} if updates is None else updates
+    for text in texts:
+        for section, values in parse_override(text).items():
+            updates.setdefault(section, {}).update(values)
+    return updates
+
+
 def preset_path(name: str) -> Path:
     """A config file path, or the name of a preset shipped in fastgan/configs/ (without .yaml)."""
     path = Path(name).expanduser()
@@ -376,7 +429,8 @@ def preset_path(name: str) -> Path:
 
 
 def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
-    """Defaults, then the YAML file or preset `path`, then each override in order."""
+    """Defaults, then the YAML file or preset `path`, then the overrides (a later one wins over an earlier one of
+    the same key), checked together: keys that must agree may change in one call."""
     config = Config()
     if path is not None:
         file = preset_path(path)
@@ -387,6 +441,5 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {file} must be a mapping of sections")
         config = merge(config, loaded)
-    for text in overrides:
-        config = merge(config, parse_override(text))
-    return config
+    updates = parse_overrides(overrides)
+    return merge(config, updates) if updates else config

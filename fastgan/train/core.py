@@ -20,10 +20,11 @@ import torchvision.utils
 import yaml
 from tqdm import tqdm
 
+from fastgan.atomic import write_bytes_atomically
 from fastgan.ops.backends import cpu_compiler_available
 from fastgan.ops.pixel_shuffle_prelu import PixelShufflePReLU
 from fastgan.profiling import StepProfiler, phase
-from fastgan.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from fastgan.train.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
 from fastgan.train.config import CUDA_GRAPH_COMPILE_MODES, Config, ConfigError, TrainConfig
 from fastgan.train.cuda_graphs import WARMUP_CALLS
 from fastgan.train.metrics import MetricsLog
@@ -175,8 +176,9 @@ def _stop_on_signals():
     received: list[int] = []
 
     def on_signal(signum, frame):
+        if received:  # a second signal stops at once, unwinding (a checkpoint being written is not left half-done)
+            raise KeyboardInterrupt(f"signal {signum} again")
         received.append(signum)
-        signal.signal(signum, signal.SIG_DFL)  # a second signal stops the process at once
 
     handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -210,13 +212,22 @@ class Trainer:
         self.step = 0
         self.window: dict[str, list[float]] = {}  # metrics since the last log record (checkpointed with the run)
         if start_state is not None:
-            family.load_state_dict(start_state["family"])
-            loader.load_state_dict(start_state["loader"])
+            loader.load_state_dict(start_state["loader"])  # first: other data (more classes) fails here, by name
+            try:
+                family.load_state_dict(start_state["family"])
+            except CheckpointError:
+                raise
+            except (RuntimeError, KeyError) as exc:  # load_state_dict's missing keys and shape mismatches
+                first = " ".join(line.strip() for line in str(exc).splitlines()[:2])[:300]  # the network, 1st key
+                raise CheckpointError(
+                    f"this run's networks do not match the checkpoint's ({first}): resume "
+                    "with the data (number of classes) and model settings it was trained with, or start a new run"
+                ) from exc
             _set_rng_state(start_state["rng"], family.device)
             self.step = int(start_state["step"])
             self.window = start_state.get("metrics_window", {})  # absent from checkpoints of older versions
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        write_bytes_atomically(self.run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
 
     @phase("checkpoint")
     def save(self) -> Path:
@@ -287,7 +298,9 @@ class Trainer:
                             progress.set_postfix(
                                 {k: f"{record[k]:.3f}" for k in ("d_loss", "g_loss", "ms_fake") if k in record}
                             )
-                            self.window, window_start, timed = {}, time.perf_counter(), 0
+                            if self.step % out.log_every == 0:  # the last record, off the cadence, keeps its
+                                # window: a longer resumed run then logs what an uninterrupted one would
+                                self.window, window_start, timed = {}, time.perf_counter(), 0
                         if self.step % out.sample_every == 0 or self.step == total:
                             self.save_samples()
                         if self.step % out.checkpoint_every == 0 or self.step == total:

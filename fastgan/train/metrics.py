@@ -7,6 +7,8 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
+from fastgan.atomic import write_bytes_atomically
+
 
 def _step_of(line: str) -> float:
     """The step of a JSONL record; a line cut short by a crash counts as after any resume point."""
@@ -27,7 +29,7 @@ class MetricsLog:
         self.path = run_dir / "metrics.jsonl"
         if resume_step and self.path.is_file():
             kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            write_bytes_atomically(self.path, "".join(line + "\n" for line in kept).encode())
         elif self.path.exists():
             self.path.unlink()
         self.file = self.path.open("a")

@@ -35,6 +35,8 @@ RESUMABLE_CHANGES = (
     "train.lr_g",  # e.g. lowered after a non-finite loss
     "train.lr_d",
     "sr.vgg_weights",  # where the VGG19 file lives (e.g. on another machine)
+    "loss.evaluator_weights",  # likewise; the checkpoint's evaluator fingerprint must still match
+    "data.path",  # where the data lives; the loader's image count and seed must still match
     "train.fused",
     "train.channels_last",
     "train.cuda_graphs",

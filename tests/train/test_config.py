@@ -161,3 +161,47 @@ def test_a_cuda_index_beyond_the_visible_gpus_is_a_config_error(monkeypatch):
     with pytest.raises(ConfigError, match="'cuda:1' asked for .* 1 CUDA device.*cuda:0 to cuda:0"):
         resolve_device("cuda:1")
     assert resolve_device("cuda:0") == torch.device("cuda", 0) and resolve_device("cuda") == torch.device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("loss.ms_real_batch_size=0", "loss.ms_real_batch_size must be >= 1"),
+        ("data.num_images=-5", "data.num_images"),
+        ("train.lr_g=.inf", "train.lr_d and train.lr_g must be finite"),
+        ("loss.hinge_margin=.inf", "loss.hinge_margin and loss.lambda_ms must be finite"),
+        ("loss.lambda_ms=.inf", "loss.hinge_margin and loss.lambda_ms must be finite"),
+        ("sr.adversarial_weight=.inf", "sr.adversarial_weight must be finite"),
+        ("lag.center_weight=.inf", "lag.adversarial_weight, center_weight"),
+        ("progressive.lr_scales=[1, .inf]", "progressive.lr_scales must be finite"),
+    ],
+)
+def test_out_of_range_values_name_their_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_generator_widths_must_fit_the_resolution():
+    assert load_config("embedded-64").model.g_widths == (128, 128, 64, 32, 16)
+    with pytest.raises(ConfigError, match=r"model.g_widths: HRGAN-128 has 5 ResBlockUps, so it needs 6 widths"):
+        load_config("embedded-64", ["model.resolution=128"])
+    widened = load_config("embedded-64", ["model.resolution=128", "model.g_widths=[128, 128, 64, 32, 16, 8]"])
+    assert widened.model.resolution == 128
+    assert load_config(None, ["model.resolution=32", "model.g_widths=[8, 8, 8, 8]"]).model.g_widths == (8, 8, 8, 8)
+
+
+def test_keys_a_family_does_not_use_are_refused():
+    with pytest.raises(ConfigError, match="HRGAN trains at one resolution"):
+        load_config(None, ["progressive.enabled=true"])
+    with pytest.raises(ConfigError, match="train.ema_decay, train.ema_start: not used by model.name=srgan"):
+        load_config(None, ["model.name=srgan", "train.ema_decay=0.5", "train.ema_start=3"])
+    with pytest.raises(ConfigError, match="train.batch_size_d: not used by model.name=lag"):
+        load_config(None, ["model.name=lag", "train.batch_size_d=3"])
+    lag = load_config("lag-x4")  # LAG keeps an EMA
+    assert lag.train.ema_decay == 0.999 and lag.progressive.enabled
+
+
+def test_resume_may_point_at_moved_evaluator_weights_and_data():
+    saved = {"config": Config().to_dict()}
+    moved = resume_config(saved, {"loss": {"evaluator_weights": "/moved/mnv3.pth"}, "data": {"path": "/moved/data"}})
+    assert (moved.loss.evaluator_weights, moved.data.path) == ("/moved/mnv3.pth", "/moved/data")

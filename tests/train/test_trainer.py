@@ -253,6 +253,66 @@ def test_interrupted_run_resumes_with_the_same_log_averages(tiny_config, tmp_pat
         assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
 
 
+def test_extending_a_finished_run_logs_what_a_longer_run_would(tiny_config, tmp_path):
+    """A run's last record, off the log cadence, keeps its window in the checkpoint: extended with --resume
+    --iterations, the next record averages the same steps as an uninterrupted run's."""
+    config = merge(tiny_config, {"output": {"log_every": 3}})
+    straight = train(merge(config, {"output": {"out_dir": str(tmp_path / "straight")}}))
+    train(merge(config, {"train": {"iterations": 2}}))
+    resumed = resume(config.output.out_dir, {"train": {"iterations": 4}})
+    a, b = _metrics(straight.run_dir), _metrics(resumed.run_dir)
+    assert [r["step"] for r in a] == [3, 4] and [r["step"] for r in b] == [2, 3, 4]
+    for ra, rb in zip(a, b[1:], strict=True):
+        for key in ("d_loss", "g_loss", "ms_fake", "d_real"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-6), (ra["step"], key)
+
+
+def test_a_checkpoint_of_other_networks_is_a_checkpoint_error(tiny_config, tmp_path):
+    from fastgan.train.checkpoint import CheckpointError
+    from fastgan.train.core import Trainer
+
+    train(merge(tiny_config, {"train": {"iterations": 1}}))
+    other = build_trainer(merge(tiny_config, {"model": {"g_channels": 8}, "output": {"out_dir": str(tmp_path / "o")}}))
+    with pytest.raises(CheckpointError, match="networks do not match the checkpoint's .*size mismatch"):
+        Trainer(other.config, other.family, other.loader, load_checkpoint(tiny_config.output.out_dir))
+
+
+def test_a_second_signal_stops_at_once_through_the_cleanup():
+    """The first SIGINT/SIGTERM asks for a checkpoint; a second raises KeyboardInterrupt where the process is, so an
+    atomic write in progress removes its temporary file (the OS default would kill the process mid-write)."""
+    from fastgan.train.core import _stop_on_signals
+
+    with _stop_on_signals() as received:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert received == [signal.SIGTERM]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_cli_reports_os_errors_and_a_second_signal_without_traceback(monkeypatch, capsys):
+    def no_space(config):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "train", no_space)
+    assert cli.main([]) == 1
+    assert "No space left on device; free disk space or choose another --out" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "train", lambda config: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert cli.main([]) == 130
+    assert "stopped at once" in capsys.readouterr().err
+
+
+def test_resume_takes_the_same_evaluator_from_another_path(tiny_config, tmp_path):
+    weights = tmp_path / "evaluator.pt"
+    shutil.copy(embedded_evaluator_path(), weights)
+    train(merge(tiny_config, {"train": {"iterations": 1}, "loss": {"evaluator_weights": str(weights)}}))
+    moved = tmp_path / "moved.pt"
+    weights.rename(moved)
+    resumed = resume(
+        tiny_config.output.out_dir, {"train": {"iterations": 2}, "loss": {"evaluator_weights": str(moved)}}
+    )
+    assert resumed.step == 2 and load_checkpoint(resumed.run_dir)["config"]["loss"]["evaluator_weights"] == str(moved)
+
+
 def test_resume_may_lower_learning_rates_but_not_overwrite_another_run(tiny_config, tmp_path):
     run = tiny_config.output.out_dir
     train(merge(tiny_config, {"train": {"iterations": 2}}))
