@@ -116,7 +116,10 @@ def with_int32_offsets(tensor: torch.Tensor, extents: dict[int, int]) -> torch.T
 
     Kernels address a plane from an int64 base with int32 offsets Σ index_d · stride_d over the dims in
     `extents` ({dim: how many indices the kernel spans along it}); unusual permuted views of large tensors can
-    exceed 2³¹, and those get copied.
+    exceed 2³¹, and those get copied. A contiguous tensor of fewer than 2³¹ elements returns at once (its span is
+    below its size): this runs on every launch.
     """
+    if tensor.numel() < 2**31 and tensor.is_contiguous():
+        return tensor
     span = sum((extent - 1) * tensor.stride(dim) for dim, extent in extents.items())
     return tensor if span < 2**31 else tensor.contiguous()

@@ -144,9 +144,11 @@ def pixel_shuffle_prelu(x: torch.Tensor, weight: torch.Tensor, upscale: int = 2)
         ValueError: x is not 4-D, its channels are not a multiple of r², weight does not hold 1 or C slopes, or
             the tensors are on different devices (the "triton" backend also requires fp32, fp16 or bf16).
     """
-    validate(x, weight, upscale)
     name = current_backend()
-    if name == "torch" or traced_by_compile():
+    reference = name == "torch" or traced_by_compile()
+    if reference or name != "triton":  # the Triton launchers run these checks (and their dtype checks) themselves
+        validate(x, weight, upscale)
+    if reference:
         return pixel_shuffle_prelu_ref(x, weight, upscale)
     return _PixelShufflePReLU.apply(x, weight, upscale, kernels_for(name, "pixel_shuffle_prelu", _TorchKernels))
 

@@ -82,3 +82,18 @@ def test_a_launch_makes_its_tensors_gpu_current(monkeypatch, index):
     tensors = [SimpleNamespace(device=torch.device("cuda", index)) for _ in range(2)]
     launch.on_device_of(kernel, *tensors)[(1,)]("args")
     assert kernel.launched_on == [index] and current["device"] == 0
+
+
+def test_int32_offsets_copy_only_views_whose_span_overflows():
+    """A contiguous tensor is used as it is, however large its planes' sum of offsets; a permuted view whose
+    in-plane span reaches 2³¹ is copied to a contiguous one, and a view within int32 is not (meta tensors: no
+    memory)."""
+    contiguous = torch.empty(2, 3, 4, 5)
+    assert launch.with_int32_offsets(contiguous, {2: 4, 3: 5}) is contiguous
+    small_view = contiguous.permute(0, 1, 3, 2)
+    assert launch.with_int32_offsets(small_view, {2: 5, 3: 4}) is small_view
+    wide = torch.empty(2, 2**16, 2**16, device="meta").transpose(1, 2)  # (2, 2¹⁶, 2¹⁶), row stride 1, column 2¹⁶
+    copied = launch.with_int32_offsets(wide, {1: 2**16, 2: 2**16})
+    assert copied is not wide and copied.is_contiguous()
+    large_contiguous = torch.empty(2**31 + 1, device="meta")
+    assert launch.with_int32_offsets(large_contiguous, {0: 2**31 + 1}).is_contiguous()
