@@ -22,7 +22,6 @@ from fastgan.data.procedural import CLASS_NAMES, render_uint8, sample_scenes
 
 log = logging.getLogger(__name__)
 
-PEAK_16_BIT = 65535.0
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 _CIFAR = {
     # layout: (train files, class-name meta file, meta key, label key)
@@ -121,12 +120,10 @@ def read_rgb(path: str | Path) -> torch.Tensor:
     """
     try:
         with Image.open(path) as image:
-            sixteen_bit_colour = image.mode in ("RGB", "RGBA") and any(";16" in str(t.args) for t in image.tile)
-            image.load()
-            if image.mode == "F":
+            if image.mode in ("RGB", "RGBA") and any(";16" in str(t.args) for t in image.tile):
+                array = _sixteen_bit_colour(path)  # decoded by OpenCV, not by PIL's truncation
+            elif image.mode == "F":
                 raise ValueError("floating-point pixels, whose range is not known; convert it to 8 or 16 bits")
-            if sixteen_bit_colour:
-                array = _sixteen_bit_colour(path)
             elif image.mode.startswith("I"):  # 16/32-bit integer greyscale: scale, don't clip, to 8 bits
                 grey = np.asarray(image, dtype=np.float64)
                 full = max(65535.0, float(grey.max(initial=0.0)))
@@ -144,7 +141,7 @@ def _sixteen_bit_colour(path: str | Path) -> np.ndarray:
     bgr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if bgr is None:
         raise OSError("OpenCV cannot decode it")
-    scaled = bgr[..., ::-1].astype(np.float64) * (255.0 / PEAK_16_BIT) if bgr.dtype == np.uint16 else bgr[..., ::-1]
+    scaled = bgr[..., ::-1].astype(np.float64) * (255.0 / 65535.0) if bgr.dtype == np.uint16 else bgr[..., ::-1]
     return np.ascontiguousarray(np.round(scaled).astype(np.uint8))
 
 

@@ -21,7 +21,7 @@ import torch
 
 from fastgan.data.sources import DataSourceError
 from fastgan.data.sr_sources import NamedImages
-from fastgan.upscale.frames import VIDEO_SUFFIXES
+from fastgan.upscale.frames import VIDEO_SUFFIXES, warn_if_truncated
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +82,8 @@ def video_frames(path: str | Path, every: int = 4, limit: int = 0) -> NamedImage
             index += 1
     finally:
         capture.release()
-    if (not limit or len(frames) < limit) and index < listed:
-        log.warning(
-            "%s: decoding stopped after %d of the %d frames its container lists; the file may be truncated or corrupt "
-            "(the held-out frames are the last ones read)",
-            video,
-            index,
-            listed,
-        )
+    if not limit or len(frames) < limit:
+        warn_if_truncated(video, index, listed, " (the held-out frames are the last ones read)")
     return _named(video, every, frames)
 
 

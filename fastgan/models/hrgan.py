@@ -25,6 +25,16 @@ def generator_channels(resolution: int, channels: int) -> list[int]:
     return [channels if i < 3 else max(channels >> (i - 2), 16) for i in range(blocks)]
 
 
+def check_widths(resolution: int, widths: Sequence[int]) -> None:
+    """Raise ValueError unless `widths` (the 4×4 projection's, then each ResBlockUp's output) fit HRGAN-`resolution`."""
+    blocks = _BLOCKS_FOR_RESOLUTION[resolution]
+    if len(widths) != blocks + 1:
+        raise ValueError(
+            f"HRGAN-{resolution} has {blocks} ResBlockUps, so widths needs {blocks + 1} entries "
+            f"(the 4×4 projection, then each block's output), got {list(widths)}"
+        )
+
+
 class Generator(nn.Module):
     """G(z, y): noise and class label -> (N, 3, R, R) image in [-1, 1].
 
@@ -43,13 +53,9 @@ class Generator(nn.Module):
     ):
         super().__init__()
         self.resolution, self.num_classes, self.z_dim = resolution, num_classes, z_dim
-        default = [channels, *generator_channels(resolution, channels)]
-        if widths is not None and len(widths) != len(default):
-            raise ValueError(
-                f"HRGAN-{resolution} has {len(default) - 1} ResBlockUps, so widths needs {len(default)} entries "
-                f"(the 4×4 projection, then each block's output), got {list(widths)}"
-            )
-        widths = list(widths) if widths is not None else default
+        if widths is not None:
+            check_widths(resolution, widths)
+        widths = list(widths) if widths is not None else [channels, *generator_channels(resolution, channels)]
         channels = widths[0]
         self.project = nn.Linear(z_dim, 4 * 4 * channels)
         self.blocks = nn.ModuleList(ResBlockUp(cin, cout, num_classes) for cin, cout in pairwise(widths))

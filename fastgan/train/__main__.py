@@ -137,12 +137,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C/SIGTERM, or one before training started
         print("error: stopped at once; the run's last complete checkpoint is kept", file=sys.stderr)
         return 130
-    except OSError as exc:  # disk full, an unwritable or impossible --out, ...
-        print(
-            f"error: {exc}; free disk space or choose another --out (a run's last complete checkpoint is kept)",
-            file=sys.stderr,
-        )
-        return 1
     except (
         ConfigError,
         DataSourceError,
@@ -154,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # after the errors above, some of which are FileNotFoundErrors: disk full, bad --out, ...
+        print(
+            f"error: {exc}; free disk space or choose another --out (a run's last complete checkpoint is kept)",
+            file=sys.stderr,
+        )
+        return 1
     logging.getLogger("fastgan.train").info("finished %d iterations in %s", trainer.step, trainer.run_dir)
     return 0
 

@@ -19,6 +19,7 @@ import yaml
 
 from fastgan.data.color_jitter import check_amplitudes
 from fastgan.data.factory import LOADERS
+from fastgan.models.hrgan import check_widths
 
 MODELS = ("hrgan", "srgan", "lag")
 DATA_SOURCES = ("embedded", "cifar10", "cifar100", "folder")
@@ -48,13 +49,14 @@ class ModelConfig:
             raise ConfigError(f"model.resolution must be 32, 64 or 128, got {self.resolution}")
         if min(self.z_dim, self.g_channels, self.d_channels, *(self.g_widths or (1,))) < 1:
             raise ConfigError("model.z_dim, g_channels, d_channels and g_widths must be positive")
-        blocks = int(math.log2(self.resolution // 4))  # ResBlockUps from 4×4 to the resolution
-        if self.name == "hrgan" and self.g_widths is not None and len(self.g_widths) != blocks + 1:
-            raise ConfigError(
-                f"model.g_widths: HRGAN-{self.resolution} has {blocks} ResBlockUps, so it needs {blocks + 1} widths "
-                f"(the 4×4 projection, then each block's output), got {list(self.g_widths)}; give "
-                f"--set 'model.g_widths=[...]' with {blocks + 1} entries, or model.g_widths=null for the default"
-            )
+        if self.name == "hrgan" and self.g_widths is not None:
+            try:
+                check_widths(self.resolution, self.g_widths)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"model.g_widths: {exc}; give them all in one command (--set 'model.g_widths=[...]'), or "
+                    "model.g_widths=null for the default"
+                ) from None
 
 
 def _check_finite(key: str, *values: float) -> None:
@@ -286,21 +288,7 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.model.name == "hrgan":
-            if self.progressive.enabled:
-                raise ConfigError(
-                    "progressive.enabled grows an upscaler (model.name=lag, or srgan at sr.scale=4); HRGAN trains at "
-                    "one resolution: drop --progressive"
-                )
             return
-        defaults = TrainConfig()
-        unused = ["batch_size_d"] + (["ema_decay", "ema_start"] if self.model.name == "srgan" else [])
-        changed = [f"train.{key}" for key in unused if getattr(self.train, key) != getattr(defaults, key)]
-        if changed:
-            raise ConfigError(
-                f"{', '.join(changed)}: not used by model.name={self.model.name} (batch_size_d is HRGAN's D batch; "
-                "the upscalers train both networks on train.batch_size_g, and only HRGAN and LAG keep an EMA): "
-                "leave them unset"
-            )
         if self.train.cuda_graphs:
             raise ConfigError(f"train.cuda_graphs is for model.name=hrgan; {self.model.name} trains without graphs")
         if self.train.compile != "off" and (self.model.name == "lag" or self.progressive.enabled):
@@ -325,6 +313,26 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def refuse_unused_keys(config: Config) -> None:
+    """Raise ConfigError for settings the model family would ignore: a new run's, so that a user who sets them
+    learns it (saved configs of earlier runs, which may hold them, still load for resuming and evaluation)."""
+    if config.model.name == "hrgan":
+        if config.progressive.enabled:
+            raise ConfigError(
+                "progressive.enabled grows an upscaler (model.name=lag, or srgan at sr.scale=4); HRGAN trains at one "
+                "resolution: drop --progressive"
+            )
+        return
+    defaults = TrainConfig()
+    unused = ["batch_size_d"] + (["ema_decay", "ema_start"] if config.model.name == "srgan" else [])
+    changed = [f"train.{key}" for key in unused if getattr(config.train, key) != getattr(defaults, key)]
+    if changed:
+        raise ConfigError(
+            f"{', '.join(changed)}: not used by model.name={config.model.name} (batch_size_d is HRGAN's D batch; the "
+            "upscalers train both networks on train.batch_size_g, and only HRGAN and LAG keep an EMA): leave them unset"
+        )
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:

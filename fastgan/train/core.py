@@ -176,7 +176,8 @@ def _stop_on_signals():
     received: list[int] = []
 
     def on_signal(signum, frame):
-        if received:  # a second signal stops at once, unwinding (a checkpoint being written is not left half-done)
+        if received:  # a second signal stops at once, unwinding (a checkpoint being written is not left half-done);
+            signal.signal(signum, signal.SIG_DFL)  # a third kills a process stuck in C code, which never unwinds
             raise KeyboardInterrupt(f"signal {signum} again")
         received.append(signum)
 
@@ -215,9 +216,11 @@ class Trainer:
             loader.load_state_dict(start_state["loader"])  # first: other data (more classes) fails here, by name
             try:
                 family.load_state_dict(start_state["family"])
-            except CheckpointError:
-                raise
-            except (RuntimeError, KeyError) as exc:  # load_state_dict's missing keys and shape mismatches
+            except KeyError as exc:  # a part the family expects is missing
+                raise CheckpointError(f"the checkpoint lacks {exc} for this kind of run; start a new run") from exc
+            except RuntimeError as exc:  # load_state_dict's missing keys and shape mismatches; nothing else
+                if not str(exc).startswith("Error(s) in loading state_dict"):
+                    raise
                 first = " ".join(line.strip() for line in str(exc).splitlines()[:2])[:300]  # the network, 1st key
                 raise CheckpointError(
                     f"this run's networks do not match the checkpoint's ({first}): resume "

@@ -22,7 +22,7 @@ from fastgan.data.sr_sources import game_frames, skimage_photos, split_held_out
 from fastgan.data.video_sources import is_video, split_video_tail
 from fastgan.ops.backends import backend, fused_backend_for
 from fastgan.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from fastgan.train.config import Config, ConfigError, DataConfig, SRConfig, merge
+from fastgan.train.config import Config, ConfigError, DataConfig, SRConfig, merge, refuse_unused_keys
 from fastgan.train.core import Loader, Trainer
 from fastgan.train.hrgan_step import HRGANFamily
 from fastgan.train.lag_step import LAGFamily
@@ -122,6 +122,8 @@ def build_trainer(config: Config, checkpoint: dict[str, Any] | None = None) -> T
             f"{run_dir} already holds a checkpoint: continue it with --resume {run_dir}, "
             "or choose another output directory (--out)"
         )
+    if checkpoint is None:
+        refuse_unused_keys(config)
     device = resolve_device(config.train.device)
     torch.manual_seed(config.train.seed)
     loader_state = None if checkpoint is None else checkpoint["loader"]

@@ -118,19 +118,31 @@ def _tiff_with_alpha(data: np.ndarray, name: str) -> np.ndarray | None:
     if data[:4].tobytes() not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return None
     try:
-        with tifffile.TiffFile(io.BytesIO(data.tobytes())) as tiff:
+        tiff = tifffile.TiffFile(io.BytesIO(data.tobytes()))
+    except Exception:  # a header tifffile cannot parse: OpenCV's to judge
+        return None
+    with tiff:
+        try:
             page = tiff.pages.first
             colours = {tifffile.PHOTOMETRIC.MINISBLACK: 1, tifffile.PHOTOMETRIC.RGB: 3}.get(page.photometric)
-            if not page.extrasamples or colours is None:
-                return None
+            associated = bool(page.extrasamples) and page.extrasamples[0] == tifffile.EXTRASAMPLE.ASSOCALPHA
+        except Exception:  # a header tifffile cannot parse: OpenCV's to judge
+            return None
+        if not page.extrasamples or colours is None:
+            return None
+        try:  # tifffile's and imagecodecs' errors for damaged data are of many types
             pixels = page.asarray()
-            axes = page.axes
-    except (tifffile.TiffFileError, ValueError, OSError) as error:
-        raise FrameError(f"{name}: a TIFF with alpha whose pixels cannot be decoded ({error})") from error
-    if axes.startswith("S"):  # planar configuration "separate": (S, H, W)
-        pixels = np.moveaxis(pixels, 0, -1)
+        except Exception as error:
+            raise FrameError(f"{name}: a TIFF with alpha whose pixels cannot be decoded ({error})") from error
+        if page.axes.startswith("S"):  # planar configuration "separate": (S, H, W)
+            pixels = np.moveaxis(pixels, 0, -1)
+    if pixels.ndim != 3 or pixels.shape[2] <= colours or pixels.dtype not in PEAK:
+        raise FrameError(
+            f"{name}: a TIFF with alpha decoded as {pixels.dtype} pixels of shape {pixels.shape}; 8- and 16-bit "
+            "grey or RGB images with alpha are supported"
+        )
     colour, alpha = pixels[..., :colours], pixels[..., colours : colours + 1]
-    if page.extrasamples[0] == tifffile.EXTRASAMPLE.ASSOCALPHA and pixels.dtype in PEAK:
+    if associated:
         peak = PEAK[pixels.dtype]
         straight = colour * (peak / np.maximum(alpha, 1).astype(np.float64))
         colour = np.where(alpha > 0, straight.round().clip(0, peak), 0).astype(pixels.dtype)
@@ -179,8 +191,8 @@ def write_image(path: str | Path, frame: Frame) -> None:
     file in the same folder and renamed, so an interrupted run never leaves a half-written image.
 
     Raises:
-        FrameError: an unknown suffix, a 16-bit frame to a format that holds 8 bits (jpg, bmp, webp), or a frame
-            with alpha to one that holds none (jpg).
+        FrameError: an unknown suffix, or a 16-bit frame to a format that holds 8 bits (jpg, bmp, webp). A frame
+            with alpha written as JPEG loses its alpha, with a warning.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -191,7 +203,8 @@ def write_image(path: str | Path, frame: Frame) -> None:
     if frame.bit_depth == 16 and suffix in EIGHT_BIT_ONLY:
         raise FrameError(f"{path}: {suffix} holds 8 bits; write 16-bit frames as .png or .tif")
     if frame.alpha is not None and suffix in NO_ALPHA:
-        raise FrameError(f"{path}: {suffix} holds no alpha channel; write frames with alpha as .png, .tif or .webp")
+        log.warning("%s: %s holds no alpha channel; alpha dropped (write .png, .tif or .webp to keep it)", path, suffix)
+        frame = dataclasses.replace(frame, alpha=None)
     array = frame_to_array(frame)
     if frame.alpha is not None and suffix in (".tif", ".tiff"):
         write_bytes_atomically(path, _tiff_bytes_with_alpha(array, frame.grey))
@@ -257,14 +270,7 @@ class FrameSource:
                 index += 1
         finally:
             capture.release()
-        if index < self.frame_count:
-            log.warning(
-                "%s: decoding stopped after %d of the %d frames its container lists; the file may be truncated or "
-                "corrupt",
-                self.path,
-                index,
-                self.frame_count,
-            )
+        warn_if_truncated(self.path, index, self.frame_count)
 
 
 def _named_image(path: Path) -> bool:
@@ -285,7 +291,7 @@ def open_frames(path: str | Path) -> FrameSource:
     if path.is_dir():
         entries = sorted(p for p in path.iterdir() if p.is_file())
         files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
-        other_images = [p.name for p in entries if p not in files and _named_image(p)]
+        other_images = [p.name for p in entries if p.suffix.lower() not in IMAGE_SUFFIXES and _named_image(p)]
         if other_images:
             log.warning(
                 "%s: skipping %d image files of formats the upscaler does not write back (%s); convert them to one "
@@ -314,6 +320,20 @@ def open_frames(path: str | Path) -> FrameSource:
             f"({', '.join(VIDEO_SUFFIXES)})"
         )
     return FrameSource(path, "images", [path])
+
+
+def warn_if_truncated(video: Path, decoded: int, listed: int, note: str = "") -> None:
+    """Warn when decoding `video` stopped well before the `listed` frames its container reports (an estimate in
+    some containers: a 1 % shortfall, or one frame, passes)."""
+    if listed - decoded > max(1, listed // 100):
+        log.warning(
+            "%s: decoding stopped after %d of the %d frames its container lists; the file may be truncated or "
+            "corrupt%s",
+            video,
+            decoded,
+            listed,
+            note,
+        )
 
 
 class FrameSink:

@@ -2,8 +2,16 @@ import pytest
 import torch
 
 from fastgan.train import __main__ as cli
-from fastgan.train.config import Config, ConfigError, load_config, merge, parse_override, preset_path
-from fastgan.train.run import resolve_device, resume_config
+from fastgan.train.config import (
+    Config,
+    ConfigError,
+    load_config,
+    merge,
+    parse_override,
+    preset_path,
+    refuse_unused_keys,
+)
+from fastgan.train.run import build_trainer, resolve_device, resume_config
 
 
 def test_defaults_follow_the_paper():
@@ -183,22 +191,25 @@ def test_out_of_range_values_name_their_key(override, message):
 
 def test_generator_widths_must_fit_the_resolution():
     assert load_config("embedded-64").model.g_widths == (128, 128, 64, 32, 16)
-    with pytest.raises(ConfigError, match=r"model.g_widths: HRGAN-128 has 5 ResBlockUps, so it needs 6 widths"):
+    with pytest.raises(ConfigError, match=r"model.g_widths: HRGAN-128 has 5 ResBlockUps, so widths needs 6 entries"):
         load_config("embedded-64", ["model.resolution=128"])
     widened = load_config("embedded-64", ["model.resolution=128", "model.g_widths=[128, 128, 64, 32, 16, 8]"])
     assert widened.model.resolution == 128
     assert load_config(None, ["model.resolution=32", "model.g_widths=[8, 8, 8, 8]"]).model.g_widths == (8, 8, 8, 8)
 
 
-def test_keys_a_family_does_not_use_are_refused():
+def test_a_new_run_refuses_keys_its_family_does_not_use(tmp_path):
     with pytest.raises(ConfigError, match="HRGAN trains at one resolution"):
-        load_config(None, ["progressive.enabled=true"])
+        refuse_unused_keys(load_config(None, ["progressive.enabled=true"]))
     with pytest.raises(ConfigError, match="train.ema_decay, train.ema_start: not used by model.name=srgan"):
-        load_config(None, ["model.name=srgan", "train.ema_decay=0.5", "train.ema_start=3"])
+        refuse_unused_keys(load_config(None, ["model.name=srgan", "train.ema_decay=0.5", "train.ema_start=3"]))
+    lag_with_d_batch = load_config(None, ["model.name=lag", "train.batch_size_d=3"])  # a saved config still loads
     with pytest.raises(ConfigError, match="train.batch_size_d: not used by model.name=lag"):
-        load_config(None, ["model.name=lag", "train.batch_size_d=3"])
-    lag = load_config("lag-x4")  # LAG keeps an EMA
-    assert lag.train.ema_decay == 0.999 and lag.progressive.enabled
+        refuse_unused_keys(lag_with_d_batch)
+    with pytest.raises(ConfigError, match="train.batch_size_d: not used"):  # checked before any data is read
+        build_trainer(merge(lag_with_d_batch, {"output": {"out_dir": str(tmp_path / "run")}}))
+    for preset in ("embedded-64", "lag-x4", "srresnet-x2-light"):
+        refuse_unused_keys(load_config(preset))
 
 
 def test_resume_may_point_at_moved_evaluator_weights_and_data():

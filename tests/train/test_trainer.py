@@ -277,16 +277,24 @@ def test_a_checkpoint_of_other_networks_is_a_checkpoint_error(tiny_config, tmp_p
         Trainer(other.config, other.family, other.loader, load_checkpoint(tiny_config.output.out_dir))
 
 
-def test_a_second_signal_stops_at_once_through_the_cleanup():
+def test_a_second_signal_stops_at_once_through_the_cleanup(tmp_path):
     """The first SIGINT/SIGTERM asks for a checkpoint; a second raises KeyboardInterrupt where the process is, so an
     atomic write in progress removes its temporary file (the OS default would kill the process mid-write)."""
+    from fastgan.atomic import atomic_write
     from fastgan.train.core import _stop_on_signals
+
+    def write_then_signal(file):
+        file.write(b"half a checkpoint")
+        os.kill(os.getpid(), signal.SIGINT)
+        file.write(b" and the rest")
 
     with _stop_on_signals() as received:
         os.kill(os.getpid(), signal.SIGTERM)
         assert received == [signal.SIGTERM]
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
+            atomic_write(tmp_path / "checkpoint.pt", write_then_signal)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL  # a third signal kills a process stuck in C code
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_reports_os_errors_and_a_second_signal_without_traceback(monkeypatch, capsys):
@@ -299,6 +307,11 @@ def test_cli_reports_os_errors_and_a_second_signal_without_traceback(monkeypatch
     monkeypatch.setattr(cli, "train", lambda config: (_ for _ in ()).throw(KeyboardInterrupt()))
     assert cli.main([]) == 130
     assert "stopped at once" in capsys.readouterr().err
+    from fastgan.eval.evaluator import EvaluatorWeightsError
+
+    monkeypatch.setattr(cli, "train", lambda config: (_ for _ in ()).throw(EvaluatorWeightsError("no weights at /x")))
+    assert cli.main([]) == 2  # a FileNotFoundError of its own kind, not a disk problem
+    assert capsys.readouterr().err == "error: no weights at /x\n"
 
 
 def test_resume_takes_the_same_evaluator_from_another_path(tiny_config, tmp_path):

@@ -288,10 +288,24 @@ def test_grey_alpha_png_reads_as_grey(tmp_path):
     np.testing.assert_array_equal(frame_to_array(frame)[..., [0, 3]], grey_alpha)
 
 
-def test_alpha_to_jpeg_is_refused(tmp_path):
-    with pytest.raises(FrameError, match="no alpha"):
+def test_alpha_to_jpeg_is_dropped_with_a_warning(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
         write_image(tmp_path / "x.jpg", Frame(torch.rand(3, 4, 4), torch.rand(1, 4, 4)))
-    assert list(tmp_path.iterdir()) == []
+    assert "alpha dropped" in caplog.text
+    assert cv2.imread(str(tmp_path / "x.jpg"), cv2.IMREAD_UNCHANGED).shape == (4, 4, 3)
+
+
+def test_a_damaged_tiff_with_alpha_is_skipped_in_a_folder(tmp_path):
+    """imagecodecs raises its own error types for damaged data; they become FrameErrors, which a folder skips."""
+    frame = Frame(torch.rand(3, 32, 32), torch.rand(1, 32, 32))
+    write_image(tmp_path / "a.tif", frame)
+    write_image(tmp_path / "b.tif", frame)
+    whole = (tmp_path / "b.tif").read_bytes()
+    (tmp_path / "b.tif").write_bytes(whole[: 2 * len(whole) // 3])
+    with pytest.raises(FrameError, match="b.tif"):
+        read_image(tmp_path / "b.tif")
+    source = open_frames(tmp_path)
+    assert [f.name for f in source] == ["a.tif"] and source.skipped == [str(tmp_path / "b.tif")]
 
 
 def test_a_folder_skips_files_it_cannot_open_and_names_formats_it_ignores(tmp_path, monkeypatch, caplog):
