@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "eval"
     try:
         print(evaluate_sr(str(checkpoint), args.images, out, args.device, tuple(args.onnx), args.tile))
-    except (CheckpointError, DataSourceError, ValueError) as exc:
+    except (CheckpointError, DataSourceError, FileNotFoundError, ValueError) as exc:  # also a missing --onnx
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out / 'sr_eval.md'} and {out / 'sr_comparison.png'}")
@@ -209,7 +209,7 @@ def _spread_command(args) -> int:
         generator, config = lag_generator_from_checkpoint(run, resolve_device(args.device))
         draws = draw_samples(generator, _images(args.images, config), args.samples, args.seed, config.sr.degrade)
         results = sample_spread(draws, config.lag.scale)
-    except (CheckpointError, DataSourceError, ValueError) as exc:
+    except (CheckpointError, DataSourceError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     table = markdown(results, config.lag.scale, args.samples)

@@ -16,6 +16,7 @@ import torch
 
 from fastgan.data.procedural import CLASS_NAMES
 from fastgan.eval.evaluator import Evaluator, EvaluatorWeightsError, default_evaluator_weights, load_evaluator
+from fastgan.eval.generator_eval import as_saved
 from fastgan.models.hrgan import Generator
 from fastgan.train.checkpoint import CheckpointError, averaged_generator, load_checkpoint
 from fastgan.train.config import Config, merge
@@ -41,7 +42,8 @@ def ema_generator_from_checkpoint(path: str | Path) -> tuple[Generator, Config]:
 def class_agreement(
     generator: Generator, evaluator: Evaluator, per_class: int = 100, seed: int = 0, batch_size: int = 250
 ) -> torch.Tensor:
-    """Per-class fraction of samples G(z, y) that the evaluator classifies as y: (num_classes,) in [0, 1]."""
+    """Per-class fraction of samples G(z, y), rounded to 8 bits as saved, that the evaluator classifies as y:
+    (num_classes,) in [0, 1]."""
     if per_class < 1:
         raise ValueError(f"class agreement needs at least one sample per class (--per-class), got {per_class}")
     if evaluator.spec.num_classes != generator.num_classes:
@@ -57,7 +59,7 @@ def class_agreement(
     for start in range(0, len(labels), batch_size):
         y = labels[start : start + batch_size]
         z = torch.randn(len(y), generator.z_dim, generator=noise)
-        images = generator(z.to(generator_device), y.to(generator_device))
+        images = as_saved(generator(z.to(generator_device), y.to(generator_device)))
         predicted = evaluator(images.to(evaluator_device)).argmax(1).cpu()
         hits.index_add_(0, y, (predicted == y).float())
     return hits / per_class

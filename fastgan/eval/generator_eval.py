@@ -47,6 +47,12 @@ def extract(
     return {name: (torch.cat([f for f, _ in p]), torch.cat([lg for _, lg in p])) for name, p in parts.items()}
 
 
+def as_saved(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) in [-1, 1] rounded to the 256 levels an 8-bit image file holds, as the field scores samples
+    (pytorch-fid reads PNGs, torch-fidelity takes uint8): real images arrive 8-bit, generated ones the same way."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
 def generated_batches(
     generator: torch.nn.Module,
     labels: torch.Tensor,
@@ -55,7 +61,8 @@ def generated_batches(
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ):
     """G(z, y) for `labels` in batches, z from a generator seeded by `seed` (the same samples on every device);
-    `transform` post-processes each batch (e.g. the bicubic up-scaling of the baseline)."""
+    `transform` post-processes each batch (e.g. the bicubic up-scaling of the baseline), and the result is rounded
+    to 8 bits (`as_saved`)."""
     noise = torch.Generator().manual_seed(seed)
     device = next(generator.parameters()).device
     for start in range(0, len(labels), batch_size):
@@ -63,7 +70,7 @@ def generated_batches(
         z = torch.randn(len(y), generator.z_dim, generator=noise)
         with torch.no_grad():
             images = generator(z.to(device), y.to(device)).float()
-        yield images if transform is None else transform(images)
+        yield as_saved(images if transform is None else transform(images))
 
 
 def bicubic_to(resolution: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -121,13 +128,16 @@ def score_samples(
     real_labels: torch.Tensor | None,
     splits: int,
     prefix: str = "",
+    with_accuracy: bool = True,
 ) -> dict[str, float]:
     """Scores of one sample set: `ms` (evaluator logits), `is` (Inception logits), and against `real`: `fid`,
-    `intra_fid`, `precision`, `recall` per feature space (`…_inception` or `…_evaluator`), `accuracy`."""
+    `intra_fid`, `precision`, `recall` per feature space (`…_inception` or `…_evaluator`), and `accuracy` unless
+    `with_accuracy` is false (an evaluator of other classes than the generator's)."""
     scores: dict[str, float] = {}
     evaluator_logits = fake["evaluator"][1]
     scores["ms"], scores["ms_std"] = split_score(evaluator_logits, splits)
-    scores["accuracy"] = accuracy(evaluator_logits, fake_labels)
+    if with_accuracy:
+        scores["accuracy"] = accuracy(evaluator_logits, fake_labels)
     if "inception" in fake:
         scores["is"], scores["is_std"] = split_score(fake["inception"][1], splits)
     for space in fake if real is not None else ():

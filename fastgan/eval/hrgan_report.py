@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from fastgan.data.procedural import CLASS_NAMES
 from fastgan.eval.class_agreement import ema_generator_from_checkpoint
 from fastgan.eval.evaluator import default_evaluator_weights, load_evaluator
 from fastgan.eval.generator_eval import (
@@ -47,18 +48,19 @@ def _real_batches(run_config, count: int, batch_size: int, seed: int):
 
 def _fidelity(generated_evaluator, labels, resolution, evaluator, samples, batch, truth_cache: dict) -> dict:
     """HR-FID between samples and true `resolution` renders in the evaluator's space, and the evaluator's accuracy
-    on the samples. The renders' features are computed once per (resolution, count, evaluator) in `truth_cache`."""
+    on the samples and on the renders (left out for an evaluator of other classes than the embedded set's). The
+    renders' features are computed once per (resolution, count, evaluator) in `truth_cache`."""
     key = (resolution, samples, evaluator.spec.fingerprint)
     if key not in truth_cache:
         renders, render_labels = true_renders(resolution, samples, batch_size=batch)
         features = extract(renders, {"evaluator": evaluator.features}, evaluator.mean.device)["evaluator"]
-        truth_cache[key] = (feature_statistics(features[0]), accuracy(features[1], render_labels))
-    truth_statistics, truth_accuracy = truth_cache[key]
-    return {
-        "hr_fid": frechet_distance(truth_statistics, feature_statistics(generated_evaluator[0])),
-        "hr_accuracy": accuracy(generated_evaluator[1], labels),
-        "truth_accuracy": truth_accuracy,
-    }
+        truth_cache[key] = (feature_statistics(features[0]), features[1], render_labels)
+    truth_statistics, render_logits, render_labels = truth_cache[key]
+    row = {"hr_fid": frechet_distance(truth_statistics, feature_statistics(generated_evaluator[0]))}
+    if evaluator.spec.num_classes == len(CLASS_NAMES):
+        row["hr_accuracy"] = accuracy(generated_evaluator[1], labels)
+        row["truth_accuracy"] = accuracy(render_logits, render_labels)
+    return row
 
 
 def evaluate_run(
@@ -81,12 +83,20 @@ def evaluate_run(
     evaluator = load_evaluator(weights, device)
     extractors = {"evaluator": evaluator.features} | ({"inception": inception} if inception is not None else {})
     labels = balanced_labels(samples, generator.num_classes)
+    same_classes = evaluator.spec.num_classes == generator.num_classes
+    if not same_classes:
+        log.warning(
+            "the evaluator knows %d classes, the generator %d: its accuracy on the samples is left out",
+            evaluator.spec.num_classes,
+            generator.num_classes,
+        )
     fake = extract(generated_batches(generator, labels, seed, batch_size), extractors, device)
     real_images, real_labels = _real_batches(config, samples, batch_size, seed)
     real = extract(real_images, extractors, device)
     resolution = config.model.resolution
     base = {"run": str(run), "resolution": resolution, "lambda_ms": config.loss.lambda_ms}
-    rows = [base | {"model": f"HRGAN-{resolution}"} | score_samples(fake, labels, real, real_labels, splits)]
+    scores = score_samples(fake, labels, real, real_labels, splits, with_accuracy=same_classes)
+    rows = [base | {"model": f"HRGAN-{resolution}"} | scores]
     if config.data.source != "embedded":
         return rows
     rows[0] |= _fidelity(fake["evaluator"], labels, resolution, evaluator, samples, batch_size, truth_cache)
@@ -96,7 +106,7 @@ def evaluate_run(
                 generated_batches(generator, labels, seed, batch_size, bicubic_to(32 * scale)), extractors, device
             )
             row = base | {"model": f"HRGAN-32 + bicubic ×{scale}", "resolution": 32 * scale}
-            row |= score_samples(upscaled, labels, real, real_labels, splits)
+            row |= score_samples(upscaled, labels, real, real_labels, splits, with_accuracy=same_classes)
             fidelity = _fidelity(upscaled["evaluator"], labels, 32 * scale, evaluator, samples, batch_size, truth_cache)
             rows.append(row | fidelity)
     return rows

@@ -13,6 +13,7 @@ import torch
 from fastgan.atomic import write_bytes_atomically
 from fastgan.data.image_set import ImageSet
 from fastgan.eval.evaluator import Evaluator
+from fastgan.eval.precision import exact_fp32
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +22,17 @@ log = logging.getLogger(__name__)
 def dataset_mobilenet_score(evaluator: Evaluator, image_set: ImageSet, batch_size: int = 250) -> float:
     """exp(H(mean_x p(y|x)) − mean_x H(p(y|x))) over every image, streamed in batches.
 
-    This equals Eq. 5 with p(y) the marginal over the whole set, without holding all probabilities.
+    This equals Eq. 5 with p(y) the marginal over the whole set, without holding all probabilities. The evaluator
+    runs in true fp32 (no autocast, no TF32), so the cached value does not depend on the device that computed it.
     """
     device = evaluator.mean.device
     prob_sum = torch.zeros(evaluator.spec.num_classes, dtype=torch.float64, device=device)
     neg_entropy_sum = torch.zeros((), dtype=torch.float64, device=device)
     for start in range(0, len(image_set), batch_size):
         images = image_set.images[start : start + batch_size].to(device).float().div_(127.5).sub_(1.0)
-        log_p = torch.log_softmax(evaluator(images).double(), dim=1)
+        with exact_fp32(device.type):
+            logits = evaluator(images)
+        log_p = torch.log_softmax(logits.double(), dim=1)
         prob_sum += log_p.exp().sum(0)
         neg_entropy_sum += (log_p.exp() * log_p).sum()
     marginal = prob_sum / len(image_set)

@@ -8,6 +8,18 @@ import math
 import torch
 
 
+def _check_finite(values: torch.Tensor, what: str, minus_inf: bool = False) -> None:
+    """Raise ValueError if `values` hold NaN or ±inf (LAPACK's eigen-solver crashes the process on them); with
+    `minus_inf`, −inf passes (a logit that rules a class out)."""
+    invalid = values.isnan() | (values == math.inf) if minus_inf else ~torch.isfinite(values)
+    if invalid.any():
+        bad = int(invalid.any(dim=-1).sum()) if values.dim() else 1
+        raise ValueError(
+            f"{what} hold NaN or inf ({bad} of {values.shape[0] if values.dim() else 1} rows): a generator that "
+            "diverged, or a broken network; score a checkpoint from before the failure"
+        )
+
+
 def split_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:
     """Inception-score formula (Salimans et al. 2016; the paper's Eq. 5 with MobileNet logits): the samples are
     cut into exactly `splits` consecutive parts (part i is samples i·N//splits to (i+1)·N//splits, as in the
@@ -21,6 +33,7 @@ def split_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:
     """
     if logits.dim() != 2 or not 1 <= splits <= logits.shape[0]:
         raise ValueError(f"split_score needs (N, K) logits with N ≥ splits = {splits}, got {tuple(logits.shape)}")
+    _check_finite(logits, "logits", minus_inf=True)
     n = logits.shape[0]
     scores = []
     for i in range(splits):
@@ -38,6 +51,7 @@ def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     """Mean (D,) and unbiased covariance (D, D) of (N, D) features, float64 (as numpy.cov(rowvar=False))."""
     if features.dim() != 2 or features.shape[0] < 2:
         raise ValueError(f"feature statistics need (N ≥ 2, D) features, got {tuple(features.shape)}")
+    _check_finite(features, "features")
     x = features.double()
     mean = x.mean(dim=0)
     centred = x - mean
@@ -51,6 +65,8 @@ def frechet_distance(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor
     the product of two PSD matrices is similar to a PSD one), which avoids an explicit matrix square root.
     """
     (mu_a, sigma_a), (mu_b, sigma_b) = a, b
+    for name, statistic in (("means", torch.cat([mu_a, mu_b])), ("covariances", torch.cat([sigma_a, sigma_b]))):
+        _check_finite(statistic, f"Fréchet distance {name}")
     eigenvalues = torch.linalg.eigvals(sigma_a.double() @ sigma_b.double())
     trace_sqrt = eigenvalues.real.clamp_min(0).sqrt().sum()
     distance = (mu_a - mu_b).double().square().sum() + sigma_a.trace() + sigma_b.trace() - 2 * trace_sqrt
@@ -81,6 +97,8 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
     """
     if min(real.shape[0], fake.shape[0]) <= k:
         raise ValueError(f"precision/recall with k = {k} needs more than {k} real and fake samples")
+    _check_finite(real, "real features")
+    _check_finite(fake, "fake features")
     real, fake = real.double(), fake.double()
     precision = _covered(fake, real, _kth_neighbour_radii(real, k)).double().mean()
     recall = _covered(real, fake, _kth_neighbour_radii(fake, k)).double().mean()

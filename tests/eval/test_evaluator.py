@@ -72,3 +72,12 @@ def test_real_score_is_cached_per_dataset_and_evaluator(shipped, tmp_path, monke
     assert real_score.cached_real_score(shipped, image_set, tmp_path) == first and not calls
     real_score.cached_real_score(shipped, embedded_image_set(40, seed=1), tmp_path)
     assert calls == [1]  # another dataset is a cache miss
+
+
+def test_dataset_score_is_true_fp32_under_a_callers_autocast(shipped):
+    """MS_real is cached by dataset and evaluator only, so it must not depend on the precision the caller runs in
+    (bf16 autocast in training; TF32 on a GPU)."""
+    image_set = embedded_image_set(30, seed=2)
+    plain = real_score.dataset_mobilenet_score(shipped, image_set, batch_size=30)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert real_score.dataset_mobilenet_score(shipped, image_set, batch_size=30) == plain

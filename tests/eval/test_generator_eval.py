@@ -132,6 +132,26 @@ def test_fidelity_experiment_scores_runs_and_the_bicubic_baseline(tiny_runs):
     assert evaluate_run(tiny_runs[0], samples=100, splits=2, batch_size=50, seed=1)[0]["ms"] != rows[0]["ms"]
 
 
+def test_samples_are_scored_as_8_bit_images_and_accuracy_needs_the_generators_classes(tiny_runs, tmp_path, caplog):
+    """Generated images are rounded to 8 bits as saved files are (real ones are 8-bit); an evaluator of other
+    classes (an ImageNet MobileNet beside a 10-class generator) gives no accuracy, only scores that stay valid."""
+    from fastgan.eval.class_agreement import ema_generator_from_checkpoint
+    from fastgan.eval.generator_eval import as_saved, generated_batches
+
+    generator, _ = ema_generator_from_checkpoint(tiny_runs[0])
+    (images,) = generated_batches(generator, torch.arange(20) % 10, batch_size=20)
+    levels = (images + 1) * 127.5
+    assert torch.allclose(levels, levels.round(), atol=1e-4) and images.min() >= -1 and images.max() <= 1
+    expected = torch.tensor([-1.0, -1.0, 128 / 127.5 - 1, 1.0, 1.0])  # 0 is level 127.5, rounded to 128
+    torch.testing.assert_close(as_saved(torch.tensor([-2.0, -1.0, 0.0, 1.0, 3.0])), expected)
+    imagenet = tmp_path / "imagenet_mobilenet.pt"
+    torch.save(torchvision.models.mobilenet_v3_small(num_classes=1000).state_dict(), imagenet)
+    with caplog.at_level("WARNING"):
+        (row, *_) = evaluate_run(tiny_runs[0], samples=40, splits=2, batch_size=20, evaluator_weights=imagenet)
+    assert "evaluator knows 1000 classes, the generator 10" in caplog.text
+    assert not {"accuracy", "hr_accuracy", "truth_accuracy"} & set(row) and "fid_evaluator" in row and "hr_fid" in row
+
+
 def test_table_cli_writes_the_papers_layout_and_sheets(tiny_runs, tmp_path, capsys):
     out = tmp_path / "table.md"
     args = ["table", *map(str, tiny_runs), "--samples", "100", "--splits", "2", "--batch-size", "50", "--out", str(out)]

@@ -77,3 +77,21 @@ def test_precision_recall_hand_cases():
     collapsed = real[:50] * 0.05  # mode collapse to a tight cluster: precise, poor recall
     precision, recall = precision_recall(real, collapsed)
     assert precision == 1.0 and recall < 0.5
+
+
+def test_non_finite_features_and_logits_are_errors_not_crashes():
+    """LAPACK's eigen-solver kills the process (SIGSEGV in MKL) on a NaN covariance; precision/recall gave plausible
+    numbers for NaN features. All are ValueErrors naming the rows now; a −inf logit (a class ruled out) still
+    scores."""
+    features = torch.randn(50, 8)
+    features[3, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"features hold NaN or inf \(1 of 50 rows\)"):
+        feature_statistics(features)
+    with pytest.raises(ValueError, match="fake features hold NaN or inf"):
+        precision_recall(torch.randn(50, 8), features)
+    with pytest.raises(ValueError, match="covariances hold NaN or inf"):
+        frechet_distance((torch.zeros(8), torch.eye(8) * math.inf), (torch.zeros(8), torch.eye(8)))
+    logits = torch.randn(20, 5)
+    with pytest.raises(ValueError, match="logits hold NaN or inf"):
+        split_score(torch.where(torch.arange(5) == 1, math.nan, logits), splits=2)
+    assert math.isfinite(split_score(torch.where(torch.arange(5) == 1, -math.inf, logits), splits=2)[0])

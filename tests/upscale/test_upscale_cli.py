@@ -152,3 +152,11 @@ def test_eval_scores_the_exported_file_tiled_like_the_torch_model(exported, tiny
     onnx_row = next(name for name in mean if name.startswith("upscaler-fp32: onnxruntime"))
     # the same model; only the image borders differ (the tiler reflect-pads them, the plain call zero-pads)
     assert abs(float(mean[onnx_row]) - float(mean["fastgan (srresnet)"])) < 0.1
+
+
+def test_eval_sr_names_a_missing_onnx_file(tiny_sr_run, tmp_path, capsys):
+    from fastgan.eval import __main__ as eval_main
+
+    missing = tmp_path / "missing.onnx"
+    assert eval_main.main(["sr", "--checkpoint", str(tiny_sr_run), "--onnx", str(missing), "--out", str(tmp_path)]) == 2
+    assert f"error: no ONNX file at {missing}" in capsys.readouterr().err
