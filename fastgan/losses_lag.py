@@ -10,6 +10,9 @@ import torch.nn.functional as F
 
 #: r, one 8-bit colour level of an image in [-1, 1] (Eq. 10).
 COLOR_RESOLUTION = 2 / 255
+#: Levels by which H(x) may lie beyond half a level from y and still count as y: a real image's H lands on .5 ties
+#: (box means of 8-bit values, often), which float error in H tips either way.
+TIE_SLACK = 1e-3
 
 
 def straight_through_round(x: torch.Tensor) -> torch.Tensor:
@@ -38,9 +41,10 @@ def lr_conditioning(
 ) -> torch.Tensor:
     """|y − round_r(clamp(H(x)))| / r: how far the down-scaled sample lands from its input, in colour levels (Eq. 10).
 
-    Clamping to [-1, 1] and rounding to the levels −1 + k·r that 8-bit images take there repeat what `degrade` did
-    to make y, so a sample whose down-scaled image is its input y gets a conditioning of exactly 0, as a real image
-    does (also where bicubic overshoots the range).
+    Clamping to [-1, 1] and counting whole levels repeat what `degrade` did to make y (clamp, round to the levels
+    −1 + k·r that 8-bit images take there), so a sample whose down-scaled image rounds to its input y gets a
+    conditioning of exactly 0, as a real image does — also where bicubic overshoots the range, and where H lands on
+    a half-level tie that `degrade` rounded one way and float error would tip the other (`TIE_SLACK`).
 
     Args:
         y: (N, 3, h, w) the low-resolution inputs in [-1, 1] (8-bit quantised).
@@ -54,8 +58,8 @@ def lr_conditioning(
     """
     h = downscale(x, factor, method)
     h = h + (h.clamp(-1, 1) - h).detach()  # clamped forward, identity gradient (like the rounding)
-    levels = straight_through_round((h + 1) / resolution)
-    return (((y + 1) / resolution).round() - levels).abs()
+    distance = (((y + 1) / resolution).round() - (h + 1) / resolution).abs()  # in levels, not yet whole
+    return straight_through_round(distance - TIE_SLACK).clamp_min(0)  # ties round towards y; never −0
 
 
 def gradient_penalty(

@@ -20,6 +20,7 @@ import yaml
 from fastgan.data.color_jitter import check_amplitudes
 from fastgan.data.factory import LOADERS
 from fastgan.models.hrgan import check_widths
+from fastgan.models.vgg import VGG19_RELU
 
 MODELS = ("hrgan", "srgan", "lag")
 DATA_SOURCES = ("embedded", "cifar10", "cifar100", "folder")
@@ -299,6 +300,8 @@ class Config:
         key, scale = ("lag.scale", self.lag.scale) if self.model.name == "lag" else ("sr.scale", self.sr.scale)
         if self.sr.crop <= 2 * scale or self.sr.crop % scale:  # PSNR trims `scale` pixels off each side
             raise ConfigError(f"sr.crop={self.sr.crop} must be a multiple of {key}={scale} and >= {3 * scale}")
+        if self.model.name == "srgan" and self.sr.stage == "srgan":
+            self._check_vgg_fits()
         if self.model.name == "lag" and self.sr.init_from:
             raise ConfigError("sr.init_from starts an SRResNet/SRGAN generator; a LAG run starts fresh: unset it")
         if self.train.n_dis != 1:
@@ -311,27 +314,67 @@ class Config:
                 "trained one: use one or the other"
             )
 
+    def _check_vgg_fits(self) -> None:
+        """The content loss's VGG19 layer must exist, and its max pools (one per block before it) must leave at least
+        one pixel of the smallest image trained on: the crop, or its first progressive stage's."""
+        layer = self.sr.perceptual_layer
+        if layer not in VGG19_RELU:
+            raise ConfigError(
+                f"sr.perceptual_layer: unknown VGG19 layer {layer!r}; choose one of {', '.join(VGG19_RELU)}"
+            )
+        stages = self.sr.scale.bit_length() - 1  # ×2 stages of a progressive run
+        smallest = self.sr.crop // 2 ** (stages - 1) if self.progressive.enabled else self.sr.crop
+        needed = 2 ** (int(layer[4]) - 1)  # relu{i}_j follows i − 1 max pools
+        if smallest < needed:
+            where = f"sr.crop={self.sr.crop}" + (", its first progressive stage" if self.progressive.enabled else "")
+            raise ConfigError(
+                f"sr.perceptual_layer={layer} needs images of at least {needed}×{needed} pixels, but this run trains "
+                f"on {smallest}×{smallest} ({where}): raise sr.crop or choose an earlier layer"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+#: Settings only HRGAN reads.
+_HRGAN_ONLY = ("model.resolution", "model.z_dim", "model.g_channels", "model.g_widths", "model.d_channels")
+_HRGAN_ONLY += ("data.source", "data.path", "data.num_images", "loss.", "train.batch_size_d")
+#: Settings a model family leaves unread, by key or section prefix.
+_UNUSED_BY = {
+    "hrgan": ("sr.", "lag.", "progressive."),
+    "srgan": (*_HRGAN_ONLY, "lag.", "train.ema_decay", "train.ema_start"),
+    "lag": (*_HRGAN_ONLY, "sr.scale", "sr.channels", "sr.blocks", "sr.batch_norm", "sr.bicubic_skip", "sr.stage")
+    + ("sr.pixel_loss", "sr.perceptual_layer", "sr.vgg_weights", "sr.adversarial_weight", "sr.relativistic"),
+}
+#: What SRResNet's pixel-loss stage leaves unread (SRGAN's adversarial stage reads it).
+_UNUSED_BY_SRRESNET_STAGE = ("sr.adversarial_weight", "sr.relativistic", "sr.perceptual_layer", "sr.vgg_weights")
+
+
 def refuse_unused_keys(config: Config) -> None:
-    """Raise ConfigError for settings the model family would ignore: a new run's, so that a user who sets them
-    learns it (saved configs of earlier runs, which may hold them, still load for resuming and evaluation)."""
-    if config.model.name == "hrgan":
-        if config.progressive.enabled:
-            raise ConfigError(
-                "progressive.enabled grows an upscaler (model.name=lag, or srgan at sr.scale=4); HRGAN trains at one "
-                "resolution: drop --progressive"
-            )
-        return
-    defaults = TrainConfig()
-    unused = ["batch_size_d"] + (["ema_decay", "ema_start"] if config.model.name == "srgan" else [])
-    changed = [f"train.{key}" for key in unused if getattr(config.train, key) != getattr(defaults, key)]
-    if changed:
+    """Raise ConfigError for settings changed from their defaults that the run would not read (LAG's scale is
+    lag.scale, not sr.scale; an upscaler has no λ_MS; progressive.* without progressive.enabled, ...): a new run's,
+    so that a user who sets them learns it. Saved configs of earlier runs, which may hold them, still load for
+    resuming and evaluation."""
+    name = config.model.name
+    unused = _UNUSED_BY[name]
+    if name == "srgan" and config.sr.stage == "srresnet":
+        unused += (*_UNUSED_BY_SRRESNET_STAGE, "train.lr_d")
+    if not config.progressive.enabled:
+        unused += ("progressive.",)
+    defaults, current = Config().to_dict(), config.to_dict()
+    changed = [f"{s}.{k}" for s in current for k in current[s] if current[s][k] != defaults[s][k]]
+    ignored = [key for key in changed if key.startswith(unused) and key != "progressive.enabled"]
+    if name == "hrgan" and config.progressive.enabled:
         raise ConfigError(
-            f"{', '.join(changed)}: not used by model.name={config.model.name} (batch_size_d is HRGAN's D batch; the "
-            "upscalers train both networks on train.batch_size_g, and only HRGAN and LAG keep an EMA): leave them unset"
+            "progressive.enabled grows an upscaler (model.name=lag, or srgan at sr.scale=4); HRGAN trains at one "
+            "resolution: drop --progressive"
+        )
+    if ignored:
+        stage = f", sr.stage={config.sr.stage}" if name == "srgan" else ""
+        raise ConfigError(
+            f"{', '.join(ignored)}: not read by a model.name={name}{stage} run (an upscaler's networks and data "
+            "come from sr.* or lag.*, HRGAN's from model.*, data.* and loss.*); leave them unset or use the family "
+            "they belong to"
         )
 
 

@@ -189,6 +189,10 @@ def _stop_on_signals():
             signal.signal(sig, handler)
 
 
+#: Metrics that say where a run is (a progressive run's stage and fade-in α): logged as of the record's step, not
+#: averaged over its window.
+STATE_METRICS = ("stage", "alpha")
+
 #: What to do after a non-finite loss or weights (a resumed run may change the learning rates).
 _LOWER_RATES = (
     "Resume from it with lower learning rates: python -m fastgan.train --resume {run} --set train.lr_g=… "
@@ -278,7 +282,7 @@ class Trainer:
         (fastgan.profiling.StepProfiler).
         """
         out, total = self.config.output, self.config.train.iterations
-        metrics_log = MetricsLog(self.run_dir, out.tensorboard, resume_step=self.step)
+        metrics_log = MetricsLog(self.run_dir, out.tensorboard, resume_step=self.step, log_every=out.log_every)
         window_start, timed = time.perf_counter(), 0  # this process's iterations in the window, for it/s
         progress = tqdm(total=total, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
         skip = profiled_after(self.config.train)
@@ -295,7 +299,8 @@ class Trainer:
                         timed += 1
                         progress.update()
                         if self.step % out.log_every == 0 or self.step == total:
-                            record = {k: sum(v) / len(v) for k, v in self.window.items()}
+                            window = self.window.items()
+                            record = {k: v[-1] if k in STATE_METRICS else sum(v) / len(v) for k, v in window}
                             record["it_per_s"] = timed / (time.perf_counter() - window_start)
                             metrics_log.write(self.step, record)
                             progress.set_postfix(

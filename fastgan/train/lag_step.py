@@ -25,7 +25,7 @@ from fastgan.train.checkpoint import CheckpointError, averaged_generator, load_c
 from fastgan.train.config import Config, merge
 from fastgan.train.core import as_floats, load_optimizer_state, placed
 from fastgan.train.ema import WeightEMA
-from fastgan.train.progressive import growth_schedule, stage_target, warn_if_still_growing
+from fastgan.train.progressive import growth_schedule, stage_target, warn_if_still_growing, warn_if_too_short
 from fastgan.train.sr_step import held_out_crops
 
 
@@ -84,6 +84,7 @@ class LAGFamily:
         self.generator, self.critic = placed(generator, device, config), placed(critic, device, config)
         self.stages = generator.stages
         self.schedule = growth_schedule(config, self.stages)
+        warn_if_too_short(config, self.schedule)
         self.generator_ema = WeightEMA(self.generator, t.ema_decay)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=t.betas)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=t.lr_d, betas=t.betas)

@@ -21,20 +21,23 @@ def _step_of(line: str) -> float:
 class MetricsLog:
     """Appends records to `run_dir/metrics.jsonl` and mirrors scalars to TensorBoard under `run_dir/tb`.
 
-    On resume from step S, records after S (written after the checkpoint, before the interruption)
-    are dropped, so the log matches the state the run continues from.
+    On resume from step S, records after S (written after the checkpoint, before the interruption) are dropped, so
+    the log matches the state the run continues from; so is a record at S off the `log_every` cadence (a finished
+    run's last one, whose steps the checkpoint's window carries into the next record), so an extended run logs
+    what an uninterrupted one would.
     """
 
-    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int = 0):
+    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int = 0, log_every: int = 1):
         self.path = run_dir / "metrics.jsonl"
+        last_kept = resume_step if resume_step % log_every == 0 else resume_step - 1
         if resume_step and self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
+            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= last_kept]
             write_bytes_atomically(self.path, "".join(line + "\n" for line in kept).encode())
         elif self.path.exists():
             self.path.unlink()
         self.file = self.path.open("a")
         self.writer = (
-            SummaryWriter(str(run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None)
+            SummaryWriter(str(run_dir / "tb"), purge_step=last_kept + 1 if resume_step else None)
             if tensorboard
             else None
         )

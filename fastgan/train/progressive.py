@@ -100,6 +100,30 @@ def growth_schedule(config: Config, stages: int) -> GrowthSchedule:
     return GrowthSchedule(stages, p.stable_images, p.fade_images, p.batch_sizes, p.lr_scales, batch)
 
 
+def warn_if_too_short(config: Config, schedule: GrowthSchedule) -> None:
+    """Warn when `train.iterations` end before the schedule's last stage has faded in: the run would save a model
+    whose full-scale head is untrained (`warn_if_still_growing` says the same of a checkpoint)."""
+    grows = schedule.stages > schedule.first_stage
+    full = schedule.stage_start(schedule.stages) + (schedule.fade_images if grows else 0)
+    seen = 0
+    for _ in range(config.train.iterations):
+        if seen >= full:
+            return
+        seen += schedule.at(seen).batch_size
+    if seen < full:
+        growth = schedule.at(seen)
+        log.warning(
+            "train.iterations=%d end at stage %d of %d (fade-in α = %.2f): %d more images are needed for the ×%d "
+            "output to be trained; raise train.iterations or shorten progressive.stable_images/fade_images",
+            config.train.iterations,
+            growth.stage,
+            schedule.stages,
+            growth.alpha,
+            full - seen,
+            2**schedule.stages,
+        )
+
+
 def warn_if_still_growing(path: object, config: Config, stages: int, images_seen: int) -> None:
     """Warn when a checkpoint of a progressive run stopped before its last stage had faded in: the full-scale output
     of its generator then comes from a head still (or never) trained, and scores say nothing of the method."""

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from fastgan.data.sr_loader import degrade
 from fastgan.eval.sr_metrics import logged_psnr
 from fastgan.losses_sr import discriminator_loss, generator_adversarial_loss, perceptual_loss, pixel_loss
 from fastgan.models.growing import GrowingSRResNet, stage_count
@@ -24,7 +25,7 @@ from fastgan.profiling import phase
 from fastgan.train.checkpoint import CheckpointError, load_checkpoint
 from fastgan.train.config import CUDA_GRAPH_COMPILE_MODES, Config, ConfigError, merge
 from fastgan.train.core import as_floats, compile_in_place, load_optimizer_state, placed
-from fastgan.train.progressive import growth_schedule, stage_target, warn_if_still_growing
+from fastgan.train.progressive import growth_schedule, stage_target, warn_if_still_growing, warn_if_too_short
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class SRFamily:
             self._initialise_from(sr.init_from)
         self.stages = stage_count(self.generator.scale)
         self.schedule = growth_schedule(config, self.stages)
+        warn_if_too_short(config, self.schedule)
         self.growing = placed(GrowingSRResNet(self.generator), device, config) if config.progressive.enabled else None
         self.images_seen = 0
         trained = self.growing if self.growing is not None else self.generator
@@ -193,7 +195,7 @@ class SRFamily:
         """Held-out crops, one row each: bicubic | SR (at the current stage, up-sampled nearest) | HR,
         (3K, 3, S, S) in [-1, 1]."""
         scale = self.config.sr.scale
-        lr = F.interpolate(self.sample_hr, scale_factor=1 / scale, mode="bicubic", antialias=True).clamp(0, 1)
+        lr = degrade(self.sample_hr, scale, self.config.sr.degrade)  # as the training inputs are made
         bicubic = F.interpolate(lr, scale_factor=scale, mode="bicubic").clamp(0, 1)
         growth = self.schedule.at(self.images_seen)
         was_training = self.generator.training

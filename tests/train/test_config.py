@@ -201,15 +201,39 @@ def test_generator_widths_must_fit_the_resolution():
 def test_a_new_run_refuses_keys_its_family_does_not_use(tmp_path):
     with pytest.raises(ConfigError, match="HRGAN trains at one resolution"):
         refuse_unused_keys(load_config(None, ["progressive.enabled=true"]))
-    with pytest.raises(ConfigError, match="train.ema_decay, train.ema_start: not used by model.name=srgan"):
+    with pytest.raises(ConfigError, match="train.ema_decay, train.ema_start: not read by a model.name=srgan"):
         refuse_unused_keys(load_config(None, ["model.name=srgan", "train.ema_decay=0.5", "train.ema_start=3"]))
     lag_with_d_batch = load_config(None, ["model.name=lag", "train.batch_size_d=3"])  # a saved config still loads
-    with pytest.raises(ConfigError, match="train.batch_size_d: not used by model.name=lag"):
+    with pytest.raises(ConfigError, match="train.batch_size_d: not read by a model.name=lag"):
         refuse_unused_keys(lag_with_d_batch)
-    with pytest.raises(ConfigError, match="train.batch_size_d: not used"):  # checked before any data is read
+    with pytest.raises(ConfigError, match="train.batch_size_d: not read"):  # checked before any data is read
         build_trainer(merge(lag_with_d_batch, {"output": {"out_dir": str(tmp_path / "run")}}))
     for preset in ("embedded-64", "lag-x4", "srresnet-x2-light"):
         refuse_unused_keys(load_config(preset))
+    for overrides, named in (
+        (["model.name=lag", "sr.scale=2"], "sr.scale: not read by a model.name=lag run"),  # LAG's is lag.scale
+        (["model.name=srgan", "lag.scale=8"], "lag.scale"),
+        (["model.name=srgan", "loss.lambda_ms=0", "data.source=cifar10", "data.path=/c"], "data.source, data.path"),
+        (["model.name=lag", "progressive.stable_images=5"], "progressive.stable_images"),  # growing is off
+        (["model.name=srgan", "train.lr_d=1e-3", "sr.relativistic=true"], "train.lr_d, sr.relativistic"),
+        (["sr.crop=32", "lag.noise_dim=4"], "sr.crop, lag.noise_dim: not read by a model.name=hrgan run"),
+    ):
+        with pytest.raises(ConfigError, match=named):
+            refuse_unused_keys(load_config(None, overrides))
+    refuse_unused_keys(load_config(None, ["model.name=srgan", "sr.stage=srgan", "train.lr_d=1e-3"]))  # read there
+    refuse_unused_keys(load_config(None, ["model.name=srgan", "data.seed=3", "data.color_jitter=[0.1, 0, 0]"]))
+
+
+def test_the_content_loss_layer_must_exist_and_fit_the_smallest_image():
+    srgan = ["model.name=srgan", "sr.stage=srgan"]
+    with pytest.raises(ConfigError, match="unknown VGG19 layer 'relu9_1'"):
+        load_config(None, [*srgan, "sr.perceptual_layer=relu9_1"])
+    with pytest.raises(ConfigError, match=r"relu5_4 needs images of at least 16×16 pixels, but this run trains on 14"):
+        load_config(None, [*srgan, "sr.scale=2", "sr.crop=14"])
+    growing = [*srgan, "sr.scale=4", "sr.crop=24", "progressive.enabled=true"]
+    with pytest.raises(ConfigError, match=r"12×12 \(sr.crop=24, its first progressive stage\)"):
+        load_config(None, growing)
+    assert load_config(None, [*growing, "sr.perceptual_layer=relu4_4"]).sr.perceptual_layer == "relu4_4"  # 8 needed
 
 
 def test_resume_may_point_at_moved_evaluator_weights_and_data():

@@ -66,3 +66,21 @@ def test_a_checkpoint_before_the_last_stage_is_flagged(caplog):
         caplog.clear()
         warn_if_still_growing("runs/x4", config, 2, seen)
         assert (flagged in caplog.text) if flagged else "stopped at" not in caplog.text, seen
+
+
+def test_a_run_too_short_for_its_last_stage_is_flagged_at_the_start(caplog):
+    """The LAG preset cut to 500 iterations (8 000 images) ends as its ×4 stage starts fading in: warned before it
+    trains, with the images missing; the preset itself (38 400 images) and per-stage batch sizes are followed."""
+    from fastgan.train.config import load_config
+    from fastgan.train.progressive import growth_schedule, warn_if_too_short
+
+    short = load_config("lag-x4", ["train.iterations=500"])
+    warn_if_too_short(short, growth_schedule(short, 2))
+    assert "end at stage 2 of 2 (fade-in α = 0.00): 8000 more images" in caplog.text
+    caplog.clear()
+    preset = load_config("lag-x4")
+    warn_if_too_short(preset, growth_schedule(preset, 2))
+    assert caplog.text == ""
+    batches = load_config("lag-x4", ["train.iterations=1000", "progressive.batch_sizes=[32, 4]"])
+    warn_if_too_short(batches, growth_schedule(batches, 2))  # 250 steps of 32 reach stage 2, 750 of 4 fade in 3 000
+    assert "end at stage 2 of 2 (fade-in α = 0.38): 5000 more images" in caplog.text

@@ -110,3 +110,17 @@ def test_held_out_image_smaller_than_the_scale_is_named():
     thin = ("thin", torch.zeros(3, 3, 40, dtype=torch.uint8))
     with pytest.raises(ConfigError, match="held-out image thin is 40×3"):
         held_out_crops([thin], scale=4, side=32)
+
+
+def test_the_sample_grid_degrades_as_training_does(sr_config, monkeypatch):
+    """An area-trained model is shown inputs made by area averaging, not by bicubic."""
+    from fastgan.train import sr_step
+    from fastgan.train.run import build_trainer
+
+    trainer = build_trainer(merge(sr_config, {"sr": {"degrade": "area"}}))
+    methods = []
+    degrade = sr_step.degrade
+    monkeypatch.setattr(
+        sr_step, "degrade", lambda hr, scale, method: methods.append(method) or degrade(hr, scale, method)
+    )
+    assert trainer.family.sample_grid().shape[1] == 3 and methods == ["area"]
