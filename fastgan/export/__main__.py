@@ -12,30 +12,59 @@ import argparse
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from fastgan.export.onnx_export import export_generator, export_upscaler, max_error_vs_torch, read_metadata
+from fastgan.export.onnx_export import (
+    ExportError,
+    export_generator,
+    export_upscaler,
+    max_error_vs_torch,
+    read_metadata,
+)
 from fastgan.export.quantize import CALIBRATION_METHODS, quantize_int8
 
 log = logging.getLogger("fastgan.export")
 
+#: Most frames kept for int8 calibration (evenly spaced over the source; its crops are drawn from them).
+CALIBRATION_FRAMES = 64
+#: Largest |onnxruntime − torch fp32| an export may show on its check input, by precision (the outputs are images
+#: in [0, 1]; fp16 rounds at 2⁻¹¹, int8 quantises every convolution's activations).
+TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2, "int8": 0.25}
+
 
 def _calibration_frames(source: str | None, config, scale: int) -> list:
-    """(3, h, w) float32 arrays: the given frames as they are (what the model will be fed), else the run's training
+    """(3, h, w) float32 arrays: at most `CALIBRATION_FRAMES` of the given frames, evenly spaced, as they are (what
+    the model will be fed; decoded one by one, so a long video is not held in memory), else the run's training
     images down-scaled ×scale as in training."""
     if source:
         from fastgan.upscale.frames import open_frames
 
-        return [frame.rgb.numpy() for frame in open_frames(source)]
+        frames = open_frames(source)
+        total = max(len(frames), 1)
+        keep = set(np.linspace(0, total - 1, min(CALIBRATION_FRAMES, total)).round().astype(int).tolist())
+        return [frame.rgb.numpy() for index, frame in enumerate(frames) if index in keep]
     from fastgan.data.sr_loader import degrade
     from fastgan.train.run import load_sr_images
 
     training, _ = load_sr_images(config.sr)
     crops = [hr[:, : hr.shape[1] // scale * scale, : hr.shape[2] // scale * scale] for _, hr in training]  # uint8
-    return [degrade(hr[None].float() / 255, scale)[0].numpy() for hr in crops]
+    return [degrade(hr[None].float() / 255, scale, config.sr.degrade)[0].numpy() for hr in crops]
 
 
-def export_run(checkpoint: str, out: Path | None, precision: str, frames: str | None, method: str) -> Path:
+def _checked(path: Path, precision: str, error: float) -> None:
+    """Log the export's difference from torch, and raise ExportError beyond `TOLERANCE` (a broken export)."""
+    log.info("onnxruntime vs torch fp32: max |difference| %.2e (tolerance %.0e)", error, TOLERANCE[precision])
+    if not error <= TOLERANCE[precision]:  # also NaN
+        raise ExportError(
+            f"{path} differs from the torch model by {error:.3g} in onnxruntime (more than {TOLERANCE[precision]:g} "
+            f"for {precision}); the export is broken: report it with the run and the command"
+        )
+
+
+def export_run(
+    checkpoint: str, out: Path | None, precision: str, frames: str | None, method: str, tile: int = 64
+) -> Path:
     """Export a run's generator: an SRResNet/SRGAN or LAG (its centre G(y, 0)) upscaler (any precision, int8 via
     calibration) or an HRGAN generator (fp32/fp16/bf16); fp32, fp16 and int8 files are checked in onnxruntime
     against torch."""
@@ -54,12 +83,11 @@ def export_run(checkpoint: str, out: Path | None, precision: str, frames: str | 
         out = out or folder / f"upscaler-{precision}.onnx"
         if precision == "int8":
             fp32 = export_upscaler(model, out.with_name(out.stem + "-fp32-source.onnx"), scale, radius)
-            path = quantize_int8(fp32, out, _calibration_frames(frames, config, scale), method=method)
+            path = quantize_int8(fp32, out, _calibration_frames(frames, config, scale), tile=tile, method=method)
         else:
             path = export_upscaler(model, out, scale, radius, precision)
         if precision != "bf16":  # onnxruntime's CPU provider has no bf16 convolutions
-            error = max_error_vs_torch(path, model, {"lr": torch.rand(1, 3, 48, 40)})
-            log.info("onnxruntime vs torch fp32 on a 48×40 input: max |difference| %.2e", error)
+            _checked(path, precision, max_error_vs_torch(path, model, {"lr": torch.rand(1, 3, 48, 40)}))
         log.info("×%d upscaler, receptive radius %d → %s", scale, radius, path)
         return path
     if precision == "int8":
@@ -70,9 +98,9 @@ def export_run(checkpoint: str, out: Path | None, precision: str, frames: str | 
     num_classes = generator.num_classes
     out = out or folder / f"generator-{precision}.onnx"
     path = export_generator(generator, out, config.model.z_dim, num_classes, config.model.resolution, precision)
-    if precision == "fp32":
+    if precision != "bf16":
         inputs = {"z": torch.randn(4, config.model.z_dim), "y": torch.arange(4) % num_classes}
-        log.info("onnxruntime vs torch: max |difference| %.2e", max_error_vs_torch(path, generator, inputs))
+        _checked(path, precision, max_error_vs_torch(path, generator, inputs))
     log.info("HRGAN-%d generator (%d classes) → %s", config.model.resolution, num_classes, path)
     return path
 
@@ -109,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     onnx_cmd.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp32")
     onnx_cmd.add_argument("--calibration-frames", default=None, help="int8: frames (folder/video) to calibrate on")
     onnx_cmd.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="percentile")
+    onnx_cmd.add_argument("--calibration-tile", type=int, default=64, help="int8: side of the calibration crops")
     trt_cmd = sub.add_parser("trt", help="build the TensorRT engine of an exported upscaler (needs a GPU)")
     trt_cmd.add_argument("--onnx", required=True, help="a file written by `python -m fastgan.export onnx`")
     trt_cmd.add_argument("--tile", type=int, default=256, help="largest (and optimal) tile side")
@@ -123,8 +152,18 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         if args.command == "onnx":
+            calibration = {"--calibration-frames": args.calibration_frames is not None}
+            calibration |= {"--calibration-method": args.calibration_method != "percentile"}
+            calibration |= {"--calibration-tile": args.calibration_tile != 64}
+            if args.precision != "int8" and any(calibration.values()):
+                log.warning("%s: only int8 exports are calibrated", ", ".join(k for k, v in calibration.items() if v))
             path = export_run(
-                args.checkpoint, args.out, args.precision, args.calibration_frames, args.calibration_method
+                args.checkpoint,
+                args.out,
+                args.precision,
+                args.calibration_frames,
+                args.calibration_method,
+                args.calibration_tile,
             )
         else:
             path = build_trt(

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +140,9 @@ class EngineKey:
         model_sha256: sha256 of the ONNX file.
         precision: the ONNX file's precision (fp32, fp16, bf16 or int8): TensorRT builds it strongly typed.
         profile: the optimisation profile.
-        gpu: the GPU that builds (and so the only model that runs) the engine.
+        gpu: the GPU that builds (and so the only model that runs) the engine: its name and compute capability.
         tensorrt_version: ``tensorrt.__version__`` of the build.
+        workspace_bytes: the builder's workspace limit, which bounds the tactics it may choose.
     """
 
     model_sha256: str
@@ -149,6 +150,7 @@ class EngineKey:
     profile: ShapeProfile
     gpu: GpuInfo
     tensorrt_version: str
+    workspace_bytes: int
 
     def to_json(self) -> dict[str, Any]:
         """The key as JSON-ready data."""
@@ -156,8 +158,9 @@ class EngineKey:
             "model_sha256": self.model_sha256,
             "precision": self.precision,
             "profile": self.profile.to_json(),
-            "gpu": {**asdict(self.gpu), "compute_capability": list(self.gpu.compute_capability)},
+            "gpu": {"name": self.gpu.name, "compute_capability": list(self.gpu.compute_capability)},
             "tensorrt_version": self.tensorrt_version,
+            "workspace_bytes": self.workspace_bytes,
         }
 
     @classmethod
@@ -173,8 +176,9 @@ class EngineKey:
             str(data["model_sha256"]),
             str(data["precision"]),
             ShapeProfile.from_json(data["profile"]),
-            GpuInfo(str(gpu["name"]), (int(major), int(minor)), int(gpu["total_memory_bytes"])),
+            GpuInfo(str(gpu["name"]), (int(major), int(minor))),
             str(data["tensorrt_version"]),
+            int(data.get("workspace_bytes", 0)),  # 0: a sidecar from before the limit was recorded, rebuilt
         )
 
     def digest(self) -> str:

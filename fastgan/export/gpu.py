@@ -6,7 +6,7 @@ TensorRT engines only run on the GPU model that built them, so the engine cache 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: What needs a GPU, and what runs without one: said by every "no GPU" error.
 _NEEDS_GPU = (
@@ -26,12 +26,12 @@ class GpuInfo:
     Attributes:
         name: the device name the driver reports, e.g. ``"NVIDIA H100 80GB HBM3"``.
         compute_capability: (major, minor), e.g. ``(9, 0)`` for sm_90.
-        total_memory_bytes: global memory size.
+        total_memory_bytes: global memory size (reported, not part of the identity: ECC or a driver can change it).
     """
 
     name: str
     compute_capability: tuple[int, int]
-    total_memory_bytes: int
+    total_memory_bytes: int = field(default=0, compare=False)
 
     @property
     def arch(self) -> str:

@@ -42,6 +42,23 @@ def _dtype(precision: str) -> torch.dtype:
     return PRECISIONS[precision]
 
 
+def _drop_source_locations(proto: onnx.ModelProto) -> None:
+    """Remove what the exporter records of the Python source behind each node (stack traces with absolute paths
+    and line numbers, in node metadata and doc strings): the file's bytes, and so its hash — the key of cached
+    TensorRT engines and int8 calibrations — then depend on the model alone, not on where fastgan is installed or
+    on unrelated edits, and no local paths ship in it."""
+    graphs = [proto.graph, *(function for function in proto.functions)]
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+            for attribute in node.attribute:  # the bodies of If, Loop, Scan
+                graphs.extend([attribute.g] if attribute.HasField("g") else attribute.graphs)
+    for value in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info, *proto.graph.initializer):
+        del value.metadata_props[:]
+
+
 def _export(model: nn.Module, args: tuple, path: Path, names: tuple[list[str], list[str]], dynamic: dict, meta: dict):
     """torch.onnx.export (dynamo), metadata added, checked, then written atomically (`fastgan.atomic.atomic_path`)."""
     bf16 = meta["fastgan.precision"] == "bf16"
@@ -60,6 +77,7 @@ def _export(model: nn.Module, args: tuple, path: Path, names: tuple[list[str], l
             verbose=False,
         )
     proto = program.model_proto
+    _drop_source_locations(proto)
     onnx.helper.set_model_props(proto, {key: str(value) for key, value in meta.items()})
     onnx.checker.check_model(proto, full_check=True)
     with atomic_path(path) as temporary:
@@ -176,15 +194,19 @@ def onnxruntime_session(path: str | Path, providers: list | None = None, device:
     """An onnxruntime InferenceSession for `path` on `device` (`onnxruntime_providers`), or on explicit `providers`.
 
     Raises:
-        RuntimeError: CUDA was asked for but onnxruntime could not start it (it falls back to the CPU with only a
-            printed warning: mismatched CUDA or cuDNN libraries, or no GPU visible).
+        RuntimeError: onnxruntime cannot load the file (a graph it cannot run), or CUDA was asked for but
+            onnxruntime could not start it (it falls back to the CPU with only a printed warning: mismatched CUDA
+            or cuDNN libraries, or no GPU visible).
     """
     import onnxruntime as ort
 
     providers = providers or onnxruntime_providers(device)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=providers)
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as error:  # onnxruntime's error types (Fail, InvalidGraph, ...) derive from Exception
+        raise RuntimeError(f"onnxruntime cannot load {path}: {error}") from error
     asked_cuda = device != "auto" and any((p if isinstance(p, str) else p[0]) == CUDA_PROVIDER for p in providers)
     if asked_cuda and CUDA_PROVIDER not in session.get_providers():
         raise RuntimeError(

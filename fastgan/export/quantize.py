@@ -48,7 +48,10 @@ class TileReader(CalibrationDataReader):
     def __init__(self, frames: Sequence[np.ndarray], tile: int, count: int = 64, batch: int = 8, seed: int = 0):
         usable = [f for f in frames if f.shape[1] >= tile and f.shape[2] >= tile]
         if not usable:
-            raise ValueError(f"no calibration frame is at least {tile}×{tile}; give larger frames or a smaller tile")
+            raise ValueError(
+                f"no calibration frame is at least {tile}×{tile}; give larger frames or a smaller tile "
+                "(--calibration-tile)"
+            )
         rng = np.random.default_rng(seed)
         crops = []
         for _ in range(count):
@@ -76,13 +79,23 @@ def calibration_cache_path(onnx_fp32: str | Path, method: str, crops_digest: str
     return onnx_fp32.with_name(f"{onnx_fp32.stem}-{model}-{method}-{crops_digest[:12]}.calibration.json")
 
 
-def _latest_cache(onnx_fp32: Path, method: str) -> Path | None:
-    """The most recently written cache of `onnx_fp32`'s ranges measured with `method`, on any frames (also one named
-    before the crops' hash was part of the name, `…-{method}.calibration.json`)."""
+def _only_cache(onnx_fp32: Path, method: str) -> Path | None:
+    """The cache of `onnx_fp32`'s ranges measured with `method`, on whatever frames (also one named before the crops'
+    hash was part of the name, `…-{method}.calibration.json`); None when there is none.
+
+    Raises:
+        ValueError: several caches of other frames: which one is meant is not known.
+    """
     prefix = glob.escape(f"{onnx_fp32.stem}-{sha256_file(onnx_fp32)[:12]}-{method}")
     folder = onnx_fp32.parent
-    caches = [*folder.glob(f"{prefix}-*.calibration.json"), *folder.glob(f"{prefix}.calibration.json")]
-    return max(caches, key=lambda path: path.stat().st_mtime, default=None)
+    caches = sorted([*folder.glob(f"{prefix}-*.calibration.json"), *folder.glob(f"{prefix}.calibration.json")])
+    if len(caches) > 1:
+        names = ", ".join(path.name for path in caches)
+        raise ValueError(
+            f"{len(caches)} {method} calibrations of {onnx_fp32.name} on other frames ({names}): give the frames to "
+            "use (--calibration-frames), or delete the caches not meant"
+        )
+    return caches[0] if caches else None
 
 
 def quantize_int8(
@@ -99,8 +112,8 @@ def quantize_int8(
         onnx_fp32: an upscaler exported by `export_upscaler` in fp32.
         out: the int8 ONNX file to write (atomically).
         frames: (3, H, W) float32 arrays in [0, 1] from the frames the model will upscale (their ranges are
-            cached: the same crops again are not recalibrated); None uses the latest cached ranges of this model
-            and method, and fails if there are none.
+            cached: the same crops again are not recalibrated); None uses the cached ranges of this model and
+            method, and fails if there are none, or several of other frames.
         tile, count: calibration crop side and number of crops.
         method: "percentile" (99.999th percentile of |activation|), "entropy" (TensorRT's classic KL choice) or
             "minmax".
@@ -113,7 +126,7 @@ def quantize_int8(
             f"{onnx_fp32} is a {meta['fastgan.precision']} {meta['fastgan.kind']}; quantise an fp32 upscaler"
         )
     if frames is None:
-        reader, cache = None, _latest_cache(Path(onnx_fp32), method)
+        reader, cache = None, _only_cache(Path(onnx_fp32), method)
         if cache is None:
             raise ValueError(
                 f"no {method} calibration cache beside {onnx_fp32}: give real frames to calibrate int8 on "

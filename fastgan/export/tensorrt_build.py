@@ -257,7 +257,7 @@ def engine_for(
             f"{precision}`"
         )
     version = tensorrt_version()
-    key = EngineKey(sha256_file(onnx_path), precision, profile, gpu, version)
+    key = EngineKey(sha256_file(onnx_path), precision, profile, gpu, version, workspace_bytes)
     timings = timing_cache_path(cache_dir, gpu, version) if timing_cache else None
     return EngineCache(cache_dir).get_or_build(
         key, lambda: build_serialized_engine(onnx_path, profile, timings, workspace_bytes)

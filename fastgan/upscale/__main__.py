@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--border", choices=("reflect", "zero"), default="reflect")
     p.add_argument("--alpha", choices=ALPHA_MODES, default="model", help="how an alpha channel is upscaled")
     p.add_argument("--engine-cache", default=None, help="TensorRT engine cache folder (default: beside the model)")
+    p.add_argument("--min-tile", type=int, default=1, help="TensorRT: smallest tile side (as given to export trt)")
+    p.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT: builder workspace (as to export trt)")
     p.add_argument(
         "--samples",
         type=int,
@@ -67,7 +69,17 @@ def noise_draws(samples: int, noise_dim: int, seed: int) -> list[torch.Tensor | 
 def _upscale(args: argparse.Namespace, z: torch.Tensor | None, output: str):
     """Upscale args.input to `output` with noise `z` (LAG) or the model as it is; -> (source, speed)."""
     model = load_upscaler(
-        args.model, args.backend, args.device, args.precision, args.fused, args.tile, args.batch, args.engine_cache, z
+        args.model,
+        args.backend,
+        args.device,
+        args.precision,
+        args.fused,
+        args.tile,
+        args.batch,
+        args.engine_cache,
+        z,
+        min_tile=args.min_tile,
+        workspace_bytes=int(args.workspace_gb * 2**30),
     )
     overlap = model.receptive_radius if args.overlap is None else args.overlap
     tiled = TiledUpscaler(
@@ -101,9 +113,28 @@ def _upscale(args: argparse.Namespace, z: torch.Tensor | None, output: str):
     return source, speed
 
 
+def _warn_unused(args: argparse.Namespace) -> None:
+    """Warn about options given (not at their defaults) that the chosen backend does not read."""
+    defaults = parser().parse_args(["--model", "m", "--input", "i", "--output", "o"])
+    unused = {
+        "torch": ("engine_cache", "min_tile", "workspace_gb"),
+        "onnxruntime": ("precision", "fused", "engine_cache", "min_tile", "workspace_gb"),
+        "tensorrt": ("precision", "fused"),
+    }[args.backend]
+    given = ["--" + name.replace("_", "-") for name in unused if getattr(args, name) != getattr(defaults, name)]
+    if given:
+        log.warning(
+            "%s: not used by the %s backend (an ONNX file runs in its own precision; the engine options are "
+            "TensorRT's)",
+            ", ".join(given),
+            args.backend,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _warn_unused(args)
     if args.samples < 0:
         log.error("--samples must be >= 0, got %d", args.samples)
         return 1

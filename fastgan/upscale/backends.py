@@ -49,7 +49,10 @@ class OnnxRuntimeTiles:
         self.device = torch.device("cpu")
 
     def __call__(self, tiles: torch.Tensor) -> torch.Tensor:
-        (out,) = self.session.run([UPSCALER_OUTPUT], {UPSCALER_INPUT: tiles.cpu().numpy().astype(self.dtype)})
+        try:
+            (out,) = self.session.run([UPSCALER_OUTPUT], {UPSCALER_INPUT: tiles.cpu().numpy().astype(self.dtype)})
+        except Exception as error:  # onnxruntime's own error types derive from Exception only
+            raise RuntimeError(f"onnxruntime failed on a batch of tiles {tuple(tiles.shape)}: {error}") from error
         return torch.from_numpy(out).float()
 
 
@@ -92,13 +95,15 @@ class TensorRTTiles:
         batch: int,
         cache_dir: str | Path,
         device: torch.device | None = None,
+        min_tile: int = 1,
+        workspace_bytes: int = 4 << 30,
     ):
         from fastgan.export.tensorrt_runtime import TensorRTEngine
 
         if device is not None and device.type != "cuda":
             raise ValueError(f"TensorRT engines run on a CUDA device, not {device}: use --device cuda or cuda:N")
         index = 0 if device is None or device.index is None else device.index
-        engine_path = upscaler_engine(path, precision, tile, batch, cache_dir, index)
+        engine_path = upscaler_engine(path, precision, tile, batch, cache_dir, index, min_tile, workspace_bytes)
         self.engine = TensorRTEngine(engine_path, buffers="torch", device=index)
         self.dtype = torch.float16 if precision == "fp16" else torch.bfloat16 if precision == "bf16" else torch.float32
         self.device = torch.device("cuda", index)
@@ -129,11 +134,16 @@ def load_upscaler(
     batch: int = 8,
     engine_cache: str | Path | None = None,
     z: torch.Tensor | None = None,
+    *,
+    min_tile: int = 1,
+    workspace_bytes: int = 4 << 30,
 ) -> Upscaler:
     """An upscaler from a training run (checkpoint file or run directory; backend "torch") or an ONNX file written by
     `python -m fastgan.export onnx` (backends "onnxruntime" and "tensorrt"; the precision is the file's own).
 
     A LAG run upscales with G(y, z) for the (Z,) noise `z` (default zeros, the centre); ONNX files hold the centre.
+    TensorRT's engine is built for tiles from `min_tile` to `tile` with a `workspace_bytes` workspace: the values
+    `python -m fastgan.export trt` was given, so that its engine is the one found in the cache.
     """
     from fastgan.train.run import resolve_device
     from fastgan.train.upscalers import upscaler_from_checkpoint, upscaler_scale
@@ -165,9 +175,15 @@ def load_upscaler(
         meta["fastgan.precision"],
     )
     if backend_name == "onnxruntime":
+        if file_precision == "bf16":
+            raise ValueError(
+                f"{path} is a bf16 file, which onnxruntime's CPU and CUDA providers cannot run (bf16 files are for "
+                "TensorRT): export fp32 or fp16 for onnxruntime"
+            )
         tiles = OnnxRuntimeTiles(path, device)
         providers = ",".join(tiles.session.get_providers())
         return Upscaler(tiles, scale, radius, tiles.device, f"onnxruntime {file_precision} ({providers})")
     target = None if device == "auto" else resolve_device(device)  # None: the current GPU
-    tiles = TensorRTTiles(path, file_precision, tile, batch, engine_cache or path.parent / "engines", target)
+    cache = engine_cache or path.parent / "engines"
+    tiles = TensorRTTiles(path, file_precision, tile, batch, cache, target, min_tile, workspace_bytes)
     return Upscaler(tiles, scale, radius, tiles.device, f"TensorRT {file_precision}")

@@ -1,5 +1,7 @@
 """ONNX export: standard operators only, dynamic axes, onnxruntime equal to torch (eager and fused), metadata."""
 
+from pathlib import Path
+
 import onnx
 import pytest
 import torch
@@ -153,3 +155,15 @@ def test_export_cli_writes_the_hrgan_generator_of_a_run(tiny_config):
     meta = read_metadata(f"{run}/export/generator-fp32.onnx")
     assert meta["fastgan.kind"] == "generator" and meta["fastgan.resolution"] == "64" and meta["fastgan.z_dim"] == "32"
     assert export_cli.main(["onnx", "--checkpoint", str(run), "--precision", "int8"]) == 1  # upscalers only
+
+
+def test_the_file_depends_on_the_model_alone(light_x2, light_x2_onnx, tmp_path):
+    """The exporter records each node's Python stack (absolute paths, line numbers); they are dropped, so the bytes
+    (the key of cached TensorRT engines and int8 ranges) do not change with the install location or unrelated
+    edits, and no local path ships in the file."""
+    import fastgan
+
+    again = export_upscaler(light_x2, tmp_path / "again.onnx", scale=2, receptive_radius=12)
+    assert again.read_bytes() == light_x2_onnx.read_bytes()
+    package = str(Path(fastgan.__file__).parent).encode()
+    assert package not in again.read_bytes() and b".py" not in again.read_bytes()

@@ -55,6 +55,8 @@ def test_calibration_is_cached_per_model_method_and_frames(fp32_onnx, tmp_path, 
     other = quantize_int8(fp32_onnx, tmp_path / "o.onnx", _frames(seed=5), tile=32, count=8, method="minmax")
     assert onnx.load(first).graph != onnx.load(other).graph  # other frames: calibrated afresh, not the cache
     assert len(list(fp32_onnx.parent.glob("*-minmax-*.calibration.json"))) == 2  # one per set of crops
+    with pytest.raises(ValueError, match="2 minmax calibrations of .* on other frames"):  # which one is not known
+        quantize_int8(fp32_onnx, tmp_path / "c.onnx", None, method="minmax")
     with pytest.raises(ValueError, match="calibration-frames"):
         quantize_int8(fp32_onnx, tmp_path / "c.onnx", None, method="entropy")
     named_before = cache.with_name(cache.name.rsplit("-", 1)[0] + ".calibration.json")  # without the crops' hash
@@ -70,5 +72,7 @@ def test_quantize_refuses_what_it_cannot_quantise(fp32_onnx, tmp_path):
     half = export_upscaler(SRResNet(2, 4, 1, False), tmp_path / "half.onnx", 2, 8, precision="fp16")
     with pytest.raises(ExportError, match="fp32 upscaler"):
         quantize_int8(half, tmp_path / "x.onnx", _frames())
-    with pytest.raises(ValueError, match="at least 32"):
+    with pytest.raises(
+        ValueError, match=r"at least 32×32; give larger frames or a smaller tile \(--calibration-tile\)"
+    ):
         quantize_int8(fp32_onnx, tmp_path / "x.onnx", [np.zeros((3, 16, 16), np.float32)], tile=32, method="entropy")

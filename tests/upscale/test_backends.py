@@ -49,6 +49,36 @@ def test_load_upscaler_refuses_wrong_pairs(tmp_path):
         load_upscaler(path, "tensorrt", device="cpu")
 
 
+def test_a_bf16_file_is_refused_by_onnxruntime_and_its_load_errors_are_runtime_errors(tmp_path):
+    """bf16 files are for TensorRT; onnxruntime's own exception types (not RuntimeError) become RuntimeErrors, which
+    the CLIs report as an error line."""
+    from fastgan.export.onnx_export import onnxruntime_session
+
+    path = export_upscaler(MODEL, tmp_path / "x2-bf16.onnx", 2, 10, precision="bf16")
+    with pytest.raises(ValueError, match="bf16 file, which onnxruntime's CPU and CUDA providers cannot run"):
+        load_upscaler(path, "onnxruntime")
+    with pytest.raises(RuntimeError, match="onnxruntime cannot load"):
+        onnxruntime_session(path, device="cpu")
+
+
+def test_tensorrt_gets_the_engine_options_export_trt_was_given(tmp_path, monkeypatch):
+    """`upscale --min-tile/--workspace-gb` reach the engine cache's key, so the engine `export trt` built with them is
+    the one found (the build is recorded here, not made: no GPU)."""
+    from fastgan.upscale import backends
+
+    asked = []
+
+    def recorded(*args):
+        asked.append(args)
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(backends, "upscaler_engine", recorded)
+    path = export_upscaler(MODEL, tmp_path / "x2.onnx", 2, 10)
+    with pytest.raises(RuntimeError, match="recorded"):
+        load_upscaler(path, "tensorrt", tile=128, batch=4, min_tile=32, workspace_bytes=1 << 30)
+    assert asked == [(path, "fp32", 128, 4, path.parent / "engines", 0, 32, 1 << 30)]
+
+
 @pytest.mark.skipif(cuda_available(), reason="this machine has an NVIDIA GPU")
 def test_tensorrt_without_a_gpu_says_what_to_use_instead(tmp_path):
     path = export_upscaler(MODEL, tmp_path / "x2.onnx", 2, 10)

@@ -1,6 +1,8 @@
 """End to end: a trained run exported to ONNX (fp32, int8) and upscaled from folders and videos by the torch and
 onnxruntime backends; the two agree, bit depth, grey and alpha survive, TensorRT fails clearly without a GPU."""
 
+import logging
+
 import cv2
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import torch
 
 from fastgan.export import __main__ as export_cli
 from fastgan.export.onnx_export import read_metadata
+from fastgan.train.config import merge
 from fastgan.upscale import __main__ as upscale_cli
 from fastgan.upscale.backends import load_upscaler
 
@@ -160,3 +163,44 @@ def test_eval_sr_names_a_missing_onnx_file(tiny_sr_run, tmp_path, capsys):
     missing = tmp_path / "missing.onnx"
     assert eval_main.main(["sr", "--checkpoint", str(tiny_sr_run), "--onnx", str(missing), "--out", str(tmp_path)]) == 2
     assert f"error: no ONNX file at {missing}" in capsys.readouterr().err
+
+
+def test_an_export_that_differs_from_torch_fails(tmp_path):
+    from fastgan.export import __main__ as export_main
+    from fastgan.export.onnx_export import ExportError
+
+    export_main._checked(tmp_path / "fine.onnx", "fp16", 1e-3)
+    for precision, error in (("fp32", 0.01), ("int8", 0.5), ("fp16", float("nan"))):
+        with pytest.raises(ExportError, match="the export is broken"):
+            export_main._checked(tmp_path / "broken.onnx", precision, error)
+
+
+def test_calibration_keeps_a_sample_of_the_frames_degraded_as_in_training(tiny_sr_run, tmp_path, monkeypatch):
+    """A long source is sampled (at most 64 frames, evenly spaced, decoded one by one), and the run's own images are
+    degraded with its `sr.degrade`."""
+    from fastgan.data import sr_loader
+    from fastgan.export import __main__ as export_main
+    from fastgan.train.upscalers import run_config
+
+    for i in range(70):
+        cv2.imwrite(str(tmp_path / f"f{i:03d}.png"), _smooth(8, 8, 3, seed=i))
+    config = run_config(tiny_sr_run)
+    frames = export_main._calibration_frames(str(tmp_path), config, 2)
+    assert len(frames) == 64 and frames[0].shape == (3, 8, 8)
+    methods = []
+    degrade = sr_loader.degrade
+    monkeypatch.setattr(
+        sr_loader, "degrade", lambda hr, scale, method: methods.append(method) or degrade(hr, scale, method)
+    )
+    export_main._calibration_frames(None, merge(config, {"sr": {"degrade": "area"}}), 2)
+    assert methods and set(methods) == {"area"}
+
+
+def test_options_a_backend_does_not_read_are_named(exported, frames_folder, tmp_path, caplog):
+    args = ["--model", str(exported), "--backend", "onnxruntime", "--precision", "fp16", "--min-tile", "8"]
+    with caplog.at_level(logging.WARNING):
+        assert (
+            upscale_cli.main([*args, "--input", str(frames_folder / "grey.png"), "--output", str(tmp_path / "a.png")])
+            == 0
+        )
+    assert "--precision, --min-tile: not used by the onnxruntime backend" in caplog.text
