@@ -90,6 +90,8 @@ def evaluate_run(
             evaluator.spec.num_classes,
             generator.num_classes,
         )
+    elif weights != default_evaluator_weights(config.loss.evaluator_weights, config.data.source):
+        log.warning("accuracy with %s assumes its classes are the generator's, in the same order", weights)
     fake = extract(generated_batches(generator, labels, seed, batch_size), extractors, device)
     real_images, real_labels = _real_batches(config, samples, batch_size, seed)
     real = extract(real_images, extractors, device)

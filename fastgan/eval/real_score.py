@@ -46,7 +46,8 @@ def cached_real_score(evaluator: Evaluator, image_set: ImageSet, cache_dir: str 
     The cache key hashes the dataset's pixels and labels and the evaluator's weights file, so a changed
     dataset or evaluator is recomputed, never served stale.
     """
-    key = hashlib.sha256(f"{image_set.fingerprint()}:{evaluator.spec.fingerprint}".encode()).hexdigest()[:32]
+    # "fp32": computed in exact fp32 since 2026-11-30; values cached before (TF32 on some GPUs) are recomputed
+    key = hashlib.sha256(f"{image_set.fingerprint()}:{evaluator.spec.fingerprint}:fp32".encode()).hexdigest()[:32]
     path = Path(cache_dir).expanduser() / "ms_real" / f"{key}.json"
     if path.is_file():
         try:

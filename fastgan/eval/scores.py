@@ -13,10 +13,11 @@ def _check_finite(values: torch.Tensor, what: str, minus_inf: bool = False) -> N
     `minus_inf`, −inf passes (a logit that rules a class out)."""
     invalid = values.isnan() | (values == math.inf) if minus_inf else ~torch.isfinite(values)
     if invalid.any():
-        bad = int(invalid.any(dim=-1).sum()) if values.dim() else 1
+        rows = invalid.reshape(len(values), -1).any(dim=1) if values.dim() > 1 else invalid.reshape(-1)
+        unit = "rows" if values.dim() > 1 else "values"
         raise ValueError(
-            f"{what} hold NaN or inf ({bad} of {values.shape[0] if values.dim() else 1} rows): a generator that "
-            "diverged, or a broken network; score a checkpoint from before the failure"
+            f"{what} hold NaN or inf ({int(rows.sum())} of {len(rows)} {unit}): a generator that diverged, or a broken "
+            "network; score a checkpoint from before the failure"
         )
 
 

@@ -220,12 +220,16 @@ def onnxruntime_session(path: str | Path, providers: list | None = None, device:
 ONNX_TO_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 
 
-def max_error_vs_torch(path: str | Path, model: nn.Module, inputs: dict[str, torch.Tensor]) -> float:
-    """max |onnxruntime(path) − model(*inputs)| on CPU, the fused ops on their eager references; the inputs are cast
-    to the file's input types for onnxruntime (so an fp16 file is measured against the fp32 model)."""
+def error_vs_torch(
+    path: str | Path, model: nn.Module, inputs: dict[str, torch.Tensor], statistic: str = "max"
+) -> float:
+    """max (or, with `statistic` "rms", root-mean-square) |onnxruntime(path) − model(*inputs)| on CPU, the fused ops
+    on their eager references; the inputs are cast to the file's input types for onnxruntime (so an fp16 file is
+    measured against the fp32 model)."""
     session = onnxruntime_session(path, ["CPUExecutionProvider"])
     types = {i.name: ONNX_TO_NUMPY[i.type] for i in session.get_inputs()}
     (onnx_out,) = session.run(None, {name: value.numpy().astype(types[name]) for name, value in inputs.items()})
     with backend("torch"), torch.no_grad():
         torch_out = model.eval()(*inputs.values()).float().numpy()
-    return float(np.abs(onnx_out.astype(np.float32) - torch_out).max())
+    difference = np.abs(onnx_out.astype(np.float64) - torch_out)
+    return float(difference.max() if statistic == "max" else np.sqrt(np.mean(difference**2)))

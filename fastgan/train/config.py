@@ -338,7 +338,8 @@ class Config:
 
 #: Settings only HRGAN reads.
 _HRGAN_ONLY = ("model.resolution", "model.z_dim", "model.g_channels", "model.g_widths", "model.d_channels")
-_HRGAN_ONLY += ("data.source", "data.path", "data.num_images", "loss.", "train.batch_size_d")
+_HRGAN_ONLY += ("data.source", "data.path", "data.num_images", "loss.", "train.batch_size_d", "train.amp")
+_HRGAN_ONLY += ("output.samples_per_class",)
 #: Settings a model family leaves unread, by key or section prefix.
 _UNUSED_BY = {
     "hrgan": ("sr.", "lag.", "progressive."),
@@ -359,6 +360,8 @@ def refuse_unused_keys(config: Config) -> None:
     unused = _UNUSED_BY[name]
     if name == "srgan" and config.sr.stage == "srresnet":
         unused += (*_UNUSED_BY_SRRESNET_STAGE, "train.lr_d")
+    elif name == "srgan":
+        unused += ("sr.pixel_loss",)  # the adversarial stage's content loss is VGG's
     if not config.progressive.enabled:
         unused += ("progressive.",)
     defaults, current = Config().to_dict(), config.to_dict()

@@ -282,7 +282,10 @@ class Trainer:
         (fastgan.profiling.StepProfiler).
         """
         out, total = self.config.output, self.config.train.iterations
-        metrics_log = MetricsLog(self.run_dir, out.tensorboard, resume_step=self.step, log_every=out.log_every)
+        # a window carried in the checkpoint holds the steps of the earlier run's last, off-cadence record (if it
+        # ended there): when steps follow, the next record averages them again, so that record is dropped
+        redo_last = bool(self.window) and self.step < total
+        metrics_log = MetricsLog(self.run_dir, out.tensorboard, resume_step=self.step, redo_last=redo_last)
         window_start, timed = time.perf_counter(), 0  # this process's iterations in the window, for it/s
         progress = tqdm(total=total, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
         skip = profiled_after(self.config.train)

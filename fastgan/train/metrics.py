@@ -22,14 +22,14 @@ class MetricsLog:
     """Appends records to `run_dir/metrics.jsonl` and mirrors scalars to TensorBoard under `run_dir/tb`.
 
     On resume from step S, records after S (written after the checkpoint, before the interruption) are dropped, so
-    the log matches the state the run continues from; so is a record at S off the `log_every` cadence (a finished
-    run's last one, whose steps the checkpoint's window carries into the next record), so an extended run logs
-    what an uninterrupted one would.
+    the log matches the state the run continues from; with `redo_last`, so is the record at S (a finished run's
+    last one, off the log cadence, whose steps the checkpoint's window carries into the next record), so an
+    extended run logs what an uninterrupted one would.
     """
 
-    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int = 0, log_every: int = 1):
+    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int = 0, redo_last: bool = False):
         self.path = run_dir / "metrics.jsonl"
-        last_kept = resume_step if resume_step % log_every == 0 else resume_step - 1
+        last_kept = resume_step - 1 if redo_last else resume_step
         if resume_step and self.path.is_file():
             kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= last_kept]
             write_bytes_atomically(self.path, "".join(line + "\n" for line in kept).encode())

@@ -259,6 +259,7 @@ def test_extending_a_finished_run_logs_what_a_longer_run_would(tiny_config, tmp_
     config = merge(tiny_config, {"output": {"log_every": 3}})
     straight = train(merge(config, {"output": {"out_dir": str(tmp_path / "straight")}}))
     train(merge(config, {"train": {"iterations": 2}}))
+    assert [r["step"] for r in _metrics(resume(config.output.out_dir).run_dir)] == [2]  # nothing to run: kept
     resumed = resume(config.output.out_dir, {"train": {"iterations": 4}})
     a, b = _metrics(straight.run_dir), _metrics(resumed.run_dir)
     assert [r["step"] for r in a] == [r["step"] for r in b] == [3, 4]  # the short run's last record (2) is dropped
