@@ -353,7 +353,7 @@ _UNUSED_BY_SRRESNET_STAGE = ("sr.adversarial_weight", "sr.relativistic", "sr.per
 
 def refuse_unused_keys(config: Config) -> None:
     """Raise ConfigError for settings changed from their defaults that the run would not read (LAG's scale is
-    lag.scale, not sr.scale; an upscaler has no λ_MS; progressive.* without progressive.enabled, ...): a new run's,
+    lag.scale, not sr.scale; an upscaler has no λ_MS, ...): a new run's,
     so that a user who sets them learns it. Saved configs of earlier runs, which may hold them, still load for
     resuming and evaluation."""
     name = config.model.name
@@ -362,8 +362,6 @@ def refuse_unused_keys(config: Config) -> None:
         unused += (*_UNUSED_BY_SRRESNET_STAGE, "train.lr_d")
     elif name == "srgan":
         unused += ("sr.pixel_loss",)  # the adversarial stage's content loss is VGG's
-    if not config.progressive.enabled:
-        unused += ("progressive.",)
     defaults, current = Config().to_dict(), config.to_dict()
     changed = [f"{s}.{k}" for s in current for k in current[s] if current[s][k] != defaults[s][k]]
     ignored = [key for key in changed if key.startswith(unused) and key != "progressive.enabled"]

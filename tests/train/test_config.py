@@ -214,13 +214,13 @@ def test_a_new_run_refuses_keys_its_family_does_not_use(tmp_path):
         (["model.name=lag", "sr.scale=2"], "sr.scale: not read by a model.name=lag run"),  # LAG's is lag.scale
         (["model.name=srgan", "lag.scale=8"], "lag.scale"),
         (["model.name=srgan", "loss.lambda_ms=0", "data.source=cifar10", "data.path=/c"], "data.source, data.path"),
-        (["model.name=lag", "progressive.stable_images=5"], "progressive.stable_images"),  # growing is off
         (["model.name=srgan", "train.lr_d=1e-3", "sr.relativistic=true"], "train.lr_d, sr.relativistic"),
         (["sr.crop=32", "lag.noise_dim=4"], "sr.crop, lag.noise_dim: not read by a model.name=hrgan run"),
     ):
         with pytest.raises(ConfigError, match=named):
             refuse_unused_keys(load_config(None, overrides))
     refuse_unused_keys(load_config(None, ["model.name=srgan", "sr.stage=srgan", "train.lr_d=1e-3"]))  # read there
+    refuse_unused_keys(load_config("lag-x4", ["progressive.enabled=false"]))  # a preset's schedule, switched off
     refuse_unused_keys(load_config(None, ["model.name=srgan", "data.seed=3", "data.color_jitter=[0.1, 0, 0]"]))
 
 
