@@ -142,6 +142,15 @@ def score_samples(
         scores["is"], scores["is_std"] = split_score(fake["inception"][1], splits)
     for space in fake if real is not None else ():
         real_feats, fake_feats = real[space][0], fake[space][0]
+        samples, dims = min(len(real_feats), len(fake_feats)), real_feats.shape[1]
+        if samples <= dims:
+            log.warning(
+                "FID in the %s space from %d samples, no more than its %d dimensions: the covariances are "
+                "rank-deficient and FID is biased upwards; compare it only with FIDs of as many samples (--samples)",
+                space,
+                samples,
+                dims,
+            )
         scores[f"fid_{space}"] = frechet_distance(feature_statistics(real_feats), feature_statistics(fake_feats))
         scores[f"intra_fid_{space}"] = intra_class_fid((real_feats, real_labels), (fake_feats, fake_labels))
         cap = 5000  # k-NN precision/recall is quadratic: a fixed subset keeps it cheap
