@@ -149,6 +149,7 @@ def test_samples_are_scored_as_8_bit_images_and_accuracy_needs_the_generators_cl
     with caplog.at_level("WARNING"):
         (row, *_) = evaluate_run(tiny_runs[0], samples=40, splits=2, batch_size=20, evaluator_weights=imagenet)
     assert "evaluator knows 1000 classes, the generator 10" in caplog.text
+    assert "FID in the evaluator space from 40 samples, no more than its 576 dimensions" in caplog.text
     assert not {"accuracy", "hr_accuracy", "truth_accuracy"} & set(row) and "fid_evaluator" in row and "hr_fid" in row
 
 
