@@ -9,7 +9,6 @@ python -m fastgan.export trt --onnx runs/srresnet-x2/export/upscaler-fp16.onnx -
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 from pathlib import Path
 
@@ -77,14 +76,6 @@ def _check(path: Path, model: torch.nn.Module, inputs: dict[str, torch.Tensor], 
         )
 
 
-@contextlib.contextmanager
-def _checked_into(out: Path, precision: str):
-    """Yield a temporary path in `out`'s folder to export to; it becomes `out` only if no check in the block fails,
-    so a broken export never replaces a good file (`fastgan.atomic.atomic_path`)."""
-    with atomic_path(out, keep_suffix=True) as temporary:
-        yield temporary
-
-
 def export_run(
     checkpoint: str, out: Path | None, precision: str, frames: str | None, method: str, tile: int = 64
 ) -> Path:
@@ -104,7 +95,7 @@ def export_run(
         scale = upscaler_scale(config)
         radius = receptive_radius(model, scale)
         out = out or folder / f"upscaler-{precision}.onnx"
-        with _checked_into(out, precision) as temporary:
+        with atomic_path(out, keep_suffix=True) as temporary:  # becomes `out` only if the check passes
             if precision == "int8":
                 fp32 = export_upscaler(model, out.with_name(out.stem + "-fp32-source.onnx"), scale, radius)
                 calibration = _calibration_frames(frames, config, scale)
@@ -122,7 +113,7 @@ def export_run(
     generator, config = ema_generator_from_checkpoint(run)
     num_classes = generator.num_classes
     out = out or folder / f"generator-{precision}.onnx"
-    with _checked_into(out, precision) as temporary:
+    with atomic_path(out, keep_suffix=True) as temporary:  # becomes `out` only if the check passes
         export_generator(generator, temporary, config.model.z_dim, num_classes, config.model.resolution, precision)
         if precision != "bf16":
             inputs = {"z": torch.randn(4, config.model.z_dim), "y": torch.arange(4) % num_classes}
@@ -178,11 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         if args.command == "onnx":
-            calibration = {"--calibration-frames": args.calibration_frames is not None}
-            calibration |= {"--calibration-method": args.calibration_method != "percentile"}
-            calibration |= {"--calibration-tile": args.calibration_tile != 64}
-            if args.precision != "int8" and any(calibration.values()):
-                log.warning("%s: only int8 exports are calibrated", ", ".join(k for k, v in calibration.items() if v))
+            names = ("calibration_frames", "calibration_method", "calibration_tile")
+            given = ["--" + n.replace("_", "-") for n in names if getattr(args, n) != onnx_cmd.get_default(n)]
+            if args.precision != "int8" and given:
+                log.warning("%s: only int8 exports are calibrated", ", ".join(given))
             path = export_run(
                 args.checkpoint,
                 args.out,

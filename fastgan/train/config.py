@@ -351,25 +351,28 @@ _UNUSED_BY = {
 _UNUSED_BY_SRRESNET_STAGE = ("sr.adversarial_weight", "sr.relativistic", "sr.perceptual_layer", "sr.vgg_weights")
 
 
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """The `section.key` names whose values differ between two configs."""
+    a, b = old.to_dict(), new.to_dict()
+    return [f"{section}.{key}" for section in b for key in b[section] if a[section][key] != b[section][key]]
+
+
 def refuse_unused_keys(config: Config) -> None:
     """Raise ConfigError for settings changed from their defaults that the run would not read (LAG's scale is
-    lag.scale, not sr.scale; an upscaler has no λ_MS, ...): a new run's,
-    so that a user who sets them learns it. Saved configs of earlier runs, which may hold them, still load for
-    resuming and evaluation."""
+    lag.scale, not sr.scale; an upscaler has no λ_MS, ...): a new run's, so that a user who sets them learns it.
+    Saved configs of earlier runs, which may hold them, still load for resuming and evaluation."""
     name = config.model.name
     unused = _UNUSED_BY[name]
     if name == "srgan" and config.sr.stage == "srresnet":
         unused += (*_UNUSED_BY_SRRESNET_STAGE, "train.lr_d")
     elif name == "srgan":
         unused += ("sr.pixel_loss",)  # the adversarial stage's content loss is VGG's
-    defaults, current = Config().to_dict(), config.to_dict()
-    changed = [f"{s}.{k}" for s in current for k in current[s] if current[s][k] != defaults[s][k]]
-    ignored = [key for key in changed if key.startswith(unused) and key != "progressive.enabled"]
     if name == "hrgan" and config.progressive.enabled:
         raise ConfigError(
             "progressive.enabled grows an upscaler (model.name=lag, or srgan at sr.scale=4); HRGAN trains at one "
             "resolution: drop --progressive"
         )
+    ignored = [key for key in changed_keys(Config(), config) if key.startswith(unused)]
     if ignored:
         stage = f", sr.stage={config.sr.stage}" if name == "srgan" else ""
         raise ConfigError(

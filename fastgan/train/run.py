@@ -22,7 +22,7 @@ from fastgan.data.sr_sources import game_frames, skimage_photos, split_held_out
 from fastgan.data.video_sources import is_video, split_video_tail
 from fastgan.ops.backends import backend, fused_backend_for
 from fastgan.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from fastgan.train.config import Config, ConfigError, DataConfig, SRConfig, merge, refuse_unused_keys
+from fastgan.train.config import Config, ConfigError, DataConfig, SRConfig, changed_keys, merge, refuse_unused_keys
 from fastgan.train.core import Loader, Trainer
 from fastgan.train.hrgan_step import HRGANFamily
 from fastgan.train.lag_step import LAGFamily
@@ -76,10 +76,6 @@ def load_image_set(data: DataConfig, loader: str = "torch", device: torch.device
     return cifar_image_set(data.path, data.source)
 
 
-def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return [f"{s}.{k}" for s in new for k in new[s] if old[s][k] != new[s][k]]
-
-
 def resume_config(checkpoint: dict[str, Any], updates: dict[str, Any]) -> Config:
     """The checkpoint's config with `updates` applied; only `RESUMABLE_CHANGES` may differ."""
     stored = checkpoint["config"]
@@ -87,7 +83,7 @@ def resume_config(checkpoint: dict[str, Any], updates: dict[str, Any]) -> Config
         stored = {**stored, "train": {**stored.get("train", {}), "channels_last": False}}
     saved = merge(Config(), stored)
     config = merge(saved, updates)
-    frozen = [k for k in _changed_keys(saved.to_dict(), config.to_dict()) if not k.startswith(RESUMABLE_CHANGES)]
+    frozen = [k for k in changed_keys(saved, config) if not k.startswith(RESUMABLE_CHANGES)]
     if frozen:
         raise ConfigError(f"a resumed run cannot change {', '.join(frozen)}; start a new run (--out) instead")
     return config

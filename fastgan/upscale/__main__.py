@@ -115,13 +115,13 @@ def _upscale(args: argparse.Namespace, z: torch.Tensor | None, output: str):
 
 def _warn_unused(args: argparse.Namespace) -> None:
     """Warn about options given (not at their defaults) that the chosen backend does not read."""
-    defaults = parser().parse_args(["--model", "m", "--input", "i", "--output", "o"])
+    defaults = parser()
     unused = {
         "torch": ("engine_cache", "min_tile", "workspace_gb"),
         "onnxruntime": ("precision", "fused", "engine_cache", "min_tile", "workspace_gb"),
         "tensorrt": ("precision", "fused"),
     }[args.backend]
-    given = ["--" + name.replace("_", "-") for name in unused if getattr(args, name) != getattr(defaults, name)]
+    given = ["--" + name.replace("_", "-") for name in unused if getattr(args, name) != defaults.get_default(name)]
     if given:
         log.warning(
             "%s: not used by the %s backend (an ONNX file runs in its own precision; the engine options are "
