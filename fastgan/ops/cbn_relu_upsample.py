@@ -253,17 +253,29 @@ class _CBNReluUpsampleConv(torch.autograd.Function):
         return dx, dgain, dbias, grad_weight, grad_conv_bias, None, None, None, None, None, None, None
 
 
-def _validate(x, gain, bias, running_mean, running_var, training, scale) -> None:
+def _validate(x, gain, bias, running_mean, running_var, training, scale, eps) -> None:
     if x.dim() != 4 or gain.shape != x.shape[:2] or bias.shape != x.shape[:2]:
         raise ValueError(
             f"cbn_relu_upsample expects x (N, C, H, W) and gain, bias (N, C); got x {tuple(x.shape)}, "
             f"gain {tuple(gain.shape)}, bias {tuple(bias.shape)}"
         )
-    if not isinstance(scale, int) or scale < 1:
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {x.dtype}; convert it with x.float()")
+    if x.numel() == 0:
+        raise ValueError(f"x {tuple(x.shape)} is empty: batch norm needs at least one value per channel")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
-    if not training and (running_mean is None or running_var is None):
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps!r}")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must both be given or both be None")
+    channels = x.shape[1]
+    for name, buffer in (("running_mean", running_mean), ("running_var", running_var)):
+        if buffer is not None and buffer.shape != (channels,):
+            raise ValueError(f"{name} must have shape ({channels},) for x {tuple(x.shape)}, got {tuple(buffer.shape)}")
+    if not training and running_mean is None:
         raise ValueError("eval mode (training=False) normalises with running_mean and running_var; pass both")
-    if training and x.numel() == x.shape[1]:
+    if training and x.numel() == channels:
         raise ValueError(f"batch statistics need more than one value per channel, got x {tuple(x.shape)}")
 
 
@@ -291,7 +303,7 @@ def cbn_relu_upsample(
     Returns:
         (N, C, scale·H, scale·W) in x's dtype, computed by the current backend.
     """
-    _validate(x, gain, bias, running_mean, running_var, training, scale)
+    _validate(x, gain, bias, running_mean, running_var, training, scale, eps)
     name = current_backend()
     if name == "torch" or traced_by_compile():
         return cbn_relu_upsample_ref(x, gain, bias, running_mean, running_var, training, momentum, eps, scale)
@@ -330,7 +342,7 @@ def cbn_relu_upsample_conv(
     the reference arithmetic, differentiated and fused by torch.compile.
     Shapes: x (N, Cin, H, W), weight (Cout, Cin, k, k) -> (N, Cout, sH, sW).
     """
-    _validate(x, gain, bias, running_mean, running_var, training, scale)
+    _validate(x, gain, bias, running_mean, running_var, training, scale, eps)
     if (
         weight.dim() != 4
         or weight.shape[1] != x.shape[1]

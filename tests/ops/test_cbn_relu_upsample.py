@@ -302,6 +302,44 @@ def test_shape_errors_say_what_was_expected():
         )
 
 
+@pytest.mark.parametrize("name", ["torch", "fused-torch", "fused-compiled", "triton"])
+@pytest.mark.parametrize(
+    "case, error, match",
+    [
+        ("empty batch", ValueError, "is empty"),
+        ("empty plane", ValueError, "is empty"),
+        ("one running buffer", ValueError, "both be given"),
+        ("short running buffers", ValueError, "running_mean must have shape \\(3,\\)"),
+        ("integer x", TypeError, "floating-point"),
+        ("negative eps", ValueError, "eps must be positive"),
+        ("boolean scale", ValueError, "positive integer"),
+    ],
+)
+def test_bad_arguments_are_refused_before_they_touch_the_running_statistics(name, case, error, match):
+    """Each of these once slipped through a fused backend: NaN running statistics for good (empty input), a skipped
+    update (one buffer), statistics broadcast over channels, int64 output, NaN output, scale True taken as 1."""
+    x, gain, bias = torch.randn(2, 3, 4, 4), torch.ones(2, 3), torch.zeros(2, 3)
+    mean, var = torch.zeros(3), torch.ones(3)
+    kwargs = {"running_mean": mean, "running_var": var}
+    if case == "empty batch":
+        x, gain, bias = x[:0], gain[:0], bias[:0]
+    elif case == "empty plane":
+        x = x[..., :0]
+    elif case == "one running buffer":
+        kwargs["running_var"] = None
+    elif case == "short running buffers":
+        kwargs = {"running_mean": torch.zeros(1), "running_var": torch.ones(1), "training": False}
+    elif case == "integer x":
+        x = x.long()
+    elif case == "negative eps":
+        kwargs["eps"] = -1e-5
+    elif case == "boolean scale":
+        kwargs["scale"] = True
+    with backend(name), pytest.raises(error, match=match):
+        cbn_relu_upsample(x, gain, bias, **kwargs)
+    assert torch.equal(mean, torch.zeros(3)) and torch.equal(var, torch.ones(3))
+
+
 def test_triton_launcher_rejects_unsupported_dtype():
     x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
     with backend("triton"), pytest.raises(ValueError, match="fp32, fp16 or bf16"):
