@@ -68,10 +68,11 @@ NUM_WARPS = 8
 def _accumulate_columns(acc_p, acc_plogp, acc_max, p, log_p, mask):
     """The running per-element Σ p, Σ p·log p and max log p of [BLOCK_B, BLOCK_K] tiles (p is 0 where masked).
 
-    0·log 0 counts 0: a class with a −inf logit (log p = −inf) adds nothing, as it would not exist.
+    0·log 0 counts 0: a class with a −inf logit (log p = −inf) adds nothing, as it would not exist. A NaN p (a NaN
+    or +inf logit in its row) reaches Σ p·log p and so the score, as in eager; `max` reductions would drop it.
     """
     acc_p += p
-    acc_plogp += tl.where(p > 0.0, p * log_p, 0.0)
+    acc_plogp += tl.where(p == 0.0, 0.0, p * log_p)
     acc_max = tl.maximum(acc_max, tl.where(mask, log_p, float("-inf")))
     return acc_p, acc_plogp, acc_max
 

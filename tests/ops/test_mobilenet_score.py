@@ -364,3 +364,20 @@ def test_compiled_kernels_on_cuda_stay_finite_and_take_slices(dtype, matches_ref
     wide = (torch.randn(9, 24, device="cuda") * 2).to(dtype)
     _assert_matches(wide[:, 3:20], "triton", matches_reference, f"cuda {dtype} column slice")
     _assert_matches(wide.t()[:, :5], "triton", matches_reference, f"cuda {dtype} transposed")
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the interpreter's inf − inf
+@pytest.mark.parametrize("tile", [4096, 8], ids=["whole-rows", "two-pass"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "+inf"])
+@pytest.mark.parametrize("backend", FUSED)
+def test_a_nan_or_plus_inf_logit_makes_the_score_nan(backend, bad, tile):
+    """As in eager: the Triton forward once scored such a batch finitely (0.2, below the score's floor of 1), because
+    its max reductions drop NaN, and a diverged evaluator slipped past the trainer's NaN check."""
+    logits = torch.randn(9, 16) * 3
+    logits[3, 2] = bad
+    assert torch.isnan(mobilenet_score_ref(logits))
+    if backend == "triton" and tile != 4096:
+        score = kernels.forward(logits, tile=tile, programs=2)[0]
+    else:
+        score = _score_and_grad(logits, backend)[0]
+    assert torch.isnan(score)
