@@ -40,6 +40,24 @@ def bf16_autocast_available(device: torch.device, amp: bool) -> bool:
     return False
 
 
+def warn_if_target_out_of_reach(target: float, num_classes: int, batch_size: int) -> None:
+    """Warn when L_MS's target exceeds the most a generator batch can score: min(K, B), reached only by B images
+    each certain of a different class. L_MS = λ·max(0, log target − log MS_fake) then never reaches 0, so its hinge
+    never switches off and it acts as "maximise MS" (HRGAN Eq. 4 scores MS_fake over batches of 128, where the
+    ceiling is K). Real data's own batch score sits below the whole-set MS_real as well, the more the smaller B."""
+    ceiling = min(num_classes, batch_size)
+    if target >= ceiling:
+        log.warning(
+            "L_MS target MS_real·√HR = %.2f is beyond the most a batch of %d images over %d classes can score (%d): "
+            "L_MS never reaches 0 and keeps pushing MS_fake up. Raise train.batch_size_g, use an evaluator with more "
+            "classes, or keep loss.lambda_ms small",
+            target,
+            batch_size,
+            num_classes,
+            ceiling,
+        )
+
+
 class HRGANFamily:
     """G, D, the EMA generator, the evaluator and their optimisers, and the HRGAN iteration.
 
@@ -87,6 +105,7 @@ class HRGANFamily:
                 self.evaluator, device, config
             )  # for the generator's batches, after the one-off real score
             log.info("MS_real = %.4f; L_MS target MS_real·√HR = %.4f", self.ms_real, self.ms_real * self.hr**0.5)
+            warn_if_target_out_of_reach(self.ms_real * self.hr**0.5, self.evaluator.spec.num_classes, t.batch_size_g)
         fixed = torch.Generator().manual_seed(t.seed + 1)
         per_class = self.sample_columns = config.output.samples_per_class
         self.sample_z = torch.randn(self.num_classes * per_class, m.z_dim, generator=fixed).to(device)
@@ -139,7 +158,10 @@ class HRGANFamily:
     def _evaluator_logits(self, images: torch.Tensor) -> torch.Tensor | None:
         """The evaluator's logits of the generated images (B, 3, R, R) -> (B, classes), or None without L_MS.
 
-        In fp32 even under autocast: L_MS compares MS_fake with MS_real, which the evaluator scored in fp32."""
+        In fp32 even under autocast: L_MS compares MS_fake with MS_real, which the evaluator scored in fp32. Unlike
+        MS_real (`exact_fp32`), TF32 stays as the device has it: its rounding (~1e-3 relative) is far below the
+        batch score's own bias against the whole-set MS_real, and full-precision convolutions would slow every G
+        step (forward and backward through the evaluator) on Ampere and newer."""
         if self.evaluator is None:
             return None
         with phase("evaluator"), torch.autocast(self.device.type, enabled=False):
