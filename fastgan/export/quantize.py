@@ -34,6 +34,20 @@ CALIBRATION_METHODS = {
 }
 
 
+def _check_calibration_frame(index: int, frame: np.ndarray) -> None:
+    """Refuse what would calibrate int8 ranges for other inputs than the model gets: (3, H, W) floats in [0, 1]."""
+    if frame.ndim != 3 or frame.shape[0] != 3:
+        hint = " (channels last? use frame.transpose(2, 0, 1))" if frame.ndim == 3 and frame.shape[-1] == 3 else ""
+        raise ValueError(f"calibration frame {index} has shape {frame.shape}; expected (3, H, W){hint}")
+    if not np.issubdtype(frame.dtype, np.floating):
+        raise ValueError(
+            f"calibration frame {index} is {frame.dtype}; give floats in [0, 1] (divide 8-bit frames by 255, 16-bit "
+            "by 65535), as the model sees them"
+        )
+    if not np.isfinite(frame).all() or frame.min() < 0 or frame.max() > 1:
+        raise ValueError(f"calibration frame {index} has values outside [0, 1] (or non-finite); scale it to [0, 1]")
+
+
 class TileReader(CalibrationDataReader):
     """Batches of random `tile`×`tile` crops of real frames, fed to the model's input while ranges are measured.
 
@@ -46,6 +60,8 @@ class TileReader(CalibrationDataReader):
     """
 
     def __init__(self, frames: Sequence[np.ndarray], tile: int, count: int = 64, batch: int = 8, seed: int = 0):
+        for i, frame in enumerate(frames):
+            _check_calibration_frame(i, frame)
         usable = [f for f in frames if f.shape[1] >= tile and f.shape[2] >= tile]
         if not usable:
             raise ValueError(
