@@ -83,7 +83,7 @@ def test_quantize_refuses_what_it_cannot_quantise(fp32_onnx, tmp_path):
     [
         (
             (np.ones((3, 48, 56)) * 200).astype(np.uint8),
-            "uint8; give floats in \\[0, 1\\] \\(divide 8-bit frames by 255",
+            "uint8; give floats in .0, 1. .divide 8-bit frames by 255",
         ),
         (np.ones((48, 56, 3), np.float32), "expected \\(3, H, W\\) \\(channels last\\?"),
         (np.full((3, 48, 56), 200.0, np.float32), "outside \\[0, 1\\]"),
