@@ -91,13 +91,29 @@ def export_upscaler(
     scale: int,
     receptive_radius: int,
     precision: str = "fp32",
-    example_size: int = 32,
 ) -> Path:
     """Write `model` ((N, 3, h, w) → (N, 3, s·h, s·w)) as ONNX with dynamic N, h, w, in `precision` (fp32, fp16 or
-    bf16: weights and I/O in that type; TensorRT builds strongly typed engines from it)."""
+    bf16: weights and I/O in that type; TensorRT builds strongly typed engines from it). `scale` and
+    `receptive_radius` go into the file's metadata for the tiled upscaler; the scale is checked on an example.
+    Not compared with torch here: `error_vs_torch` does that (`python -m fastgan.export` refuses files beyond its
+    tolerance)."""
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    if isinstance(receptive_radius, bool) or not isinstance(receptive_radius, int) or receptive_radius < 0:
+        raise ValueError(
+            f"receptive_radius must be a non-negative integer (fastgan.upscale.receptive_field.receptive_radius "
+            f"measures it), got {receptive_radius!r}"
+        )
     dtype = _dtype(precision)
     model = copy.deepcopy(model).to("cpu", dtype).eval()
-    example = torch.rand(2, 3, example_size, example_size + 3, dtype=dtype)
+    example = torch.rand(2, 3, 32, 35, dtype=dtype)
+    with torch.no_grad():
+        produced = tuple(model(example).shape)
+    if produced != (2, 3, 32 * scale, 35 * scale):
+        raise ExportError(
+            f"the model turns (2, 3, 32, 35) into {produced}, not (2, 3, {32 * scale}, {35 * scale}): it is not a "
+            f"×{scale} RGB upscaler; give the scale it was trained for"
+        )
     batch, height, width = (torch.export.Dim(n, min=1, max=8192) for n in ("batch", "height", "width"))
     meta = {
         "fastgan.kind": "upscaler",

@@ -56,6 +56,22 @@ class Frame:
     grey: bool = False
     name: str = "frame"
 
+    def __post_init__(self) -> None:
+        if self.rgb.dim() != 3 or self.rgb.shape[0] != 3 or not self.rgb.is_floating_point():
+            raise ValueError(
+                f"frame {self.name}: rgb must be a (3, H, W) float tensor in [0, 1], got {self.rgb.dtype} "
+                f"{tuple(self.rgb.shape)}"
+            )
+        if self.alpha is not None and (
+            self.alpha.shape != (1, *self.rgb.shape[1:]) or not self.alpha.is_floating_point()
+        ):
+            raise ValueError(
+                f"frame {self.name}: alpha must be a (1, H, W) float tensor the size of rgb {tuple(self.rgb.shape)}, "
+                f"got {self.alpha.dtype} {tuple(self.alpha.shape)}"
+            )
+        if self.bit_depth not in (8, 16):
+            raise ValueError(f"frame {self.name}: bit_depth must be 8 or 16, got {self.bit_depth!r}")
+
 
 def _chw(pixels: np.ndarray) -> torch.Tensor:
     """(H, W, C) float32 → contiguous (C, H, W) tensor."""
@@ -100,6 +116,11 @@ def frame_to_array(frame: Frame) -> np.ndarray:
     else:
         colour = frame.rgb.flip(0)  # RGB → BGR
     planes = colour if frame.alpha is None else torch.cat([colour, frame.alpha.to(colour.dtype)])
+    if not torch.isfinite(planes).all():
+        raise FrameError(
+            f"frame {frame.name} has non-finite pixels (NaN or inf): the model's output is broken — check its weights "
+            "and precision (fp16 overflow?)"
+        )
     # quantised where the frame is (the upscaler's GPU for an upscaled one): only integers cross to the host
     pixels = (planes.clamp(0, 1) * PEAK[dtype]).round().to(integers).permute(1, 2, 0).contiguous().cpu().numpy()
     return pixels[..., 0] if pixels.shape[2] == 1 else pixels

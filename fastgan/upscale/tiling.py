@@ -167,6 +167,8 @@ class TiledUpscaler:
             raise ValueError(f"feather must lie in [0, overlap = {overlap}], got {feather}")
         if batch < 1 or scale < 1:
             raise ValueError(f"batch and scale must be ≥ 1, got {batch} and {scale}")
+        if receptive_radius < 0:
+            raise ValueError(f"receptive_radius must be ≥ 0, got {receptive_radius}")
         if tile < 1 or overlap < 0:
             raise ValueError(f"tile must be ≥ 1 and overlap ≥ 0 (--tile, --overlap), got {tile} and {overlap}")
         self.model, self.scale, self.receptive_radius = model, scale, receptive_radius
@@ -214,8 +216,7 @@ class TiledUpscaler:
     def __call__(self, image: torch.Tensor, tile: int | None = None) -> torch.Tensor:
         """(C, H, W) float in [0, 1] → (C, s·H, s·W) float32 on `device`, unclamped; `tile` overrides the size
         (a tile ≥ the padded image gives the whole-image pass)."""
-        if image.dim() != 3:
-            raise ValueError(f"upscale takes one (C, H, W) image, got shape {tuple(image.shape)}")
+        _check_image(image)
         s = self.scale
         with phase("upscale/pre-process"):
             padded, pad_y, pad_x = self._pad(image.to(self.device, torch.float32))
@@ -229,6 +230,12 @@ class TiledUpscaler:
             with phase("upscale/tiles"):
                 tiles = torch.stack([padded[:, y : y + th, x : x + tw] for _, _, y, x in origins])
                 upscaled = self.model(tiles)  # (B, C, s·th, s·tw)
+                if upscaled.shape != (len(origins), channels, s * th, s * tw):
+                    raise ValueError(
+                        f"the model turned tiles {tuple(tiles.shape)} into {tuple(upscaled.shape)}, not "
+                        f"{(len(origins), channels, s * th, s * tw)}: it does not upscale ×{s} with {channels} "
+                        "channels in and out as this upscaler was told (check the scale it was exported with)"
+                    )
             with phase("upscale/blend"):
                 for (i, j, y, x), tile_out in zip(origins, upscaled, strict=True):
                     weight = rows[i][:, None] * cols[j][None, :]
@@ -236,6 +243,22 @@ class TiledUpscaler:
         with phase("upscale/blend"):
             out *= geometry.inverse_total
             return out[:, s * pad_y : s * (height - pad_y), s * pad_x : s * (width - pad_x)]
+
+
+def _check_image(image: torch.Tensor) -> None:
+    """Refuse what the tiles would silently get wrong: integer pixels (0–255 read as intensities), channels last,
+    empty images."""
+    if image.dim() != 3:
+        raise ValueError(f"upscale takes one (C, H, W) image, got shape {tuple(image.shape)}")
+    if not image.is_floating_point():
+        raise TypeError(
+            f"upscale takes float pixels in [0, 1], got {image.dtype}: divide 8-bit images by 255 and 16-bit ones by "
+            "65535 (fastgan.upscale.frames.read_image does this)"
+        )
+    if image.shape[0] > 4 and image.shape[2] <= 4:
+        raise ValueError(f"image {tuple(image.shape)} looks channels-last; pass image.permute(2, 0, 1), (C, H, W)")
+    if image.numel() == 0:
+        raise ValueError(f"image {tuple(image.shape)} has no pixels")
 
 
 def seam_error(upscaler: TiledUpscaler, image: torch.Tensor) -> float:

@@ -145,6 +145,17 @@ def test_metadata_errors_say_what_to_do(tmp_path, light_x2_onnx):
         export_upscaler(torch.nn.Identity(), tmp_path / "x.onnx", 1, 0, precision="int8")
 
 
+def test_upscaler_export_refuses_a_wrong_scale_or_radius(tmp_path):
+    """A ×2 model exported as ×4 was once written, loaded as ×4 and failed in the tiles' blend with a bare size
+    error; a negative radius was written too."""
+    model = SRResNet(2, channels=4, blocks=1, batch_norm=False)
+    with pytest.raises(ExportError, match=r"into \(2, 3, 64, 70\), not \(2, 3, 128, 140\): it is not a ×4"):
+        export_upscaler(model, tmp_path / "x.onnx", 4, 8)
+    with pytest.raises(ValueError, match="receptive_radius must be a non-negative integer"):
+        export_upscaler(model, tmp_path / "x.onnx", 2, -3)
+    assert not list(tmp_path.iterdir())
+
+
 def test_export_cli_writes_the_hrgan_generator_of_a_run(tiny_config):
     from fastgan.export import __main__ as export_cli
     from fastgan.train.run import train

@@ -339,3 +339,28 @@ def test_a_truncated_video_is_reported(tmp_path, caplog):
         read = len(list(source))
     assert 0 < read < len(source) == 40
     assert f"after {read} of the 40 frames" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"rgb": torch.rand(5, 3, 4)}, "rgb must be a \\(3, H, W\\) float"),
+        ({"rgb": torch.full((3, 5, 4), 200, dtype=torch.uint8)}, "rgb must be a \\(3, H, W\\) float"),
+        ({"rgb": torch.rand(3, 5, 4), "alpha": torch.rand(1, 5, 5)}, "alpha must be a \\(1, H, W\\)"),
+        ({"rgb": torch.rand(3, 5, 4), "bit_depth": 12}, "bit_depth must be 8 or 16"),
+    ],
+    ids=["channels-last", "uint8", "alpha of another size", "12-bit"],
+)
+def test_frames_that_would_be_written_wrong_are_refused(kwargs, match):
+    """Each once wrote a wrong image without complaint: BGRA from channels-last pixels, all white from uint8, an
+    8-bit file for 12 bits."""
+    with pytest.raises(ValueError, match=match):
+        Frame(**kwargs)
+
+
+def test_non_finite_pixels_are_not_written_as_black(tmp_path):
+    rgb = torch.rand(3, 4, 4)
+    rgb[1, 2, 2] = float("nan")
+    with pytest.raises(FrameError, match="non-finite pixels"):
+        write_image(tmp_path / "a.png", Frame(rgb, name="a.png"))
+    assert not (tmp_path / "a.png").exists()

@@ -126,10 +126,33 @@ def test_bad_arguments_say_what_to_do():
         TiledUpscaler(LIGHT_X2, 2, 10, overlap=8, feather=9)
     with pytest.raises(ValueError, match="no core"):
         TiledUpscaler(LIGHT_X2, 2, 10, tile=16, overlap=8)
+    with pytest.raises(ValueError, match="receptive_radius must be ≥ 0"):
+        TiledUpscaler(LIGHT_X2, 2, -3)
     with pytest.raises(ValueError, match=r"tile must be ≥ 1 .*got -5 and 8"):
         TiledUpscaler(LIGHT_X2, 2, 10, tile=-5, overlap=8)
     with pytest.raises(ValueError, match="one"):
         TiledUpscaler(LIGHT_X2, 2, 10)(torch.rand(1, 3, 8, 8))
+
+
+@pytest.mark.parametrize(
+    "image, error, match",
+    [
+        (torch.full((3, 8, 8), 200, dtype=torch.uint8), TypeError, "divide 8-bit images by 255"),
+        (torch.rand(20, 40, 3), ValueError, "channels-last"),
+        (torch.rand(3, 0, 8), ValueError, "no pixels"),
+    ],
+    ids=["uint8", "channels-last", "empty"],
+)
+def test_images_in_another_form_are_refused(image, error, match):
+    """8-bit pixels once came out as 0–255 intensities, a channels-last image as a (40, 100, 6) "upscale"."""
+    with pytest.raises(error, match=match):
+        TiledUpscaler(nn.Identity(), 1, 0, tile=16, overlap=2)(image)
+
+
+def test_a_model_of_another_scale_is_named():
+    """An upscaler told ×4 for a ×2 model once failed in the blend with a bare tensor-size error."""
+    with pytest.raises(ValueError, match=r"does not upscale ×4 .*the scale it was exported with"):
+        TiledUpscaler(LIGHT_X2, 4, 10, tile=16, overlap=4)(torch.rand(3, 20, 20))
 
 
 def test_frames_of_one_size_reuse_the_tiling_geometry(monkeypatch):
