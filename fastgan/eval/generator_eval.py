@@ -118,6 +118,11 @@ def intra_class_fid(real: tuple[torch.Tensor, torch.Tensor], fake: tuple[torch.T
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy of (N, K) logits against (N,) labels."""
+    if logits.dim() != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(
+            f"accuracy takes (N, K) logits and (N,) labels, got {tuple(logits.shape)}, {tuple(labels.shape)}"
+        )
     return float((logits.argmax(dim=1) == labels).double().mean())
 
 

@@ -96,6 +96,8 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
     Args:
         real: (N, D) features of real images; fake: (M, D) of generated ones; N, M > k.
     """
+    if k < 1:
+        raise ValueError(f"precision/recall needs k ≥ 1 nearest neighbours, got {k}")
     if min(real.shape[0], fake.shape[0]) <= k:
         raise ValueError(f"precision/recall with k = {k} needs more than {k} real and fake samples")
     _check_finite(real, "real features")

@@ -68,6 +68,11 @@ def _prepare(
         raise ValueError(f"{name} expects floating-point images in [0, 1], got {pred.dtype}; divide uint8 by 255")
     if pred.device != target.device:
         raise ValueError(f"{name}: pred is on {pred.device} but target on {target.device}; move them to one device")
+    if target.numel() and (target.amin() < 0 or target.amax() > 1):
+        raise ValueError(
+            f"{name}: target values lie in [{target.amin().item():g}, {target.amax().item():g}], not [0, 1]; scale "
+            "the images to [0, 1] (0–255 floats: divide by 255)"
+        )
     if pred.dim() == 3:
         pred, target = pred.unsqueeze(0), target.unsqueeze(0)
     if pred.dim() != 4:
@@ -91,24 +96,21 @@ def _prepare(
     return pred, target
 
 
-def psnr(
-    pred: torch.Tensor, target: torch.Tensor, border: int = 0, y_channel: bool = False, data_range: float = 1.0
-) -> torch.Tensor:
-    """Peak signal-to-noise ratio per image, 10 log10(data_range² / MSE), the MSE taken over all channels.
+def psnr(pred: torch.Tensor, target: torch.Tensor, border: int = 0, y_channel: bool = False) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image, 10 log10(1 / MSE), the MSE taken over all channels.
 
     Args:
         pred: (N, C, H, W) or (C, H, W) images in [0, 1], floating point.
         target: same shape, dtype and device as `pred`.
         border: pixels cropped from every side before measuring (the SR convention: border = scale).
         y_channel: measure the BT.601 luma (`rgb_to_y`) instead of the RGB channels; needs C = 3.
-        data_range: the value range of the images (1.0 for [0, 1]).
 
     Returns:
         (N,) float64 PSNR in dB; +inf where pred equals target.
     """
     pred, target = _prepare("psnr", pred, target, border, y_channel)
     mse = (pred - target).square().mean(dim=(1, 2, 3))
-    return 10.0 * torch.log10(data_range**2 / mse)  # mse = 0 gives +inf
+    return 10.0 * torch.log10(1.0 / mse)  # mse = 0 gives +inf
 
 
 def logged_psnr(pred: torch.Tensor, target: torch.Tensor, border: int) -> torch.Tensor:

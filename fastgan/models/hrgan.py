@@ -118,5 +118,7 @@ class Discriminator(nn.Module):
                 f"the HRGAN discriminator takes {TRAINING_RESOLUTION}×{TRAINING_RESOLUTION} images, got "
                 f"{tuple(x.shape[-2:])}; pass generator output through downsample_to_training first"
             )
+        if y.shape != x.shape[:1]:
+            raise ValueError(f"labels must have shape ({x.shape[0]},), one per image; got {tuple(y.shape)}")
         h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # (N, C)
         return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)

@@ -95,3 +95,15 @@ def test_non_finite_features_and_logits_are_errors_not_crashes():
     with pytest.raises(ValueError, match="logits hold NaN or inf"):
         split_score(torch.where(torch.arange(5) == 1, math.nan, logits), splits=2)
     assert math.isfinite(split_score(torch.where(torch.arange(5) == 1, -math.inf, logits), splits=2)[0])
+
+
+def test_accuracy_and_precision_recall_refuse_arguments_they_would_misread():
+    """(N, 1) labels once broadcast against (N,) predictions (0.12 for a true 0.20); k = 0 gave (0, 0)."""
+    from fastgan.eval.generator_eval import accuracy
+
+    logits, labels = torch.eye(5), torch.tensor([0, 1, 2, 0, 0])
+    assert accuracy(logits, labels) == pytest.approx(0.6)
+    with pytest.raises(ValueError, match=r"\(N,\) labels"):
+        accuracy(logits, labels[:, None])
+    with pytest.raises(ValueError, match="k ≥ 1"):
+        precision_recall(torch.randn(10, 4), torch.randn(10, 4), k=0)

@@ -273,3 +273,11 @@ def test_comparison_image_rejects_bad_crop_and_sizes():
         comparison_image(lr, {}, hr, crop=(10, 0, 8))
     with pytest.raises(ValueError, match="output 'x' has shape"):
         comparison_image(lr, {"x": torch.rand(3, 16, 15)}, hr)
+
+
+def test_images_on_another_scale_than_0_to_1_are_refused():
+    """0–255 float images once gave a plausible but wrong SSIM of 0.989 and a PSNR 48 dB too low."""
+    target = torch.rand(1, 3, 16, 16) * 255
+    for metric in (psnr, ssim):
+        with pytest.raises(ValueError, match=r"not \[0, 1\]; scale the images"):
+            metric(target.clone(), target)

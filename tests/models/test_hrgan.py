@@ -119,3 +119,14 @@ def test_explicit_widths_and_their_validation():
     assert g(torch.randn(2, 16), torch.tensor([0, 1])).shape == (2, 3, 64, 64)
     with pytest.raises(ValueError, match="needs 5 entries"):
         Generator(64, 10, widths=[64, 32, 16])
+
+
+def test_discriminator_takes_one_label_per_image():
+    """Labels (N, 1) with N equal to the channel count once broadcast to an (N, C) "score"; one label for all images
+    was silently applied to each."""
+    d = Discriminator(num_classes=4, channels=8)
+    x = torch.randn(8, 3, 32, 32)
+    assert d(x, torch.arange(8) % 4).shape == (8,)
+    for labels in (torch.zeros(8, 1, dtype=torch.long), torch.zeros(1, dtype=torch.long)):
+        with pytest.raises(ValueError, match=r"labels must have shape \(8,\)"):
+            d(x, labels)
