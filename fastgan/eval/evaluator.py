@@ -55,6 +55,12 @@ class Evaluator(nn.Module):
         return super().train(False)
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, R, R) in [-1, 1] -> (N, 3, r, r) at the evaluator's resolution, ImageNet-normalised."""
+        if images.dim() != 4 or images.shape[1] != 3 or not images.is_floating_point():
+            raise ValueError(
+                f"the evaluator takes (N, 3, R, R) float images in [-1, 1], got {images.dtype} {tuple(images.shape)}"
+                " (8-bit images: x / 127.5 - 1)"
+            )
         x = (images.float() + 1.0) * 0.5
         size = self.spec.resolution
         if x.shape[-1] != size or x.shape[-2] != size:

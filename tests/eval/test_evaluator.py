@@ -81,3 +81,14 @@ def test_dataset_score_is_true_fp32_under_a_callers_autocast(shipped):
     plain = real_score.dataset_mobilenet_score(shipped, image_set, batch_size=30)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert real_score.dataset_mobilenet_score(shipped, image_set, batch_size=30) == plain
+
+
+@pytest.mark.parametrize(
+    "images",
+    [torch.full((2, 3, 32, 32), 200, dtype=torch.uint8), torch.rand(2, 1, 32, 32), torch.rand(3, 32, 32)],
+    ids=["uint8", "grey", "unbatched"],
+)
+def test_evaluator_refuses_images_it_would_misread(shipped, images):
+    """8-bit images once scored with confidence 1.0, grey ones were broadcast to three channels."""
+    with pytest.raises(ValueError, match=r"takes \(N, 3, R, R\) float images in \[-1, 1\]"):
+        shipped(images)
