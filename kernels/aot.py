@@ -15,7 +15,8 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
 
-#: The modules of `fastgan.kernels` that hold kernels, each exposing ``aot_builds() -> list[KernelBuild]``.
+#: The modules of `fastgan.kernels` exposing ``aot_builds() -> list[KernelBuild]``, one per op
+#: (`cbn_relu_upsample.aot_builds` also builds the channels-last kernels of `cbn_relu_upsample_nhwc`).
 KERNEL_MODULES = ("cbn_relu_upsample", "pixel_shuffle_prelu", "mobilenet_score")
 #: Compute capabilities every kernel must compile for: A100 (sm_80) and H100 (sm_90).
 CAPABILITIES = (80, 90)

@@ -64,14 +64,14 @@ def resolve_loader(
     return kind
 
 
-def class_folder_image_set(kind: str, root: str | Path, device: torch.device, resolution: int = 32) -> ImageSet:
-    """A class-folder image set decoded by DALI or by PIL (either skips unreadable and corrupt files)."""
+def class_folder_image_set(kind: str, root: str | Path, device: torch.device) -> ImageSet:
+    """A 32×32 class-folder image set decoded by DALI or by PIL (either skips unreadable and corrupt files)."""
     if kind == "torch":
-        return folder_image_set(root, resolution)
+        return folder_image_set(root)
     from fastgan.data.dali_loader import dali_device_id
     from fastgan.data.dali_sources import dali_folder_image_set
 
-    return dali_folder_image_set(root, resolution, dali_device_id(device))
+    return dali_folder_image_set(root, device_id=dali_device_id(device))
 
 
 def image_folder(kind: str, root: str | Path, device: torch.device) -> NamedImages:

@@ -34,12 +34,11 @@ class DataSourceError(ValueError):
     """A data source is missing, corrupt or inconsistent; the message names the file."""
 
 
-def embedded_image_set(num_images: int, seed: int, resolution: int = 32) -> ImageSet:
-    """The procedural set rendered at `resolution` (32 for training; 64/128 are its high-resolution truth)."""
+def embedded_image_set(num_images: int, seed: int) -> ImageSet:
+    """The procedural set rendered at 32×32, HRGAN's training resolution (`generator_eval.true_renders` draws the
+    same scenes at 64/128)."""
     scenes = sample_scenes(num_images, seed)
-    return ImageSet(
-        render_uint8(scenes, resolution), scenes.labels, CLASS_NAMES, f"embedded(n={num_images},seed={seed})"
-    )
+    return ImageSet(render_uint8(scenes, 32), scenes.labels, CLASS_NAMES, f"embedded(n={num_images},seed={seed})")
 
 
 def _unpickle(path: Path) -> dict:

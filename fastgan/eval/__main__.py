@@ -1,9 +1,11 @@
-"""python -m fastgan.eval: score upscalers (sr) and HRGAN generators (table), and draw sample sheets (sheets).
+"""python -m fastgan.eval: score upscalers (sr), LAG's sample spread (spread) and HRGAN generators (table), and
+draw sample sheets (sheets).
 
 Examples:
     python -m fastgan.eval sr --checkpoint runs/srresnet-x2                  # the run's held-out images
     python -m fastgan.eval sr --checkpoint runs/srresnet-x2 --images ~/photos --out runs/srresnet-x2/eval
     python -m fastgan.eval sr --checkpoint runs/srresnet-x2 --onnx runs/srresnet-x2/export/upscaler-int8.onnx
+    python -m fastgan.eval spread --checkpoint runs/lag-x4                   # LAG: how samples differ across z
     python -m fastgan.eval table runs/hrgan-32 runs/hrgan-32-no-ms runs/embedded-64 --samples 5000 --out table.md
     python -m fastgan.eval table runs/cifar10-64 --inception-weights ~/weights/pt_inception-2015-12-05-6726825d.pth
     python -m fastgan.eval sheets --checkpoint runs/embedded-64
@@ -138,7 +140,7 @@ def _positive(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastgan.eval", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    sr = commands.add_parser("sr", help="evaluate an SRResNet/SRGAN run")
+    sr = commands.add_parser("sr", help="evaluate an SRResNet/SRGAN or LAG run")
     sr.add_argument("--checkpoint", required=True, help="run directory or checkpoint file")
     sr.add_argument(
         "--images",

@@ -29,7 +29,7 @@ def ema_generator_from_checkpoint(path: str | Path) -> tuple[Generator, Config]:
     if config.model.name != "hrgan":
         raise CheckpointError(
             f"{path} is a {config.model.name} run, not an HRGAN one; score upscalers with `python -m fastgan.eval sr` "
-            "(SRResNet/SRGAN) or `spread` (LAG)"
+            "(and LAG's sample spread with `spread`)"
         )
     family = state["family"]
     num_classes = family["generator"]["blocks.0.bn1.gain.weight"].shape[0]

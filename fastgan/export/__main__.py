@@ -58,7 +58,7 @@ def _calibration_frames(source: str | None, config, scale: int) -> list:
 
 
 def _smooth_image(height: int = 48, width: int = 40) -> torch.Tensor:
-    """(1, 3, H, W) in [0, 1] that varies like a picture, not like noise: what int8 ranges are calibrated on."""
+    """(1, 3, H, W) in [0, 1] that varies like a picture, not like noise: the image an export is compared on."""
     coarse = torch.rand(1, 3, height // 8 + 1, width // 8 + 1, generator=torch.Generator().manual_seed(0))
     return torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=True)
 

@@ -27,6 +27,8 @@ def generator_channels(resolution: int, channels: int) -> list[int]:
 
 def check_widths(resolution: int, widths: Sequence[int]) -> None:
     """Raise ValueError unless `widths` (the 4×4 projection's, then each ResBlockUp's output) fit HRGAN-`resolution`."""
+    if resolution not in _BLOCKS_FOR_RESOLUTION:
+        raise ValueError(f"HRGAN resolution must be one of {sorted(_BLOCKS_FOR_RESOLUTION)}, got {resolution}")
     blocks = _BLOCKS_FOR_RESOLUTION[resolution]
     if len(widths) != blocks + 1:
         raise ValueError(

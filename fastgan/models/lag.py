@@ -108,7 +108,8 @@ class LAGCritic(nn.Module):
 
     P mirrors the generator: a conv3×3 image input per stage, then for each stage from the top down conv3×3 →
     space-to-depth ×2 → conv3×3 (LeakyReLU 0.2 after each conv), the conditioning d (in colour levels) concatenated
-    at the input resolution, and `blocks` conv3×3 layers there. No normalisation (a gradient-penalty critic).
+    at the input resolution and merged by a conv3×3, then `blocks` more conv3×3 layers there. No normalisation (a
+    gradient-penalty critic).
     While a stage fades in, the features entering the stage below blend the new path with the image average-pooled
     into the previous stage's input (Karras et al. 2018).
 

@@ -1,4 +1,5 @@
-"""Fused ops: each has an eager reference (`<op>_ref`) and a fused form — autograd Functions whose kernels are torch
+"""Fused ops: each has an eager reference (`<op>_ref`; `nearest_upsample`, a helper they share, needs none) and a
+fused form — autograd Functions whose kernels are torch
 arithmetic or Triton, or for `conv_avgpool` a cheaper convolution; `backend` / `set_backend` choose which runs (see
 `fastgan.ops.backends`)."""
 

@@ -3,10 +3,11 @@
 x (N, C·r², H, W) → PReLU(pixel_shuffle(x, r)) (N, C, r·H, r·W), with one shared slope or one per output channel.
 The fused backward keeps only x and the slopes, never the output, and recomputes the shuffle and the sign test on
 the fly. (Eager autograd keeps the shuffled copy of x instead, the same size: the gain here is bytes moved, half
-the eager forward's and under half its backward's, not activation memory.) Three faces, by `fastgan.ops.backends`:
+the eager forward's and under half its backward's, not activation memory.) Four faces, by `fastgan.ops.backends`:
 
 - ``"torch"``: `pixel_shuffle_prelu_ref`, the eager reference (the truth);
 - ``"fused-torch"``: the fused autograd Function with torch arithmetic (`_TorchKernels`);
+- ``"fused-compiled"``: the same Function with that arithmetic compiled by torch.compile (`_TorchKernels.COMPILED`);
 - ``"triton"``: the same Function launching the kernels of `fastgan.kernels.pixel_shuffle_prelu`.
 """
 

@@ -206,7 +206,7 @@ class LAGConfig:
     channels: int = 64  # width at the input resolution (halved per ×2 stage, down to min_channels)
     min_channels: int = 16
     blocks: int = 8  # generator residual blocks at the input resolution
-    critic_blocks: int = 4  # critic conv layers at the input resolution, after the conditioning joins
+    critic_blocks: int = 4  # critic conv layers at the input resolution after the one merging the conditioning
     noise_dim: int = 16  # length of z
     bicubic_skip: bool = True  # the generator adds bicubic(y): an untrained G(y, z) is the bicubic image
     adversarial_weight: float = 1.0  # weight of −C(G(y, z), d) in the generator loss (1 in the paper)

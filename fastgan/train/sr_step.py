@@ -35,8 +35,8 @@ _ARCHITECTURE = ("scale", "channels", "blocks", "batch_norm", "bicubic_skip")
 
 
 def held_out_crops(held_out: list[tuple[str, torch.Tensor]], scale: int, side: int = SAMPLE_SIDE) -> torch.Tensor:
-    """The sample grid's images: each held-out image's largest centre square (a multiple of `scale`), box-resized
-    to side×side.
+    """The sample grid's images: each held-out image's centre square of min(side, H, W) pixels (rounded down to a
+    multiple of `scale`), box-resized to side×side.
 
     Args:
         held_out: (name, uint8 (3, H, W)) images never trained on.
