@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -11,6 +10,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+
+from fastgan.file_hash import sha256_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -88,14 +89,6 @@ def torchvision_cache_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILENAME
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def default_evaluator_weights(weights: str | Path | None, data_source: str) -> str | Path | None:
     """`weights` if given; the shipped evaluator for the embedded dataset; else None (torchvision's cache)."""
     if weights is None and data_source == "embedded":
@@ -148,5 +141,5 @@ def load_evaluator(weights: str | Path | None, device: torch.device | str = "cpu
         network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except RuntimeError as exc:
         raise EvaluatorWeightsError(f"{path} does not match torchvision's MobileNetV3-small: {exc}") from exc
-    spec = EvaluatorSpec(head.shape[0], resolution, mean, std, _sha256(path))
+    spec = EvaluatorSpec(head.shape[0], resolution, mean, std, sha256_file(path))
     return Evaluator(network, spec).to(device)

@@ -132,7 +132,6 @@ def score_samples(
     real: dict[str, tuple[torch.Tensor, torch.Tensor]] | None,
     real_labels: torch.Tensor | None,
     splits: int,
-    prefix: str = "",
     with_accuracy: bool = True,
 ) -> dict[str, float]:
     """Scores of one sample set: `ms` (evaluator logits), `is` (Inception logits), and against `real`: `fid`,
@@ -160,4 +159,4 @@ def score_samples(
         scores[f"intra_fid_{space}"] = intra_class_fid((real_feats, real_labels), (fake_feats, fake_labels))
         cap = 5000  # k-NN precision/recall is quadratic: a fixed subset keeps it cheap
         scores[f"precision_{space}"], scores[f"recall_{space}"] = precision_recall(real_feats[:cap], fake_feats[:cap])
-    return {prefix + key: value for key, value in scores.items()}
+    return scores

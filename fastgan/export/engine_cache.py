@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 
 from fastgan.atomic import write_bytes_atomically
 from fastgan.export.gpu import GpuInfo
+from fastgan.file_hash import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,6 @@ REBUILD = "rebuild it on this machine with `python -m fastgan.export trt --onnx 
 
 class StaleEngineError(RuntimeError):
     """An engine that must not be deserialized here: foreign GPU or TensorRT version, no sidecar, or corrupt."""
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _shape(values: Sequence[int]) -> Shape:

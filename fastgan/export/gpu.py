@@ -6,7 +6,7 @@ TensorRT engines only run on the GPU model that built them, so the engine cache 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 #: What needs a GPU, and what runs without one: said by every "no GPU" error.
 _NEEDS_GPU = (
@@ -26,12 +26,12 @@ class GpuInfo:
     Attributes:
         name: the device name the driver reports, e.g. ``"NVIDIA H100 80GB HBM3"``.
         compute_capability: (major, minor), e.g. ``(9, 0)`` for sm_90.
-        total_memory_bytes: global memory size (reported, not part of the identity: ECC or a driver can change it).
+
+    Not the memory size: ECC or a driver can change what is reported, while the engine stays valid.
     """
 
     name: str
     compute_capability: tuple[int, int]
-    total_memory_bytes: int = field(default=0, compare=False)
 
     @property
     def arch(self) -> str:
@@ -83,7 +83,7 @@ def current_gpu(device: int = 0) -> GpuInfo:
     name = properties.name
     if isinstance(name, bytes):
         name = name.split(b"\0", 1)[0].decode(errors="replace")
-    return GpuInfo(name, (int(properties.major), int(properties.minor)), int(properties.totalGlobalMem))
+    return GpuInfo(name, (int(properties.major), int(properties.minor)))
 
 
 def cuda_available(device: int = 0) -> bool:

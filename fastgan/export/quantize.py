@@ -22,8 +22,8 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from fastgan.atomic import atomic_path
-from fastgan.export.engine_cache import sha256_file
 from fastgan.export.onnx_export import UPSCALER_INPUT, ExportError, read_metadata
+from fastgan.file_hash import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,10 @@ from types import ModuleType
 
 from filelock import FileLock
 
-from fastgan.export.engine_cache import EngineCache, EngineKey, ShapeProfile, sha256_file, write_bytes_atomically
+from fastgan.atomic import write_bytes_atomically
+from fastgan.export.engine_cache import EngineCache, EngineKey, ShapeProfile
 from fastgan.export.gpu import GpuInfo, current_gpu
+from fastgan.file_hash import sha256_file
 
 log = logging.getLogger(__name__)
 

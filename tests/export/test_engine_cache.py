@@ -24,8 +24,8 @@ from fastgan.export.engine_cache import (
 )
 from fastgan.export.gpu import GpuInfo
 
-H100 = GpuInfo("NVIDIA H100 80GB HBM3", (9, 0), 80 << 30)
-A100 = GpuInfo("NVIDIA A100-SXM4-40GB", (8, 0), 40 << 30)
+H100 = GpuInfo("NVIDIA H100 80GB HBM3", (9, 0))
+A100 = GpuInfo("NVIDIA A100-SXM4-40GB", (8, 0))
 PROFILE = ShapeProfile.for_images("lr", 3, (1, 4, 8), (8, 256, 256))
 KEY = EngineKey("ab" * 32, "fp16", PROFILE, H100, "10.13.0", 4 << 30)
 ENGINE = b"serialized engine bytes " * 100
@@ -42,9 +42,6 @@ def test_key_digest_depends_on_every_field_and_round_trips_through_json():
         dataclasses.replace(KEY, workspace_bytes=1 << 30),  # a smaller workspace may rule tactics out
     ]
     assert len({KEY.digest(), *(variant.digest() for variant in variants)}) == 1 + len(variants)
-    # the memory the driver reports (ECC on or off, a driver update) is not the GPU's identity: same engine
-    other_memory = dataclasses.replace(KEY, gpu=dataclasses.replace(H100, total_memory_bytes=79 << 30))
-    assert other_memory == KEY and other_memory.digest() == KEY.digest()
     assert [variant.differences(KEY) for variant in variants[:2]] == [["model_sha256"], ["precision"]]
     assert EngineKey.from_json(json.loads(json.dumps(KEY.to_json()))) == KEY
     assert EngineKey.from_json(KEY.to_json()).digest() == KEY.digest()

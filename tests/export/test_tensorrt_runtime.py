@@ -26,8 +26,8 @@ from fastgan.export.tensorrt_build import check_precision_supported, engine_for,
 
 HAS_GPU = cuda_available()
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
-T4 = GpuInfo("Tesla T4", (7, 5), 16 << 30)
-H100 = GpuInfo("NVIDIA H100 80GB HBM3", (9, 0), 80 << 30)
+T4 = GpuInfo("Tesla T4", (7, 5))
+H100 = GpuInfo("NVIDIA H100 80GB HBM3", (9, 0))
 PROFILE = ShapeProfile.for_images("lr", 3, (1, 2, 4), (8, 32, 64))
 
 
@@ -254,7 +254,7 @@ def test_precisions_are_checked_against_the_gpu():
     with pytest.raises(ValueError, match=bf16_on_t4):
         check_precision_supported("bf16", T4)
     with pytest.raises(ValueError, match="Tesla P4 has compute capability 6.1; TensorRT 10\\+ needs 7.5.*onnxruntime"):
-        check_precision_supported("fp32", GpuInfo("Tesla P4", (6, 1), 8 << 30))
+        check_precision_supported("fp32", GpuInfo("Tesla P4", (6, 1)))
     with pytest.raises(ValueError, match="unknown precision 'fp8'; choose one of fp32, fp16, bf16, int8"):
         check_precision_supported("fp8", H100)
 
