@@ -31,6 +31,8 @@ WARMUP_ROUNDS = 5 if ON_CUDA else 2
 #: steadier median; on a GPU an expensive case (a training iteration, a 4K frame) does not eat a lent machine's
 #: minutes.
 MIN_ROUNDS, MAX_ROUNDS, SECONDS_PER_CASE = (10, 50, 2.0) if ON_CUDA else (9, 60, 4.0)
+if os.environ.get("FASTGAN_BENCH_ONE_ROUND"):  # the test suite's run of the smoke cases: measure and report once
+    WARMUP_ROUNDS, MIN_ROUNDS, MAX_ROUNDS = 1, 1, 1
 
 #: Peak DRAM bandwidth (GB/s) of GPUs we report against, by a substring of the device name; the first key found
 #: in the name wins, so the specific variants come before their family.

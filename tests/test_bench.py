@@ -1,6 +1,7 @@
 """The bench suite cannot rot: every bench file's smoke case runs, and the report turns results into ratios."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,19 @@ from bench import host_overhead, report
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_bench_file_runs_its_smoke_case():
+def test_every_bench_file_runs_its_smoke_case_and_the_report_reads_its_results(tmp_path):
+    """Each smoke case is measured (one warm-up and one timed round) and recorded; the report then finds a row of
+    ratios for every op measured eager and fused, and for the upscale and data cases — so a renamed field or a case
+    that stops recording loses no row silently."""
+    results = tmp_path / "smoke.json"
+    command = [sys.executable, "-m", "pytest", "bench", "--smoke", "-v", "-p", "no:cacheprovider"]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "bench", "--smoke", "--benchmark-disable", "-v", "-p", "no:cacheprovider"],
+        [*command, "--benchmark-json", str(results)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "FASTGAN_BENCH_ONE_ROUND": "1"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for path in sorted((ROOT / "bench").glob("bench_*.py")):
@@ -26,6 +33,15 @@ def test_every_bench_file_runs_its_smoke_case():
             line for line in result.stdout.splitlines() if line.startswith(f"bench/{path.name}::") and "PASSED" in line
         ]
         assert passed, f"{path.name} ran no smoke case"
+    data = json.loads(results.read_text())
+    rows = report.rows(data)
+    paired = {b["extra_info"]["op"] for b in data["benchmarks"] if b["extra_info"].get("provider") == "fused"}
+    assert paired and {row["op"] for row in rows} == paired
+    assert all(row["eager_ms"] > 0 and row["fused_ms"] > 0 and row["speedup"] > 0 for row in rows)
+    assert any("interleaved_fused_ms" in row for row in rows)
+    assert report.upscale_rows(data) and report.data_rows(data)
+    assert report.main([str(results), "--out", str(tmp_path / "report")]) == 0
+    assert "| cbn_relu_upsample |" in (tmp_path / "report.md").read_text()
 
 
 def _result(provider, median, saved, **info):

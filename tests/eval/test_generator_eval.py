@@ -59,21 +59,58 @@ def test_exact_fp32_works_beside_the_per_operator_tf32_api():
         conv.fp32_precision, rnn.fp32_precision = saved
 
 
+def _average_without_padding(x):
+    return torch.nn.functional.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+
+
+#: The port's pool branches (pytorch-fid's FIDInception blocks): padding left out of the averages, max in Mixed_7c.
+FID_POOLS = {
+    **dict.fromkeys(["Mixed_5b", "Mixed_5c", "Mixed_5d"], _average_without_padding),
+    **dict.fromkeys(["Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"], _average_without_padding),
+    "Mixed_7b": _average_without_padding,
+    "Mixed_7c": lambda x: torch.nn.functional.max_pool2d(x, kernel_size=3, stride=1, padding=1),
+}
+
+
+@torch.no_grad()
 def test_fid_inception_differs_from_torchvision_only_in_its_pooling(tmp_path):
+    """With one random state dict in both: every Mixed block is torchvision's with its pool branch pooled as the port
+    pools it (which changes the block's output), every other layer torchvision's; images resized to 299×299
+    bilinearly, pool3 the 8×8 mean, the logits pool3 times the final layer's weights without its bias."""
     torch.manual_seed(0)
-    fid = fid_inception_network()
-    plain = torchvision.models.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
-    assert plain.load_state_dict(fid.state_dict()) is not None  # the same parameters, torchvision's names
-    images = torch.rand(2, 3, 75, 75) * 2 - 1
+    images = torch.rand(1, 3, 75, 75) * 2 - 1
+    resized = torch.nn.functional.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
+    fid = fid_inception_network().train()
+    for module in fid.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # running statistics: the mean of the batches seen
+            module.weight.uniform_(0.5, 1.5)
+    fid(resized)  # normalised by these images' statistics: no activation decays into slow subnormal floats
+    fid.eval().fc.bias.fill_(1.0)  # left out of the logits
+    plain = torchvision.models.Inception3(num_classes=1008, aux_logits=False, init_weights=False).eval()
+    assert fid.state_dict().keys() == plain.state_dict().keys()  # the same parameters, torchvision's names
+    plain.load_state_dict(fid.state_dict())
+    x, changed = resized, []
+    for name, layer in plain.named_children():
+        if name == "avgpool":
+            break
+        if name in FID_POOLS:
+            branches = layer._forward(x)  # torchvision's, its pool branch averaging zero padding in
+            torchvision_out = torch.cat(branches, 1)
+            branches[-1] = layer.branch_pool(FID_POOLS[name](x))
+            expected = torch.cat(branches, 1)
+            torch.testing.assert_close(getattr(fid, name)(x), expected, msg=name)
+            if not torch.allclose(torchvision_out, expected):
+                changed.append(name)
+            x = expected
+        else:
+            x = layer(x)
+    assert changed == list(FID_POOLS)  # every Mixed block's pooling matters, so a wrong one would show
     pool, logits = InceptionFeatures(fid)(images)
-    assert pool.shape == (2, 2048) and logits.shape == (2, 1008)
-    plain_pool = torch.nn.functional.adaptive_avg_pool2d(
-        torch.nn.Sequential(*list(plain.eval().children())[:-3])(torch.nn.functional.interpolate(images, 299)), 1
-    )
-    assert not torch.allclose(pool, plain_pool.flatten(1))  # count_include_pad / max pool do change features
+    torch.testing.assert_close(pool, x.mean(dim=(2, 3)))
+    torch.testing.assert_close(logits, pool @ plain.fc.weight.T)
     torch.save(fid.state_dict(), tmp_path / "w.pth")
-    loaded = load_inception(tmp_path / "w.pth")
-    torch.testing.assert_close(loaded(images)[0], pool)
+    torch.testing.assert_close(load_inception(tmp_path / "w.pth")(images)[0], pool)
 
 
 def test_missing_or_foreign_inception_weights_say_where_to_put_them(tmp_path):
@@ -84,11 +121,24 @@ def test_missing_or_foreign_inception_weights_say_where_to_put_them(tmp_path):
         load_inception(tmp_path / "foreign.pth")
 
 
-def test_slerp_keeps_the_endpoints():
-    a, b = torch.randn(2, 16)
-    path = slerp(a, b, torch.linspace(0, 1, 5))
+def _angle(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return torch.arccos((u @ v / (u.norm() * v.norm())).clamp(-1, 1))
+
+
+def test_slerp_keeps_the_endpoints_and_walks_the_great_circle_at_constant_speed():
+    """Endpoints kept; between endpoints of one norm every point keeps that norm (a straight line cuts inside the
+    shell) and lies at t·Ω from a and (1 − t)·Ω from b, Ω the angle between them. fp64: arccos is exact enough."""
+    a, b = torch.randn(2, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t = torch.linspace(0, 1, 5, dtype=torch.float64)
+    path = slerp(a, b, t)
     torch.testing.assert_close(path[0], a)
     torch.testing.assert_close(path[-1], b)
+    b = b * a.norm() / b.norm()
+    path, omega = slerp(a, b, t), _angle(a, b)
+    assert 0.5 < omega < 2.5  # far from the straight-line fallback of (anti)parallel endpoints
+    torch.testing.assert_close(path.norm(dim=1), a.norm().expand(5))
+    torch.testing.assert_close(torch.stack([_angle(p, a) for p in path]), t * omega)
+    torch.testing.assert_close(torch.stack([_angle(p, b) for p in path]), (1 - t) * omega)
 
 
 @pytest.fixture(scope="module")

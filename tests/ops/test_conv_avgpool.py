@@ -119,15 +119,22 @@ def test_fused_res_block_down_keeps_no_full_resolution_convolution_output(kept_f
     assert fused <= eager - 1.5 * x_bytes, (fused / x_bytes, eager / x_bytes)
 
 
-@pytest.mark.cuda
+@pytest.mark.parametrize(
+    "device, shape",
+    [
+        pytest.param("cpu", (8, 16, 16, 16), id="cpu"),
+        pytest.param("cuda", (32, 48, 32, 32), marks=pytest.mark.cuda, id="cuda"),
+    ],
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_fused_on_cuda_is_as_accurate_as_the_reference(dtype, matches_reference):
-    """cuDNN's strided convolution with the box-filtered kernel, at D's first-block shape: output and every gradient
-    within twice the reference's own error against the fp64 truth."""
-    leaves = _leaves((32, 48, 32, 32), 48, 3, torch.channels_last, True)
+def test_fused_is_as_accurate_as_the_reference(device, shape, dtype, matches_reference):
+    """The strided convolution with the box-filtered kernel ("triton" runs plain torch for this op, so on the CPU
+    too; cuDNN's at D's first-block shape on CUDA): output and every gradient within twice the reference's own error
+    against the fp64 truth."""
+    leaves = _leaves(shape, shape[1], 3, torch.channels_last, True)
     truth = _output_and_gradients("torch", leaves, 2)
-    on_cuda = [t.detach().to("cuda", dtype).requires_grad_() for t in leaves]
-    reference = _output_and_gradients("torch", on_cuda, 2)
-    fused = _output_and_gradients("triton", on_cuda, 2)
+    on_device = [t.detach().to(device, dtype).requires_grad_() for t in leaves]
+    reference = _output_and_gradients("torch", on_device, 2)
+    fused = _output_and_gradients("triton", on_device, 2)
     for name, a, r, t in zip(("out", "dx", "dweight", "dbias"), fused, reference, truth, strict=True):
-        matches_reference(a, r, t.to("cuda"), what=name)
+        matches_reference(a, r, t.to(device), what=name)

@@ -129,6 +129,48 @@ def test_fused_flag_sets_train_fused():
     assert cli._flag_updates(cli._parser().parse_args([])) == {}
 
 
+#: (arguments, the config key they set, its value): non-default values, each of another type or text, so a flag
+#: mapped to another key, or its value parsed as another type, shows.
+FLAG_TABLE = [
+    (["--model", "lag"], "model.name", "lag"),
+    (["--resolution", "32"], "model.resolution", 32),
+    (["--iterations", "7"], "train.iterations", 7),
+    (["--data", "folder"], "data.source", "folder"),
+    (["--data-path", "/data/classes"], "data.path", "/data/classes"),
+    (["--lambda-ms", "2"], "loss.lambda_ms", 2.0),
+    (["--evaluator-weights", "/w/mobilenet.pt"], "loss.evaluator_weights", "/w/mobilenet.pt"),
+    (["--out", "/runs/x"], "output.out_dir", "/runs/x"),
+    (["--device", "cuda:1"], "train.device", "cuda:1"),
+    (["--seed", "11"], "train.seed", 11),
+    (["--fused"], "train.fused", True),
+    (["--cuda-graphs"], "train.cuda_graphs", True),
+    (["--compile", "max-autotune"], "train.compile", "max-autotune"),
+    (["--profile", "3"], "output.profile_steps", 3),
+    (["--progressive"], "progressive.enabled", True),
+]
+
+
+@pytest.mark.parametrize("argv, key, value", FLAG_TABLE, ids=[argv[0] for argv, _, _ in FLAG_TABLE])
+def test_each_flag_sets_its_config_key(argv, key, value):
+    section, name = key.split(".")
+    updates = cli._flag_updates(cli._parser().parse_args(argv))
+    assert updates == {section: {name: value}} and type(updates[section][name]) is type(value)
+
+
+def test_flag_table_covers_every_flag_and_all_of_them_combine():
+    """Every flag of the CLI is in the table; given together, each keeps its own key; --set overrides a flag; --config
+    is no override but the file the overrides apply to."""
+    assert {argv[0][2:].replace("-", "_") for argv, _, _ in FLAG_TABLE} == set(cli._FLAG_KEYS)
+    combined = {}
+    for _, key, value in FLAG_TABLE:
+        section, name = key.split(".")
+        combined.setdefault(section, {})[name] = value
+    all_flags = [arg for argv, _, _ in FLAG_TABLE for arg in argv]
+    assert cli._flag_updates(cli._parser().parse_args(all_flags)) == combined
+    later = cli._parser().parse_args(["--seed", "11", "--iterations", "7", "--set", "train.seed=12", "--config", "c"])
+    assert later.config == "c" and cli._flag_updates(later) == {"train": {"seed": 12, "iterations": 7}}
+
+
 def test_profile_flag_sets_output_profile_steps():
     assert cli._flag_updates(cli._parser().parse_args(["--profile", "3"])) == {"output": {"profile_steps": 3}}
     assert load_config(None, ["output.profile_steps=3"]).output.profile_steps == 3

@@ -61,24 +61,32 @@ def test_cuda_graphs_are_for_hrgan_only():
 @pytest.mark.parametrize("capturable", [False, True])
 def test_optimizer_state_loads_for_the_run_it_resumes(capturable):
     """A checkpoint's Adam state loads into a graphed run (step counts on the parameters' device, capturable) and
-    into an eager one (step counts on the CPU), whichever it was saved from."""
-    parameter = torch.nn.Parameter(torch.randn(3, 4))
+    into an eager one (step counts on the CPU), whichever it was saved from: the step count and both moments as
+    saved."""
+    generator = torch.Generator().manual_seed(0)
+    parameter = torch.nn.Parameter(torch.randn(3, 4, generator=generator))
     saved = torch.optim.Adam([parameter], capturable=not capturable)
-    parameter.grad = torch.ones_like(parameter)
     if not capturable:  # a capturable Adam only steps on CUDA: give its state by hand
         saved.state[parameter] = {
             "step": torch.tensor(5.0),
-            "exp_avg": torch.zeros_like(parameter),
-            "exp_avg_sq": torch.zeros_like(parameter),
+            "exp_avg": torch.randn(3, 4, generator=generator),
+            "exp_avg_sq": torch.rand(3, 4, generator=generator),
         }
     else:
-        saved.step()
-    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.randn(3, 4))])
+        for _ in range(3):
+            parameter.grad = torch.randn(3, 4, generator=generator)
+            saved.step()
+    expected = {key: value.clone() for key, value in saved.state[parameter].items()}
+    resumed = torch.nn.Parameter(torch.randn(4, 3).T)  # another memory layout, as with another channels_last
+    optimizer = torch.optim.Adam([resumed])
     load_optimizer_state(optimizer, saved.state_dict(), capturable)
     [group] = optimizer.param_groups
     [state] = optimizer.state.values()
     assert group["capturable"] is capturable
     assert state["step"].dtype == torch.float32 and state["step"].device == group["params"][0].device
+    assert state["step"].item() == (3 if capturable else 5)
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert torch.equal(state[key], expected[key]) and state[key].stride() == resumed.stride(), key
 
 
 @pytest.mark.cuda

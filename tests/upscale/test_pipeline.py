@@ -13,13 +13,33 @@ def _nearest(tiles: torch.Tensor) -> torch.Tensor:
     return F.interpolate(tiles, scale_factor=2)
 
 
-@pytest.mark.parametrize("alpha", ["model", "bicubic"])
-def test_alpha_is_upscaled_apart_from_the_colour(alpha):
-    upscaler = TiledUpscaler(_nearest, 2, 0, tile=16, overlap=2)
-    frame = Frame(torch.zeros(3, 5, 7), torch.ones(1, 5, 7))
-    out = upscale_frame(frame, upscaler, alpha)
-    assert out.rgb.shape == (3, 10, 14) and out.alpha.shape == (1, 10, 14)
-    assert out.rgb.abs().max() == 0 and torch.allclose(out.alpha, torch.ones(1, 10, 14))
+GAINS = torch.tensor([0.8, 1.1, 1.4])  # per colour channel: their mean, 1.1, is what the model does to alpha
+
+
+def _graded_nearest(tiles: torch.Tensor) -> torch.Tensor:
+    """Nearest ×2 with a gain per channel: alpha through it is scaled by the mean gain, and over-shoots 1."""
+    return _nearest(tiles) * GAINS[:, None, None]
+
+
+def test_alpha_is_upscaled_apart_from_the_colour():
+    """`model`: alpha as a grey image through the model (its channels averaged), `bicubic`: torch's bicubic ×s;
+    both clamped to [0, 1], the colour untouched by either."""
+    upscaler = TiledUpscaler(_graded_nearest, 2, 0, tile=16, overlap=2)
+    rgb = torch.rand(3, 5, 7, generator=torch.Generator().manual_seed(0))
+    rows, cols = torch.meshgrid(torch.arange(5), torch.arange(7), indexing="ij")
+    ramp = cols / 6
+    alpha = torch.where((rows + cols) % 2 == 0, ramp, 1 - ramp)[None]  # a checkerboard of a ramp and its reverse
+    frame = Frame(rgb, alpha)
+    by_model, by_bicubic = upscale_frame(frame, upscaler, "model"), upscale_frame(frame, upscaler, "bicubic")
+    colour = _graded_nearest(rgb[None])[0].clamp(0, 1)
+    torch.testing.assert_close(by_model.rgb, colour)
+    torch.testing.assert_close(by_bicubic.rgb, colour)
+    model_alpha = _nearest(alpha[None])[0] * GAINS.mean()
+    bicubic_alpha = F.interpolate(alpha[None], scale_factor=2, mode="bicubic")[0]
+    assert model_alpha.max() > 1 and bicubic_alpha.min() < 0 and bicubic_alpha.max() > 1  # the clamps matter
+    torch.testing.assert_close(by_model.alpha, model_alpha.clamp(0, 1))
+    torch.testing.assert_close(by_bicubic.alpha, bicubic_alpha.clamp(0, 1))
+    assert (by_model.alpha - by_bicubic.alpha).abs().max() > 0.1
     with pytest.raises(ValueError, match="unknown alpha mode 'blend'"):
         upscale_frame(frame, upscaler, "blend")
 

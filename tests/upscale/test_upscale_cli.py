@@ -1,6 +1,7 @@
 """End to end: a trained run exported to ONNX (fp32, int8) and upscaled from folders and videos by the torch and
 onnxruntime backends; the two agree, bit depth, grey and alpha survive, TensorRT fails clearly without a GPU."""
 
+import inspect
 import logging
 
 import cv2
@@ -12,7 +13,9 @@ from fastgan.export import __main__ as export_cli
 from fastgan.export.onnx_export import read_metadata
 from fastgan.train.config import merge
 from fastgan.upscale import __main__ as upscale_cli
-from fastgan.upscale.backends import load_upscaler
+from fastgan.upscale import pipeline
+from fastgan.upscale.backends import Upscaler, load_upscaler
+from fastgan.upscale.tiling import TiledUpscaler
 
 
 def _smooth(height, width, channels, dtype=np.uint8, seed=0):
@@ -211,3 +214,58 @@ def test_options_a_backend_does_not_read_are_named(exported, frames_folder, tmp_
             == 0
         )
     assert "--precision, --min-tile: not used by the onnxruntime backend" in caplog.text
+
+
+def _nearest_x2(tiles: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.interpolate(tiles, scale_factor=2)
+
+
+def test_tiling_and_engine_options_reach_their_own_parameters(frames_folder, tmp_path, monkeypatch):
+    """The CLI hands load_upscaler, TiledUpscaler and upscale_frames their arguments by position: each option, at a
+    value of its own, must arrive as the parameter of its name (two ints or two strings swapped would run), and
+    without the options the defaults must (overlap: the model's receptive radius)."""
+    calls = {"load": [], "tiler": [], "frames": []}
+
+    def recording_load(*args, **kwargs):
+        calls["load"].append(inspect.signature(load_upscaler).bind(*args, **kwargs).arguments)
+        return Upscaler(_nearest_x2, 2, 3, torch.device("cpu"), "nearest ×2")
+
+    class RecordingTiler(TiledUpscaler):
+        def __init__(self, *args, **kwargs):
+            calls["tiler"].append(inspect.signature(TiledUpscaler).bind(*args, **kwargs).arguments)
+            super().__init__(*args, **kwargs)
+
+    def recording_frames(*args, **kwargs):
+        calls["frames"].append(inspect.signature(pipeline.upscale_frames).bind(*args, **kwargs).arguments)
+        return pipeline.upscale_frames(*args, **kwargs)
+
+    monkeypatch.setattr(upscale_cli, "load_upscaler", recording_load)
+    monkeypatch.setattr(upscale_cli, "TiledUpscaler", RecordingTiler)
+    monkeypatch.setattr(upscale_cli, "upscale_frames", recording_frames)
+    io = ["--model", "run", "--input", str(frames_folder / "rgba.png"), "--device", "cpu", "--tile", "24"]
+    options = ["--overlap", "5", "--feather", "2", "--window", "linear", "--batch", "3", "--border", "zero"]
+    options += ["--alpha", "bicubic", "--engine-cache", str(tmp_path / "engines"), "--precision", "bf16", "--fused"]
+    options += ["--min-tile", "4", "--workspace-gb", "0.5"]
+    assert upscale_cli.main([*io, "--output", str(tmp_path / "a.png"), *options]) == 0
+    assert upscale_cli.main([*io, "--output", str(tmp_path / "b.png")]) == 0
+    given, default = calls["load"]
+    assert {k: v for k, v in given.items() if k != "z"} == {
+        "path": "run",
+        "backend_name": "torch",
+        "device": "cpu",
+        "precision": "bf16",
+        "fused": True,
+        "tile": 24,
+        "batch": 3,
+        "engine_cache": str(tmp_path / "engines"),
+        "min_tile": 4,
+        "workspace_bytes": 2**29,
+    }
+    assert given["z"] is None and (default["engine_cache"], default["batch"], default["min_tile"]) == (None, 8, 1)
+    given, default = calls["tiler"]
+    expected = {"model": _nearest_x2, "scale": 2, "receptive_radius": 3, "tile": 24, "overlap": 5, "feather": 2}
+    expected |= {"window": "linear", "batch": 3, "border": "zero", "device": torch.device("cpu")}
+    assert given == expected
+    assert default == {**expected, "overlap": 3, "feather": None, "window": "cosine", "batch": 8, "border": "reflect"}
+    assert [(c["alpha"], c["upscaler"].overlap) for c in calls["frames"]] == [("bicubic", 5), ("model", 3)]
+    assert cv2.imread(str(tmp_path / "a.png"), cv2.IMREAD_UNCHANGED).shape == (52, 70, 4)
