@@ -353,7 +353,10 @@ class EngineCache:
                 key.gpu.name,
                 key.profile.describe(),
             )
-            return write_engine(path, build(), key)
+            engine = build()
+            if not engine:
+                raise RuntimeError(f"the TensorRT build for {path.name} returned an empty engine; nothing was cached")
+            return write_engine(path, engine, key)
         finally:
             lock.release()
 

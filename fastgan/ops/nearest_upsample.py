@@ -44,6 +44,8 @@ def nearest_upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
     A broadcast and one copy forward, a sum-pool backward: several times faster than interpolate's CPU
     kernels, and than autograd's backward of the broadcast (a strided reduction).
     """
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"nearest_upsample's scale must be a positive integer, got {scale!r}")
     if scale == 1:
         return x
     if x.dim() != 4:

@@ -486,6 +486,8 @@ def preset_path(name: str) -> Path:
 def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
     """Defaults, then the YAML file or preset `path`, then the overrides (a later one wins over an earlier one of
     the same key), checked together: keys that must agree may change in one call."""
+    if isinstance(overrides, str):
+        raise TypeError(f"overrides is a list of 'section.key=value' strings, got the string {overrides!r}")
     config = Config()
     if path is not None:
         file = preset_path(path)

@@ -211,11 +211,16 @@ def test_built_engines_are_served_from_a_folder_this_process_cannot_write(tmp_pa
         cache.get_or_build(dataclasses.replace(KEY, precision="int8"), lambda: b"another engine")
 
 
-def test_a_failed_build_stores_nothing(tmp_path):
+@pytest.mark.parametrize("outcome", ["raises", "empty"])
+def test_a_failed_build_stores_nothing(tmp_path, outcome):
+    """Neither a build that raises nor one that returns no bytes (once cached and served as an engine) is stored."""
+
     def build() -> bytes:
+        if outcome == "empty":
+            return b""
         raise RuntimeError("TensorRT could not build")
 
     cache = EngineCache(tmp_path / "engines")
-    with pytest.raises(RuntimeError, match="could not build"):
+    with pytest.raises(RuntimeError, match="could not build" if outcome == "raises" else "empty engine"):
         cache.get_or_build(KEY, build)
     assert not cache.path_for(KEY).exists() and not sidecar_path(cache.path_for(KEY)).exists()

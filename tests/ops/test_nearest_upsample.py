@@ -39,3 +39,10 @@ def test_channels_last_input_stays_channels_last(scale):
 def test_rejects_non_4d_input():
     with pytest.raises(ValueError, match="N, C, H, W"):
         nearest_upsample(torch.randn(3, 4, 4), 2)
+
+
+@pytest.mark.parametrize("scale", [0, -1, 2.5, True])
+def test_rejects_a_scale_that_is_not_a_positive_integer(scale):
+    """0 once returned an empty tensor without complaint."""
+    with pytest.raises(ValueError, match="positive integer"):
+        nearest_upsample(torch.randn(1, 2, 3, 3), scale)

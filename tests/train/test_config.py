@@ -66,6 +66,10 @@ def test_wrong_types_and_values_are_errors():
         load_config(None, ["train.betas=[2, 0.99]"])
     with pytest.raises(ConfigError, match="unknown device 'foo'"):
         resolve_device("foo")
+    with pytest.raises(ConfigError, match="cpu or cuda, not 'meta'"):
+        resolve_device("meta")
+    with pytest.raises(TypeError, match="list of 'section.key=value' strings"):
+        load_config(None, "train.iterations=5")
     for key in ("data.seed", "train.seed"):
         with pytest.raises(ConfigError, match=rf"{key} must be in \[0, 2\^32\)"):
             load_config(None, [f"{key}={2**62}"])
