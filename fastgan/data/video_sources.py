@@ -21,7 +21,7 @@ import torch
 
 from fastgan.data.sources import DataSourceError
 from fastgan.data.sr_sources import NamedImages
-from fastgan.upscale.frames import VIDEO_SUFFIXES, warn_if_truncated
+from fastgan.video_files import VIDEO_SUFFIXES, warn_if_truncated
 
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,13 @@ import tifffile
 import torch
 
 from fastgan.atomic import atomic_path, write_bytes_atomically
+from fastgan.video_files import VIDEO_SUFFIXES, warn_if_truncated
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 EIGHT_BIT_ONLY = (".jpg", ".jpeg", ".bmp", ".webp")
 NO_ALPHA = (".jpg", ".jpeg")
-VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v", ".webm": "VP80"}  # → fourcc
 PEAK = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
@@ -341,20 +341,6 @@ def open_frames(path: str | Path) -> FrameSource:
             f"({', '.join(VIDEO_SUFFIXES)})"
         )
     return FrameSource(path, "images", [path])
-
-
-def warn_if_truncated(video: Path, decoded: int, listed: int, note: str = "") -> None:
-    """Warn when decoding `video` stopped well before the `listed` frames its container reports (an estimate in
-    some containers: a 1 % shortfall, or one frame, passes)."""
-    if listed - decoded > max(1, listed // 100):
-        log.warning(
-            "%s: decoding stopped after %d of the %d frames its container lists; the file may be truncated or "
-            "corrupt%s",
-            video,
-            decoded,
-            listed,
-            note,
-        )
 
 
 class FrameSink:

@@ -1,0 +1,26 @@
+"""What the upscaler and the training readers share about video files: the suffixes OpenCV reads and writes, and
+the warning for a video that stops decoding early."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: Video suffixes → the fourcc OpenCV writes them with.
+VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v", ".webm": "VP80"}
+
+
+def warn_if_truncated(video: Path, decoded: int, listed: int, note: str = "") -> None:
+    """Warn when decoding `video` stopped well before the `listed` frames its container reports (an estimate in
+    some containers: a 1 % shortfall, or one frame, passes)."""
+    if listed - decoded > max(1, listed // 100):
+        log.warning(
+            "%s: decoding stopped after %d of the %d frames its container lists; the file may be truncated or "
+            "corrupt%s",
+            video,
+            decoded,
+            listed,
+            note,
+        )
