@@ -50,9 +50,16 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
 
 
 def _prepare(
-    name: str, pred: torch.Tensor, target: torch.Tensor, border: int, y_channel: bool, min_side: int = 1
+    name: str,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    border: int,
+    y_channel: bool,
+    min_side: int = 1,
+    check_range: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check the pair, crop `border`, convert to Y if asked; return two (N, C, H', W') float64 tensors."""
+    """Check the pair (`check_range`: also target's values, a host synchronisation), crop `border`, convert to Y if
+    asked; return two (N, C, H', W') float64 tensors."""
     if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise ValueError(f"{name} expects torch tensors, got {type(pred).__name__} and {type(target).__name__}")
     if pred.shape != target.shape:
@@ -68,7 +75,7 @@ def _prepare(
         raise ValueError(f"{name} expects floating-point images in [0, 1], got {pred.dtype}; divide uint8 by 255")
     if pred.device != target.device:
         raise ValueError(f"{name}: pred is on {pred.device} but target on {target.device}; move them to one device")
-    if target.numel() and (target.amin() < 0 or target.amax() > 1):
+    if check_range and target.numel() and (target.amin() < 0 or target.amax() > 1):
         raise ValueError(
             f"{name}: target values lie in [{target.amin().item():g}, {target.amax().item():g}], not [0, 1]; scale "
             "the images to [0, 1] (0–255 floats: divide by 255)"
@@ -108,7 +115,11 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, border: int = 0, y_channel: b
     Returns:
         (N,) float64 PSNR in dB; +inf where pred equals target.
     """
-    pred, target = _prepare("psnr", pred, target, border, y_channel)
+    return _psnr_of(*_prepare("psnr", pred, target, border, y_channel))
+
+
+def _psnr_of(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(N,) PSNR of prepared (N, C, H, W) float64 pairs."""
     mse = (pred - target).square().mean(dim=(1, 2, 3))
     return 10.0 * torch.log10(1.0 / mse)  # mse = 0 gives +inf
 
@@ -122,9 +133,11 @@ def logged_psnr(pred: torch.Tensor, target: torch.Tensor, border: int) -> torch.
         border: pixels cropped from every side (the scale).
 
     Returns:
-        () tensor on pred's device (read with the step's other metrics, in one host synchronisation).
+        () tensor on pred's device (read with the step's other metrics, in one host synchronisation: the targets,
+        the run's own data, are not range-checked, which would synchronise).
     """
-    return psnr(pred, target, border=border).clamp_max(LOGGED_PSNR_CEILING).mean()
+    prepared = _prepare("psnr", pred, target, border, y_channel=False, check_range=False)
+    return _psnr_of(*prepared).clamp_max(LOGGED_PSNR_CEILING).mean()
 
 
 def _gaussian_window(device: torch.device) -> torch.Tensor:

@@ -55,7 +55,7 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError as exc:
         raise ConfigError(f"unknown device {name!r} (train.device or --device): use auto, cpu, cuda or cuda:N") from exc
     if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"fastgan trains on cpu or cuda, not {name!r} (train.device or --device)")
+        raise ConfigError(f"fastgan runs on cpu or cuda, not {name!r} (train.device or --device)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             f"device {name!r} asked for (train.device, or --device), but no CUDA device is available; use cpu or auto"

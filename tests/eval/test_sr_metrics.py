@@ -281,3 +281,23 @@ def test_images_on_another_scale_than_0_to_1_are_refused():
     for metric in (psnr, ssim):
         with pytest.raises(ValueError, match=r"not \[0, 1\]; scale the images"):
             metric(target.clone(), target)
+
+
+def test_the_logged_psnr_reads_nothing_back_to_the_host():
+    """The SR/LAG steps read their metrics in one host synchronisation: the per-step PSNR must not add one (the
+    public psnr's range check of its targets does, which the counter sees)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class ScalarReads(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.count += func is torch.ops.aten._local_scalar_dense.default  # .item(), bool(), float() of a tensor
+            return func(*args, **(kwargs or {}))
+
+    pred, target = torch.rand(2, 3, 12, 12), torch.rand(2, 3, 12, 12)
+    with ScalarReads() as logged:
+        logged_psnr(pred, target, border=2)
+    with ScalarReads() as public:
+        psnr(pred, target, border=2)
+    assert logged.count == 0 and public.count > 0

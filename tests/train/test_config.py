@@ -66,7 +66,7 @@ def test_wrong_types_and_values_are_errors():
         load_config(None, ["train.betas=[2, 0.99]"])
     with pytest.raises(ConfigError, match="unknown device 'foo'"):
         resolve_device("foo")
-    with pytest.raises(ConfigError, match="cpu or cuda, not 'meta'"):
+    with pytest.raises(ConfigError, match="runs on cpu or cuda, not 'meta'"):
         resolve_device("meta")
     with pytest.raises(TypeError, match="list of 'section.key=value' strings"):
         load_config(None, "train.iterations=5")
