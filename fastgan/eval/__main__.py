@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from fastgan.atomic import atomic_path, write_bytes_atomically
 from fastgan.data.sources import DataSourceError
 from fastgan.data.sr_loader import center_crops, degrade
 from fastgan.data.sr_sources import folder_images, game_frames, skimage_photos
@@ -83,13 +84,14 @@ def evaluate_sr(
     upscalers |= dict(_tiled(path, tile, device) for path in onnx)
     table = markdown_table(evaluate(upscalers, pairs, scale))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sr_eval.md").write_text(table)
+    write_bytes_atomically(out / "sr_eval.md", table.encode())
     name, lr, hr = pairs[0]
     side = min(hr.shape[-2:]) // 2
     crop = ((hr.shape[-2] - side) // 2, (hr.shape[-1] - side) // 2, side)
     shown = ("bicubic", ours)
     outputs = {method: upscale(lr) for method, upscale in upscalers.items() if method in shown}
-    comparison_image(lr, outputs, hr, crop=crop).save(out / "sr_comparison.png")
+    with atomic_path(out / "sr_comparison.png", keep_suffix=True) as temporary:
+        comparison_image(lr, outputs, hr, crop=crop).save(temporary)
     return table
 
 
@@ -124,8 +126,8 @@ def hrgan_table(runs: list[str], args) -> str:
     table = markdown(rows)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table)
-        args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+        write_bytes_atomically(args.out, table.encode())
+        write_bytes_atomically(args.out.with_suffix(".json"), json.dumps(rows, indent=1).encode())
     return table
 
 
@@ -216,8 +218,9 @@ def _spread_command(args) -> int:
         return 2
     table = markdown(results, config.lag.scale, args.samples)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "spread.md").write_text(table)
-    spread_sheet(draws).save(out / "spread.png")
+    write_bytes_atomically(out / "spread.md", table.encode())
+    with atomic_path(out / "spread.png", keep_suffix=True) as temporary:
+        spread_sheet(draws).save(temporary)
     print(table + f"wrote {out / 'spread.md'} and {out / 'spread.png'}")
     return 0
 

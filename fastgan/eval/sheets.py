@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
+from fastgan.atomic import atomic_path
+
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation between noise vectors a, b (D,) at fractions t (T,) → (T, D): stays on the shell
@@ -49,5 +51,6 @@ def write_sheets(generator, out: str | Path, per_class: int = 10, steps: int = 8
         (paths[0], class_sheet(generator, per_class, seed), per_class),
         (paths[1], interpolation_sheet(generator, steps, seed), steps),
     ):
-        save_image(images, path, nrow=columns, normalize=True, value_range=(-1, 1), padding=1)
+        with atomic_path(path, keep_suffix=True) as temporary:
+            save_image(images, temporary, nrow=columns, normalize=True, value_range=(-1, 1), padding=1)
     return paths

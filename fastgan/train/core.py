@@ -20,7 +20,7 @@ import torchvision.utils
 import yaml
 from tqdm import tqdm
 
-from fastgan.atomic import write_bytes_atomically
+from fastgan.atomic import atomic_path, write_bytes_atomically
 from fastgan.ops.backends import cpu_compiler_available
 from fastgan.ops.pixel_shuffle_prelu import PixelShufflePReLU
 from fastgan.profiling import StepProfiler, phase
@@ -259,9 +259,11 @@ class Trainer:
     @phase("samples")
     def save_samples(self) -> Path:
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
         grid = self.family.sample_grid()
-        torchvision.utils.save_image(grid, path, nrow=self.family.sample_columns, normalize=True, value_range=(-1, 1))
+        with atomic_path(path, keep_suffix=True) as temporary:  # an interrupted write leaves no broken PNG
+            torchvision.utils.save_image(
+                grid, temporary, nrow=self.family.sample_columns, normalize=True, value_range=(-1, 1)
+            )
         return path
 
     def _check_finite(self, metrics: dict[str, float]) -> None:

@@ -3,6 +3,7 @@ import math
 import os
 import shutil
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -460,3 +461,18 @@ def test_layout_rule_keeps_only_pixel_shuffle_networks_nchw_under_fused_cuda(tin
         assert layout_on(network, fused, cuda) == torch.channels_last
     assert layout_on(SRResNet(2, channels=8, blocks=1), tiny_config, cuda) == torch.channels_last
     assert layout_on(SRResNet(2, channels=8, blocks=1), fused, torch.device("cpu")) == torch.channels_last
+
+
+def test_a_failed_sample_write_leaves_the_earlier_grid_and_no_partial_file(tiny_config, monkeypatch):
+    trainer = build_trainer(tiny_config)
+    first = trainer.save_samples()
+    before = first.read_bytes()
+
+    def broken(grid, path, **kwargs):
+        Path(path).write_bytes(b"\x89PNG partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr("torchvision.utils.save_image", broken)
+    with pytest.raises(OSError, match="disk full"):
+        trainer.save_samples()
+    assert first.read_bytes() == before and sorted(p.name for p in first.parent.iterdir()) == [first.name]
