@@ -27,7 +27,7 @@ from fastgan.data.sr_sources import folder_images, game_frames, skimage_photos
 from fastgan.data.video_sources import is_video, video_frames
 from fastgan.eval.precision import exact_fp32
 from fastgan.eval.sr_compare import baseline_upscale, comparison_image, evaluate, markdown_table
-from fastgan.train.checkpoint import CheckpointError
+from fastgan.train.checkpoint import CheckpointError, run_directory
 from fastgan.train.run import load_sr_images, resolve_device
 from fastgan.train.upscalers import upscaler_from_checkpoint, upscaler_name, upscaler_scale
 
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "sr":
         return _generator_command(args)
     checkpoint = Path(args.checkpoint).expanduser()
-    out = args.out or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "eval"
+    out = args.out or run_directory(checkpoint) / "eval"
     try:
         print(evaluate_sr(str(checkpoint), args.images, out, args.device, tuple(args.onnx), args.tile))
     except (CheckpointError, DataSourceError, FileNotFoundError, ValueError) as exc:  # also a missing --onnx
@@ -208,7 +208,7 @@ def _spread_command(args) -> int:
     from fastgan.train.lag_step import lag_generator_from_checkpoint
 
     run = Path(args.checkpoint).expanduser()
-    out = args.out or (run if run.is_dir() else run.parent) / "eval"
+    out = args.out or run_directory(run) / "eval"
     try:
         generator, config = lag_generator_from_checkpoint(run, resolve_device(args.device))
         draws = draw_samples(generator, _images(args.images, config), args.samples, args.seed, config.sr.degrade)
@@ -237,7 +237,7 @@ def _generator_command(args) -> int:
         else:
             generator, _ = ema_generator_from_checkpoint(args.checkpoint)
             run = Path(args.checkpoint).expanduser()
-            out = args.out or (run if run.is_dir() else run.parent) / "eval"
+            out = args.out or run_directory(run) / "eval"
             for path in write_sheets(generator, out, args.per_class, args.steps, args.seed):
                 print(f"wrote {path}")
     except (CheckpointError, DataSourceError, EvaluatorWeightsError, InceptionWeightsError, ValueError) as exc:

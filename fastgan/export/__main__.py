@@ -82,11 +82,12 @@ def export_run(
     """Export a run's generator: an SRResNet/SRGAN or LAG (its centre G(y, 0)) upscaler (any precision, int8 via
     calibration) or an HRGAN generator (fp32/fp16/bf16); fp32, fp16 and int8 files are checked in onnxruntime
     against torch."""
+    from fastgan.train.checkpoint import run_directory
     from fastgan.train.upscalers import run_config
 
     run = Path(checkpoint).expanduser()
     config = run_config(run)
-    folder = (run if run.is_dir() else run.parent) / "export"
+    folder = run_directory(run) / "export"
     if config.model.name in ("srgan", "lag"):
         from fastgan.train.upscalers import upscaler_from_checkpoint, upscaler_scale
         from fastgan.upscale.receptive_field import receptive_radius

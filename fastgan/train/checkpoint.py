@@ -22,6 +22,12 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return atomic_write(path, lambda file: torch.save({"format": CHECKPOINT_FORMAT, **state}, file))
 
 
+def run_directory(path: str | Path) -> Path:
+    """The run directory of `path`: the path itself, or the folder of a checkpoint file."""
+    path = Path(path).expanduser()
+    return path if path.is_dir() else path.parent
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint file, or the checkpoint inside a run directory."""
     path = Path(path).expanduser()

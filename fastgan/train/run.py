@@ -21,7 +21,7 @@ from fastgan.data.sources import cifar_image_set, embedded_image_set
 from fastgan.data.sr_sources import game_frames, skimage_photos, split_held_out
 from fastgan.data.video_sources import is_video, split_video_tail
 from fastgan.ops.backends import backend, fused_backend_for
-from fastgan.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from fastgan.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, run_directory
 from fastgan.train.config import Config, ConfigError, DataConfig, SRConfig, changed_keys, merge, refuse_unused_keys
 from fastgan.train.core import Loader, Trainer
 from fastgan.train.hrgan_step import HRGANFamily
@@ -254,10 +254,10 @@ def resume(run_dir: str | Path, updates: dict[str, Any] | None = None) -> Traine
     updates = dict(updates or {})
     path = Path(run_dir).expanduser()
     output = updates.setdefault("output", {})
-    output.setdefault("out_dir", str(path if path.is_dir() else path.parent))
+    output.setdefault("out_dir", str(run_directory(path)))
     output.setdefault("profile_steps", 0)  # profiling is per invocation: --profile again to trace a resumed run
     config = resume_config(checkpoint, updates)
-    source, target = path if path.is_dir() else path.parent, Path(config.output.out_dir).expanduser()
+    source, target = run_directory(path), Path(config.output.out_dir).expanduser()
     if target.resolve() != source.resolve() and (target / CHECKPOINT_NAME).exists():
         raise ConfigError(
             f"{target} holds another run's checkpoint: resume {source} into its own directory or a new one (--out)"
