@@ -104,6 +104,12 @@ def intra_class_fid(real: tuple[torch.Tensor, torch.Tensor], fake: tuple[torch.T
     Raises:
         ValueError: no class has two real and two generated samples.
     """
+    for side, (features, labels) in (("real", real), ("fake", fake)):
+        if features.dim() != 2 or labels.shape != features.shape[:1]:
+            raise ValueError(
+                f"intra-class FID takes (features (N, D), labels (N,)) pairs; the {side} pair is "
+                f"{tuple(features.shape)}, {tuple(labels.shape)}"
+            )
     distances = []
     classes = real[1].unique()
     for label in classes:

@@ -66,6 +66,13 @@ def frechet_distance(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor
     the product of two PSD matrices is similar to a PSD one), which avoids an explicit matrix square root.
     """
     (mu_a, sigma_a), (mu_b, sigma_b) = a, b
+    dims = mu_a.shape[-1]
+    if any(t.shape != (dims,) for t in (mu_a, mu_b)) or any(t.shape != (dims, dims) for t in (sigma_a, sigma_b)):
+        raise ValueError(
+            f"frechet_distance takes two (mean (D,), covariance (D, D)) pairs of one D (feature_statistics makes "
+            f"them), got means {tuple(mu_a.shape)}, {tuple(mu_b.shape)} and covariances {tuple(sigma_a.shape)}, "
+            f"{tuple(sigma_b.shape)}"
+        )
     for name, statistic in (("means", torch.cat([mu_a, mu_b])), ("covariances", torch.cat([sigma_a, sigma_b]))):
         _check_finite(statistic, f"Fréchet distance {name}")
     eigenvalues = torch.linalg.eigvals(sigma_a.double() @ sigma_b.double())

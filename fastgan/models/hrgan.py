@@ -35,6 +35,8 @@ def check_widths(resolution: int, widths: Sequence[int]) -> None:
             f"HRGAN-{resolution} has {blocks} ResBlockUps, so widths needs {blocks + 1} entries "
             f"(the 4×4 projection, then each block's output), got {list(widths)}"
         )
+    if min(widths) < 1:
+        raise ValueError(f"HRGAN widths must be positive, got {list(widths)}")
 
 
 class Generator(nn.Module):
@@ -54,6 +56,8 @@ class Generator(nn.Module):
         widths: Sequence[int] | None = None,
     ):
         super().__init__()
+        if min(num_classes, z_dim, channels) < 1:
+            raise ValueError(f"num_classes, z_dim and channels must be positive: {num_classes}, {z_dim}, {channels}")
         self.resolution, self.num_classes, self.z_dim = resolution, num_classes, z_dim
         if widths is not None:
             check_widths(resolution, widths)

@@ -107,3 +107,13 @@ def test_accuracy_and_precision_recall_refuse_arguments_they_would_misread():
         accuracy(logits, labels[:, None])
     with pytest.raises(ValueError, match="k ≥ 1"):
         precision_recall(torch.randn(10, 4), torch.randn(10, 4), k=0)
+
+
+def test_frechet_distance_and_intra_class_fid_name_mismatched_shapes():
+    from fastgan.eval.generator_eval import intra_class_fid
+
+    a, b = feature_statistics(torch.randn(20, 4)), feature_statistics(torch.randn(20, 5))
+    with pytest.raises(ValueError, match="pairs of one D"):
+        frechet_distance(a, b)
+    with pytest.raises(ValueError, match="the fake pair is \\(20, 4\\), \\(19,\\)"):
+        intra_class_fid((torch.randn(20, 4), torch.arange(20) % 2), (torch.randn(20, 4), torch.arange(19) % 2))

@@ -130,3 +130,17 @@ def test_discriminator_takes_one_label_per_image():
     for labels in (torch.zeros(8, 1, dtype=torch.long), torch.zeros(1, dtype=torch.long)):
         with pytest.raises(ValueError, match=r"labels must have shape \(8,\)"):
             d(x, labels)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_classes": 0}, "must be positive"),
+        ({"channels": 0}, "must be positive"),
+        ({"widths": [16, 16, 0, 16, 16]}, "widths must be positive"),
+    ],
+)
+def test_generator_sizes_must_be_positive(kwargs, match):
+    """Zero classes were accepted; a zero width failed in Xavier init with a ZeroDivisionError."""
+    with pytest.raises(ValueError, match=match):
+        Generator(**{"resolution": 64, "num_classes": 10, "channels": 16, **kwargs})
