@@ -165,6 +165,9 @@ class TiledUpscaler:
             raise ValueError(f"unknown border {border!r}; choose reflect or zero")
         if feather is not None and not 0 <= feather <= overlap:
             raise ValueError(f"feather must lie in [0, overlap = {overlap}], got {feather}")
+        integers = (batch, scale, receptive_radius, tile, overlap, 0 if feather is None else feather)
+        if any(isinstance(n, bool) or not isinstance(n, int) for n in integers):
+            raise TypeError(f"batch, scale, receptive_radius, tile, overlap and feather are integers, got {integers}")
         if batch < 1 or scale < 1:
             raise ValueError(f"batch and scale must be ≥ 1, got {batch} and {scale}")
         if receptive_radius < 0:

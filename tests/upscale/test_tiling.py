@@ -126,6 +126,8 @@ def test_bad_arguments_say_what_to_do():
         TiledUpscaler(LIGHT_X2, 2, 10, overlap=8, feather=9)
     with pytest.raises(ValueError, match="no core"):
         TiledUpscaler(LIGHT_X2, 2, 10, tile=16, overlap=8)
+    with pytest.raises(TypeError, match="are integers"):
+        TiledUpscaler(LIGHT_X2, 2.5, 10)
     with pytest.raises(ValueError, match="receptive_radius must be ≥ 0"):
         TiledUpscaler(LIGHT_X2, 2, -3)
     with pytest.raises(ValueError, match=r"tile must be ≥ 1 .*got -5 and 8"):
