@@ -25,6 +25,7 @@ from fastgan.data.sources import DataSourceError
 from fastgan.data.sr_loader import center_crops, degrade
 from fastgan.data.sr_sources import folder_images, game_frames, skimage_photos
 from fastgan.data.video_sources import is_video, video_frames
+from fastgan.eval.class_agreement import GENERATOR_WEIGHTS, WEIGHTS_HELP
 from fastgan.eval.precision import exact_fp32
 from fastgan.eval.sr_compare import baseline_upscale, comparison_image, evaluate, markdown_table
 from fastgan.train.checkpoint import CheckpointError, run_directory
@@ -122,6 +123,7 @@ def hrgan_table(runs: list[str], args) -> str:
             args.batch_size,
             device,
             truth_cache,
+            args.weights,
         )
     table = markdown(rows)
     if args.out:
@@ -184,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     sheets.add_argument("--per-class", type=_positive, default=10)
     sheets.add_argument("--steps", type=_positive, default=8)
     sheets.add_argument("--seed", type=int, default=0)
+    for command in (table, sheets):
+        command.add_argument("--weights", choices=GENERATOR_WEIGHTS, default="ema", help=WEIGHTS_HELP)
     args = parser.parse_args(argv)
     if args.command == "table" and args.samples < args.splits:
         parser.error(f"table: --samples ({args.samples}) must be at least --splits ({args.splits})")
@@ -226,7 +230,7 @@ def _spread_command(args) -> int:
 
 
 def _generator_command(args) -> int:
-    from fastgan.eval.class_agreement import ema_generator_from_checkpoint
+    from fastgan.eval.class_agreement import generator_from_checkpoint
     from fastgan.eval.evaluator import EvaluatorWeightsError
     from fastgan.eval.inception import InceptionWeightsError
     from fastgan.eval.sheets import write_sheets
@@ -235,7 +239,7 @@ def _generator_command(args) -> int:
         if args.command == "table":
             print(hrgan_table(args.runs, args))
         else:
-            generator, _ = ema_generator_from_checkpoint(args.checkpoint)
+            generator, _ = generator_from_checkpoint(args.checkpoint, args.weights)
             run = Path(args.checkpoint).expanduser()
             out = args.out or run_directory(run) / "eval"
             for path in write_sheets(generator, out, args.per_class, args.steps, args.seed):

@@ -21,9 +21,17 @@ from fastgan.models.hrgan import Generator
 from fastgan.train.checkpoint import CheckpointError, averaged_generator, load_checkpoint
 from fastgan.train.config import Config, merge
 
+#: Which generator weights an evaluation takes: the EMA's (fastgan's samples; the live ones until averaging starts)
+#: or the live network's (the paper's protocol: it keeps no EMA).
+GENERATOR_WEIGHTS = ("ema", "live")
+WEIGHTS_HELP = "the generator's EMA weights (default) or its live ones (the paper keeps no EMA)"
 
-def ema_generator_from_checkpoint(path: str | Path) -> tuple[Generator, Config]:
-    """The EMA generator of a training checkpoint (the live one if EMA had not started), in eval mode."""
+
+def generator_from_checkpoint(path: str | Path, weights: str = "ema") -> tuple[Generator, Config]:
+    """The generator of a training checkpoint with its EMA (the live weights if EMA had not started) or its live
+    weights (`weights`), in eval mode."""
+    if weights not in GENERATOR_WEIGHTS:
+        raise ValueError(f"unknown generator weights {weights!r}; choose {' or '.join(GENERATOR_WEIGHTS)}")
     state = load_checkpoint(path)
     config = merge(Config(), state["config"])
     if config.model.name != "hrgan":
@@ -35,6 +43,9 @@ def ema_generator_from_checkpoint(path: str | Path) -> tuple[Generator, Config]:
     num_classes = family["generator"]["blocks.0.bn1.gain.weight"].shape[0]
     m = config.model
     generator = Generator(m.resolution, num_classes, m.z_dim, m.g_channels, m.g_widths)
+    if weights == "live":
+        generator.load_state_dict(family["generator"])
+        return generator.eval(), config
     return averaged_generator(generator, family).eval(), config
 
 
@@ -71,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-class", type=int, default=100, help="samples per class (≥ 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evaluator-weights", help="default: the run's evaluator (the shipped one for embedded)")
+    parser.add_argument("--weights", choices=GENERATOR_WEIGHTS, default="ema", help=WEIGHTS_HELP)
     args = parser.parse_args(argv)
     try:
-        generator, config = ema_generator_from_checkpoint(args.checkpoint)
+        generator, config = generator_from_checkpoint(args.checkpoint, args.weights)
         weights = default_evaluator_weights(args.evaluator_weights or config.loss.evaluator_weights, config.data.source)
         scores = class_agreement(generator, load_evaluator(weights), args.per_class, args.seed)
     except (CheckpointError, EvaluatorWeightsError, ValueError) as exc:

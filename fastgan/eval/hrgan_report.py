@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from fastgan.data.procedural import CLASS_NAMES
-from fastgan.eval.class_agreement import ema_generator_from_checkpoint
+from fastgan.eval.class_agreement import generator_from_checkpoint
 from fastgan.eval.evaluator import default_evaluator_weights, load_evaluator
 from fastgan.eval.generator_eval import (
     accuracy,
@@ -73,11 +73,13 @@ def evaluate_run(
     batch_size: int = 250,
     device: str | torch.device = "cpu",
     truth_cache: dict | None = None,
+    generator_weights: str = "ema",
 ) -> list[dict]:
-    """Rows of scores for a run (and, for a 32×32 embedded run, its bicubic baselines); pass one `truth_cache`
-    to several calls to render and featurise the true renders once."""
+    """Rows of scores for a run (and, for a 32×32 embedded run, its bicubic baselines) with the generator's
+    `generator_weights` ("ema" or "live"); pass one `truth_cache` to several calls to render and featurise the true
+    renders once."""
     truth_cache = {} if truth_cache is None else truth_cache
-    generator, config = ema_generator_from_checkpoint(run)
+    generator, config = generator_from_checkpoint(run, generator_weights)
     generator = generator.to(device)
     weights = default_evaluator_weights(evaluator_weights or config.loss.evaluator_weights, config.data.source)
     evaluator = load_evaluator(weights, device)
@@ -96,9 +98,11 @@ def evaluate_run(
     real_images, real_labels = _real_batches(config, samples, batch_size, seed)
     real = extract(real_images, extractors, device)
     resolution = config.model.resolution
-    base = {"run": str(run), "resolution": resolution, "lambda_ms": config.loss.lambda_ms}
+    base = {"run": str(run), "generator_weights": generator_weights, "resolution": resolution}
+    base["lambda_ms"] = config.loss.lambda_ms
+    live = " (live G)" if generator_weights == "live" else ""  # the tables compare runs scored with the same weights
     scores = score_samples(fake, labels, real, real_labels, splits, with_accuracy=same_classes)
-    rows = [base | {"model": f"HRGAN-{resolution}"} | scores]
+    rows = [base | {"model": f"HRGAN-{resolution}{live}"} | scores]
     if config.data.source != "embedded":
         return rows
     rows[0] |= _fidelity(fake["evaluator"], labels, resolution, evaluator, samples, batch_size, truth_cache)
@@ -107,7 +111,7 @@ def evaluate_run(
             upscaled = extract(
                 generated_batches(generator, labels, seed, batch_size, bicubic_to(32 * scale)), extractors, device
             )
-            row = base | {"model": f"HRGAN-32 + bicubic ×{scale}", "resolution": 32 * scale}
+            row = base | {"model": f"HRGAN-32{live} + bicubic ×{scale}", "resolution": 32 * scale}
             row |= score_samples(upscaled, labels, real, real_labels, splits, with_accuracy=same_classes)
             fidelity = _fidelity(upscaled["evaluator"], labels, 32 * scale, evaluator, samples, batch_size, truth_cache)
             rows.append(row | fidelity)

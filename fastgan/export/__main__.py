@@ -109,9 +109,9 @@ def export_run(
         return out
     if precision == "int8":
         raise ValueError("int8 export is for upscalers; export HRGAN generators in fp32, fp16 or bf16")
-    from fastgan.eval.class_agreement import ema_generator_from_checkpoint
+    from fastgan.eval.class_agreement import generator_from_checkpoint
 
-    generator, config = ema_generator_from_checkpoint(run)
+    generator, config = generator_from_checkpoint(run)
     num_classes = generator.num_classes
     out = out or folder / f"generator-{precision}.onnx"
     with atomic_path(out, keep_suffix=True) as temporary:  # becomes `out` only if the check passes

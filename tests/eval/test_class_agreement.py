@@ -4,6 +4,7 @@ import torch
 from fastgan.data.procedural import render, sample_scenes
 from fastgan.eval import class_agreement as ca
 from fastgan.eval.evaluator import embedded_evaluator_path, load_evaluator
+from fastgan.train.checkpoint import load_checkpoint
 from fastgan.train.run import train
 
 
@@ -55,7 +56,7 @@ def test_generator_and_evaluator_each_get_inputs_on_their_own_device():
 
 def test_cli_reads_a_run_and_reports_per_class_scores(tiny_config, capsys):
     run = train(tiny_config).run_dir
-    generator, config = ca.ema_generator_from_checkpoint(run)
+    generator, config = ca.generator_from_checkpoint(run)
     assert not generator.training and config.model.resolution == 64
     assert ca.main([str(run), "--per-class", "3"]) == 0
     out = capsys.readouterr().out
@@ -69,3 +70,19 @@ def test_mismatched_evaluator_is_refused(tmp_path):
     torch.save(torchvision.models.mobilenet_v3_small().state_dict(), path)
     with pytest.raises(ValueError, match="1000 classes"):
         ca.class_agreement(RenderingGenerator(), load_evaluator(path), per_class=1)
+
+
+def test_live_weights_are_the_networks_not_its_average(tiny_config, capsys):
+    """--weights live evaluates the trained network itself (the paper keeps no EMA), not the EMA fastgan samples."""
+    run = train(tiny_config).run_dir
+    family = load_checkpoint(run)["family"]
+    ema, _ = ca.generator_from_checkpoint(run)
+    live, _ = ca.generator_from_checkpoint(run, "live")
+    for name, tensor in live.state_dict().items():
+        assert torch.equal(tensor, family["generator"][name]), name
+    pairs = zip(ema.state_dict().values(), live.state_dict().values(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs)
+    with pytest.raises(ValueError, match="ema or live"):
+        ca.generator_from_checkpoint(run, "best")
+    assert ca.main([str(run), "--per-class", "2", "--weights", "live"]) == 0
+    assert "chance 0.100" in capsys.readouterr().out

@@ -185,10 +185,10 @@ def test_fidelity_experiment_scores_runs_and_the_bicubic_baseline(tiny_runs):
 def test_samples_are_scored_as_8_bit_images_and_accuracy_needs_the_generators_classes(tiny_runs, tmp_path, caplog):
     """Generated images are rounded to 8 bits as saved files are (real ones are 8-bit); an evaluator of other
     classes (an ImageNet MobileNet beside a 10-class generator) gives no accuracy, only scores that stay valid."""
-    from fastgan.eval.class_agreement import ema_generator_from_checkpoint
+    from fastgan.eval.class_agreement import generator_from_checkpoint
     from fastgan.eval.generator_eval import as_saved, generated_batches
 
-    generator, _ = ema_generator_from_checkpoint(tiny_runs[0])
+    generator, _ = generator_from_checkpoint(tiny_runs[0])
     (images,) = generated_batches(generator, torch.arange(20) % 10, batch_size=20)
     levels = (images + 1) * 127.5
     assert torch.allclose(levels, levels.round(), atol=1e-4) and images.min() >= -1 and images.max() <= 1
@@ -211,6 +211,8 @@ def test_table_cli_writes_the_papers_layout_and_sheets(tiny_runs, tmp_path, caps
     assert "| HRGAN-64 | w/o |" in text and "| HRGAN-32 | with |" in text
     assert "| model | MobileNet score without L_MS | MobileNet score with L_MS | improvement |" in text
     assert out.with_suffix(".json").is_file()
+    assert eval_cli.main([*args[:-1], str(tmp_path / "live.md"), "--weights", "live"]) == 0
+    assert "| HRGAN-64 (live G) | w/o |" in (tmp_path / "live.md").read_text()
     assert eval_cli.main(["sheets", "--checkpoint", str(tiny_runs[1]), "--out", str(tmp_path / "sheets")]) == 0
     assert (tmp_path / "sheets" / "class_sheet.png").stat().st_size > 1000
     assert (tmp_path / "sheets" / "interpolation.png").stat().st_size > 1000
