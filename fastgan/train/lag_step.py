@@ -48,7 +48,11 @@ class LAGSampler(nn.Module):
     def __init__(self, generator: LAGGenerator, z: torch.Tensor | None = None):
         super().__init__()
         self.generator, self.scale = generator, generator.scale
-        z = torch.zeros(generator.noise_dim) if z is None else z.detach().float().reshape(generator.noise_dim)
+        if z is not None and z.shape != (generator.noise_dim,):
+            raise ValueError(
+                f"z must be one ({generator.noise_dim},) noise vector for this generator, got {tuple(z.shape)}"
+            )
+        z = torch.zeros(generator.noise_dim) if z is None else z.detach().float()
         self.register_buffer("z", z)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:

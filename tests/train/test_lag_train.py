@@ -77,6 +77,9 @@ def test_trained_lag_serves_centre_and_samples(lag_config):
     assert centre(lr).shape == (2, 3, 32, 32)
     sample = LAGSampler(generator, torch.randn(config.lag.noise_dim))
     assert not torch.allclose(sample(lr), centre(lr))
+    for wrong in (torch.randn(2 * config.lag.noise_dim), torch.randn(2, config.lag.noise_dim // 2)):
+        with pytest.raises(ValueError, match=rf"z must be one \({config.lag.noise_dim},\) noise vector"):
+            LAGSampler(generator, wrong)  # a (2, Z/2) z was once silently reshaped
 
 
 def test_progressive_srresnet_grows_and_resumes(tmp_path):
