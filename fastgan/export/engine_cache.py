@@ -13,6 +13,7 @@ import errno
 import hashlib
 import json
 import logging
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -36,7 +37,10 @@ class StaleEngineError(RuntimeError):
 
 
 def _shape(values: Sequence[int]) -> Shape:
-    return tuple(int(v) for v in values)
+    try:
+        return tuple(operator.index(v) for v in values)  # integers only: int(8.7) would truncate silently
+    except TypeError as error:
+        raise ValueError(f"profile dimensions must be integers, got {tuple(values)}") from error
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,8 @@ def test_profile_shapes_and_validation():
         ShapeProfile({"lr": ((1, 3, 8, 8), (1, 3, 8, 8))})
     with pytest.raises(ValueError, match="below 1"):
         ShapeProfile.for_images(batch=(0, 1, 2))
+    with pytest.raises(ValueError, match="dimensions must be integers"):  # 8.7 was once truncated to 8
+        ShapeProfile({"lr": ((1, 3, 8, 8), (1, 3, 8.7, 8), (1, 3, 16, 16))})
     with pytest.raises(ValueError, match="at least one input"):
         ShapeProfile({})
     with pytest.raises(ValueError, match="triples"):
