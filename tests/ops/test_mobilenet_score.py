@@ -130,7 +130,7 @@ KERNEL_CASES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("case", KERNEL_CASES, ids=lambda c: f"B{c[0]}K{c[1]}tile{c[2]}")
 def test_kernels_spread_rows_over_programs(case, dtype, matches_reference):
     """Small tiles give several partials programs (and the two-pass path): every output against the reference."""
@@ -153,7 +153,7 @@ def test_kernels_spread_rows_over_programs(case, dtype, matches_reference):
     matches_reference(dlogits, torch_grad, truth_grad, what="dlogits")
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("tile", [64, 8], ids=["whole-rows", "two-pass"])
 def test_confident_logits_over_several_programs(tile, dtype, matches_reference):
     """±1e4 logits over 3 programs: class 4 has probability in one program only (row 36), classes 5-9 in none,

@@ -70,10 +70,11 @@ def test_matches_reference_per_dtype(name, dtype, slopes, matches_reference):
     ],
     ids=lambda s: "N{}C{}H{}W{}r{}".format(*s),
 )
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
 @pytest.mark.parametrize("name", FUSED)
-def test_odd_shapes_and_upscales(name, shape, matches_reference):
+def test_odd_shapes_and_upscales(name, shape, dtype, matches_reference):
     n, c, h, w, r = shape
-    x, weight, grad = _inputs(n, c, h, w, r, c, seed=sum(shape))
+    x, weight, grad = _inputs(n, c, h, w, r, c, dtype, seed=sum(shape))
     _check_backend(name, x, weight, grad, r, matches_reference)
 
 
