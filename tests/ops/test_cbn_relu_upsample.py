@@ -57,9 +57,13 @@ def _run(name, x, gain, bias, running, training, scale, dtype, grad_out, layout=
     return out, [leaf.grad for leaf in leaves], (mean, var)
 
 
-def _check_backend(name, shape, training, scale, dtype, matches_reference, layout=lambda t: t, device="cpu"):
-    """Backend `name` on `device` as accurate as torch's own result there in `dtype` (truth: fp64 on the CPU)."""
+def _check_backend(
+    name, shape, training, scale, dtype, matches_reference, layout=lambda t: t, device="cpu", bias_shift=0.0
+):
+    """Backend `name` on `device` as accurate as torch's own result there in `dtype` (truth: fp64 on the CPU);
+    `bias_shift` moves every pre-activation above 0 when large, so that no rounding flips the ReLU mask."""
     x, gain, bias, running = _inputs(shape)
+    bias = bias + bias_shift
     n, c, h, w = shape
     grad_out = torch.randn(n, c, h * scale, w * scale, dtype=torch.float64)
     truth = _run("torch", x, gain, bias, running, training, scale, torch.float64, grad_out)
@@ -140,6 +144,16 @@ def test_nhwc_kernels_split_pixels_over_programs(shape, training, matches_refere
     split, chunk = nhwc_kernels.pixel_split(n, c, h * w)
     assert split > 1 and (split - 1) * chunk < h * w <= split * chunk
     _check_backend("triton", shape, training, 2, torch.float32, matches_reference, CHANNELS_LAST)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_nhwc_kernels_split_pixels_in_low_precision(training, dtype, matches_reference):
+    """The split-pixel partial sums and their finalise kernels in fp16/bf16, with every pre-activation well above 0
+    (a bias shift of 20), so that the ReLU mask cannot flip between torch's rounding and the kernels'."""
+    shape = (1, 64, 12, 12)
+    assert nhwc_kernels.pixel_split(1, 64, 144)[0] > 1
+    _check_backend("triton", shape, training, 2, dtype, matches_reference, CHANNELS_LAST, bias_shift=20.0)
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
