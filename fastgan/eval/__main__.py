@@ -25,7 +25,7 @@ from fastgan.data.sources import DataSourceError
 from fastgan.data.sr_loader import center_crops, degrade
 from fastgan.data.sr_sources import folder_images, game_frames, skimage_photos
 from fastgan.data.video_sources import is_video, video_frames
-from fastgan.eval.class_agreement import GENERATOR_WEIGHTS, WEIGHTS_HELP
+from fastgan.eval.class_agreement import GENERATOR_WEIGHTS, STANDING_HELP, WEIGHTS_HELP
 from fastgan.eval.precision import exact_fp32
 from fastgan.eval.sr_compare import baseline_upscale, comparison_image, evaluate, markdown_table
 from fastgan.train.checkpoint import CheckpointError, run_directory
@@ -124,6 +124,7 @@ def hrgan_table(runs: list[str], args) -> str:
             device,
             truth_cache,
             args.weights,
+            args.standing_stats,
         )
     table = markdown(rows)
     if args.out:
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     sheets.add_argument("--seed", type=int, default=0)
     for command in (table, sheets):
         command.add_argument("--weights", choices=GENERATOR_WEIGHTS, default="ema", help=WEIGHTS_HELP)
+        command.add_argument("--standing-stats", type=int, default=0, metavar="N", help=STANDING_HELP)
     args = parser.parse_args(argv)
     if args.command == "table" and args.samples < args.splits:
         parser.error(f"table: --samples ({args.samples}) must be at least --splits ({args.splits})")
@@ -239,7 +241,7 @@ def _generator_command(args) -> int:
         if args.command == "table":
             print(hrgan_table(args.runs, args))
         else:
-            generator, _ = generator_from_checkpoint(args.checkpoint, args.weights)
+            generator, _ = generator_from_checkpoint(args.checkpoint, args.weights, args.standing_stats)
             run = Path(args.checkpoint).expanduser()
             out = args.out or run_directory(run) / "eval"
             for path in write_sheets(generator, out, args.per_class, args.steps, args.seed):

@@ -17,6 +17,7 @@ import torch
 from fastgan.data.procedural import CLASS_NAMES
 from fastgan.eval.evaluator import Evaluator, EvaluatorWeightsError, default_evaluator_weights, load_evaluator
 from fastgan.eval.generator_eval import as_saved
+from fastgan.eval.standing_stats import standing_statistics
 from fastgan.models.hrgan import Generator
 from fastgan.train.checkpoint import CheckpointError, averaged_generator, load_checkpoint
 from fastgan.train.config import Config, merge
@@ -25,11 +26,15 @@ from fastgan.train.config import Config, merge
 #: or the live network's (the paper's protocol: it keeps no EMA).
 GENERATOR_WEIGHTS = ("ema", "live")
 WEIGHTS_HELP = "the generator's EMA weights (default) or its live ones (the paper keeps no EMA)"
+STANDING_HELP = "re-estimate the generator's batch-norm statistics over N batches first (BigGAN's standing stats)"
 
 
-def generator_from_checkpoint(path: str | Path, weights: str = "ema") -> tuple[Generator, Config]:
+def generator_from_checkpoint(
+    path: str | Path, weights: str = "ema", standing_batches: int = 0
+) -> tuple[Generator, Config]:
     """The generator of a training checkpoint with its EMA (the live weights if EMA had not started) or its live
-    weights (`weights`), in eval mode."""
+    weights (`weights`), in eval mode; with `standing_batches`, its batch-norm statistics re-estimated over that many
+    batches of the run's G batch size (`standing_statistics`)."""
     if weights not in GENERATOR_WEIGHTS:
         raise ValueError(f"unknown generator weights {weights!r}; choose {' or '.join(GENERATOR_WEIGHTS)}")
     state = load_checkpoint(path)
@@ -45,8 +50,11 @@ def generator_from_checkpoint(path: str | Path, weights: str = "ema") -> tuple[G
     generator = Generator(m.resolution, num_classes, m.z_dim, m.g_channels, m.g_widths)
     if weights == "live":
         generator.load_state_dict(family["generator"])
-        return generator.eval(), config
-    return averaged_generator(generator, family).eval(), config
+    else:
+        generator = averaged_generator(generator, family)
+    if standing_batches:
+        standing_statistics(generator, standing_batches, config.train.batch_size_g)
+    return generator.eval(), config
 
 
 @torch.no_grad()
@@ -83,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evaluator-weights", help="default: the run's evaluator (the shipped one for embedded)")
     parser.add_argument("--weights", choices=GENERATOR_WEIGHTS, default="ema", help=WEIGHTS_HELP)
+    parser.add_argument("--standing-stats", type=int, default=0, metavar="N", help=STANDING_HELP)
     args = parser.parse_args(argv)
     try:
-        generator, config = generator_from_checkpoint(args.checkpoint, args.weights)
+        generator, config = generator_from_checkpoint(args.checkpoint, args.weights, args.standing_stats)
         weights = default_evaluator_weights(args.evaluator_weights or config.loss.evaluator_weights, config.data.source)
         scores = class_agreement(generator, load_evaluator(weights), args.per_class, args.seed)
     except (CheckpointError, EvaluatorWeightsError, ValueError) as exc:

@@ -74,12 +74,13 @@ def evaluate_run(
     device: str | torch.device = "cpu",
     truth_cache: dict | None = None,
     generator_weights: str = "ema",
+    standing_batches: int = 0,
 ) -> list[dict]:
     """Rows of scores for a run (and, for a 32×32 embedded run, its bicubic baselines) with the generator's
-    `generator_weights` ("ema" or "live"); pass one `truth_cache` to several calls to render and featurise the true
-    renders once."""
+    `generator_weights` ("ema" or "live"), its statistics re-estimated over `standing_batches` batches if not 0;
+    pass one `truth_cache` to several calls to render and featurise the true renders once."""
     truth_cache = {} if truth_cache is None else truth_cache
-    generator, config = generator_from_checkpoint(run, generator_weights)
+    generator, config = generator_from_checkpoint(run, generator_weights, standing_batches)
     generator = generator.to(device)
     weights = default_evaluator_weights(evaluator_weights or config.loss.evaluator_weights, config.data.source)
     evaluator = load_evaluator(weights, device)
@@ -99,7 +100,7 @@ def evaluate_run(
     real = extract(real_images, extractors, device)
     resolution = config.model.resolution
     base = {"run": str(run), "generator_weights": generator_weights, "resolution": resolution}
-    base["lambda_ms"] = config.loss.lambda_ms
+    base |= {"standing_batches": standing_batches, "lambda_ms": config.loss.lambda_ms}
     live = " (live G)" if generator_weights == "live" else ""  # the tables compare runs scored with the same weights
     scores = score_samples(fake, labels, real, real_labels, splits, with_accuracy=same_classes)
     rows = [base | {"model": f"HRGAN-{resolution}{live}"} | scores]

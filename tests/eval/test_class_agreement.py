@@ -86,3 +86,8 @@ def test_live_weights_are_the_networks_not_its_average(tiny_config, capsys):
         ca.generator_from_checkpoint(run, "best")
     assert ca.main([str(run), "--per-class", "2", "--weights", "live"]) == 0
     assert "chance 0.100" in capsys.readouterr().out
+    standing, _ = ca.generator_from_checkpoint(run, "live", standing_batches=2)
+    assert not torch.equal(standing.out_bn.running_var, live.out_bn.running_var)  # re-estimated, weights kept
+    assert torch.equal(standing.out_conv.weight, live.out_conv.weight)
+    assert ca.main([str(run), "--per-class", "2", "--standing-stats", "2"]) == 0
+    assert ca.main([str(run), "--standing-stats", "-1"]) == 2
