@@ -30,11 +30,11 @@ STANDING_HELP = "re-estimate the generator's batch-norm statistics over N batche
 
 
 def generator_from_checkpoint(
-    path: str | Path, weights: str = "ema", standing_batches: int = 0
+    path: str | Path, weights: str = "ema", standing_batches: int = 0, device: torch.device | str = "cpu"
 ) -> tuple[Generator, Config]:
     """The generator of a training checkpoint with its EMA (the live weights if EMA had not started) or its live
-    weights (`weights`), in eval mode; with `standing_batches`, its batch-norm statistics re-estimated over that many
-    batches of the run's G batch size (`standing_statistics`)."""
+    weights (`weights`), on `device` in eval mode; with `standing_batches`, its batch-norm statistics re-estimated
+    there over that many batches of the run's G batch size (`standing_statistics`)."""
     if weights not in GENERATOR_WEIGHTS:
         raise ValueError(f"unknown generator weights {weights!r}; choose {' or '.join(GENERATOR_WEIGHTS)}")
     state = load_checkpoint(path)
@@ -52,6 +52,7 @@ def generator_from_checkpoint(
         generator.load_state_dict(family["generator"])
     else:
         generator = averaged_generator(generator, family)
+    generator = generator.to(device)
     if standing_batches:
         standing_statistics(generator, standing_batches, config.train.batch_size_g)
     return generator.eval(), config

@@ -80,8 +80,7 @@ def evaluate_run(
     `generator_weights` ("ema" or "live"), its statistics re-estimated over `standing_batches` batches if not 0;
     pass one `truth_cache` to several calls to render and featurise the true renders once."""
     truth_cache = {} if truth_cache is None else truth_cache
-    generator, config = generator_from_checkpoint(run, generator_weights, standing_batches)
-    generator = generator.to(device)
+    generator, config = generator_from_checkpoint(run, generator_weights, standing_batches, device)
     weights = default_evaluator_weights(evaluator_weights or config.loss.evaluator_weights, config.data.source)
     evaluator = load_evaluator(weights, device)
     extractors = {"evaluator": evaluator.features} | ({"inception": inception} if inception is not None else {})
@@ -101,7 +100,9 @@ def evaluate_run(
     resolution = config.model.resolution
     base = {"run": str(run), "generator_weights": generator_weights, "resolution": resolution}
     base |= {"standing_batches": standing_batches, "lambda_ms": config.loss.lambda_ms}
-    live = " (live G)" if generator_weights == "live" else ""  # the tables compare runs scored with the same weights
+    # the tables compare runs scored with the same weights and statistics
+    live = " (live G)" if generator_weights == "live" else ""
+    live += f" (standing stats ×{standing_batches})" if standing_batches else ""
     scores = score_samples(fake, labels, real, real_labels, splits, with_accuracy=same_classes)
     rows = [base | {"model": f"HRGAN-{resolution}{live}"} | scores]
     if config.data.source != "embedded":

@@ -41,6 +41,7 @@ def standing_statistics(generator: nn.Module, batches: int, batch_size: int, see
         raise ValueError("the generator has no batch-norm layers: there are no statistics to re-estimate")
     device = next(generator.parameters()).device
     momenta = [layer.momentum for layer in layers]
+    saved = [(layer.running_mean.clone(), layer.running_var.clone()) for layer in layers]
     sums = [(torch.zeros_like(layer.running_mean), torch.zeros_like(layer.running_var)) for layer in layers]
     noise = torch.Generator().manual_seed(seed)
     try:
@@ -48,12 +49,20 @@ def standing_statistics(generator: nn.Module, batches: int, batch_size: int, see
         for layer in layers:
             layer.momentum = 1.0  # the running buffers hold the last batch's statistics
         for _ in range(batches):
+            for layer in layers:  # 0·NaN is NaN: a diverged checkpoint's statistics must not leak into the update
+                layer.running_mean.zero_()
+                layer.running_var.fill_(1.0)
             z = torch.randn(batch_size, generator.z_dim, generator=noise)
             y = torch.randint(generator.num_classes, (batch_size,), generator=noise)
             generator(z.to(device), y.to(device))
             for layer, (mean, var) in zip(layers, sums, strict=True):
                 mean += layer.running_mean
                 var += layer.running_var
+    except BaseException:
+        for layer, (mean, var) in zip(layers, saved, strict=True):  # a failed estimate leaves them as they were
+            layer.running_mean.copy_(mean)
+            layer.running_var.copy_(var)
+        raise
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum

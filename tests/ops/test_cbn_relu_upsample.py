@@ -272,9 +272,11 @@ def test_conv_variant_in_bf16_with_fp32_gain(name, autocast, path):
 @pytest.mark.parametrize("path", CONV_SHAPES)
 def test_conv_variant_in_low_precision_is_as_accurate_as_torch(name, dtype, training, path, matches_reference):
     """fp16 and bf16 activations and convolution (gain/bias fp32), training and eval: the output, every gradient and
-    the running statistics within twice torch's own error of the fp64 truth — three times by phases, which rounds
-    its tap-summed kernels and the low-resolution gradient of the activation to the dtype once where torch rounds
-    per tap (fp16 eval dgain: 2.6× torch's error, 1.1e-4 of its largest value)."""
+    the running statistics within twice torch's own error of the fp64 truth — three times by phases, whose phase
+    kernels (sums of taps, in fp32) are rounded to the dtype once more than torch's weights: the same error at every
+    pixel, which dgain and dbias, sums over pixels, collect (fp16 eval dgain: 2.6× torch's error, 1.1e-4 of its
+    largest value; an fp32 convolution would remove it at a real cost; under autocast the weights are fp32 and the
+    kernels rounded once, like torch's)."""
     fused = _conv_run(name, dtype, training, path=path)
     eager = _conv_run("torch", dtype, training, path=path)
     truth = _conv_run("torch", torch.float64, training, path=path)
