@@ -94,7 +94,13 @@ class Generator(nn.Module):
 
 def downsample_to_training(images: torch.Tensor) -> torch.Tensor:
     """G_d: average-pool (N, 3, R, R) generator output by HR = R/32 to (N, 3, 32, 32)."""
-    factor = images.shape[-1] // TRAINING_RESOLUTION
+    size = images.shape[-1]
+    if images.dim() != 4 or images.shape[-2] != size or size % TRAINING_RESOLUTION:
+        raise ValueError(
+            f"downsample_to_training takes (N, 3, R, R) images with R a multiple of {TRAINING_RESOLUTION}, got "
+            f"{tuple(images.shape)}"
+        )
+    factor = size // TRAINING_RESOLUTION
     return images if factor == 1 else F.avg_pool2d(images, factor)
 
 

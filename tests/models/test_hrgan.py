@@ -144,3 +144,10 @@ def test_generator_sizes_must_be_positive(kwargs, match):
     """Zero classes were accepted; a zero width failed in Xavier init with a ZeroDivisionError."""
     with pytest.raises(ValueError, match=match):
         Generator(**{"resolution": 64, "num_classes": 10, "channels": 16, **kwargs})
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 16, 16), (2, 3, 48, 48), (2, 3, 64, 32)], ids=str)
+def test_downsampling_to_training_takes_only_multiples_of_32(shape):
+    """16×16 once failed with "stride should not be zero"; 48×48 came back unchanged."""
+    with pytest.raises(ValueError, match="multiple of 32"):
+        downsample_to_training(torch.randn(shape))
