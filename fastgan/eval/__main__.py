@@ -25,9 +25,9 @@ from fastgan.data.sources import DataSourceError
 from fastgan.data.sr_loader import center_crops, degrade
 from fastgan.data.sr_sources import folder_images, game_frames, skimage_photos
 from fastgan.data.video_sources import is_video, video_frames
-from fastgan.eval.class_agreement import GENERATOR_WEIGHTS, STANDING_HELP, WEIGHTS_HELP
 from fastgan.eval.precision import exact_fp32
 from fastgan.eval.sr_compare import baseline_upscale, comparison_image, evaluate, markdown_table
+from fastgan.eval.trained_generator import GENERATOR_WEIGHTS, STANDING_HELP, WEIGHTS_HELP, generator_from_checkpoint
 from fastgan.train.checkpoint import CheckpointError, run_directory
 from fastgan.train.run import load_sr_images, resolve_device
 from fastgan.train.upscalers import upscaler_from_checkpoint, upscaler_name, upscaler_scale
@@ -232,7 +232,6 @@ def _spread_command(args) -> int:
 
 
 def _generator_command(args) -> int:
-    from fastgan.eval.class_agreement import generator_from_checkpoint
     from fastgan.eval.evaluator import EvaluatorWeightsError
     from fastgan.eval.inception import InceptionWeightsError
     from fastgan.eval.sheets import write_sheets

@@ -1,61 +1,25 @@
 """How often the evaluator recognises the class a conditional generator was asked for.
 
     python -m fastgan.eval.class_agreement runs/embedded-64 [--per-class 100] [--evaluator-weights FILE]
+        [--weights ema|live] [--standing-stats N]
 
 A direct measure of "recognisable class-conditional images": for each class y, generate samples
-G(z, y) with the EMA generator and count how often argmax E(G(z, y)) = y. Chance is 1/num_classes.
+G(z, y) with the EMA (or live) generator and count how often argmax E(G(z, y)) = y. Chance is 1/num_classes.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
 from fastgan.data.procedural import CLASS_NAMES
 from fastgan.eval.evaluator import Evaluator, EvaluatorWeightsError, default_evaluator_weights, load_evaluator
 from fastgan.eval.generator_eval import as_saved
-from fastgan.eval.standing_stats import standing_statistics
+from fastgan.eval.trained_generator import GENERATOR_WEIGHTS, STANDING_HELP, WEIGHTS_HELP, generator_from_checkpoint
 from fastgan.models.hrgan import Generator
-from fastgan.train.checkpoint import CheckpointError, averaged_generator, load_checkpoint
-from fastgan.train.config import Config, merge
-
-#: Which generator weights an evaluation takes: the EMA's (fastgan's samples; the live ones until averaging starts)
-#: or the live network's (the paper's protocol: it keeps no EMA).
-GENERATOR_WEIGHTS = ("ema", "live")
-WEIGHTS_HELP = "the generator's EMA weights (default) or its live ones (the paper keeps no EMA)"
-STANDING_HELP = "re-estimate the generator's batch-norm statistics over N batches first (BigGAN's standing stats)"
-
-
-def generator_from_checkpoint(
-    path: str | Path, weights: str = "ema", standing_batches: int = 0, device: torch.device | str = "cpu"
-) -> tuple[Generator, Config]:
-    """The generator of a training checkpoint with its EMA (the live weights if EMA had not started) or its live
-    weights (`weights`), on `device` in eval mode; with `standing_batches`, its batch-norm statistics re-estimated
-    there over that many batches of the run's G batch size (`standing_statistics`)."""
-    if weights not in GENERATOR_WEIGHTS:
-        raise ValueError(f"unknown generator weights {weights!r}; choose {' or '.join(GENERATOR_WEIGHTS)}")
-    state = load_checkpoint(path)
-    config = merge(Config(), state["config"])
-    if config.model.name != "hrgan":
-        raise CheckpointError(
-            f"{path} is a {config.model.name} run, not an HRGAN one; score upscalers with `python -m fastgan.eval sr` "
-            "(and LAG's sample spread with `spread`)"
-        )
-    family = state["family"]
-    num_classes = family["generator"]["blocks.0.bn1.gain.weight"].shape[0]
-    m = config.model
-    generator = Generator(m.resolution, num_classes, m.z_dim, m.g_channels, m.g_widths)
-    if weights == "live":
-        generator.load_state_dict(family["generator"])
-    else:
-        generator = averaged_generator(generator, family)
-    generator = generator.to(device)
-    if standing_batches:
-        standing_statistics(generator, standing_batches, config.train.batch_size_g)
-    return generator.eval(), config
+from fastgan.train.checkpoint import CheckpointError
 
 
 @torch.no_grad()

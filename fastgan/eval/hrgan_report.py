@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from fastgan.data.procedural import CLASS_NAMES
-from fastgan.eval.class_agreement import generator_from_checkpoint
 from fastgan.eval.evaluator import default_evaluator_weights, load_evaluator
 from fastgan.eval.generator_eval import (
     accuracy,
@@ -25,6 +24,7 @@ from fastgan.eval.generator_eval import (
     true_renders,
 )
 from fastgan.eval.scores import feature_statistics, frechet_distance
+from fastgan.eval.trained_generator import generator_from_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -109,7 +109,7 @@ def export_run(
         return out
     if precision == "int8":
         raise ValueError("int8 export is for upscalers; export HRGAN generators in fp32, fp16 or bf16")
-    from fastgan.eval.class_agreement import generator_from_checkpoint
+    from fastgan.eval.trained_generator import generator_from_checkpoint
 
     generator, config = generator_from_checkpoint(run)
     num_classes = generator.num_classes
