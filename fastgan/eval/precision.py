@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import torch
 
+from fastgan.ops.autocast import without_autocast
+
 
 @contextlib.contextmanager
 def _cudnn_without_tf32() -> Iterator[None]:
@@ -44,8 +46,7 @@ def exact_fp32(device_type: str) -> Iterator[None]:
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(_cudnn_without_tf32())
-            if torch.amp.is_autocast_available(device_type):
-                stack.enter_context(torch.autocast(device_type, enabled=False))
+            stack.enter_context(without_autocast(device_type))
             yield
     finally:
         torch.set_float32_matmul_precision(matmul)

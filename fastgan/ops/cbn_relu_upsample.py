@@ -10,13 +10,12 @@ gain/bias — never the normalised, activated or up-sampled tensors — and reco
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from fastgan.ops.autocast import autocast_dtype, without_autocast
 from fastgan.ops.backends import current_backend, kernels_for, traced_by_compile
 from fastgan.ops.nearest_upsample import is_nhwc, nearest_upsample, repeat_blocks
 from fastgan.ops.traffic import Traffic
@@ -158,19 +157,6 @@ class _CBNReluUpsample(torch.autograd.Function):
         return dx, dgain, dbias, None, None, None, None, None, None, None
 
 
-def _autocast_dtype(device_type: str, default: torch.dtype) -> torch.dtype:
-    """The dtype autocast would run a convolution in on `device_type`, or `default` outside autocast."""
-    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
-        return torch.get_autocast_dtype(device_type)
-    return default
-
-
-def _without_autocast(device_type: str) -> contextlib.AbstractContextManager:
-    if torch.amp.is_autocast_available(device_type):
-        return torch.autocast(device_type, enabled=False)
-    return contextlib.nullcontext()
-
-
 #: Largest multiply-add ratio (phase / direct, the discarded border counted) at which the conv variant convolves
 #: by phases. Conv variant fwd+bwd, `fused-compiled`, batch 16, 2-core Xeon, channels-last (NCHW): 3×3 after ×2 at
 #: 8×8 → 16×16, 128→64 channels (ratio 0.56) 6.7 vs 8.0 ms (9.8 vs 18.2) by phases vs direct; at 4×4, 128→128
@@ -201,9 +187,9 @@ class _CBNReluUpsampleConv(torch.autograd.Function):
     def forward(
         ctx, x, gain, bias, weight, conv_bias, running_mean, running_var, training, momentum, eps, scale, kernels
     ):
-        conv_dtype = _autocast_dtype(x.device.type, weight.dtype)
+        conv_dtype = autocast_dtype(x.device.type, weight.dtype)
         by_phases = _by_phases(x, weight, scale)
-        with _without_autocast(x.device.type):
+        with without_autocast(x.device.type):
             h, mean, rstd = _statistics(
                 kernels, x, gain, bias, running_mean, running_var, training, momentum, eps, 1 if by_phases else scale
             )
@@ -223,7 +209,7 @@ class _CBNReluUpsampleConv(torch.autograd.Function):
         x, mean, rstd, gain, bias, weight = ctx.saved_tensors
         activation_scale = 1 if ctx.by_phases else ctx.scale
         wanted = [True, ctx.needs_input_grad[3], ctx.has_conv_bias and ctx.needs_input_grad[4]]
-        with _without_autocast(x.device.type):
+        with without_autocast(x.device.type):
             h = ctx.kernels.forward_given_stats(x, mean, rstd, gain, bias, activation_scale).to(ctx.conv_dtype)
             if ctx.by_phases:
                 grad_h, grad_weight, grad_conv_bias = upsample_conv_backward(

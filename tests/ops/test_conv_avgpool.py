@@ -3,6 +3,7 @@ the same function as the reference (fp64), in the discriminator too, with less k
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fastgan.models.blocks import ResBlockDown
 from fastgan.models.hrgan import Discriminator
@@ -51,6 +52,26 @@ def test_torch_backend_is_the_reference_and_the_kernel_is_box_filtered():
     expected = torch.zeros(1, 1, 4, 4)
     expected[0, 0, 1:3, 1:3] = 0.25  # the centre tap, seen from each pixel of the 2×2 window
     torch.testing.assert_close(pooled_weight(centre, 2), expected)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("k, scale", [(1, 2), (3, 1), (3, 2), (3, 3), (5, 2)])
+def test_pooled_weight_is_the_average_pooling_of_the_padded_taps(k, scale, memory_format):
+    """The matrix product equals pooling each (Cout, Cin) kernel plane, value and gradient, in either weight layout;
+    under bf16 autocast it still multiplies in fp32 (a bf16 product would round the taps to 8 bits)."""
+    weight = torch.randn(5, 3, k, k, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    weight = weight.contiguous(memory_format=memory_format).requires_grad_()
+    planes = F.pad(weight.reshape(15, 1, k, k), (scale - 1,) * 4)
+    expected = F.avg_pool2d(planes, scale, stride=1).view(5, 3, k + scale - 1, k + scale - 1)
+    grad = torch.randn(expected.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    actual = pooled_weight(weight, scale)
+    torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(*(torch.autograd.grad(y, weight, grad)[0] for y in (actual, expected)))
+    single = weight.detach().float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = pooled_weight(single, scale)
+    assert under_autocast.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, pooled_weight(single, scale), rtol=0, atol=0)
 
 
 def test_fused_strided_convolution_under_bf16_autocast(matches_reference):
