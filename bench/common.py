@@ -37,6 +37,7 @@ if os.environ.get("FASTGAN_BENCH_ONE_ROUND"):  # the test suite's run of the smo
 #: Peak DRAM bandwidth (GB/s) of GPUs we report against, by a substring of the device name; the first key found
 #: in the name wins, so the specific variants come before their family.
 PEAK_BANDWIDTH_GBPS = {
+    "GH200 480GB": 4000,  # the 96 GB HBM3 part; the 144 GB HBM3e one below
     "GH200": 4900,
     "H200": 4800,
     "H100 NVL": 3900,
@@ -44,6 +45,7 @@ PEAK_BANDWIDTH_GBPS = {
     "H100": 3350,
     "A100-SXM4-40GB": 1555,
     "A100-PCIE-40GB": 1555,
+    "A100 80GB PCIe": 1935,
     "A100": 2039,
     "L40S": 864,
 }
@@ -172,16 +174,19 @@ def device_seconds(
     target: Callable[..., Any], setup: Callable[[], tuple] | None = None, rounds: int = 10
 ) -> float | None:
     """CUDA: the GPU time of one `target(*setup())` — the kernels' durations summed by torch.profiler, so host
-    launch cost and idle gaps are left out; None on a CPU. Every round's arguments are made before profiling."""
+    launch cost and idle gaps are left out; None on a CPU. Each round is profiled alone, after its `setup` (for op
+    cases `with_cold_cache`'s, so the kernels read from DRAM as in the timed rounds, and the flush is not counted)."""
     if not ON_CUDA:
         return None
-    arguments = [setup() if setup else () for _ in range(rounds)]
-    torch.cuda.synchronize(DEVICE)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
-        for args in arguments:
-            target(*args)
+    busy_us = 0.0
+    for _ in range(rounds):
+        arguments = setup() if setup else ()
         torch.cuda.synchronize(DEVICE)
-    return sum(event.self_device_time_total for event in profile.key_averages()) / rounds / 1e6
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+            target(*arguments)
+            torch.cuda.synchronize(DEVICE)
+        busy_us += sum(event.self_device_time_total for event in profile.key_averages())
+    return busy_us / rounds / 1e6
 
 
 def saved_activation_bytes(forward: Callable[[], Any], parameters: Iterable[torch.Tensor] = ()) -> int:
@@ -282,15 +287,17 @@ def op_case(
         "backward": (backward, lambda: (forward(),)),
         "full": (full, None),
     }[mode]
-    seconds = run_timed(benchmark, target, with_cold_cache(setup))
+    cold_setup = with_cold_cache(setup)
+    seconds = run_timed(benchmark, target, cold_setup)
     passes = {"forward": ["forward"], "backward": ["backward"], "full": ["forward", "backward"]}[mode]
-    kind = "fused" if provider == "fused" else "eager"
-    bytes_moved = None if traffic is None else sum(getattr(traffic[p], kind) for p in passes)
+    # the fused model counts the Triton kernels' bytes: not what the torch arithmetic of a CPU's fused provider moves
+    kind = {"eager": "eager", "fused": "fused" if PROVIDERS["fused"] == "triton" else None}[provider]
+    bytes_moved = None if traffic is None or kind is None else sum(getattr(traffic[p], kind) for p in passes)
     info = info | {"provider": provider, "mode": mode, "saved_bytes": saved_activation_bytes(forward)}
     peak = peak_allocated_bytes(full)
     if peak is not None:
         info["peak_allocated_bytes"] = peak
     if traffic is not None:
         info["minimum_traffic_bytes"] = sum(traffic[p].minimum for p in passes)
-    kernels = None if seconds is None else device_seconds(target, setup)
+    kernels = None if seconds is None else device_seconds(target, cold_setup)
     record(benchmark, info, seconds, bytes_moved, kernels)

@@ -54,8 +54,8 @@ def test_report_pairs_providers_and_writes_table_and_chart(tmp_path):
     data = {
         "datetime": "2026-11-23",
         "benchmarks": [
-            _result("eager", 0.004, 1000, traffic_bytes=300, minimum_traffic_bytes=100),
-            _result("fused", 0.002, 250, traffic_bytes=120, minimum_traffic_bytes=100),
+            _result("eager", 0.004, 1000, traffic_bytes=300, minimum_traffic_bytes=100, fused_backend="triton"),
+            _result("fused", 0.002, 250, traffic_bytes=120, minimum_traffic_bytes=100, fused_backend="triton"),
             _result("eager", 0.001, 10, op="lonely"),  # no fused partner: not a row
         ],
     }
@@ -68,6 +68,20 @@ def test_report_pairs_providers_and_writes_table_and_chart(tmp_path):
     table = (tmp_path / "out" / "cpu.v2.md").read_text()  # the dot is part of the name, not a suffix to replace
     assert "| cbn_relu_upsample | c | full | 4.000 | 2.000 | 2.00× |" in table
     assert (tmp_path / "out" / "cpu.v2.png").stat().st_size > 1000
+
+
+def test_report_gives_no_fused_traffic_for_torch_arithmetic(tmp_path):
+    """The fused traffic model counts the Triton kernels' bytes: beside a CPU's torch-arithmetic provider only
+    eager's ratio to the minimum is shown, also for results recorded before the suite stopped storing it."""
+    data = {
+        "benchmarks": [
+            _result("eager", 0.004, 1000, traffic_bytes=300, minimum_traffic_bytes=100),
+            _result("fused", 0.002, 250, traffic_bytes=120, minimum_traffic_bytes=100),
+        ]
+    }
+    [row] = report.rows(data)
+    assert "traffic_vs_minimum" not in row and row["eager_traffic_vs_minimum"] == 3.0
+    assert "| – (3.00) |" in report.markdown(data)
 
 
 def test_report_adds_graphed_iterations_and_gpu_busy_time(tmp_path):

@@ -404,36 +404,69 @@ class CBNReLUUpsample(nn.Module):
         )
 
 
-def traffic(shape: tuple[int, int, int, int], dtype: torch.dtype, scale: int = 2, training: bool = True) -> dict:
+def _eager_launches(
+    elements: int, dtype: torch.dtype, affine_dtype: torch.dtype, scale: int, training: bool
+) -> dict[str, list[tuple[str, int]]]:
+    """{"forward", "backward"}: (kernel, bytes read + written) of `cbn_relu_upsample_ref` and of autograd's backward
+    through it, launch by launch, for x of `elements` elements. Per-sample gain/bias of `affine_dtype` (fp32, as
+    the generator's embeddings give them under autocast) promote x̂·gain + bias, its ReLU and their gradients to
+    the wider dtype, cast back to x's around them."""
+    x = elements * dtype.itemsize  # one x-sized tensor in x's dtype
+    wide = elements * torch.promote_types(dtype, affine_dtype).itemsize  # one in the promoted dtype
+    casts = wide != x
+    up = scale * scale
+    forward = [
+        *([("batch_norm statistics: read x", x)] if training else []),
+        ("batch_norm normalise: x -> x̂", 2 * x),
+        ("mul gain: x̂ -> wide", x + wide),
+        ("add bias", 2 * wide),
+        ("relu", 2 * wide),
+        *([("to x's dtype", wide + x)] if casts else []),
+        *([("nearest up-sampling", (1 + up) * x)] if scale > 1 else []),
+    ]
+    backward = [
+        *([("up-sampling backward: sum-pool the gradient", (up + 1) * x)] if scale > 1 else []),
+        *([("to-copy backward: gradient to wide", x + wide)] if casts else []),
+        ("relu backward: grad, saved output -> grad", 3 * wide),
+        ("dbias: sum the gradient", wide),
+        ("dgain: grad · x̂", 2 * wide + x),
+        ("dgain: sum", wide),
+        ("dx̂: grad · gain", 2 * wide),
+        *([("dx̂ to x's dtype", wide + x)] if casts else []),
+        # training: a reduction over grad and x, then dx from grad and x; eval: dx = grad · rstd
+        *([("batch_norm backward reduce", 2 * x), ("batch_norm backward dx", 3 * x)] if training else []),
+        *([] if training else [("batch_norm backward dx", 2 * x)]),
+    ]
+    return {"forward": forward, "backward": backward}
+
+
+def traffic(
+    shape: tuple[int, int, int, int],
+    dtype: torch.dtype,
+    scale: int = 2,
+    training: bool = True,
+    affine_dtype: torch.dtype = torch.float32,
+) -> dict:
     """Analytic bytes of the forward and backward passes for x of `shape`: {"forward": Traffic, "backward": ...}.
 
     Counts the (N, C, H, W)-sized and larger tensors; (C,) and (N, C) vectors are negligible and left out.
     Eager counts each kernel of `cbn_relu_upsample_ref` and its autograd backward reading its inputs and writing
-    its output; fused counts the Triton launchers of `fastgan.kernels.cbn_relu_upsample`.
+    its output (`_eager_launches`, with gain/bias of `affine_dtype`); fused counts the Triton launchers of
+    `fastgan.kernels.cbn_relu_upsample`.
     """
     n, c, h, w = shape
-    unit = n * c * h * w * torch.finfo(dtype).bits // 8  # one x-sized tensor in x's dtype
+    unit = n * c * h * w * dtype.itemsize  # one x-sized tensor in x's dtype
     gz_unit = n * c * h * w * 4 if dtype == torch.float16 else unit  # gz is staged in fp32 for fp16
     up = scale * scale
-    upsample_fwd = (1 + up) * unit if scale > 1 else 0
-    upsample_bwd = (up + 1) * unit if scale > 1 else 0
+    eager = _eager_launches(n * c * h * w, dtype, affine_dtype, scale, training)
     forward = Traffic(
         minimum=(1 + up) * unit,
         fused=((2 if training else 1) + up) * unit,  # (plane sums: read x) + (read x, write out)
-        eager=(2 + (1 if training else 0)) * unit  # batch_norm: stats read + normalise read/write
-        + 3 * unit  # mul by gain
-        + 3 * unit  # add bias
-        + 2 * unit  # relu
-        + upsample_fwd,
+        eager=sum(bytes_ for _, bytes_ in eager["forward"]),
     )
     backward = Traffic(
         minimum=(up + 2) * unit,  # read grad and x, write dx
         fused=(up + 1) * unit + (2 * gz_unit + 2 * unit if training else unit),  # + gz written/read, x read, dx
-        eager=upsample_bwd  # sum-pool of the up-sampled gradient
-        + 3 * unit  # relu backward: grad, saved output -> grad
-        + 3 * unit  # mul backward to the normalised input: grad, gain -> grad (and a reduction for dgain)
-        + 2 * unit  # dgain reduction reads grad and the saved normalised tensor
-        + unit  # dbias reduction
-        + (4 * unit if training else 2 * unit),  # batch_norm backward: reads grad and x (twice), writes dx
+        eager=sum(bytes_ for _, bytes_ in eager["backward"]),
     )
     return {"forward": forward, "backward": backward}

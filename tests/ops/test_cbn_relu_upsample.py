@@ -1,15 +1,18 @@
+import math
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from fastgan.kernels import cbn_relu_upsample as cbn_kernels
 from fastgan.kernels import cbn_relu_upsample_nhwc as nhwc_kernels
 from fastgan.models.blocks import ResBlockUp
 from fastgan.ops import backend, cbn_relu_upsample, cbn_relu_upsample_conv
-from fastgan.ops.cbn_relu_upsample import CBNReLUUpsample, _by_phases, traffic
+from fastgan.ops.cbn_relu_upsample import CBNReLUUpsample, _by_phases, cbn_relu_upsample_ref, traffic
 
 FUSED = ["fused-torch", "triton"]
 LOW_PRECISION = [torch.float32, torch.float16, torch.bfloat16]
@@ -416,6 +419,50 @@ def test_traffic_of_the_fused_forward():
     backward = traffic((64, 128, 32, 32), torch.bfloat16, scale=2)["backward"]
     assert backward.fused < backward.eager
     assert backward.fused_overhead == pytest.approx(1 / 2)  # gz written and read back, x read twice
+
+
+class _TracedBytes(TorchDispatchMode):
+    """Bytes each ATen op reads and writes, tensors of at least `threshold` elements only, a broadcast view counted
+    by the elements it holds, ops returning a view of their input (no kernel) left out."""
+
+    def __init__(self, threshold: int):
+        super().__init__()
+        self.threshold, self.total = threshold, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        storages = {t.untyped_storage().data_ptr() for t in inputs}
+        if not any(t.untyped_storage().data_ptr() in storages for t in outputs):
+            for t in inputs + outputs:
+                if t.numel() >= self.threshold:  # elements along broadcast (stride 0) dimensions are not held
+                    held = math.prod(size for size, stride in zip(t.shape, t.stride(), strict=True) if stride)
+                    self.total += held * t.element_size()
+        return out
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["training", "eval"])
+@pytest.mark.parametrize("scale", [1, 2])
+@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
+def test_eager_traffic_follows_the_reference_kernels(dtype, scale, training):
+    """The eager model is the reference's ATen ops, each reading its inputs and writing its outputs once — with fp32
+    gain/bias promoting the affine, ReLU and their gradients for fp16/bf16 x — plus what one ATen op does in two
+    passes: training batch_norm reads x once more for its statistics, and its backward reads grad and x once more
+    for its reduction; in eval the backward's dx = grad · rstd does not read x."""
+    n, c, h, w = 2, 3, 4, 5
+    x = torch.randn(n, c, h, w, dtype=dtype).requires_grad_()
+    gain, bias = (torch.rand(n, c) + 0.5).requires_grad_(), torch.randn(n, c).requires_grad_()
+    running = torch.zeros(c), torch.ones(c)
+    with _TracedBytes(x.numel()) as forward:
+        out = cbn_relu_upsample_ref(x, gain, bias, *running, training, 0.1, 1e-5, scale)
+    grad = torch.randn_like(out)
+    with _TracedBytes(x.numel()) as backward:
+        torch.autograd.grad(out, (x, gain, bias), grad)
+    unit = x.numel() * dtype.itemsize
+    model = traffic((n, c, h, w), dtype, scale, training)
+    assert model["forward"].eager == forward.total + (unit if training else 0)
+    assert model["backward"].eager == backward.total + (2 * unit if training else -unit)
 
 
 CUDA_SHAPES = [(3, 4, 5, 5), (1, 3, 5, 5), (2, 3, 23, 37), (64, 256, 16, 16), (8, 64, 64, 64)]
