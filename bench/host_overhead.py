@@ -3,8 +3,9 @@
 On a GPU the small cases of the op benches are launch-bound: their wall time is what the host spends before the
 kernels run. This measures that part without a GPU: each op's forward + backward on the "triton" backend with
 every kernel launch replaced by a no-op, at tiny CPU shapes (the checks, launch plans, allocations and the
-autograd.Function stay; the kernels and Triton's own launcher do not), beside the eager reference at the same
-shapes, whose CPU time there is mostly its own dispatch. Median µs over `--rounds` rounds of `--calls` calls.
+autograd.Function stay; the kernels and Triton's own launcher do not), beside the same op on the eager ("torch")
+backend at the same shapes, whose CPU time there is mostly its own dispatch. Median µs over `--rounds` rounds of
+`--calls` calls.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ from collections.abc import Callable, Iterator
 import torch
 
 from fastgan.ops import backend, cbn_relu_upsample, mobilenet_score, pixel_shuffle_prelu
-from fastgan.ops.cbn_relu_upsample import cbn_relu_upsample_ref
-from fastgan.ops.mobilenet_score import mobilenet_score_ref
-from fastgan.ops.pixel_shuffle_prelu import pixel_shuffle_prelu_ref
 
 KERNEL_MODULES = ("cbn_relu_upsample", "cbn_relu_upsample_nhwc", "mobilenet_score", "pixel_shuffle_prelu")
 
@@ -47,23 +45,19 @@ def launches_stubbed() -> Iterator[None]:
             module.on_device_of = original
 
 
-def _cases() -> dict[str, tuple[Callable, Callable, tuple[torch.Tensor, ...]]]:
-    """name -> (fused op, eager reference, inputs that take gradients); tiny shapes: the cost is per call."""
+def _cases() -> dict[str, tuple[Callable, tuple[torch.Tensor, ...]]]:
+    """name -> (op, inputs that take gradients); tiny shapes: the cost is per call."""
     cases = {}
     running = torch.zeros(8), torch.ones(8)  # (C,) mean and variance, updated in place by every call
     for layout, memory_format in (("NCHW", torch.contiguous_format), ("NHWC", torch.channels_last)):
         x = torch.randn(4, 8, 4, 4).contiguous(memory_format=memory_format)
         cases[f"cbn_relu_upsample {layout}"] = (
             lambda x, g, b: cbn_relu_upsample(x, g, b, *running),
-            lambda x, g, b: cbn_relu_upsample_ref(x, g, b, *running),
             (x, torch.randn(4, 8), torch.randn(4, 8)),
         )
-    cases["mobilenet_score"] = (mobilenet_score, mobilenet_score_ref, (torch.randn(16, 10),))
-    cases["pixel_shuffle_prelu"] = (
-        lambda x, w: pixel_shuffle_prelu(x, w, 2),
-        lambda x, w: pixel_shuffle_prelu_ref(x, w, 2),
-        (torch.randn(2, 16, 8, 8), torch.rand(4)),
-    )
+    cases["mobilenet_score"] = (mobilenet_score, (torch.randn(16, 10),))
+    shuffled = torch.randn(2, 16, 8, 8), torch.rand(4)
+    cases["pixel_shuffle_prelu"] = (lambda x, w: pixel_shuffle_prelu(x, w, 2), shuffled)
     return cases
 
 
@@ -95,12 +89,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.calls < 1 or args.rounds < 1:
         parser.error(f"--calls and --rounds must be at least 1, got {args.calls} and {args.rounds}")
     torch.set_num_threads(1)
-    print("| op (forward + backward) | eager reference µs | fused host path µs (launches stubbed) |")
+    print("| op (forward + backward) | eager µs | fused host path µs (launches stubbed) |")
     print("|---|---:|---:|")
-    for name, (fused, eager, inputs) in _cases().items():
-        eager_us = _microseconds(eager, inputs, args.calls, args.rounds)
+    for name, (op, inputs) in _cases().items():
+        with backend("torch"):  # the op's eager path, its input checks included, as the bench and trainer run it
+            eager_us = _microseconds(op, inputs, args.calls, args.rounds)
         with backend("triton"), launches_stubbed():
-            fused_us = _microseconds(fused, inputs, args.calls, args.rounds)
+            fused_us = _microseconds(op, inputs, args.calls, args.rounds)
         print(f"| {name} | {eager_us:.0f} | {fused_us:.0f} |")
 
 
