@@ -22,7 +22,7 @@ from fastgan.data.sources import DataSourceError
 from fastgan.eval.evaluator import EvaluatorWeightsError
 from fastgan.models.vgg import VGGWeightsError
 from fastgan.train.checkpoint import CheckpointError
-from fastgan.train.config import COMPILE_MODES, DATA_SOURCES, MODELS, ConfigError, load_config, merge, parse_overrides
+from fastgan.train.config import COMPILE_MODES, DATA_SOURCES, MODELS, ConfigError, load_config, parse_overrides
 from fastgan.train.core import NonFiniteLossError, TrainingInterrupted
 from fastgan.train.run import resume, train
 
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("--resume uses the run's saved config; drop --config")
             trainer = resume(args.resume, updates)
         else:
-            trainer = train(merge(load_config(args.config), updates))
+            trainer = train(load_config(args.config, updates=updates))
     except TrainingInterrupted as exc:
         logging.getLogger("fastgan.train").warning("%s", exc)
         return 130

@@ -5,6 +5,7 @@ Unknown sections or keys, and values of the wrong type, are errors that name the
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -133,6 +134,8 @@ class TrainConfig:
     compile: str = "off"  # HRGAN, SRResNet/SRGAN: torch.compile the networks in this mode (COMPILE_MODES); off: eager
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    lr_decay_at: int = 0  # SRResNet/SRGAN: both rates × lr_decay_factor from this iteration on (0: never)
+    lr_decay_factor: float = 0.1
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -153,6 +156,11 @@ class TrainConfig:
         if not (self.lr_d > 0 and self.lr_g > 0):  # also rejects NaN
             raise ConfigError(f"train.lr_d and train.lr_g must be positive, got {self.lr_d} and {self.lr_g}")
         _check_finite("train.lr_d and train.lr_g", self.lr_d, self.lr_g)
+        if self.lr_decay_at < 0 or not 0 < self.lr_decay_factor <= 1:  # also rejects NaN
+            raise ConfigError(
+                f"train.lr_decay_at must be >= 0 (0: no decay) and train.lr_decay_factor in (0, 1], got "
+                f"{self.lr_decay_at} and {self.lr_decay_factor}"
+            )
         _check_seed(self.seed, "train.seed")
 
 
@@ -336,19 +344,45 @@ class Config:
         return dataclasses.asdict(self)
 
 
+#: What a new run of an upscaler family starts from, over the dataclass defaults (HRGAN's), by model.name (and
+#: sr.stage for srgan): its authors' optimiser and schedule. SRResNet/SRGAN (Ledig et al. 2017, §3.2): Adam
+#: β1 = 0.9, batch 16, rate 1e-4 for both networks; 10⁶ SRResNet iterations; 2·10⁵ SRGAN ones, the rate ÷10 after
+#: the first 10⁵. LAG (google-research/lag): batch 16, the weight average at 0.999 from the start.
+_SR_OPTIMISER = {"batch_size_g": 16, "lr_g": 1e-4, "lr_d": 1e-4, "betas": (0.9, 0.999)}
+FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "srgan/srresnet": {"train": {**_SR_OPTIMISER, "iterations": 1_000_000}},
+    "srgan/srgan": {"train": {**_SR_OPTIMISER, "iterations": 200_000, "lr_decay_at": 100_000}},
+    "lag": {"train": {"batch_size_g": 16, "ema_decay": 0.999, "ema_start": 0}},
+}
+
+
+def family_defaults(name: str, sr_stage: str = "srresnet") -> Config:
+    """The defaults a new run of model `name` (and, for srgan, `sr_stage`) starts from: `FAMILY_DEFAULTS` over the
+    dataclasses'."""
+    return merge(Config(), FAMILY_DEFAULTS.get(f"{name}/{sr_stage}" if name == "srgan" else name, {}))
+
+
+#: SRResNet/SRGAN's step decay, which HRGAN and LAG do not read.
+_LR_DECAY = ("train.lr_decay_at", "train.lr_decay_factor")
 #: Settings only HRGAN reads.
 _HRGAN_ONLY = ("model.resolution", "model.z_dim", "model.g_channels", "model.g_widths", "model.d_channels")
 _HRGAN_ONLY += ("data.source", "data.path", "data.num_images", "loss.", "train.batch_size_d", "train.amp")
 _HRGAN_ONLY += ("output.samples_per_class",)
 #: Settings a model family leaves unread, by key or section prefix.
 _UNUSED_BY = {
-    "hrgan": ("sr.", "lag.", "progressive."),
+    "hrgan": ("sr.", "lag.", "progressive.", *_LR_DECAY),
     "srgan": (*_HRGAN_ONLY, "lag.", "train.ema_decay", "train.ema_start"),
     "lag": (*_HRGAN_ONLY, "sr.scale", "sr.channels", "sr.blocks", "sr.batch_norm", "sr.bicubic_skip", "sr.stage")
-    + ("sr.pixel_loss", "sr.perceptual_layer", "sr.vgg_weights", "sr.adversarial_weight", "sr.relativistic"),
+    + ("sr.pixel_loss", "sr.perceptual_layer", "sr.vgg_weights", "sr.adversarial_weight", "sr.relativistic")
+    + _LR_DECAY,
 }
 #: What SRResNet's pixel-loss stage leaves unread (SRGAN's adversarial stage reads it).
 _UNUSED_BY_SRRESNET_STAGE = ("sr.adversarial_weight", "sr.relativistic", "sr.perceptual_layer", "sr.vgg_weights")
+
+
+def named_by(key: str, names: tuple[str, ...]) -> bool:
+    """Whether `names` holds `key` ("section.key") or its section ("section.")."""
+    return any(key == name or (name.endswith(".") and key.startswith(name)) for name in names)
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:
@@ -372,7 +406,7 @@ def refuse_unused_keys(config: Config) -> None:
             "progressive.enabled grows an upscaler (model.name=lag, or srgan at sr.scale=4); HRGAN trains at one "
             "resolution: drop --progressive"
         )
-    ignored = [key for key in changed_keys(Config(), config) if key.startswith(unused)]
+    ignored = [key for key in changed_keys(family_defaults(name, config.sr.stage), config) if named_by(key, unused)]
     if ignored:
         stage = f", sr.stage={config.sr.stage}" if name == "srgan" else ""
         raise ConfigError(
@@ -483,20 +517,32 @@ def preset_path(name: str) -> Path:
     raise ConfigError(f"config {name!r} is neither a file nor a shipped preset ({', '.join(presets)})")
 
 
-def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
-    """Defaults, then the YAML file or preset `path`, then the overrides (a later one wins over an earlier one of
-    the same key), checked together: keys that must agree may change in one call."""
+def _read_config_file(path: str) -> dict[str, Any]:
+    file = preset_path(path)
+    try:
+        loaded = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {file} is not valid UTF-8 YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {file} must be a mapping of sections")
+    return loaded
+
+
+def load_config(
+    path: str | None = None, overrides: list[str] = (), updates: dict[str, dict[str, Any]] | None = None
+) -> Config:
+    """A new run's config: the defaults of the model family that the file and overrides name (`family_defaults`),
+    then the YAML file or preset `path`, then `updates` ({section: {key: value}}, e.g. the CLI's flags), then the
+    `overrides` strings (a later one wins over an earlier one of the same key), checked together: keys that must
+    agree may change in one call."""
     if isinstance(overrides, str):
         raise TypeError(f"overrides is a list of 'section.key=value' strings, got the string {overrides!r}")
-    config = Config()
-    if path is not None:
-        file = preset_path(path)
-        try:
-            loaded = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {file} is not valid UTF-8 YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {file} must be a mapping of sections")
-        config = merge(config, loaded)
-    updates = parse_overrides(overrides)
-    return merge(config, updates) if updates else config
+    loaded = _read_config_file(path) if path is not None else {}
+    changes = parse_overrides(list(overrides), copy.deepcopy(updates) if updates else {})
+
+    def layered(base: Config) -> Config:
+        config = merge(base, loaded) if loaded else base
+        return merge(config, changes) if changes else config
+
+    named = layered(Config())
+    return layered(family_defaults(named.model.name, named.sr.stage))

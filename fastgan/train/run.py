@@ -22,7 +22,16 @@ from fastgan.data.sr_sources import game_frames, skimage_photos, split_held_out
 from fastgan.data.video_sources import is_video, split_video_tail
 from fastgan.ops.backends import backend, fused_backend_for
 from fastgan.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, run_directory
-from fastgan.train.config import Config, ConfigError, DataConfig, SRConfig, changed_keys, merge, refuse_unused_keys
+from fastgan.train.config import (
+    Config,
+    ConfigError,
+    DataConfig,
+    SRConfig,
+    changed_keys,
+    merge,
+    named_by,
+    refuse_unused_keys,
+)
 from fastgan.train.core import Loader, Trainer
 from fastgan.train.hrgan_step import HRGANFamily
 from fastgan.train.lag_step import LAGFamily
@@ -34,6 +43,8 @@ RESUMABLE_CHANGES = (
     "train.iterations",
     "train.lr_g",  # e.g. lowered after a non-finite loss
     "train.lr_d",
+    "train.lr_decay_at",  # SRGAN: e.g. a decay added when extending a run
+    "train.lr_decay_factor",
     "sr.vgg_weights",  # where the VGG19 file lives (e.g. on another machine)
     "loss.evaluator_weights",  # likewise; the checkpoint's evaluator fingerprint must still match
     "data.path",  # where the data lives; the loader's image count and seed must still match
@@ -85,7 +96,7 @@ def resume_config(checkpoint: dict[str, Any], updates: dict[str, Any]) -> Config
         stored = {**stored, "train": {**stored.get("train", {}), "channels_last": False}}
     saved = merge(Config(), stored)
     config = merge(saved, updates)
-    frozen = [k for k in changed_keys(saved, config) if not k.startswith(RESUMABLE_CHANGES)]
+    frozen = [k for k in changed_keys(saved, config) if not named_by(k, RESUMABLE_CHANGES)]
     if frozen:
         raise ConfigError(f"a resumed run cannot change {', '.join(frozen)}; start a new run (--out) instead")
     return config

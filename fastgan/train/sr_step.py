@@ -147,9 +147,10 @@ class SRFamily:
         if t.compile in CUDA_GRAPH_COMPILE_MODES:  # TorchInductor's CUDA graphs
             torch.compiler.cudagraph_mark_step_begin()  # a new iteration: the last one's replay outputs are done with
         growth = self.schedule.at(self.images_seen)
+        decay = t.lr_decay_factor if 0 < t.lr_decay_at <= step else 1.0  # SRGAN: 10⁵ iterations at 1e-4, then 1e-5
         for optimiser, rate in ((self.opt_g, t.lr_g), (self.opt_d, t.lr_d)):
             for group in optimiser.param_groups if optimiser is not None else ():
-                group["lr"] = rate * growth.lr_scale
+                group["lr"] = rate * growth.lr_scale * decay
         with phase("data"):
             lr, hr = loader.next_batch(growth.batch_size)
         hr = stage_target(hr, growth.stage, self.stages, growth.alpha)

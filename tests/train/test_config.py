@@ -21,6 +21,36 @@ def test_defaults_follow_the_paper():
     assert c.train.iterations == 100_000 and c.loss.hinge_margin == 1.0
 
 
+def test_each_upscaler_family_starts_from_its_authors_schedule():
+    """Without a config file, --model srgan gets Ledig et al.'s optimiser and schedule, not HRGAN's β1 = 0 and batch
+    128 (its SRGAN stage 2·10⁵ iterations, the rate ÷10 after 10⁵), LAG its authors' batch and weight average; a
+    file's, a flag's or an override's own value wins; each passes a new run's unused-keys check."""
+    srresnet = load_config(None, updates={"model": {"name": "srgan"}})
+    t = srresnet.train
+    assert (t.batch_size_g, t.lr_g, t.lr_d, t.betas, t.iterations, t.lr_decay_at) == (
+        16,
+        1e-4,
+        1e-4,
+        (0.9, 0.999),
+        1_000_000,
+        0,
+    )
+    srgan = load_config(None, ["model.name=srgan", "sr.stage=srgan"])
+    assert (srgan.train.iterations, srgan.train.lr_decay_at, srgan.train.lr_decay_factor) == (200_000, 100_000, 0.1)
+    lag = load_config(None, updates={"model": {"name": "lag"}})
+    assert (lag.train.batch_size_g, lag.train.ema_decay, lag.train.ema_start) == (16, 0.999, 0)
+    assert load_config(None).train == Config().train  # HRGAN: the dataclass defaults, the paper's
+    mine = load_config(None, ["train.batch_size_g=4"], {"model": {"name": "srgan"}, "train": {"betas": [0.5, 0.9]}})
+    assert (mine.train.batch_size_g, mine.train.betas, mine.train.lr_d) == (4, (0.5, 0.9), 1e-4)
+    assert load_config("srresnet-x2-light").train.lr_g == 2e-4  # the preset's
+    for config in (srresnet, srgan, lag):
+        refuse_unused_keys(config)
+    with pytest.raises(ConfigError, match="train.lr_decay_at: not read by a model.name=hrgan"):
+        refuse_unused_keys(load_config(None, ["train.lr_decay_at=5"]))
+    with pytest.raises(ConfigError, match="train.lr_decay_factor in \\(0, 1\\]"):
+        load_config(None, ["train.lr_decay_factor=0"])
+
+
 def test_yaml_file_and_overrides_apply_in_order(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model:\n  resolution: 128\ntrain:\n  iterations: 10\n  betas: [0.5, 0.9]\n")

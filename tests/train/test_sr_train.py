@@ -51,6 +51,18 @@ def test_srresnet_stage_trains_resumes_exactly_and_samples(sr_config, tmp_path):
         assert torch.allclose(tensor, resumed.family.generator.state_dict()[name], atol=1e-6), name
 
 
+def test_learning_rates_drop_by_the_decay_factor_from_lr_decay_at_on_and_across_a_resume(sr_config, tmp_path):
+    """SRGAN's schedule: iterations before train.lr_decay_at run at the configured rates, the rest at
+    lr_decay_factor times them — also when a resumed run crosses the boundary, or adds a decay."""
+    config = merge(sr_config, {"train": {"iterations": 2, "lr_g": 3e-4, "lr_decay_at": 2, "lr_decay_factor": 0.25}})
+    first = train(config)
+    assert [g["lr"] for g in first.family.opt_g.param_groups] == [3e-4]  # iterations 1 and 2: steps 0 and 1 done
+    resumed = resume(first.run_dir, {"train": {"iterations": 3}})
+    assert [g["lr"] for g in resumed.family.opt_g.param_groups] == [pytest.approx(7.5e-5)]
+    added = resume(first.run_dir, {"train": {"iterations": 4, "lr_decay_at": 4}})  # a decay not yet due
+    assert [g["lr"] for g in added.family.opt_g.param_groups] == [3e-4]
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("fused", [False, True], ids=["eager", "fused"])
 def test_srresnet_trains_on_cuda(sr_config, fused):
