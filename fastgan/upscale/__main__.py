@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -51,6 +52,13 @@ def parser() -> argparse.ArgumentParser:
         help="LAG runs: also write K samples G(y, z_k) beside the centre G(y, 0), to OUTPUT-sample1 … OUTPUT-sampleK",
     )
     p.add_argument("--seed", type=int, default=0, help="seeds the z of --samples")
+    p.add_argument(
+        "--noise-scale",
+        type=float,
+        default=1.0,
+        help="standard deviation of the z of --samples (LAG's temperature: 0 < σ; 1 draws from the training prior, "
+        "smaller stays closer to the centre)",
+    )
     return p
 
 
@@ -60,10 +68,10 @@ def sample_output(output: str, k: int) -> str:
     return str(path.with_name(f"{path.stem}-sample{k}{path.suffix}"))
 
 
-def noise_draws(samples: int, noise_dim: int, seed: int) -> list[torch.Tensor | None]:
-    """None (the centre), then `samples` (Z,) noise vectors drawn from `seed`."""
+def noise_draws(samples: int, noise_dim: int, seed: int, scale: float = 1.0) -> list[torch.Tensor | None]:
+    """None (the centre), then `samples` (Z,) noise vectors drawn from `seed`, from N(0, scale²·I)."""
     g = torch.Generator().manual_seed(seed)
-    return [None, *torch.randn(samples, noise_dim, generator=g)]
+    return [None, *(scale * torch.randn(samples, noise_dim, generator=g))]
 
 
 def _upscale(args: argparse.Namespace, z: torch.Tensor | None, output: str):
@@ -138,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.samples < 0:
         log.error("--samples must be >= 0, got %d", args.samples)
         return 1
+    if not 0 < args.noise_scale < math.inf:
+        log.error("--noise-scale must be a positive, finite standard deviation, got %s", args.noise_scale)
+        return 1
     try:
         draws: list[torch.Tensor | None] = [None]
         if args.samples:
@@ -148,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             config = run_config(args.model)
             if config.model.name != "lag":
                 raise ValueError(f"--samples needs a LAG run; {args.model} is a {config.model.name} run")
-            draws = noise_draws(args.samples, config.lag.noise_dim, args.seed)
+            draws = noise_draws(args.samples, config.lag.noise_dim, args.seed, args.noise_scale)
         for k, z in enumerate(draws):
             output = args.output if k == 0 else sample_output(args.output, k)
             source, speed = _upscale(args, z, output)

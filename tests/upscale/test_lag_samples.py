@@ -52,6 +52,24 @@ def test_upscale_writes_the_centre_and_k_distinct_samples(tiny_lag_run, tmp_path
     assert np.array_equal(cv2.imread(str(again / "a.png")), centre)  # the centre is deterministic
 
 
+def test_noise_scale_sets_the_samples_standard_deviation(tiny_lag_run, tmp_path, caplog):
+    """--noise-scale σ draws z from N(0, σ²I): the same draws scaled; a tiny σ gives the centre back; σ must be
+    positive and finite."""
+    unit, scaled = upscale_cli.noise_draws(3, 8, 5), upscale_cli.noise_draws(3, 8, 5, 0.25)
+    assert unit[0] is None and scaled[0] is None
+    assert all(torch.equal(0.25 * a, b) for a, b in zip(unit[1:], scaled[1:], strict=True))
+    _image(tmp_path / "a.png", 2)
+    common = ["--model", str(tiny_lag_run), "--input", str(tmp_path / "a.png"), "--tile", "16"]
+    near_centre = ["--output", str(tmp_path / "c.png"), "--samples", "1", "--noise-scale", "1e-6"]
+    assert upscale_cli.main([*common, *near_centre]) == 0
+    centre, near = (cv2.imread(str(tmp_path / name)).astype(int) for name in ("c.png", "c-sample1.png"))
+    assert np.abs(centre - near).max() <= 1
+    for bad in ("0", "nan", "-1"):
+        refused = ["--output", str(tmp_path / "d.png"), "--samples", "1", "--noise-scale", bad]
+        assert upscale_cli.main([*common, *refused]) == 1
+    assert "--noise-scale must be a positive, finite standard deviation" in caplog.text
+
+
 def test_samples_are_refused_for_runs_without_noise(tiny_sr_run, tmp_path, caplog):
     _image(tmp_path / "a.png", 1)
     args = ["--input", str(tmp_path / "a.png"), "--output", str(tmp_path / "b.png"), "--samples", "2"]
