@@ -10,11 +10,13 @@ output is neither formed nor kept for backward. A 1×1 convolution commutes with
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 from fastgan.ops.autocast import without_autocast
-from fastgan.ops.backends import current_backend
+from fastgan.ops.backends import current_backend, traced_by_compile
 
 
 def conv_avgpool_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, scale: int = 2) -> torch.Tensor:
@@ -24,10 +26,17 @@ def conv_avgpool_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 
 def box_filter_matrix(k: int, scale: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """(k², (k + s − 1)²): row u·k + v is the unit tap at (u, v) box-filtered by s×s and divided by s² — the linear
-    map `pooled_weight` applies to every (Cin, Cout) kernel, built on `device` (no host copy, so CUDA graphs may
-    capture it)."""
+    map `pooled_weight` applies to every (Cout, Cin) kernel, built on `device` (no host copy)."""
     unit_taps = torch.eye(k * k, dtype=dtype, device=device).view(k * k, 1, k, k)
     return F.avg_pool2d(F.pad(unit_taps, (scale - 1,) * 4), scale, stride=1).view(k * k, (k + scale - 1) ** 2)
+
+
+@functools.cache
+def _cached_box_filter_matrix(k: int, scale: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """`box_filter_matrix`, cached per device (a CUDA graph's warm-up calls fill it before the capture) and built
+    outside inference mode, so that one first built during inference still serves autograd."""
+    with torch.inference_mode(False):
+        return box_filter_matrix(k, scale, dtype, device)
 
 
 def pooled_weight(weight: torch.Tensor, scale: int) -> torch.Tensor:
@@ -37,7 +46,8 @@ def pooled_weight(weight: torch.Tensor, scale: int) -> torch.Tensor:
     fp32 (fp64 for fp64; autocast off), in the weight's dtype."""
     cout, cin, k = weight.shape[:3]
     accumulate = torch.promote_types(weight.dtype, torch.float32)
-    box = box_filter_matrix(k, scale, accumulate, weight.device)
+    build = box_filter_matrix if traced_by_compile() else _cached_box_filter_matrix  # compile: a graph constant
+    box = build(k, scale, accumulate, weight.device)
     with without_autocast(weight.device.type):  # autocast would multiply in bf16/fp16
         pooled = weight.to(accumulate).flatten(2) @ box  # (Cout, Cin, (k + s − 1)²)
     return pooled.view(cout, cin, k + scale - 1, k + scale - 1).to(weight.dtype)

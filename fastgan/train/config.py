@@ -396,24 +396,36 @@ def refuse_unused_keys(config: Config) -> None:
     lag.scale, not sr.scale; an upscaler has no λ_MS, ...): a new run's, so that a user who sets them learns it.
     Saved configs of earlier runs, which may hold them, still load for resuming and evaluation."""
     name = config.model.name
-    unused = _UNUSED_BY[name]
-    if name == "srgan" and config.sr.stage == "srresnet":
-        unused += (*_UNUSED_BY_SRRESNET_STAGE, "train.lr_d")
-    elif name == "srgan":
-        unused += ("sr.pixel_loss",)  # the adversarial stage's content loss is VGG's
     if name == "hrgan" and config.progressive.enabled:
         raise ConfigError(
             "progressive.enabled grows an upscaler (model.name=lag, or srgan at sr.scale=4); HRGAN trains at one "
             "resolution: drop --progressive"
         )
-    ignored = [key for key in changed_keys(family_defaults(name, config.sr.stage), config) if named_by(key, unused)]
+    # changed from the dataclass defaults and from the family's (a config merged onto Config() keeps the former)
+    from_family = set(changed_keys(family_defaults(name, config.sr.stage), config))
+    ignored = unread_keys(config, [key for key in changed_keys(Config(), config) if key in from_family])
     if ignored:
-        stage = f", sr.stage={config.sr.stage}" if name == "srgan" else ""
         raise ConfigError(
-            f"{', '.join(ignored)}: not read by a model.name={name}{stage} run (an upscaler's networks and data "
+            f"{', '.join(ignored)}: not read by a {_run_kind(config)} run (an upscaler's networks and data "
             "come from sr.* or lag.*, HRGAN's from model.*, data.* and loss.*); leave them unset or use the family "
             "they belong to"
         )
+
+
+def unread_keys(config: Config, keys: list[str]) -> list[str]:
+    """Those of the `section.key` names in `keys` that a run of `config`'s model family (and SR stage) never reads."""
+    name = config.model.name
+    unused = _UNUSED_BY[name]
+    if name == "srgan" and config.sr.stage == "srresnet":
+        unused += (*_UNUSED_BY_SRRESNET_STAGE, "train.lr_d")
+    elif name == "srgan":
+        unused += ("sr.pixel_loss",)  # the adversarial stage's content loss is VGG's
+    return [key for key in keys if named_by(key, unused)]
+
+
+def _run_kind(config: Config) -> str:
+    stage = f", sr.stage={config.sr.stage}" if config.model.name == "srgan" else ""
+    return f"model.name={config.model.name}{stage}"
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:

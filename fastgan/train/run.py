@@ -31,6 +31,7 @@ from fastgan.train.config import (
     merge,
     named_by,
     refuse_unused_keys,
+    unread_keys,
 )
 from fastgan.train.core import Loader, Trainer
 from fastgan.train.hrgan_step import HRGANFamily
@@ -90,15 +91,20 @@ def load_image_set(data: DataConfig, loader: str = "torch", device: torch.device
 
 
 def resume_config(checkpoint: dict[str, Any], updates: dict[str, Any]) -> Config:
-    """The checkpoint's config with `updates` applied; only `RESUMABLE_CHANGES` may differ."""
+    """The checkpoint's config with `updates` applied; only `RESUMABLE_CHANGES` may differ, and only keys the run
+    reads (an HRGAN run has no learning-rate decay, SRResNet's pixel-loss stage no discriminator rate)."""
     stored = checkpoint["config"]
     if "channels_last" not in stored.get("train", {}):  # written before train.channels_last existed: NCHW
         stored = {**stored, "train": {**stored.get("train", {}), "channels_last": False}}
     saved = merge(Config(), stored)
     config = merge(saved, updates)
-    frozen = [k for k in changed_keys(saved, config) if not named_by(k, RESUMABLE_CHANGES)]
+    changed = changed_keys(saved, config)
+    frozen = [k for k in changed if not named_by(k, RESUMABLE_CHANGES)]
     if frozen:
         raise ConfigError(f"a resumed run cannot change {', '.join(frozen)}; start a new run (--out) instead")
+    unread = unread_keys(config, changed)
+    if unread:
+        raise ConfigError(f"{', '.join(unread)}: not read by this {config.model.name} run; leave them as they were")
     return config
 
 

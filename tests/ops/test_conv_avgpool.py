@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from fastgan.models.blocks import ResBlockDown
 from fastgan.models.hrgan import Discriminator
 from fastgan.ops import BACKENDS, backend, conv_avgpool
-from fastgan.ops.conv_avgpool import conv_avgpool_ref, pooled_weight
+from fastgan.ops.conv_avgpool import _cached_box_filter_matrix, conv_avgpool_ref, pooled_weight
 
 FUSED = [name for name in BACKENDS if name != "torch"]
 
@@ -72,6 +72,17 @@ def test_pooled_weight_is_the_average_pooling_of_the_padded_taps(k, scale, memor
         under_autocast = pooled_weight(single, scale)
     assert under_autocast.dtype == torch.float32
     torch.testing.assert_close(under_autocast, pooled_weight(single, scale), rtol=0, atol=0)
+
+
+def test_box_filter_matrix_first_built_during_inference_serves_autograd():
+    """The cached matrix is built outside inference mode: an inference-mode tensor could not be saved for backward
+    by a later training step's matrix product."""
+    _cached_box_filter_matrix.cache_clear()
+    weight = torch.randn(2, 3, 3, 3, requires_grad=True)
+    with torch.inference_mode():
+        pooled_weight(weight, 2)
+    pooled_weight(weight, 2).sum().backward()
+    torch.testing.assert_close(weight.grad, torch.ones_like(weight))  # each tap spreads 4 × 1/4 over the 4×4 kernel
 
 
 def test_fused_strided_convolution_under_bf16_autocast(matches_reference):

@@ -47,6 +47,13 @@ def test_each_upscaler_family_starts_from_its_authors_schedule():
         refuse_unused_keys(config)
     with pytest.raises(ConfigError, match="train.lr_decay_at: not read by a model.name=hrgan"):
         refuse_unused_keys(load_config(None, ["train.lr_decay_at=5"]))
+    refuse_unused_keys(merge(Config(), {"model": {"name": "srgan"}}))  # built on the dataclass defaults: nothing set
+    with pytest.raises(ConfigError, match="train.lr_decay_at: not read by this hrgan run"):
+        resume_config({"config": Config().to_dict()}, {"train": {"lr_decay_at": 5}})
+    srresnet_run = {"config": srresnet.to_dict()}
+    with pytest.raises(ConfigError, match="train.lr_d: not read by this srgan run"):
+        resume_config(srresnet_run, {"train": {"lr_d": 5e-5}})
+    assert resume_config(srresnet_run, {"train": {"lr_decay_at": 7}}).train.lr_decay_at == 7
     with pytest.raises(ConfigError, match="train.lr_decay_factor in \\(0, 1\\]"):
         load_config(None, ["train.lr_decay_factor=0"])
 
@@ -153,7 +160,8 @@ def test_resume_may_extend_iterations_and_switch_fused_ops_but_not_change_the_mo
     assert resume_config(saved, {"train": {"iterations": 5}}).train.iterations == 5
     assert resume_config(saved, {"train": {"fused": True}}).train.fused
     assert resume_config(saved, {"train": {"lr_g": 1e-5, "lr_d": 2e-5}}).train.lr_g == 1e-5  # after a NaN loss
-    assert resume_config(saved, {"sr": {"vgg_weights": "/moved/vgg19.pth"}}).sr.vgg_weights == "/moved/vgg19.pth"
+    srgan = {"config": load_config(None, ["model.name=srgan", "sr.stage=srgan"]).to_dict()}
+    assert resume_config(srgan, {"sr": {"vgg_weights": "/moved/vgg19.pth"}}).sr.vgg_weights == "/moved/vgg19.pth"
     with pytest.raises(ConfigError, match="model.resolution"):
         resume_config(saved, {"model": {"resolution": 128}})
 
