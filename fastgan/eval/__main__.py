@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from fastgan.atomic import atomic_path, write_bytes_atomically
+from fastgan.cli_types import positive_finite, positive_int
 from fastgan.data.sources import DataSourceError
 from fastgan.data.sr_loader import center_crops, degrade
 from fastgan.data.sr_sources import folder_images, game_frames, skimage_photos
@@ -134,14 +135,6 @@ def hrgan_table(runs: list[str], args) -> str:
     return table
 
 
-def _positive(text: str) -> int:
-    """argparse type: an integer ≥ 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastgan.eval", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -155,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     sr.add_argument("--out", type=Path, help="where to write sr_eval.md and sr_comparison.png (default: RUN/eval)")
     sr.add_argument("--device", default="auto")
     sr.add_argument("--onnx", nargs="*", default=[], help="exported upscalers to evaluate too (onnxruntime, tiled)")
-    sr.add_argument("--tile", type=_positive, default=128, help="tile side for the --onnx files")
+    sr.add_argument("--tile", type=positive_int, default=128, help="tile side for the --onnx files")
     table = commands.add_parser("table", help="score HRGAN runs; the paper's Tables 1–2 layout")
     table.add_argument("runs", nargs="+", help="run directories or checkpoint files (any resolutions, λ_MS 0 or not)")
-    table.add_argument("--samples", type=_positive, default=50_000, help="generated (and real) samples per run")
-    table.add_argument("--splits", type=_positive, default=10, help="splits of the Inception and MobileNet scores")
+    table.add_argument("--samples", type=positive_int, default=50_000, help="generated (and real) samples per run")
+    table.add_argument("--splits", type=positive_int, default=10, help="splits of the Inception and MobileNet scores")
     table.add_argument("--inception-weights", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth")
     table.add_argument(
         "--resize",
@@ -169,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     table.add_argument("--evaluator-weights", help="default: each run's own evaluator")
     table.add_argument("--seed", type=int, default=0)
-    table.add_argument("--batch-size", type=_positive, default=250)
+    table.add_argument("--batch-size", type=positive_int, default=250)
     table.add_argument("--device", default="auto")
     table.add_argument("--out", type=Path, help="also write the table (.md) and every score (.json)")
     spread = commands.add_parser(
@@ -177,15 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     spread.add_argument("--checkpoint", required=True)
     spread.add_argument("--images", default="held-out", help="held-out (default), skimage, doom, a folder or a video")
-    spread.add_argument("--samples", type=_positive, default=16, help="z draws per image")
+    spread.add_argument("--samples", type=positive_int, default=16, help="z draws per image")
     spread.add_argument("--seed", type=int, default=0)
+    spread.add_argument(
+        "--noise-scale", type=positive_finite, default=1.0, help="σ of the z draws, N(0, σ²I) (1: the training prior)"
+    )
     spread.add_argument("--out", type=Path, help="default: RUN/eval (writes spread.md, spread.png)")
     spread.add_argument("--device", default="auto", help="where G draws the samples: auto, cpu, cuda or cuda:N")
     sheets = commands.add_parser("sheets", help="per-class sample sheet and latent interpolations (PNG)")
     sheets.add_argument("--checkpoint", required=True)
     sheets.add_argument("--out", type=Path, help="default: RUN/eval")
-    sheets.add_argument("--per-class", type=_positive, default=10)
-    sheets.add_argument("--steps", type=_positive, default=8)
+    sheets.add_argument("--per-class", type=positive_int, default=10)
+    sheets.add_argument("--steps", type=positive_int, default=8)
     sheets.add_argument("--seed", type=int, default=0)
     for command in (table, sheets):
         command.add_argument("--weights", choices=GENERATOR_WEIGHTS, default="ema", help=WEIGHTS_HELP)
@@ -217,12 +213,13 @@ def _spread_command(args) -> int:
     out = args.out or run_directory(run) / "eval"
     try:
         generator, config = lag_generator_from_checkpoint(run, resolve_device(args.device))
-        draws = draw_samples(generator, _images(args.images, config), args.samples, args.seed, config.sr.degrade)
+        images = _images(args.images, config)
+        draws = draw_samples(generator, images, args.samples, args.seed, config.sr.degrade, args.noise_scale)
         results = sample_spread(draws, config.lag.scale)
     except (CheckpointError, DataSourceError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    table = markdown(results, config.lag.scale, args.samples)
+    table = markdown(results, config.lag.scale, args.samples, args.noise_scale)
     out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomically(out / "spread.md", table.encode())
     with atomic_path(out / "spread.png", keep_suffix=True) as temporary:

@@ -47,6 +47,7 @@ def draw_samples(
     samples: int = 16,
     seed: int = 0,
     method: str = "bicubic",
+    noise_scale: float = 1.0,
 ) -> list[Draws]:
     """Down-scale each image by the generator's scale and up-scale it again: bicubic, G(y, 0) and K draws of z.
 
@@ -56,10 +57,12 @@ def draw_samples(
         samples: K draws of z per image (the same K z's for every image).
         seed: seeds the z's.
         method: how the inputs are down-scaled ("bicubic" or "area", as in training).
+        noise_scale: σ of the z's, drawn from N(0, σ²I) (1: the training prior).
     """
     device = next(generator.parameters()).device
     scale = generator.scale
-    z = torch.randn(samples, generator.noise_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    z = noise_scale * torch.randn(samples, generator.noise_dim, generator=torch.Generator().manual_seed(seed))
+    z = z.to(device)
     draws = []
     for (name, _), hr in zip(images, center_crops(images, scale), strict=True):
         hr = hr.to(device)
@@ -110,7 +113,7 @@ def spread_sheet(draws: list[Draws], shown: int = 3, crop: int = 128) -> Image.I
     return sheet
 
 
-def markdown(results: list[Spread], scale: int, samples: int) -> str:
+def markdown(results: list[Spread], scale: int, samples: int, noise_scale: float = 1.0) -> str:
     """The per-image table and the mean row.
 
     Raises:
@@ -119,7 +122,8 @@ def markdown(results: list[Spread], scale: int, samples: int) -> str:
     if not results:
         raise ValueError("no images to measure the spread on: give --images, or a run whose sr.held_out is not empty")
     lines = [
-        f"| image (×{scale}, {samples} samples) | spread (std, 8-bit levels) | PSNR G(y, 0) | PSNR bicubic |",
+        f"| image (×{scale}, {samples} samples{'' if noise_scale == 1 else f', z ~ N(0, {noise_scale:g}²I)'}) | "
+        "spread (std, 8-bit levels) | PSNR G(y, 0) | PSNR bicubic |",
         "|---|---|---|---|",
     ]
     for r in results:

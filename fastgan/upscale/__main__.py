@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 from pathlib import Path
 
 import torch
 
+from fastgan.cli_types import positive_finite
 from fastgan.upscale.backends import BACKENDS, load_upscaler
 from fastgan.upscale.frames import FrameError, open_frames, open_sink
 from fastgan.upscale.pipeline import ALPHA_MODES, upscale_frames
@@ -54,9 +54,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seeds the z of --samples")
     p.add_argument(
         "--noise-scale",
-        type=float,
+        type=positive_finite,
         default=1.0,
-        help="standard deviation of the z of --samples (LAG's temperature: 0 < σ; 1 draws from the training prior, "
+        help="standard deviation σ of the z of --samples (LAG's temperature; 1 draws from the training prior, "
         "smaller stays closer to the centre)",
     )
     return p
@@ -145,9 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     _warn_unused(args)
     if args.samples < 0:
         log.error("--samples must be >= 0, got %d", args.samples)
-        return 1
-    if not 0 < args.noise_scale < math.inf:
-        log.error("--noise-scale must be a positive, finite standard deviation, got %s", args.noise_scale)
         return 1
     try:
         draws: list[torch.Tensor | None] = [None]

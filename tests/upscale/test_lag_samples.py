@@ -52,7 +52,7 @@ def test_upscale_writes_the_centre_and_k_distinct_samples(tiny_lag_run, tmp_path
     assert np.array_equal(cv2.imread(str(again / "a.png")), centre)  # the centre is deterministic
 
 
-def test_noise_scale_sets_the_samples_standard_deviation(tiny_lag_run, tmp_path, caplog):
+def test_noise_scale_sets_the_samples_standard_deviation(tiny_lag_run, tmp_path, capsys):
     """--noise-scale σ draws z from N(0, σ²I): the same draws scaled; a tiny σ gives the centre back; σ must be
     positive and finite."""
     unit, scaled = upscale_cli.noise_draws(3, 8, 5), upscale_cli.noise_draws(3, 8, 5, 0.25)
@@ -65,9 +65,25 @@ def test_noise_scale_sets_the_samples_standard_deviation(tiny_lag_run, tmp_path,
     centre, near = (cv2.imread(str(tmp_path / name)).astype(int) for name in ("c.png", "c-sample1.png"))
     assert np.abs(centre - near).max() <= 1
     for bad in ("0", "nan", "-1"):
-        refused = ["--output", str(tmp_path / "d.png"), "--samples", "1", "--noise-scale", bad]
-        assert upscale_cli.main([*common, *refused]) == 1
-    assert "--noise-scale must be a positive, finite standard deviation" in caplog.text
+        with pytest.raises(SystemExit):
+            upscale_cli.main([*common, "--output", str(tmp_path / "d.png"), "--samples", "1", "--noise-scale", bad])
+        assert "must be a positive, finite number" in capsys.readouterr().err
+
+
+def test_spread_at_a_smaller_noise_scale_is_smaller(tiny_lag_run, tmp_path, capsys):
+    """eval spread --noise-scale σ: the same z's times σ, so a tiny σ leaves next to no spread; the table says σ."""
+    generator, _ = lag_generator_from_checkpoint(tiny_lag_run)
+    images = [
+        ("noise", torch.randint(0, 256, (3, 24, 20), dtype=torch.uint8, generator=torch.Generator().manual_seed(3)))
+    ]
+    (unit,), (tiny,) = (sample_spread(draw_samples(generator, images, 4, noise_scale=s), 4) for s in (1.0, 1e-6))
+    assert tiny.std_levels < 0.1 < unit.std_levels
+    assert "z ~ N(0, 0.5²I)" in markdown([unit], 4, 4, 0.5) and "N(0" not in markdown([unit], 4, 4)
+    assert (
+        eval_cli.main(["spread", "--checkpoint", str(tiny_lag_run), "--noise-scale", "0.5", "--out", str(tmp_path)])
+        == 0
+    )
+    assert "z ~ N(0, 0.5²I)" in (tmp_path / "spread.md").read_text()
 
 
 def test_samples_are_refused_for_runs_without_noise(tiny_sr_run, tmp_path, caplog):
