@@ -20,7 +20,9 @@ def _xavier_layer_(layer: nn.Module) -> None:
 
 
 def xavier_init_(module: nn.Module) -> None:
-    """Xavier-uniform weights and zero biases for every conv and linear layer (HRGAN Algorithm 1, line 1)."""
+    """Xavier-uniform weights and zero biases for every conv and linear layer (HRGAN Algorithm 1, line 1). Class
+    embeddings are not layers here: `ConditionalBatchNorm2d` starts every class at gain 1, bias 0, as Miyato's
+    SNGAN projection code does (BigGAN-PyTorch initialises its embeddings too)."""
     for layer in module.modules():
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
             _xavier_layer_(layer)
