@@ -46,7 +46,8 @@ def pooled_weight(weight: torch.Tensor, scale: int) -> torch.Tensor:
     fp32 (fp64 for fp64; autocast off), in the weight's dtype."""
     cout, cin, k = weight.shape[:3]
     accumulate = torch.promote_types(weight.dtype, torch.float32)
-    build = box_filter_matrix if traced_by_compile() else _cached_box_filter_matrix  # compile: a graph constant
+    # under torch.compile: built inside the graph (one tiny fused kernel a call), no cache for Dynamo to trace
+    build = box_filter_matrix if traced_by_compile() else _cached_box_filter_matrix
     box = build(k, scale, accumulate, weight.device)
     with without_autocast(weight.device.type):  # autocast would multiply in bf16/fp16
         pooled = weight.to(accumulate).flatten(2) @ box  # (Cout, Cin, (k + s − 1)²)

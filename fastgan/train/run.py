@@ -31,6 +31,7 @@ from fastgan.train.config import (
     merge,
     named_by,
     refuse_unused_keys,
+    run_kind,
     unread_keys,
 )
 from fastgan.train.core import Loader, Trainer
@@ -104,7 +105,7 @@ def resume_config(checkpoint: dict[str, Any], updates: dict[str, Any]) -> Config
         raise ConfigError(f"a resumed run cannot change {', '.join(frozen)}; start a new run (--out) instead")
     unread = unread_keys(config, changed)
     if unread:
-        raise ConfigError(f"{', '.join(unread)}: not read by this {config.model.name} run; leave them as they were")
+        raise ConfigError(f"{', '.join(unread)}: not read by this {run_kind(config)} run; leave them as they were")
     return config
 
 
