@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.samples < 0:
         log.error("--samples must be >= 0, got %d", args.samples)
         return 1
+    if not args.samples and (args.seed != 0 or args.noise_scale != 1):
+        log.warning("--seed and --noise-scale draw the z of --samples; without --samples only the centre is written")
     try:
         draws: list[torch.Tensor | None] = [None]
         if args.samples:

@@ -52,7 +52,7 @@ def test_upscale_writes_the_centre_and_k_distinct_samples(tiny_lag_run, tmp_path
     assert np.array_equal(cv2.imread(str(again / "a.png")), centre)  # the centre is deterministic
 
 
-def test_noise_scale_sets_the_samples_standard_deviation(tiny_lag_run, tmp_path, capsys):
+def test_noise_scale_sets_the_samples_standard_deviation(tiny_lag_run, tmp_path, capsys, caplog):
     """--noise-scale σ draws z from N(0, σ²I): the same draws scaled; a tiny σ gives the centre back; σ must be
     positive and finite."""
     unit, scaled = upscale_cli.noise_draws(3, 8, 5), upscale_cli.noise_draws(3, 8, 5, 0.25)
@@ -64,6 +64,8 @@ def test_noise_scale_sets_the_samples_standard_deviation(tiny_lag_run, tmp_path,
     assert upscale_cli.main([*common, *near_centre]) == 0
     centre, near = (cv2.imread(str(tmp_path / name)).astype(int) for name in ("c.png", "c-sample1.png"))
     assert np.abs(centre - near).max() <= 1
+    assert upscale_cli.main([*common, "--output", str(tmp_path / "e.png"), "--noise-scale", "0.5"]) == 0
+    assert "without --samples only the centre is written" in caplog.text
     for bad in ("0", "nan", "-1"):
         with pytest.raises(SystemExit):
             upscale_cli.main([*common, "--output", str(tmp_path / "d.png"), "--samples", "1", "--noise-scale", bad])
