@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.common import BATCH, DEVICE, DTYPE, op_case
+from bench.common import BATCH, DEVICE, DTYPE, OP_PROVIDERS, op_case
 from fastgan.ops import cbn_relu_upsample, cbn_relu_upsample_conv
 from fastgan.ops.cbn_relu_upsample import traffic
 
@@ -42,7 +42,7 @@ def _label(name: str, layout: str) -> str:
     return name if layout == "nchw" else f"{name}, channels-last"
 
 
-@pytest.mark.parametrize("provider", ["eager", "fused"])
+@pytest.mark.parametrize("provider", OP_PROVIDERS)
 @pytest.mark.parametrize("mode", ["forward", "backward", "full"])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("case", [*(pytest.param(c, id=c[0]) for c in CASES), SMOKE])
@@ -84,7 +84,7 @@ def _conv_inputs(batch: int, channels: int, out_channels: int, side: int, layout
     return (*_inputs(batch, channels, side, layout), weight, conv_bias)
 
 
-@pytest.mark.parametrize("provider", ["eager", "fused"])
+@pytest.mark.parametrize("provider", OP_PROVIDERS)
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("case", [*(pytest.param(c, id=c[0]) for c in CONV_CASES), CONV_SMOKE])
 def test_cbn_relu_upsample_conv(benchmark, case, layout, provider):

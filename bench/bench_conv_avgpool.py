@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.common import BATCH, DEVICE, DTYPE, op_case
+from bench.common import BATCH, DEVICE, DTYPE, OP_PROVIDERS, op_case
 from fastgan.ops import conv_avgpool
 
 #: (case, channels, side): D's first block at 32×32 and its second at 16×16, for the shipped CPU preset's D width
@@ -29,7 +29,7 @@ def _inputs(channels: int, side: int):
     return x, weight, bias
 
 
-@pytest.mark.parametrize("provider", ["eager", "fused"])
+@pytest.mark.parametrize("provider", OP_PROVIDERS)
 @pytest.mark.parametrize("mode", ["forward", "backward", "full"])
 @pytest.mark.parametrize("case", [*(pytest.param(c, id=c[0]) for c in CASES), SMOKE])
 def test_conv_avgpool(benchmark, case, mode, provider):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.common import DEVICE, DTYPE, op_case
+from bench.common import DEVICE, DTYPE, OP_PROVIDERS, op_case
 from fastgan.ops import mobilenet_score
 from fastgan.ops.mobilenet_score import traffic
 
@@ -15,7 +15,7 @@ CASES = [("B=128 K=1000", 128, 1000), ("B=256 K=1000", 256, 1000), ("B=128 K=10"
 SMOKE = pytest.param(("smoke", 4, 10), marks=pytest.mark.smoke, id="smoke")
 
 
-@pytest.mark.parametrize("provider", ["eager", "fused"])
+@pytest.mark.parametrize("provider", OP_PROVIDERS)
 @pytest.mark.parametrize("mode", ["forward", "backward", "full"])
 @pytest.mark.parametrize("case", [*(pytest.param(c, id=c[0]) for c in CASES), SMOKE])
 def test_mobilenet_score(benchmark, case, mode, provider):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.common import DEVICE, DTYPE, op_case
+from bench.common import DEVICE, DTYPE, OP_PROVIDERS, op_case
 from fastgan.ops import pixel_shuffle_prelu
 from fastgan.ops.pixel_shuffle_prelu import traffic
 
@@ -22,7 +22,7 @@ def _inputs(batch: int, side: int):
     return x, weight
 
 
-@pytest.mark.parametrize("provider", ["eager", "fused"])
+@pytest.mark.parametrize("provider", OP_PROVIDERS)
 @pytest.mark.parametrize("mode", ["forward", "backward", "full"])
 @pytest.mark.parametrize("case", [*(pytest.param(c, id=c[0]) for c in CASES), SMOKE])
 def test_pixel_shuffle_prelu(benchmark, case, mode, provider):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import statistics
@@ -11,6 +12,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import pytest
 import torch
 import triton
 
@@ -249,6 +251,10 @@ def record(
                 benchmark.extra_info[f"{prefix}fraction_of_peak"] = round(achieved / peak, 3)
 
 
+#: The providers of an op case: each timed alone, and both alternated in one case (forward + backward only).
+OP_PROVIDERS = ["eager", "fused", "interleaved"]
+
+
 def op_case(
     benchmark,
     provider: str,
@@ -264,24 +270,34 @@ def op_case(
     gradient is a fixed random tensor, and the backward returns the leaves' gradients (`torch.autograd.grad`)
     rather than accumulating them into `.grad`, an extra elementwise pass of equal cost for both providers that
     is not the op's. `traffic` is the op's analytic {"forward": Traffic, "backward": Traffic}, or None for an op
-    whose cost is arithmetic (a convolution), not bytes.
+    whose cost is arithmetic (a convolution), not bytes. Provider "interleaved" (mode "full" only; others skip)
+    alternates the eager and the fused forward + backward on the same inputs (`run_interleaved`: a shared
+    machine's drift between the separate cases cannot make up their ratio) and records their medians.
     """
+    if provider == "interleaved" and mode != "full":
+        pytest.skip("interleaved cases time forward + backward only")
     inputs = make_inputs()
     leaves = [t for t in inputs if t.requires_grad]
-    with backend(PROVIDERS[provider]):
+    with backend(PROVIDERS["eager" if provider == "interleaved" else provider]):
         probe = op(*inputs)
     grad = torch.randn_like(probe, dtype=probe.dtype) if probe.dim() else torch.ones_like(probe)
 
-    def forward():
-        with backend(PROVIDERS[provider]):
+    def forward(role: str = provider):
+        with backend(PROVIDERS[role]):
             return op(*inputs)
 
     def backward(out):
         return torch.autograd.grad(out, leaves, grad)
 
-    def full():
-        return backward(forward())
+    def full(role: str = provider):
+        return backward(forward(role))
 
+    if provider == "interleaved":
+        steps = {role: functools.partial(full, role) for role in ("eager", "fused")}
+        seconds, medians = run_interleaved(benchmark, steps)
+        info = info | {"provider": provider, "mode": mode} | {f"{role}_ms": ms for role, ms in medians.items()}
+        record(benchmark, info, seconds)
+        return
     target, setup = {
         "forward": (forward, None),
         "backward": (backward, lambda: (forward(),)),
