@@ -23,7 +23,7 @@ import functools
 import importlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import torch
@@ -66,6 +66,19 @@ def traced_by_compile() -> bool:
     fuses with its neighbours into its own kernels on any device, instead of an autograd Function whose kernels
     would break the graph."""
     return torch.compiler.is_compiling()
+
+
+def cached_constant(build: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """`build` memoised by its (hashable) arguments, the device among them, for constant matrices the fused ops
+    multiply by: a CUDA graph's warm-up calls fill the cache before the capture, and each tensor is made outside
+    inference mode, so one first built during inference still serves autograd later."""
+
+    @functools.cache
+    def cached(*args) -> torch.Tensor:
+        with torch.inference_mode(False):
+            return build(*args)
+
+    return cached
 
 
 def fused_backend_for(device: torch.device) -> str:

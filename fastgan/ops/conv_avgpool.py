@@ -10,13 +10,11 @@ output is neither formed nor kept for backward. A 1×1 convolution commutes with
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
 from fastgan.ops.autocast import without_autocast
-from fastgan.ops.backends import current_backend, traced_by_compile
+from fastgan.ops.backends import cached_constant, current_backend, traced_by_compile
 
 
 def conv_avgpool_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, scale: int = 2) -> torch.Tensor:
@@ -31,12 +29,8 @@ def box_filter_matrix(k: int, scale: int, dtype: torch.dtype, device: torch.devi
     return F.avg_pool2d(F.pad(unit_taps, (scale - 1,) * 4), scale, stride=1).view(k * k, (k + scale - 1) ** 2)
 
 
-@functools.cache
-def _cached_box_filter_matrix(k: int, scale: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """`box_filter_matrix`, cached per device (a CUDA graph's warm-up calls fill it before the capture) and built
-    outside inference mode, so that one first built during inference still serves autograd."""
-    with torch.inference_mode(False):
-        return box_filter_matrix(k, scale, dtype, device)
+#: `box_filter_matrix`, cached per device (`cached_constant`).
+_cached_box_filter_matrix = cached_constant(box_filter_matrix)
 
 
 def pooled_weight(weight: torch.Tensor, scale: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from fastgan.ops.backends import traced_by_compile
+from fastgan.ops.backends import cached_constant, traced_by_compile
 from fastgan.ops.nearest_upsample import is_nhwc
 
 
@@ -75,23 +75,21 @@ def phase_layout(scale: int, kernel_size: int) -> PhaseLayout:
     return PhaseLayout(scale, kernel_size, width, padding, tuple(low + padding for low in lows), bins)
 
 
-@functools.cache
+@cached_constant
 def _tap_sums(layout: PhaseLayout, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """(k², s²·kw²) 0/1 matrix: entry [(y, x), (p, q, u, v)] is 1 when tap (y, x) of phase (p, q) reads input offset
     (u, v). A weight's rows times it are its phase kernels.
 
     Built on `device` from slice fills (each bin is a run of consecutive taps), so no host-to-device copy happens;
-    cached per device (a CUDA graph's warm-up calls fill it before the capture); built outside inference mode, so a
-    cache filled during inference still serves autograd later.
+    cached per device (`cached_constant`).
     """
     s, kw, k = layout.scale, layout.width, layout.kernel_size
-    with torch.inference_mode(False):
-        binning = torch.zeros(s, kw, k, dtype=dtype, device=device)  # [p, u, y]: tap y of phase p reads offset u
-        for p, phase in enumerate(layout.bins):
-            for u, taps in enumerate(phase):
-                if taps:
-                    binning[p, u, taps[0] : taps[0] + len(taps)].fill_(1)
-        return torch.einsum("puy,qvx->yxpquv", binning, binning).reshape(k * k, s * s * kw * kw)
+    binning = torch.zeros(s, kw, k, dtype=dtype, device=device)  # [p, u, y]: tap y of phase p reads offset u
+    for p, phase in enumerate(layout.bins):
+        for u, taps in enumerate(phase):
+            if taps:
+                binning[p, u, taps[0] : taps[0] + len(taps)].fill_(1)
+    return torch.einsum("puy,qvx->yxpquv", binning, binning).reshape(k * k, s * s * kw * kw)
 
 
 def _binned(taps: torch.Tensor, dim: int, bins: tuple[tuple[int, ...], ...]) -> torch.Tensor:

@@ -424,7 +424,7 @@ def unread_keys(config: Config, keys: list[str]) -> list[str]:
 
 
 def run_kind(config: Config) -> str:
-    """ "model.name=…" and, for SRResNet/SRGAN, ", sr.stage=…": what decides which keys a run reads."""
+    """The run's model.name and, for SRResNet/SRGAN, its sr.stage, as text: what decides which keys it reads."""
     stage = f", sr.stage={config.sr.stage}" if config.model.name == "srgan" else ""
     return f"model.name={config.model.name}{stage}"
 
