@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import host_overhead, report
+from bench import gpu_checks, host_overhead, report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +42,35 @@ def test_every_bench_file_runs_its_smoke_case_and_the_report_reads_its_results(t
     assert report.upscale_rows(data) and report.data_rows(data)
     assert report.main([str(results), "--out", str(tmp_path / "report")]) == 0
     assert "| cbn_relu_upsample |" in (tmp_path / "report.md").read_text()
+
+
+def test_every_gpu_check_of_the_bench_selects_cases():
+    """The bench steps of `python -m bench.gpu_checks` select cases by name: renaming a case cannot leave a step that
+    a short GPU loan runs empty (the cuda-tests step selects by marker)."""
+    bench_steps = [step.name for step in gpu_checks.STEPS if step.bench]
+    command = [sys.executable, "-m", "bench.gpu_checks", "--collect", "--only", *bench_steps]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = dict(line.split(": ") for line in result.stdout.splitlines())
+    assert set(counts) == set(bench_steps) and all(int(count.split()[0]) > 0 for count in counts.values())
+
+
+def test_a_gpu_check_that_overruns_is_interrupted_and_keeps_what_it_measured(tmp_path, monkeypatch):
+    """A step past its time limit gets Ctrl-C: pytest-benchmark still saves the cases it finished, and the run goes
+    on to the next step."""
+    cases = tmp_path / "test_overrun.py"
+    cases.write_text(
+        "import time\n"
+        "def test_quick(benchmark):\n    benchmark(sum, [1, 2])\n"
+        "def test_slow(benchmark):\n    benchmark(time.sleep, 120)\n"
+    )
+    monkeypatch.setattr(gpu_checks, "GRACE_SECONDS", 60)
+    step = gpu_checks.Step("overrun", (str(cases), "--benchmark-only"), 10)
+    status, seconds = gpu_checks.run_step(step, tmp_path)
+    assert status is None and 10 <= seconds < 60
+    saved = json.loads((tmp_path / "overrun.json").read_text())["benchmarks"]
+    assert [result["name"] for result in saved] == ["test_quick"]
+    assert "KeyboardInterrupt" in (tmp_path / "overrun.log").read_text()
 
 
 def _result(provider, median, saved, **info):
