@@ -1,5 +1,5 @@
-"""python -m bench.gpu_checks [--out DIR] [--only STEP ...] [--collect]: every check that needs an NVIDIA GPU, in one
-run sized for a short loan of one (about 8 minutes on an H200, compiling included).
+"""python -m bench.gpu_checks --out DIR [--only STEP ...] | --collect: every check that needs an NVIDIA GPU, in one
+run sized for a short loan of one (its steps' time limits add up to 9 minutes).
 
 Steps, in the order their results are needed: the `cuda` tests (the kernels' correctness, before any time of theirs
 is trusted); the op cases' forward + backward at the models' shapes, separate and interleaved (issue 3's bandwidth
