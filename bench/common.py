@@ -24,9 +24,10 @@ ON_CUDA = DEVICE.type == "cuda"
 DTYPE = torch.bfloat16 if ON_CUDA else torch.float32
 #: Batch of the HRGAN block shapes: the paper's 64 on CUDA, 16 on a CPU so the whole suite runs in minutes.
 BATCH = 64 if ON_CUDA else 16
-#: provider -> `fastgan.ops` backend. On a CPU "fused" is the fused torch arithmetic; the Triton interpreter
-#: is a correctness tool and is never timed.
-PROVIDERS = {"eager": "torch", "fused": fused_backend_for(DEVICE)}
+#: provider -> `fastgan.ops` backend. "fused" is what ``--fused`` selects here: on a CPU the fused torch arithmetic
+#: (the Triton interpreter is a correctness tool and is never timed), or the backend $FASTGAN_BENCH_FUSED names (the
+#: test suite's smoke run: "fused-torch", whose results need no compiling; an unknown name fails its first case).
+PROVIDERS = {"eager": "torch", "fused": os.environ.get("FASTGAN_BENCH_FUSED") or fused_backend_for(DEVICE)}
 WARMUP_ROUNDS = 5 if ON_CUDA else 2
 #: Timed rounds of a case: as many as fit in about `SECONDS_PER_CASE` at the pace of its last warm-up call, within
 #: [MIN_ROUNDS, MAX_ROUNDS]. On a CPU (±20 % from round to round on a shared 2-core machine) cheap cases afford a

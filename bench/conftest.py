@@ -24,11 +24,13 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     fused = PROVIDERS["fused"]
-    what = (
-        "compiled Triton kernels"
-        if fused == "triton"
-        else "fused autograd ops with torch arithmetic (no CUDA device: the Triton interpreter is not timed)"
-    )
+    what = {
+        "triton": "compiled Triton kernels" if ON_CUDA else "Triton kernels, interpreted",
+        "fused-compiled": "fused autograd ops with torch arithmetic compiled by torch.compile",
+        "fused-torch": "fused autograd ops with torch arithmetic, uncompiled",
+    }.get(fused, fused)
+    if not ON_CUDA and fused != "triton":
+        what += " (no CUDA device: the Triton interpreter is not timed)"
     return [f"fastgan bench on {device_name()}: dtype {DTYPE}, HRGAN batch {BATCH}; provider 'fused' = {what}"]
 
 
