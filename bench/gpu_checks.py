@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench import report
 
@@ -64,8 +65,7 @@ def command(step: Step, out: Path | None) -> list[str]:
 
 def run_step(step: Step, out: Path) -> tuple[int | None, float]:
     """Run `step` with its output in out/STEP.log; returns (exit status or None when it overran its time limit, and
-    seconds spent). An overrunning step is sent SIGINT (pytest then finishes its session and pytest-benchmark saves
-    what it measured), then SIGKILL after GRACE_SECONDS."""
+    seconds spent). An overrunning step is interrupted (`_interrupt`); so is the running one on Ctrl-C here."""
     start = time.monotonic()
     with open(out / f"{step.name}.log", "w", encoding="utf-8") as log:
         process = subprocess.Popen(
@@ -80,19 +80,31 @@ def run_step(step: Step, out: Path) -> tuple[int | None, float]:
             status: int | None = process.wait(timeout=step.seconds)
         except subprocess.TimeoutExpired:
             status = None
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            _interrupt(process)
+        except KeyboardInterrupt:
+            _interrupt(process)
+            raise
     return status, time.monotonic() - start
+
+
+def _interrupt(process: subprocess.Popen) -> None:
+    """SIGINT to the step's process group, as Ctrl-C (pytest then finishes its session and pytest-benchmark saves
+    what it measured), then SIGKILL after GRACE_SECONDS."""
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def write_report(step: Step, out: Path) -> bool:
     """STEP.md and STEP.png from STEP.json, when the step measured something; whether it did."""
     results = out / f"{step.name}.json"
-    if not results.exists() or not json.loads(results.read_text(encoding="utf-8"))["benchmarks"]:
+    try:
+        if not json.loads(results.read_text(encoding="utf-8"))["benchmarks"]:
+            return False
+    except (OSError, ValueError):  # not written, or cut short by SIGKILL
         return False
     return report.main([str(results), "--out", str(out / step.name)]) == 0
 
@@ -132,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, count in counts.items():
             print(f"{name}: {count} cases")
         return 0 if all(counts.values()) else 1
+    if not torch.cuda.is_available():
+        message = "error: no CUDA device here; these checks need one (--collect checks their selection anywhere)"
+        print(message, file=sys.stderr)
+        return 2
+    args.out = args.out.resolve()  # the steps run from the repository root
     args.out.mkdir(parents=True, exist_ok=True)
     failed = False
     for step in steps:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench import gpu_checks, host_overhead, report
 
@@ -72,6 +73,15 @@ def test_a_gpu_check_that_overruns_is_interrupted_and_keeps_what_it_measured(tmp
     saved = json.loads((tmp_path / "overrun.json").read_text())["benchmarks"]
     assert [result["name"] for result in saved] == ["test_quick"]
     assert "KeyboardInterrupt" in (tmp_path / "overrun.log").read_text()
+
+
+def test_gpu_checks_need_a_gpu_and_an_out_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_checks.main(["--out", str(tmp_path / "out")]) == 2
+    assert "no CUDA device here" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit):
+        gpu_checks.main([])
+    assert "give --out DIR" in capsys.readouterr().err
 
 
 def _result(provider, median, saved, **info):
