@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,22 +58,30 @@ def test_every_gpu_check_of_the_bench_selects_cases():
     assert set(counts) == set(bench_steps) and all(int(count.split()[0]) > 0 for count in counts.values())
 
 
-def test_a_gpu_check_that_overruns_is_interrupted_and_keeps_what_it_measured(tmp_path, monkeypatch):
-    """A step past its time limit gets Ctrl-C: pytest-benchmark still saves the cases it finished, and the run goes
-    on to the next step."""
+def test_a_gpu_check_that_overruns_is_interrupted_and_keeps_what_it_measured(tmp_path, monkeypatch, capsys):
+    """A step past its time limit gets Ctrl-C: pytest-benchmark still saves the cases it finished, the run goes on
+    to the next step and ends with a failing status."""
     cases = tmp_path / "test_overrun.py"
     cases.write_text(
         "import time\n"
         "def test_quick(benchmark):\n    benchmark(sum, [1, 2])\n"
         "def test_slow(benchmark):\n    benchmark(time.sleep, 120)\n"
     )
+    steps = (
+        gpu_checks.Step("overrun", (str(cases), "--benchmark-only"), 10),
+        gpu_checks.Step("next", ("--version",), 30),
+    )
+    monkeypatch.setattr(gpu_checks, "STEPS", steps)
     monkeypatch.setattr(gpu_checks, "GRACE_SECONDS", 60)
-    step = gpu_checks.Step("overrun", (str(cases), "--benchmark-only"), 10)
-    status, seconds = gpu_checks.run_step(step, tmp_path)
-    assert status is None and 10 <= seconds < 60
-    saved = json.loads((tmp_path / "overrun.json").read_text())["benchmarks"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert gpu_checks.main(["--out", str(tmp_path / "out")]) == 1
+    summary = capsys.readouterr().out
+    assert re.search(r"^overrun: overran its limit: interrupted after (\d+) s \(limit 10 s\)$", summary, re.M)
+    assert int(re.search(r"interrupted after (\d+) s", summary).group(1)) < 60  # SIGINT sufficed
+    assert "next: exit status 0" in summary
+    saved = json.loads((tmp_path / "out" / "overrun.json").read_text())["benchmarks"]
     assert [result["name"] for result in saved] == ["test_quick"]
-    assert "KeyboardInterrupt" in (tmp_path / "overrun.log").read_text()
+    assert "KeyboardInterrupt" in (tmp_path / "out" / "overrun.log").read_text()
 
 
 def test_gpu_checks_need_a_gpu_and_an_out_folder(tmp_path, monkeypatch, capsys):
