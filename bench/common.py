@@ -25,7 +25,7 @@ DTYPE = torch.bfloat16 if ON_CUDA else torch.float32
 #: Batch of the HRGAN block shapes: the paper's 64 on CUDA, 16 on a CPU so the whole suite runs in minutes.
 BATCH = 64 if ON_CUDA else 16
 #: provider -> `fastgan.ops` backend. "fused" is what ``--fused`` selects here: on a CPU the fused torch arithmetic
-#: (the Triton interpreter is a correctness tool and is never timed), or the backend $FASTGAN_BENCH_FUSED names (the
+#: (the Triton interpreter is a correctness tool, not timed by default), or the backend $FASTGAN_BENCH_FUSED names (the
 #: test suite's smoke run: "fused-torch", whose results need no compiling; an unknown name fails its first case).
 PROVIDERS = {"eager": "torch", "fused": os.environ.get("FASTGAN_BENCH_FUSED") or fused_backend_for(DEVICE)}
 WARMUP_ROUNDS = 5 if ON_CUDA else 2

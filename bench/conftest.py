@@ -1,5 +1,5 @@
 """pytest-benchmark configuration: the header says what "fused" means here; ``--smoke`` (or ``-m smoke``) runs only
-the tiny cases."""
+the tiny cases; a case cut short by Ctrl-C is left out of the saved results (`bench.interrupts`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 from _pytest.mark.expression import Expression
 
 from bench.common import BATCH, DTYPE, ON_CUDA, PROVIDERS, device_name
+from bench.interrupts import pytest_runtest_call  # noqa: F401  (a hook: a case cut short by Ctrl-C is not saved)
 
 
 def pytest_addoption(parser):

@@ -1,25 +1,28 @@
 """python -m bench.gpu_checks --out DIR [--only STEP ...] | --collect: every check that needs an NVIDIA GPU, in one
-run sized for a short loan of one (its steps' time limits add up to 9 minutes).
+run sized for a short loan of one (its steps' time limits add up to 9 min 20 s).
 
 Steps, in the order their results are needed: the `cuda` tests (the kernels' correctness, before any time of theirs
 is trusted); the op cases' forward + backward at the models' shapes, separate and interleaved (issue 3's bandwidth
 and MobileNet-score targets); the HRGAN-128 iteration eager, fused, from CUDA graphs and under torch.compile with and
-without its CUDA-graph mode (issue 4); the 1080p → 4K frame times (issue 6). Each step is a pytest run of its own
-with a time limit: one that overruns it is interrupted like Ctrl-C, so pytest-benchmark still writes the cases it
-finished, and the next step starts. DIR gets STEP.log, and for the bench steps STEP.json with its `bench.report`
-table and chart (STEP.md, STEP.png). ``--collect`` only counts the cases each step selects, on any machine, so a
-renamed case cannot leave a step empty unnoticed (the tests run it).
+without its CUDA-graph mode (issue 4); the 1080p → 4K frame times in torch, then in TensorRT (issue 6). Each step is
+a pytest run of its own, in a process group of its own, with a hard time limit: GRACE_SECONDS before it the step is
+interrupted like Ctrl-C, so pytest-benchmark still saves the cases it finished (`bench.interrupts` leaves out the one
+cut short), and at the limit it is killed; then the next step starts. DIR gets STEP.log, and for the bench steps
+STEP.json with its `bench.report` table (STEP.md; STEP.png for op and training rows). ``--collect`` only counts the
+cases each step selects, on any machine, and fails when a bench file of a step selects none (the tests run it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +32,8 @@ import torch
 from bench import report
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Seconds an interrupted step gets to write its results before it is killed.
-GRACE_SECONDS = 30
+#: Seconds before its limit at which a step is interrupted, for pytest-benchmark to save what it measured.
+GRACE_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -43,90 +46,112 @@ class Step:
     seconds: int
     bench: bool = True
 
+    @property
+    def files(self) -> list[str]:
+        """The bench or test files it names (not folders)."""
+        return [argument for argument in self.arguments if argument.endswith(".py")]
+
 
 OP_FILES = tuple(
     f"bench/bench_{op}.py" for op in ("cbn_relu_upsample", "pixel_shuffle_prelu", "mobilenet_score", "conv_avgpool")
 )
+UPSCALE = ("bench/bench_upscale.py", "--benchmark-only", "-k")
 STEPS = (
-    Step("cuda-tests", ("tests", "-m", "cuda"), 170, bench=False),
-    Step("ops", (*OP_FILES, "--benchmark-only", "-k", "full and not smoke"), 150),
-    Step("train", ("bench/bench_train.py", "--benchmark-only", "-k", "iteration and model"), 150),
-    Step("upscale", ("bench/bench_upscale.py", "--benchmark-only", "-k", "1080p"), 70),
+    Step("cuda-tests", ("tests", "-m", "cuda"), 160, bench=False),
+    Step("ops", (*OP_FILES, "--benchmark-only", "-k", "full and not smoke"), 140),
+    Step("train", ("bench/bench_train.py", "--benchmark-only", "-k", "iteration and model"), 140),
+    Step("upscale", (*UPSCALE, "1080p and not tensorrt"), 60),
+    Step("tensorrt", (*UPSCALE, "1080p and tensorrt"), 60),  # last: an engine build does not stop at Ctrl-C
 )
 
 
-def command(step: Step, out: Path | None) -> list[str]:
-    """The pytest command line of `step`; with `out`, its bench results go to out/STEP.json."""
+def command(step: Step, out: Path) -> list[str]:
+    """The pytest command line of `step`, its bench results going to out/STEP.json."""
     line = [sys.executable, "-m", "pytest", *step.arguments, "-p", "no:cacheprovider"]
-    if out is not None and step.bench:
-        line += ["--benchmark-json", str(out / f"{step.name}.json")]
-    return line
+    return line + ["--benchmark-json", str(out / f"{step.name}.json")] if step.bench else line
 
 
 def run_step(step: Step, out: Path) -> tuple[int | None, float]:
-    """Run `step` with its output in out/STEP.log; returns (exit status or None when it overran its time limit, and
-    seconds spent). An overrunning step is interrupted (`_interrupt`); so is the running one on Ctrl-C here."""
+    """Run `step` with its output in out/STEP.log; returns (exit status, or None when it reached its time limit, and
+    seconds spent). The step is interrupted (SIGINT) GRACE_SECONDS before its limit and killed at it; on Ctrl-C or
+    SIGTERM here it is interrupted, then killed if it still runs."""
     start = time.monotonic()
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("FASTGAN_BENCH_")}
     with open(out / f"{step.name}.log", "w", encoding="utf-8") as log:
         process = subprocess.Popen(
             command(step, out),
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,  # its compile workers too are stopped with it
+            env={**environment, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=os.setpgrp,  # a process group of its own: its compile workers are signalled with it
         )
         try:
-            status: int | None = process.wait(timeout=step.seconds)
+            status: int | None = process.wait(timeout=max(step.seconds - GRACE_SECONDS, 1))
         except subprocess.TimeoutExpired:
             status = None
-            _interrupt(process)
+            _signal(process, signal.SIGINT)
+            try:
+                process.wait(timeout=GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                _signal(process, signal.SIGKILL)
         except KeyboardInterrupt:
-            _interrupt(process)
+            _signal(process, signal.SIGINT)
             raise
+        finally:
+            if process.poll() is None:
+                with contextlib.suppress(KeyboardInterrupt):
+                    process.wait(timeout=GRACE_SECONDS)
+                _signal(process, signal.SIGKILL)
+                process.wait()
     return status, time.monotonic() - start
 
 
-def _interrupt(process: subprocess.Popen) -> None:
-    """SIGINT to the step's process group, as Ctrl-C (pytest then finishes its session and pytest-benchmark saves
-    what it measured), then SIGKILL after GRACE_SECONDS."""
-    os.killpg(process.pid, signal.SIGINT)
-    try:
-        process.wait(timeout=GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+def _signal(process: subprocess.Popen, signal_number: int) -> None:
+    """`signal_number` to the step's process group, unless it is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal_number)
 
 
 def write_report(step: Step, out: Path) -> bool:
-    """STEP.md and STEP.png from STEP.json, when the step measured something; whether it did."""
+    """STEP.md (and STEP.png) from STEP.json, when the step measured something; whether it did. A report that fails
+    is said on stderr, and the run goes on."""
     results = out / f"{step.name}.json"
     try:
         if not json.loads(results.read_text(encoding="utf-8"))["benchmarks"]:
             return False
+        return report.main([str(results), "--out", str(out / step.name)]) == 0
     except (OSError, ValueError):  # not written, or cut short by SIGKILL
         return False
-    return report.main([str(results), "--out", str(out / step.name)]) == 0
+    except Exception as exc:  # noqa: BLE001 (a report is not worth the remaining steps of a GPU loan)
+        print(f"error: no report of {results}: {exc!r}", file=sys.stderr, flush=True)
+        return False
 
 
-class _Count:
-    """pytest plugin: the number of cases left after selection."""
+class _Collected:
+    """pytest plugin: the cases left after selection, counted by file (relative to the repository root)."""
 
-    cases = 0
+    def __init__(self) -> None:
+        self.by_file: Counter[str] = Counter()
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.cases = len(session.items)
+        self.by_file.update(item.path.relative_to(ROOT).as_posix() for item in session.items)
 
 
-def collected(step: Step) -> int:
-    """How many cases `step` selects here (pytest --collect-only, in this process, run from the repository root)."""
-    count, here = _Count(), Path.cwd()
+def collected(step: Step) -> tuple[int, list[str]]:
+    """How many cases `step` selects here, and the problems: a collection error, a named file that selects none
+    (pytest --collect-only in this process, from the repository root)."""
+    count, here = _Collected(), Path.cwd()
     os.chdir(ROOT)
     try:
-        pytest.main([*step.arguments, "--collect-only", "-p", "no:cacheprovider", "-p", "no:terminal"], [count])
+        options = ["--collect-only", "-p", "no:cacheprovider", "-p", "no:terminal"]
+        status = pytest.main([*step.arguments, *options], [count])
     finally:
         os.chdir(here)
-    return count.cases
+    problems = [f"{path} selects no case" for path in step.files if not count.by_file[path]]
+    if status != pytest.ExitCode.OK:
+        problems.insert(0, f"collection ended with {pytest.ExitCode(status).name} (run it with --collect-only to see)")
+    return sum(count.by_file.values()), problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,22 +165,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --out DIR: the folder for the logs and results")
     steps = [step for step in STEPS if step.name in args.only]
     if args.collect:
-        counts = {step.name: collected(step) for step in steps}
-        for name, count in counts.items():
-            print(f"{name}: {count} cases")
-        return 0 if all(counts.values()) else 1
+        failed = False
+        for step in steps:
+            cases, problems = collected(step)
+            print(f"{step.name}: {cases} cases" + "".join(f"; {problem}" for problem in problems))
+            failed |= bool(problems) or not cases
+        return 1 if failed else 0
     if not torch.cuda.is_available():
         message = "error: no CUDA device here; these checks need one (--collect checks their selection anywhere)"
         print(message, file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stopped run stops its step too
     args.out = args.out.resolve()  # the steps run from the repository root
     args.out.mkdir(parents=True, exist_ok=True)
     failed = False
     for step in steps:
         status, seconds = run_step(step, args.out)
         reported = step.bench and write_report(step, args.out)
-        outcome = "overran its limit: interrupted" if status is None else f"exit status {status}"
-        print(f"{step.name}: {outcome} after {seconds:.0f} s (limit {step.seconds} s)" + (", reported" * reported))
+        outcome = "reached its limit: interrupted" if status is None else f"exit status {status}"
+        summary = f"{step.name}: {outcome} after {seconds:.0f} s (limit {step.seconds} s)" + (", reported" * reported)
+        print(summary, flush=True)
         failed |= status != 0
     return 1 if failed else 0
 

@@ -48,36 +48,38 @@ def test_every_bench_file_runs_its_smoke_case_and_the_report_reads_its_results(t
 
 
 def test_every_gpu_check_of_the_bench_selects_cases():
-    """The bench steps of `python -m bench.gpu_checks` select cases by name: renaming a case cannot leave a step that
-    a short GPU loan runs empty (the cuda-tests step selects by marker)."""
+    """The bench steps of `python -m bench.gpu_checks` select cases by name: renaming a case cannot leave a step, or
+    a bench file of one, that a short GPU loan runs empty (the cuda-tests step selects by marker)."""
     bench_steps = [step.name for step in gpu_checks.STEPS if step.bench]
     command = [sys.executable, "-m", "bench.gpu_checks", "--collect", "--only", *bench_steps]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     counts = dict(line.split(": ") for line in result.stdout.splitlines())
-    assert set(counts) == set(bench_steps) and all(int(count.split()[0]) > 0 for count in counts.values())
+    assert set(counts) == set(bench_steps) and all(re.fullmatch(r"[1-9]\d* cases", count) for count in counts.values())
+    empty = "g.STEPS = (g.Step('empty', ('bench/bench_data.py', 'bench/bench_upscale.py', '-k', 'decode'), 1),)"
+    script = f"from bench import gpu_checks as g; {empty}; raise SystemExit(g.main(['--collect']))"
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "; bench/bench_upscale.py selects no case" in result.stdout, result.stdout
 
 
 def test_a_gpu_check_that_overruns_is_interrupted_and_keeps_what_it_measured(tmp_path, monkeypatch, capsys):
-    """A step past its time limit gets Ctrl-C: pytest-benchmark still saves the cases it finished, the run goes on
-    to the next step and ends with a failing status."""
+    """A step near its time limit gets Ctrl-C: pytest-benchmark still saves the cases it finished and leaves out the
+    one cut short in its first timed round (`bench.interrupts`; without it none would be saved), the run goes on to
+    the next step and ends with a failing status."""
     cases = tmp_path / "test_overrun.py"
     cases.write_text(
         "import time\n"
-        "def test_quick(benchmark):\n    benchmark(sum, [1, 2])\n"
-        "def test_slow(benchmark):\n    benchmark(time.sleep, 120)\n"
+        "def test_quick(benchmark):\n    benchmark.pedantic(sum, args=([1, 2],), rounds=1)\n"
+        "def test_slow(benchmark):\n    benchmark.pedantic(time.sleep, args=(120,), rounds=1)\n"
     )
-    steps = (
-        gpu_checks.Step("overrun", (str(cases), "--benchmark-only"), 10),
-        gpu_checks.Step("next", ("--version",), 30),
-    )
-    monkeypatch.setattr(gpu_checks, "STEPS", steps)
-    monkeypatch.setattr(gpu_checks, "GRACE_SECONDS", 60)
+    overrun = gpu_checks.Step("overrun", (str(cases), "--benchmark-only", "-p", "bench.interrupts"), 20)
+    monkeypatch.setattr(gpu_checks, "STEPS", (overrun, gpu_checks.Step("next", ("--version",), 30)))
+    monkeypatch.setattr(gpu_checks, "GRACE_SECONDS", 10)  # interrupted after 10 s, killed after 20 s
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert gpu_checks.main(["--out", str(tmp_path / "out")]) == 1
     summary = capsys.readouterr().out
-    assert re.search(r"^overrun: overran its limit: interrupted after (\d+) s \(limit 10 s\)$", summary, re.M)
-    assert int(re.search(r"interrupted after (\d+) s", summary).group(1)) < 60  # SIGINT sufficed
+    finished = re.search(r"^overrun: reached its limit: interrupted after (\d+) s \(limit 20 s\)$", summary, re.M)
+    assert finished and int(finished.group(1)) < 20  # Ctrl-C sufficed
     assert "next: exit status 0" in summary
     saved = json.loads((tmp_path / "out" / "overrun.json").read_text())["benchmarks"]
     assert [result["name"] for result in saved] == ["test_quick"]
