@@ -100,7 +100,7 @@ def run_step(step: Step, out: Path) -> tuple[int | None, float]:
             raise
         finally:
             if process.poll() is None:
-                with contextlib.suppress(KeyboardInterrupt):
+                with contextlib.suppress(KeyboardInterrupt, subprocess.TimeoutExpired):
                     process.wait(timeout=GRACE_SECONDS)
                 _signal(process, signal.SIGKILL)
                 process.wait()
