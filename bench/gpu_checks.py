@@ -90,19 +90,12 @@ def run_step(step: Step, out: Path) -> tuple[int | None, float]:
             status: int | None = process.wait(timeout=max(step.seconds - GRACE_SECONDS, 1))
         except subprocess.TimeoutExpired:
             status = None
-            _signal(process, signal.SIGINT)
-            try:
-                process.wait(timeout=GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                _signal(process, signal.SIGKILL)
-        except KeyboardInterrupt:
-            _signal(process, signal.SIGINT)
-            raise
         finally:
-            if process.poll() is None:
+            if process.poll() is None:  # near its limit, or Ctrl-C / SIGTERM here
+                _signal(process, signal.SIGINT)
                 with contextlib.suppress(KeyboardInterrupt, subprocess.TimeoutExpired):
                     process.wait(timeout=GRACE_SECONDS)
-                _signal(process, signal.SIGKILL)
+                _signal(process, signal.SIGKILL)  # what is left of its group
                 process.wait()
     return status, time.monotonic() - start
 
