@@ -1,5 +1,5 @@
-"""What the upscaler and the training readers share about video files: the suffixes OpenCV reads and writes, and
-the warning for a video that stops decoding early."""
+"""What the upscaler, the training readers and the configuration share about video files: the suffixes OpenCV
+reads and writes, and the warning for a video that stops decoding early."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ log = logging.getLogger(__name__)
 
 #: Video suffixes → the fourcc OpenCV writes them with.
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v", ".webm": "VP80"}
+
+
+def is_video(path: str | Path) -> bool:
+    """Whether `path` names a video file by its suffix (mp4, avi, mkv, mov, webm)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def warn_if_truncated(video: Path, decoded: int, listed: int, note: str = "") -> None:

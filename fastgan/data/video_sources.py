@@ -31,11 +31,6 @@ VIDEO_BATCH = 8
 HELD_OUT_SHARE = 8
 
 
-def is_video(path: str | Path) -> bool:
-    """Whether `path` names a video file by its suffix (mp4, avi, mkv, mov, webm)."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
-
-
 def _checked(path: str | Path, every: int, limit: int) -> Path:
     video = Path(path).expanduser()
     if not video.is_file():

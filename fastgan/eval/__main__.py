@@ -25,13 +25,14 @@ from fastgan.cli_types import positive_finite, positive_int
 from fastgan.data.sources import DataSourceError
 from fastgan.data.sr_loader import center_crops, degrade
 from fastgan.data.sr_sources import folder_images, game_frames, skimage_photos
-from fastgan.data.video_sources import is_video, video_frames
+from fastgan.data.video_sources import video_frames
 from fastgan.eval.precision import exact_fp32
 from fastgan.eval.sr_compare import baseline_upscale, comparison_image, evaluate, markdown_table
 from fastgan.eval.trained_generator import GENERATOR_WEIGHTS, STANDING_HELP, WEIGHTS_HELP, generator_from_checkpoint
 from fastgan.train.checkpoint import CheckpointError, run_directory
 from fastgan.train.run import load_sr_images, resolve_device
 from fastgan.train.upscalers import upscaler_from_checkpoint, upscaler_name, upscaler_scale
+from fastgan.video_files import is_video
 
 
 def _images(source: str, config) -> list[tuple[str, torch.Tensor]]:

@@ -22,6 +22,7 @@ from fastgan.data.color_jitter import check_amplitudes
 from fastgan.data.factory import LOADERS
 from fastgan.models.hrgan import check_widths
 from fastgan.models.vgg import VGG19_RELU
+from fastgan.video_files import is_video
 
 MODELS = ("hrgan", "srgan", "lag")
 DATA_SOURCES = ("embedded", "cifar10", "cifar100", "folder")
@@ -407,20 +408,49 @@ def refuse_unused_keys(config: Config) -> None:
     if ignored:
         raise ConfigError(
             f"{', '.join(ignored)}: not read by a {run_kind(config)} run (an upscaler's networks and data "
-            "come from sr.* or lag.*, HRGAN's from model.*, data.* and loss.*); leave them unset or use the family "
-            "they belong to"
+            f"come from sr.* or lag.*, HRGAN's from model.*, data.* and loss.*){unread_reasons(config, ignored)}; "
+            "leave them unset or use the family or source they belong to"
         )
 
 
 def unread_keys(config: Config, keys: list[str]) -> list[str]:
     """Those of the `section.key` names in `keys` that a run of `config`'s model family (and SR stage) never reads."""
     name = config.model.name
-    unused = _UNUSED_BY[name]
+    unused = _UNUSED_BY[name] + tuple(_unread_by_sources(config))
     if name == "srgan" and config.sr.stage == "srresnet":
         unused += (*_UNUSED_BY_SRRESNET_STAGE, "train.lr_d")
     elif name == "srgan":
         unused += ("sr.pixel_loss",)  # the adversarial stage's content loss is VGG's
     return [key for key in keys if named_by(key, unused)]
+
+
+def _unread_by_sources(config: Config) -> dict[str, str]:
+    """The settings the run's data source or λ_MS leaves unread, each with why: the embedded set has no path (a
+    --data-path without --data would otherwise train on it unawares) and files no generated size; λ_MS = 0 loads no
+    evaluator; of sr.*'s sources, video and ViZDoom frames have their own settings and hold out no named images."""
+    if config.model.name == "hrgan":
+        if config.data.source == "embedded":
+            unread = {"data.path": "data.path is read with data.source cifar10, cifar100 or folder (--data)"}
+        else:
+            unread = {"data.num_images": f"data.num_images sizes the embedded set, not a {config.data.source} one"}
+        if config.loss.lambda_ms == 0:
+            why = "loss.lambda_ms=0 trains without the evaluator"
+            unread |= {"loss.evaluator_weights": why, "loss.ms_real_batch_size": why}
+        return unread
+    images = config.sr.images
+    video, doom = is_video(images), images == "doom"
+    unread = {} if video else dict.fromkeys(("sr.video_every", "sr.video_frames"), "sr.video_* apply to a video file")
+    if not doom:
+        unread |= dict.fromkeys(("sr.doom_frames", "sr.doom_scenario"), "sr.doom_* apply with sr.images=doom")
+    if video or doom:
+        unread["sr.held_out"] = f"sr.images={images} holds out frames of its own, not named images"
+    return unread
+
+
+def unread_reasons(config: Config, keys: list[str]) -> str:
+    """Why the run's data source or λ_MS leaves `keys` unread, as "; reason" clauses ("" when they say nothing)."""
+    reasons = _unread_by_sources(config)
+    return "".join(f"; {why}" for why in dict.fromkeys(reasons[k] for k in keys if k in reasons))
 
 
 def run_kind(config: Config) -> str:

@@ -19,7 +19,7 @@ from fastgan.data.factory import (
 from fastgan.data.image_set import ImageSet
 from fastgan.data.sources import cifar_image_set, embedded_image_set
 from fastgan.data.sr_sources import game_frames, skimage_photos, split_held_out
-from fastgan.data.video_sources import is_video, split_video_tail
+from fastgan.data.video_sources import split_video_tail
 from fastgan.ops.backends import backend, fused_backend_for
 from fastgan.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, run_directory
 from fastgan.train.config import (
@@ -33,11 +33,13 @@ from fastgan.train.config import (
     refuse_unused_keys,
     run_kind,
     unread_keys,
+    unread_reasons,
 )
 from fastgan.train.core import Loader, Trainer
 from fastgan.train.hrgan_step import HRGANFamily
 from fastgan.train.lag_step import LAGFamily
 from fastgan.train.sr_step import SRFamily
+from fastgan.video_files import is_video
 
 log = logging.getLogger(__name__)
 # what a resumed run may change: length, output, and how (not what) it computes
@@ -105,7 +107,10 @@ def resume_config(checkpoint: dict[str, Any], updates: dict[str, Any]) -> Config
         raise ConfigError(f"a resumed run cannot change {', '.join(frozen)}; start a new run (--out) instead")
     unread = unread_keys(config, changed)
     if unread:
-        raise ConfigError(f"{', '.join(unread)}: not read by this {run_kind(config)} run; leave them as they were")
+        raise ConfigError(
+            f"{', '.join(unread)}: not read by this {run_kind(config)} run{unread_reasons(config, unread)}; leave them "
+            "as they were"
+        )
     return config
 
 

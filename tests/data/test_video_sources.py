@@ -10,9 +10,10 @@ import torch
 
 from fastgan.data.factory import dali_available
 from fastgan.data.sources import DataSourceError
-from fastgan.data.video_sources import dali_video_frames, is_video, split_video_tail, video_frames
+from fastgan.data.video_sources import dali_video_frames, split_video_tail, video_frames
 from fastgan.train.config import ConfigError, SRConfig, load_config, merge
 from fastgan.train.run import load_sr_images, train
+from fastgan.video_files import is_video
 
 needs_dali = pytest.mark.skipif(not dali_available(), reason="NVIDIA DALI is not installed")
 

@@ -308,6 +308,28 @@ def test_a_new_run_refuses_keys_its_family_does_not_use(tmp_path):
     refuse_unused_keys(load_config(None, ["model.name=srgan", "data.seed=3", "data.color_jitter=[0.1, 0, 0]"]))
 
 
+def test_a_new_run_refuses_settings_its_data_source_or_lambda_ms_leaves_unread():
+    for overrides, named in (
+        (["data.path=/data/cifar-10-batches-py"], "data.path: not read .*with data.source cifar10"),  # no --data
+        (["data.source=cifar10", "data.path=/c", "data.num_images=100"], "data.num_images: .*embedded set"),
+        (["loss.lambda_ms=0", "loss.evaluator_weights=/e.pth"], "loss.evaluator_weights: .*without the evaluator"),
+        (["model.name=srgan", "sr.images=doom", "sr.held_out=[a]"], "sr.held_out: .*frames of its own"),
+        (["model.name=lag", "sr.video_every=2"], "sr.video_every: .*video file"),
+        (["model.name=srgan", "sr.images=clip.mp4", "sr.doom_frames=8"], "sr.doom_frames: .*sr.images=doom"),
+    ):
+        with pytest.raises(ConfigError, match=named):
+            refuse_unused_keys(load_config(None, overrides))
+    for overrides in (
+        ["data.source=cifar10", "data.path=/c"],
+        ["data.num_images=100", "loss.lambda_ms=0"],
+        ["loss.evaluator_weights=/e.pth"],
+        ["model.name=srgan", "sr.images=clip.MP4", "sr.video_every=2", "sr.video_frames=9"],
+        ["model.name=lag", "sr.images=doom", "sr.doom_frames=8", "sr.doom_scenario=basic"],
+        ["model.name=srgan", "sr.images=/photos", "sr.held_out=[a]"],
+    ):
+        refuse_unused_keys(load_config(None, overrides))
+
+
 def test_the_content_loss_layer_must_exist_and_fit_the_smallest_image():
     srgan = ["model.name=srgan", "sr.stage=srgan"]
     with pytest.raises(ConfigError, match="unknown VGG19 layer 'relu9_1'"):
@@ -321,6 +343,8 @@ def test_the_content_loss_layer_must_exist_and_fit_the_smallest_image():
 
 
 def test_resume_may_point_at_moved_evaluator_weights_and_data():
-    saved = {"config": Config().to_dict()}
+    saved = {"config": merge(Config(), {"data": {"source": "cifar10", "path": "/data"}}).to_dict()}
     moved = resume_config(saved, {"loss": {"evaluator_weights": "/moved/mnv3.pth"}, "data": {"path": "/moved/data"}})
     assert (moved.loss.evaluator_weights, moved.data.path) == ("/moved/mnv3.pth", "/moved/data")
+    with pytest.raises(ConfigError, match="data.path: not read by this model.name=hrgan run; data.path is read with"):
+        resume_config({"config": Config().to_dict()}, {"data": {"path": "/data"}})  # the embedded set has none
