@@ -4,6 +4,7 @@ torch-free TensorRT runtime can use it)."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -72,3 +73,14 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
 def write_bytes_atomically(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` atomically."""
     atomic_write(path, lambda file: file.write(data))
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the temporaries `atomic_path` left beside `path` for writers that were killed before they could remove
+    them (SIGKILL, the out-of-memory killer, a power cut), and return them. Only for a file no other process is
+    writing: a run directory's checkpoint when its run starts."""
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{glob.escape(path.stem)}.*.tmp*"))
+    for temporary in stale:
+        temporary.unlink(missing_ok=True)
+    return stale

@@ -1,8 +1,12 @@
 """Atomic writes: the old file or the new one, never a partial one; new files get the umask's permissions."""
 
+import signal
+import subprocess
+import sys
+
 import pytest
 
-from fastgan.atomic import _umask, atomic_path, write_bytes_atomically
+from fastgan.atomic import _umask, atomic_path, remove_stale_temporaries, write_bytes_atomically
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -31,3 +35,26 @@ def test_temporary_names_and_the_permissions_a_file_gets(tmp_path):
     (tmp_path / "clip.mp4").chmod(0o640)
     write_bytes_atomically(tmp_path / "clip.mp4", b"new frames")
     assert (tmp_path / "clip.mp4").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_killed_writers_temporaries_are_removed_and_nothing_else(tmp_path):
+    target = tmp_path / "checkpoint.pt"
+    write_bytes_atomically(target, b"good")
+    killed = subprocess.run(  # a writer killed mid-write leaves its temporary: nothing runs to remove it
+        [sys.executable, "-c", KILLED_WRITER, str(target)], capture_output=True, text=True, timeout=60
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (tmp_path / ".config.x1.tmp").write_bytes(b"another file's")
+    (stale,) = [p for p in tmp_path.iterdir() if p.name.startswith(".checkpoint.")]
+    assert remove_stale_temporaries(target) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".config.x1.tmp", "checkpoint.pt"]
+    assert target.read_bytes() == b"good" and remove_stale_temporaries(target) == []
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from fastgan.atomic import atomic_path
+with atomic_path(sys.argv[1]) as temporary:
+    temporary.write_bytes(b"half a checkpoint")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""

@@ -57,3 +57,8 @@ class ImageSet:
         digest.update(self.labels.numpy().tobytes())
         digest.update("\n".join(self.class_names).encode())
         return digest.hexdigest()
+
+    def identity(self) -> dict[str, str]:
+        """What a resumed run checks its data against: the class names, a sha256 of the labels, and `fingerprint`."""
+        labels = hashlib.sha256(self.labels.numpy().tobytes()).hexdigest()
+        return {"classes": "\n".join(self.class_names), "labels_sha256": labels, "sha256": self.fingerprint()}

@@ -20,12 +20,12 @@ import torchvision.utils
 import yaml
 from tqdm import tqdm
 
-from fastgan.atomic import atomic_path, write_bytes_atomically
+from fastgan.atomic import atomic_path, remove_stale_temporaries, write_bytes_atomically
 from fastgan.ops.backends import cpu_compiler_available
 from fastgan.ops.pixel_shuffle_prelu import PixelShufflePReLU
 from fastgan.profiling import StepProfiler, phase
 from fastgan.train.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
-from fastgan.train.config import CUDA_GRAPH_COMPILE_MODES, Config, ConfigError, TrainConfig
+from fastgan.train.config import CUDA_GRAPH_COMPILE_MODES, Config, ConfigError, TrainConfig, unread_keys
 from fastgan.train.cuda_graphs import WARMUP_CALLS
 from fastgan.train.metrics import MetricsLog
 
@@ -193,11 +193,18 @@ def _stop_on_signals():
 #: averaged over its window.
 STATE_METRICS = ("stage", "alpha")
 
-#: What to do after a non-finite loss or weights (a resumed run may change the learning rates).
-_LOWER_RATES = (
-    "Resume from it with lower learning rates: python -m fastgan.train --resume {run} --set train.lr_g=… "
-    "--set train.lr_d=…"
-)
+
+def _rates_read(config: Config) -> list[str]:
+    """The learning rates a run reads (SRResNet's pixel-loss stage has no discriminator)."""
+    rates = ["train.lr_g", "train.lr_d"]
+    unread = unread_keys(config, rates)
+    return [rate for rate in rates if rate not in unread]
+
+
+def _lower_rates(config: Config, run_dir: Path) -> str:
+    """What to do after a non-finite loss or weights: resume with lower learning rates (a resume may change them)."""
+    settings = " ".join(f"--set {rate}=…" for rate in _rates_read(config))
+    return f"Resume from it with lower learning rates: python -m fastgan.train --resume {run_dir} {settings}"
 
 
 class Trainer:
@@ -234,6 +241,9 @@ class Trainer:
             self.step = int(start_state["step"])
             self.window = start_state.get("metrics_window", {})  # absent from checkpoints of older versions
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        stale = remove_stale_temporaries(self.checkpoint_path)
+        if stale:
+            log.warning("removed %d partial checkpoint(s) a killed run left in %s", len(stale), self.run_dir)
         write_bytes_atomically(self.run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
 
     @phase("checkpoint")
@@ -244,7 +254,7 @@ class Trainer:
         if bad:
             raise NonFiniteLossError(
                 f"non-finite weights at step {self.step} ({', '.join(bad[:3])}); the checkpoint was not overwritten. "
-                f"{_LOWER_RATES.format(run=self.run_dir)}"
+                f"{_lower_rates(self.config, self.run_dir)}"
             )
         state = {
             "step": self.step,
@@ -271,9 +281,10 @@ class Trainer:
         if bad:
             if self.checkpoint_path.exists():
                 kept = f"Last good checkpoint: {self.checkpoint_path} (untouched)."
-                advice = f"{kept} {_LOWER_RATES.format(run=self.run_dir)}"
+                advice = f"{kept} {_lower_rates(self.config, self.run_dir)}"
             else:
-                advice = "No checkpoint written yet: start again with lower learning rates (train.lr_g, train.lr_d)."
+                rates = ", ".join(_rates_read(self.config))
+                advice = f"No checkpoint written yet: start again with lower learning rates ({rates})."
             raise NonFiniteLossError(f"non-finite loss at step {self.step + 1}: {bad}. {advice}")
 
     def run(self) -> None:
@@ -319,8 +330,9 @@ class Trainer:
                         if self.step % out.checkpoint_every == 0 or self.step == total:
                             self.save()
                     profiler.step()
-                    if received:
-                        path = self.save()
+                    if received and self.step < total:  # a signal during the last step: the run is complete
+                        on_cadence = self.step % out.checkpoint_every == 0  # written just now
+                        path = self.checkpoint_path if on_cadence else self.save()
                         raise TrainingInterrupted(
                             f"stopped by signal {received[0]} at step {self.step}; checkpoint written to {path}. "
                             f"Continue with: python -m fastgan.train --resume {self.run_dir}"

@@ -58,6 +58,37 @@ def warn_if_target_out_of_reach(target: float, num_classes: int, batch_size: int
         )
 
 
+def _first_names(names: list[str], shown: int = 6) -> str:
+    return ", ".join(names[:shown]) + (f", … ({len(names)} in all)" if len(names) > shown else "")
+
+
+def check_same_data(saved: dict[str, str] | None, current: dict[str, str]) -> None:
+    """Refuse to resume on other classes or labels (`ImageSet.identity`): the same number of images with other class
+    folders would reassign the conditioning unseen. Pixels alone differing is a warning: another decoder of the same
+    files (nvJPEG against libjpeg, say) may round some levels apart. Checkpoints without an identity pass."""
+    if saved is None:
+        return
+    if saved["classes"] != current["classes"]:
+        was, now = (_first_names(names.split("\n")) for names in (saved["classes"], current["classes"]))
+        raise ValueError(
+            f"this checkpoint was trained on the classes {was}; this run's data has {now}: resume with the data it "
+            "was trained on (data.path), or start a new run"
+        )
+    if saved["labels_sha256"] != current["labels_sha256"]:
+        raise ValueError(
+            "this checkpoint was trained on the same classes but other images or another order of them (labels "
+            f"sha256 {saved['labels_sha256'][:12]}, now {current['labels_sha256'][:12]}): resume with the data it was "
+            "trained on (data.path), or start a new run"
+        )
+    if saved["sha256"] != current["sha256"]:
+        log.warning(
+            "the training images' pixels differ from those this checkpoint was trained on (sha256 %s, now %s), "
+            "though their classes and labels match: another decoder of the same files, or edited images",
+            saved["sha256"][:12],
+            current["sha256"][:12],
+        )
+
+
 class HRGANFamily:
     """G, D, the EMA generator, the evaluator and their optimisers, and the HRGAN iteration.
 
@@ -81,6 +112,7 @@ class HRGANFamily:
         self.config, self.device = config, device
         self.bf16 = bf16_autocast_available(device, config.train.amp)
         self.num_classes = image_set.num_classes
+        self.data_identity = image_set.identity()
         self.hr = config.model.resolution // TRAINING_RESOLUTION
         m, t = config.model, config.train
         generator = Generator(m.resolution, self.num_classes, m.z_dim, m.g_channels, m.g_widths)
@@ -230,6 +262,7 @@ class HRGANFamily:
             "noise": self.noise.get_state(),
             "ms_real": self.ms_real,
             "evaluator_sha256": self.evaluator.spec.fingerprint if self.evaluator is not None else "",
+            "data": self.data_identity,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -240,6 +273,7 @@ class HRGANFamily:
                 f"{state['evaluator_sha256'][:12] or 'none'}, now {current[:12] or 'none'}): resume with the same "
                 "--evaluator-weights, or start a new run"
             )
+        check_same_data(state.get("data"), self.data_identity)  # absent from checkpoints of older versions
         self.ms_real = float(state["ms_real"])
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])

@@ -9,14 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
+from fastgan.data.image_set import ImageSet
+from fastgan.data.sources import embedded_image_set
 from fastgan.eval.evaluator import embedded_evaluator_path
 from fastgan.ops import fused_backend_for
 from fastgan.train import __main__ as cli
 from fastgan.train.checkpoint import load_checkpoint
-from fastgan.train.config import ConfigError, merge
-from fastgan.train.core import NonFiniteLossError, TrainingInterrupted
-from fastgan.train.hrgan_step import warn_if_target_out_of_reach
-from fastgan.train.run import build_trainer, resume, train
+from fastgan.train.config import ConfigError, load_config, merge
+from fastgan.train.core import NonFiniteLossError, TrainingInterrupted, _lower_rates
+from fastgan.train.hrgan_step import check_same_data, warn_if_target_out_of_reach
+from fastgan.train.run import build_trainer, resume, resume_config, train
 
 
 def _metrics(run_dir):
@@ -238,6 +240,22 @@ def test_resume_refuses_another_evaluator(tiny_config, tmp_path):
         resume(tiny_config.output.out_dir, {"train": {"iterations": 2}})
 
 
+def test_resume_refuses_other_classes_or_labels_and_warns_of_other_pixels(tiny_config, caplog):
+    train(merge(tiny_config, {"train": {"iterations": 1}}))
+    saved = load_checkpoint(tiny_config.output.out_dir)["family"]["data"]
+    data = embedded_image_set(200, 0)
+    assert saved == data.identity()
+    renamed = ImageSet(data.images, data.labels, ("kitten", *data.class_names[1:]), "renamed")
+    with pytest.raises(ValueError, match="trained on the classes disc, ring, .*; this run's data has kitten, ring"):
+        check_same_data(saved, renamed.identity())
+    shuffled = ImageSet(data.images, data.labels.roll(1), data.class_names, "shuffled")
+    with pytest.raises(ValueError, match="same classes but other images or another order"):
+        check_same_data(saved, shuffled.identity())
+    check_same_data(saved, ImageSet(data.images ^ 1, data.labels, data.class_names, "re-decoded").identity())
+    assert "pixels differ" in caplog.text
+    check_same_data(None, renamed.identity())  # a checkpoint from before the check
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config):
     trainer = build_trainer(tiny_config)
     real_step = trainer.family.train_step
@@ -290,6 +308,38 @@ def test_sigterm_writes_a_checkpoint_and_stops(tiny_config):
     with pytest.raises(TrainingInterrupted, match="--resume"):
         trainer.run()
     assert load_checkpoint(trainer.run_dir)["step"] == 1
+
+
+@pytest.mark.parametrize("signalled_step", [1, 3])  # a checkpoint step (every 2 of 4), the last one
+def test_sigterm_on_a_checkpoint_step_writes_once_and_on_the_last_step_finishes(tiny_config, signalled_step):
+    trainer = build_trainer(tiny_config)
+    real_step, real_save, saved = trainer.family.train_step, trainer.save, []
+
+    def step_then_signal(loader, step):
+        metrics = real_step(loader, step)
+        if step == signalled_step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return metrics
+
+    def counted_save():
+        saved.append(trainer.step)
+        return real_save()
+
+    trainer.family.train_step, trainer.save = step_then_signal, counted_save
+    if signalled_step == 3:
+        trainer.run()  # complete: no "continue with --resume" for a finished run
+    else:
+        with pytest.raises(TrainingInterrupted, match="at step 2"):
+            trainer.run()
+    assert saved == [2, 4][: signalled_step // 2 + 1] and load_checkpoint(trainer.run_dir)["step"] == saved[-1]
+
+
+def test_non_finite_advice_names_only_the_rates_the_run_reads(tmp_path):
+    for overrides, rates in (([], ["train.lr_g", "train.lr_d"]), (["model.name=srgan"], ["train.lr_g"])):
+        config = load_config(None, overrides)
+        advice = _lower_rates(config, tmp_path)
+        assert [setting.split("=")[0] for setting in advice.split("--set ")[1:]] == rates
+        resume_config({"config": config.to_dict()}, {"train": dict.fromkeys((r[6:] for r in rates), 1e-5)})
 
 
 def test_interrupted_run_resumes_with_the_same_log_averages(tiny_config, tmp_path):
@@ -376,10 +426,13 @@ def test_resume_takes_the_same_evaluator_from_another_path(tiny_config, tmp_path
     train(merge(tiny_config, {"train": {"iterations": 1}, "loss": {"evaluator_weights": str(weights)}}))
     moved = tmp_path / "moved.pt"
     weights.rename(moved)
+    killed_write = Path(tiny_config.output.out_dir) / ".checkpoint.k1ll3d.tmp"  # what a SIGKILLed save leaves
+    killed_write.write_bytes(b"half a checkpoint")
     resumed = resume(
         tiny_config.output.out_dir, {"train": {"iterations": 2}, "loss": {"evaluator_weights": str(moved)}}
     )
     assert resumed.step == 2 and load_checkpoint(resumed.run_dir)["config"]["loss"]["evaluator_weights"] == str(moved)
+    assert not killed_write.exists()
 
 
 def test_resume_may_lower_learning_rates_but_not_overwrite_another_run(tiny_config, tmp_path):
