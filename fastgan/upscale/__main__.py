@@ -75,7 +75,10 @@ def noise_draws(samples: int, noise_dim: int, seed: int, scale: float = 1.0) -> 
 
 
 def _upscale(args: argparse.Namespace, z: torch.Tensor | None, output: str):
-    """Upscale args.input to `output` with noise `z` (LAG) or the model as it is; -> (source, speed)."""
+    """Upscale args.input to `output` with noise `z` (LAG) or the model as it is; -> (source, speed). The input and
+    output are checked before the model loads (a TensorRT engine may first have to be built)."""
+    source = open_frames(args.input)
+    sink = open_sink(output, source)
     model = load_upscaler(
         args.model,
         args.backend,
@@ -102,7 +105,6 @@ def _upscale(args: argparse.Namespace, z: torch.Tensor | None, output: str):
         args.border,
         model.device,
     )
-    source = open_frames(args.input)
     log.info(
         "%s ×%d, receptive radius %d; tiles ≤ %d, overlap %d, feather %d (%s); %d frames (%s) → %s",
         model.description,
@@ -116,7 +118,7 @@ def _upscale(args: argparse.Namespace, z: torch.Tensor | None, output: str):
         source.kind,
         output,
     )
-    with open_sink(output, source) as sink:
+    with sink:
         speed = upscale_frames(source, sink.write, tiled, args.alpha, total=len(source))
     return source, speed
 

@@ -23,6 +23,7 @@ import tifffile
 import torch
 
 from fastgan.atomic import atomic_path, write_bytes_atomically
+from fastgan.upscale.audio import copy_audio
 from fastgan.video_files import VIDEO_SUFFIXES, warn_if_truncated
 
 log = logging.getLogger(__name__)
@@ -180,8 +181,8 @@ def read_image(path: str | Path) -> Frame:
 
     Raises:
         FileNotFoundError: no file at `path`.
-        FrameError: the file is corrupt, not an image, cannot be read (permissions, removed meanwhile) or holds
-            another pixel type (float TIFF, ...).
+        FrameError: the file is corrupt, not an image, cannot be read (permissions, removed between the check and
+            the read) or holds another pixel type (float TIFF, ...).
     """
     path = Path(path)
     if not path.is_file():
@@ -276,7 +277,7 @@ class FrameSource:
             for file in self.files:
                 try:
                     frame = read_image(file)
-                except FrameError as error:
+                except (FrameError, FileNotFoundError) as error:  # removed since the folder was listed: not found
                     log.warning("skipping %s", error)
                     self.skipped.append(str(file))
                     continue
@@ -352,6 +353,7 @@ class FrameSink:
         self.out, self.source, self.single_file = out, source, single_file
         self.video_file = contextlib.ExitStack()  # holds `atomic_path(out)` once the first frame opens the writer
         self.writer: cv2.VideoWriter | None = None
+        self.temporary: Path | None = None  # the video file being written, until it is moved to `out`
         self.size: tuple[int, int] | None = None
         self.warned_alpha = False
 
@@ -372,8 +374,8 @@ class FrameSink:
         size = (array.shape[1], array.shape[0])
         if self.writer is None:
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.out.suffix.lower()])
-            temporary = self.video_file.enter_context(atomic_path(self.out, keep_suffix=True))
-            self.writer, self.size = cv2.VideoWriter(str(temporary), fourcc, self.source.fps, size), size
+            self.temporary = self.video_file.enter_context(atomic_path(self.out, keep_suffix=True))
+            self.writer, self.size = cv2.VideoWriter(str(self.temporary), fourcc, self.source.fps, size), size
             if not self.writer.isOpened():
                 raise FrameError(f"OpenCV cannot write the video {self.out}; try .mp4 or .avi")
         if size != self.size:
@@ -381,11 +383,19 @@ class FrameSink:
         self.writer.write(array)
 
     def close(self, *exc_info) -> None:
-        """Finish the video file, if one was started: moved into place, or (given an exception's info) removed."""
-        if self.writer is not None:
-            self.writer.release()
-            self.writer = None
-        self.video_file.__exit__(*(exc_info or (None, None, None)))
+        """Finish the video file, if one was started: given the source's audio and moved into place, or (given an
+        exception's info) removed."""
+        exc_info = exc_info or (None, None, None)
+        try:
+            if self.writer is not None:
+                self.writer.release()
+                self.writer = None
+                if exc_info[0] is None:
+                    copy_audio(self.temporary, self.source.path)
+        except BaseException as error:
+            self.video_file.__exit__(type(error), error, error.__traceback__)  # removes the temporary
+            raise
+        self.video_file.__exit__(*exc_info)
 
     def __enter__(self) -> FrameSink:
         return self
@@ -395,11 +405,12 @@ class FrameSink:
 
 
 def open_sink(out: str | Path, source: FrameSource) -> FrameSink:
-    """Decide where the frames of `source` go, and create the output folder.
+    """Decide where the frames of `source` go, writing nothing yet (the first frame creates the output folder), so
+    that a wrong output is refused before a model is loaded.
 
     A video goes to the video file `out` (.mp4 → mp4v, .avi → MJPG, ...) at the source's frame rate, 8-bit, without
-    alpha. Images go into the folder `out` under their own names and formats; a single image goes to `out` itself
-    when it has an image suffix.
+    alpha, with the source's audio streams copied (`fastgan.upscale.audio`). Images go into the folder `out` under
+    their own names and formats; a single image goes to `out` itself when it has an image suffix.
 
     Raises:
         FrameError: `out` would overwrite the input, or is the wrong kind (a video to a folder, images to a video).
@@ -418,5 +429,4 @@ def open_sink(out: str | Path, source: FrameSource) -> FrameSink:
     inputs = {file.resolve() for file in (source.path, *source.files)}
     if not inputs.isdisjoint(target.resolve() for target in targets):
         raise FrameError(f"output {out} would overwrite the input {source.path}; choose another path")
-    (out.parent if single_file or source.kind == "video" else out).mkdir(parents=True, exist_ok=True)
     return FrameSink(out, source, single_file)

@@ -3,6 +3,7 @@ and out; outputs never overwrite inputs."""
 
 import logging
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -228,7 +229,12 @@ def test_one_image_to_an_unknown_image_format_is_refused(tmp_path):
     with pytest.raises(FrameError, match="cannot write .gif images"):
         open_sink(tmp_path / "out" / "a.gif", open_frames(tmp_path / "a.png"))
     assert not (tmp_path / "out").exists()
-    assert open_sink(tmp_path / "results.v2", open_frames(tmp_path / "a.png")).out.is_dir()  # a folder with a dot
+    source = open_frames(tmp_path / "a.png")
+    sink = open_sink(tmp_path / "results.v2", source)  # a folder with a dot
+    assert not sink.out.exists()  # nothing is written before the first frame
+    with sink:
+        sink.write(next(iter(source)))
+    assert (tmp_path / "results.v2" / "a.png").is_file()
 
 
 def _straight_rgba(dtype=np.uint8):
@@ -327,6 +333,17 @@ def test_a_folder_skips_files_it_cannot_open_and_names_formats_it_ignores(tmp_pa
     assert "Permission denied" in caplog.text and "skipping 1 image files" in caplog.text and "d.gif" in caplog.text
 
 
+def test_a_file_removed_while_a_folder_is_read_is_skipped(tmp_path, caplog):
+    for name in ("a", "b", "c"):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), _noise((5, 6, 3)))
+    frames = iter(open_frames(tmp_path))
+    assert next(frames).name == "a.png"
+    (tmp_path / "b.png").unlink()  # e.g. a game's capture folder rotating its files
+    with caplog.at_level(logging.WARNING):
+        assert [frame.name for frame in frames] == ["c.png"]
+    assert "no image at" in caplog.text and "b.png" in caplog.text
+
+
 def test_a_truncated_video_is_reported(tmp_path, caplog):
     clip = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 24.0, (64, 48))
@@ -364,3 +381,54 @@ def test_non_finite_pixels_are_not_written_as_black(tmp_path):
     with pytest.raises(FrameError, match="non-finite pixels"):
         write_image(tmp_path / "a.png", Frame(rgb, name="a.png"))
     assert not (tmp_path / "a.png").exists()
+
+
+def _video_with_sound(path, audio_codec, frames=10, fps=10):
+    """A (16, 24) mpeg4 video of `frames` grey levels with one second of a 440 Hz tone per `fps` frames."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt = 24, 16, "yuv420p"
+        audio = container.add_stream(audio_codec, rate=48000, layout="mono")
+        for i in range(frames):
+            picture = av.VideoFrame.from_ndarray(np.full((16, 24, 3), 20 * i, np.uint8), format="rgb24")
+            container.mux(video.encode(picture))
+        size, tone = audio.codec_context.frame_size, np.sin(np.arange(48000 * frames // fps) * 2 * np.pi * 440 / 48000)
+        for start in range(0, len(tone), size):
+            chunk = np.zeros((1, size), np.float32)
+            chunk[0, : len(tone[start : start + size])] = tone[start : start + size]
+            sound = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            sound.sample_rate, sound.pts = 48000, start
+            container.mux(audio.encode(sound))
+        container.mux(video.encode())
+        container.mux(audio.encode())
+
+
+@pytest.mark.parametrize(("source", "out", "kept"), [("aac", ".mp4", "aac"), ("libopus", ".mkv", "opus")])
+def test_a_videos_audio_is_copied_into_the_upscaled_one(tmp_path, source, out, kept):
+    clip = tmp_path / f"clip{'.mkv' if source == 'libopus' else '.mp4'}"
+    _video_with_sound(clip, source)
+    frames = open_frames(clip)
+    with open_sink(tmp_path / f"x2{out}", frames) as sink:
+        for frame in frames:
+            sink.write(Frame(torch.nn.functional.interpolate(frame.rgb[None], scale_factor=2)[0]))
+    with av.open(str(tmp_path / f"x2{out}")) as written:
+        (audio,) = written.streams.audio
+        assert audio.codec_context.name == kept and audio.sample_rate == 48000
+        assert written.streams.video[0].codec_context.height == 32
+        assert abs(written.duration / av.time_base - 1.0) < 0.05
+    assert [f.name for f in open_frames(tmp_path / f"x2{out}")][-1] == "frame_000009"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([clip.name, f"x2{out}"])  # no temporary left
+
+
+def test_audio_a_container_cannot_hold_is_left_out_with_a_warning(tmp_path, caplog):
+    clip = tmp_path / "clip.mkv"
+    _video_with_sound(clip, "libopus")
+    frames = open_frames(clip)
+    with caplog.at_level(logging.WARNING), open_sink(tmp_path / "x1.avi", frames) as sink:
+        for frame in frames:
+            sink.write(frame)
+    assert "audio (opus) could not be copied into a .avi file" in caplog.text and "write .mkv" in caplog.text
+    with av.open(str(tmp_path / "x1.avi")) as written:
+        assert not written.streams.audio and written.streams.video[0].frames in (0, 10)
+    assert len(list(open_frames(tmp_path / "x1.avi"))) == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv", "x1.avi"]

@@ -106,13 +106,18 @@ def test_video_in_video_out(tiny_sr_run, tmp_path):
 
 
 def test_clear_errors(exported, tiny_sr_run, tmp_path, caplog):
-    assert upscale_cli.main(["--model", str(exported), "--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 1
+    image = tmp_path / "in.png"
+    cv2.imwrite(str(image), _smooth(8, 8, 3))
+    assert upscale_cli.main(["--model", str(exported), "--input", str(image), "--output", str(tmp_path / "o")]) == 1
     assert "--backend onnxruntime or tensorrt" in caplog.text
-    assert (
-        upscale_cli.main(["--model", str(tiny_sr_run), "--backend", "onnxruntime", "--input", "x", "--output", "y"])
-        == 1
-    )
+    onnxruntime_on_a_run = ["--model", str(tiny_sr_run), "--backend", "onnxruntime", "--input", str(image)]
+    assert upscale_cli.main([*onnxruntime_on_a_run, "--output", str(tmp_path / "y.png")]) == 1
     assert "fastgan.export onnx" in caplog.text
+    caplog.clear()  # the input and output are checked before any model is loaded (or an engine built)
+    assert upscale_cli.main(["--model", "nowhere", "--input", str(tmp_path / "x.png"), "--output", "y"]) == 1
+    assert "no image, folder or video at" in caplog.text and "nowhere" not in caplog.text
+    assert upscale_cli.main(["--model", "nowhere", "--input", str(image), "--output", str(tmp_path / "y.mp4")]) == 1
+    assert "images go to a folder (or one image to an image file)" in caplog.text and "nowhere" not in caplog.text
     if not torch.cuda.is_available():
         assert export_cli.main(["trt", "--onnx", str(exported)]) == 1
         assert "TensorRT" in caplog.text or "GPU" in caplog.text
