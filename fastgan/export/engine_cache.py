@@ -128,6 +128,11 @@ class ShapeProfile:
         return cls(dict(data))
 
 
+#: The version of what `fastgan.export.tensorrt_build` asks TensorRT's builder for (its flags, typing and profile
+#: form): raise it whenever that changes, so that engines built the old way are rebuilt, not served from a cache.
+BUILD_RECIPE = 1
+
+
 @dataclass(frozen=True)
 class EngineKey:
     """Everything a serialized engine depends on.
@@ -139,6 +144,7 @@ class EngineKey:
         gpu: the GPU that builds (and so the only model that runs) the engine: its name and compute capability.
         tensorrt_version: ``tensorrt.__version__`` of the build.
         workspace_bytes: the builder's workspace limit, which bounds the tactics it may choose.
+        recipe: `BUILD_RECIPE` of the build.
     """
 
     model_sha256: str
@@ -147,6 +153,7 @@ class EngineKey:
     gpu: GpuInfo
     tensorrt_version: str
     workspace_bytes: int
+    recipe: int = BUILD_RECIPE
 
     def to_json(self) -> dict[str, Any]:
         """The key as JSON-ready data."""
@@ -157,6 +164,7 @@ class EngineKey:
             "gpu": {"name": self.gpu.name, "compute_capability": list(self.gpu.compute_capability)},
             "tensorrt_version": self.tensorrt_version,
             "workspace_bytes": self.workspace_bytes,
+            "recipe": self.recipe,
         }
 
     @classmethod
@@ -175,6 +183,7 @@ class EngineKey:
             GpuInfo(str(gpu["name"]), (int(major), int(minor))),
             str(data["tensorrt_version"]),
             int(data.get("workspace_bytes", 0)),  # 0: a sidecar from before the limit was recorded, rebuilt
+            int(data.get("recipe", 0)),  # 0: from before the recipe was recorded, rebuilt
         )
 
     def digest(self) -> str:

@@ -59,8 +59,9 @@ def _drop_source_locations(proto: onnx.ModelProto) -> None:
         del value.metadata_props[:]
 
 
-def _export(model: nn.Module, args: tuple, path: Path, names: tuple[list[str], list[str]], dynamic: dict, meta: dict):
-    """torch.onnx.export (dynamo), metadata added, checked, then written atomically (`fastgan.atomic.atomic_path`)."""
+def _export(model: nn.Module, args: tuple, path: Path, names: tuple[list[str], list[str]], dynamic: tuple, meta: dict):
+    """torch.onnx.export (dynamo), metadata added, checked, then written atomically (`fastgan.atomic.atomic_path`).
+    `dynamic` holds one dynamic-axes dict per argument, by position: any name the model's forward gives them works."""
     bf16 = meta["fastgan.precision"] == "bf16"
     with backend("torch"), torch.no_grad():
         program = torch.onnx.export(
@@ -126,7 +127,7 @@ def export_upscaler(
         (example,),
         path,
         ([UPSCALER_INPUT], [UPSCALER_OUTPUT]),
-        {"lr": {0: batch, 2: height, 3: width}},
+        ({0: batch, 2: height, 3: width},),
         meta,
     )
 
@@ -147,7 +148,7 @@ def export_generator(
         "fastgan.resolution": resolution,
         "fastgan.precision": precision,
     }
-    return _export(generator, (z, y), path, (["z", "y"], ["image"]), {"z": {0: batch}, "y": {0: batch}}, meta)
+    return _export(generator, (z, y), path, (["z", "y"], ["image"]), ({0: batch}, {0: batch}), meta)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

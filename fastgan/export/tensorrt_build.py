@@ -153,6 +153,8 @@ def upscaler_profile(input_name: str, tile: int, batch: int, min_tile: int = 1) 
     """The profile of an upscaler engine fed by `fastgan.upscale`: 1 to `batch` tiles (the last batch of an image
     is smaller) of sides `min_tile` to `tile` (an image smaller than a tile goes in whole, down to 1 pixel), both
     optimal at their largest."""
+    if not 1 <= min_tile <= tile:
+        raise ValueError(f"the engine's tiles need 1 <= --min-tile <= --tile, got --min-tile {min_tile}, --tile {tile}")
     return ShapeProfile.for_images(input_name, 3, batch=(1, batch, batch), size=(min_tile, tile, tile))
 
 

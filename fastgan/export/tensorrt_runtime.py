@@ -95,10 +95,17 @@ class TensorRTEngine:
         low, _, high = self._profiles[name]
         if len(shape) != len(low):
             raise ValueError(f"input {name!r} must have {len(low)} dimensions, got shape {shape}")
-        if not all(a <= s <= b for a, s, b in zip(low, shape, high, strict=True)):
+        if any(s < a for a, s in zip(low, shape, strict=True)):
             raise ValueError(
                 f"input {name!r} shape {shape} lies outside the engine's profile, {low} to {high} in each "
-                "dimension; feed smaller tiles or batches, or rebuild the engine with a larger --tile/--batch"
+                "dimension: below its smallest; rebuild the engine with a smaller --min-tile (1 takes images of "
+                "any size), or feed larger tiles"
+            )
+        if any(s > b for s, b in zip(shape, high, strict=True)):
+            raise ValueError(
+                f"input {name!r} shape {shape} lies outside the engine's profile, {low} to {high} in each "
+                "dimension: above its largest; feed smaller tiles or batches, or rebuild the engine with a larger "
+                "--tile/--batch"
             )
         return shape
 

@@ -40,11 +40,14 @@ def test_key_digest_depends_on_every_field_and_round_trips_through_json():
         dataclasses.replace(KEY, gpu=dataclasses.replace(H100, compute_capability=(9, 1))),
         dataclasses.replace(KEY, tensorrt_version="11.4.0"),
         dataclasses.replace(KEY, workspace_bytes=1 << 30),  # a smaller workspace may rule tactics out
+        dataclasses.replace(KEY, recipe=KEY.recipe + 1),  # the builder asked for other things
     ]
     assert len({KEY.digest(), *(variant.digest() for variant in variants)}) == 1 + len(variants)
     assert [variant.differences(KEY) for variant in variants[:2]] == [["model_sha256"], ["precision"]]
     assert EngineKey.from_json(json.loads(json.dumps(KEY.to_json()))) == KEY
     assert EngineKey.from_json(KEY.to_json()).digest() == KEY.digest()
+    older = {name: value for name, value in KEY.to_json().items() if name != "recipe"}  # a sidecar from before it
+    assert EngineKey.from_json(older).differences(KEY) == ["recipe"]
     assert H100.tag == "NVIDIA-H100-80GB-HBM3-sm90" and A100.tag == "NVIDIA-A100-SXM4-40GB-sm80"
     assert H100.arch == "sm_90"
 

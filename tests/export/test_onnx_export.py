@@ -107,6 +107,24 @@ def test_paper_x4_with_batch_norm_and_fp16_export(tmp_path):
     assert next(model.parameters()).dtype == torch.float32  # exporting did not convert the caller's model
 
 
+class _OwnUpscaler(torch.nn.Module):
+    """A user's ×2 upscaler whose forward names its input x, not lr."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 12, 3, padding=1)
+
+    def forward(self, x):
+        return torch.nn.functional.pixel_shuffle(self.conv(x), 2)
+
+
+def test_any_upscaler_exports_whatever_its_forward_calls_its_input(tmp_path):
+    model = _OwnUpscaler().eval()
+    path = export_upscaler(model, tmp_path / "own.onnx", scale=2, receptive_radius=1)
+    for shape in ((1, 3, 7, 11), (3, 3, 20, 16)):  # dynamic batch and size
+        assert error_vs_torch(path, model, {"lr": torch.rand(shape)}) < 1e-5
+
+
 def test_bf16_exports_pass_the_checker_at_the_opset_with_bf16_convolutions(tmp_path):
     """bf16 files are TensorRT's (onnxruntime's CPU provider has no bf16 Conv): checked, typed, opset 22."""
     model = SRResNet(2, channels=8, blocks=1, batch_norm=False).eval()

@@ -365,9 +365,10 @@ def test_engine_builds_caches_and_matches_torch(tmp_path, buffers):
         out = torch.from_numpy(runtime.infer({"lr": lr.numpy()})["sr"])
     torch.testing.assert_close(out, expected, rtol=1e-3, atol=1e-3)
 
-    small = lr[:1, :, :4, :80]  # 4 rows < the profile's 8, 80 columns > its 64
-    with pytest.raises(ValueError, match="outside the engine's profile"):
-        runtime.infer({"lr": small.contiguous().cuda() if buffers == "torch" else small.numpy()})
+    for shape, advice in (((1, 3, 4, 40), "a smaller --min-tile"), ((1, 3, 8, 80), "a larger --tile/--batch")):
+        outside = torch.rand(shape)  # 4 rows < the profile's 8, or 80 columns > its 64
+        with pytest.raises(ValueError, match=f"outside the engine's profile.*{advice}"):
+            runtime.infer({"lr": outside.cuda() if buffers == "torch" else outside.numpy()})
     with pytest.raises(ValueError, match="must be float32"):
         runtime.infer({"lr": lr.half().cuda() if buffers == "torch" else lr.half().numpy()})
     runtime.close()

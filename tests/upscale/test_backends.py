@@ -176,3 +176,5 @@ def test_the_tensorrt_profile_admits_every_tile_the_tiler_sends():
     ((_, (low, _, high)),) = upscaler_profile("lr", tile, batch).shapes
     outside = [shape for shape in sent if not all(a <= s <= b for a, s, b in zip(low, shape, high, strict=True))]
     assert not outside and min(shape[2] for shape in sent) == 1
+    with pytest.raises(ValueError, match="1 <= --min-tile <= --tile, got --min-tile 32, --tile 16"):
+        upscaler_profile("lr", 16, batch, min_tile=32)

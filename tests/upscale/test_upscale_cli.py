@@ -185,8 +185,8 @@ def test_an_export_that_differs_from_torch_fails_and_keeps_the_earlier_file(tiny
 
 
 def test_calibration_keeps_a_sample_of_the_frames_degraded_as_in_training(tiny_sr_run, tmp_path, monkeypatch):
-    """A long source is sampled (at most 64 frames, a seeded uniform sample, decoded one by one, whatever count a
-    container lists), and the run's own images are degraded with its `sr.degrade`."""
+    """A long source is sampled (at most 64 frames and 512 MiB of them, a seeded uniform sample, decoded one by one,
+    whatever count a container lists), and the run's own images are degraded with its `sr.degrade`."""
     from fastgan.data import sr_loader
     from fastgan.export import __main__ as export_main
     from fastgan.train.upscalers import run_config
@@ -200,8 +200,10 @@ def test_calibration_keeps_a_sample_of_the_frames_degraded_as_in_training(tiny_s
     assert all((a == b).all() for a, b in zip(frames, again, strict=True))  # the same sample every time
     from fastgan.upscale.frames import read_image
 
-    late = [read_image(tmp_path / f"f{i:03d}.png").rgb.numpy() for i in range(64, 70)]
+    late = [read_image(tmp_path / f"f{i:03d}.png").rgb.numpy().astype(np.float16) for i in range(64, 70)]
     assert any((frame == kept).all() for frame in late for kept in frames)  # not just the first 64 frames
+    monkeypatch.setattr(export_main, "CALIBRATION_BYTES", 10 * frames[0].nbytes)  # large frames: fewer are kept
+    assert len(export_main._calibration_frames(str(tmp_path), config, 2)) == 10
     methods = []
     degrade = sr_loader.degrade
     monkeypatch.setattr(
