@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from fastgan.data.procedural import render, sample_scenes
 from fastgan.eval.precision import exact_fp32
-from fastgan.eval.scores import feature_statistics, frechet_distance, precision_recall, split_score
+from fastgan.eval.scores import frechet_distance_of_features, precision_recall, split_score
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def intra_class_fid(real: tuple[torch.Tensor, torch.Tensor], fake: tuple[torch.T
     for label in classes:
         a, b = real[0][real[1] == label], fake[0][fake[1] == label]
         if len(a) >= 2 and len(b) >= 2:
-            distances.append(frechet_distance(feature_statistics(a), feature_statistics(b)))
+            distances.append(frechet_distance_of_features(a, b))
     if not distances:
         raise ValueError("intra-class FID needs two real and two generated samples of some class: raise --samples")
     if len(distances) < len(classes):
@@ -161,7 +161,7 @@ def score_samples(
                 samples,
                 dims,
             )
-        scores[f"fid_{space}"] = frechet_distance(feature_statistics(real_feats), feature_statistics(fake_feats))
+        scores[f"fid_{space}"] = frechet_distance_of_features(real_feats, fake_feats)
         scores[f"intra_fid_{space}"] = intra_class_fid((real_feats, real_labels), (fake_feats, fake_labels))
         cap = 5000  # k-NN precision/recall is quadratic: a fixed subset keeps it cheap
         scores[f"precision_{space}"], scores[f"recall_{space}"] = precision_recall(real_feats[:cap], fake_feats[:cap])

@@ -62,8 +62,9 @@ def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 def frechet_distance(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]) -> float:
     """‖μa − μb‖² + tr(Σa + Σb − 2 (Σa Σb)^½) between two Gaussians given as (mean, covariance).
 
-    tr (Σa Σb)^½ is the sum of the square roots of the eigenvalues of Σa Σb (real and ≥ 0 up to rounding, since
-    the product of two PSD matrices is similar to a PSD one), which avoids an explicit matrix square root.
+    tr (Σa Σb)^½ is the sum of the square roots of the eigenvalues of Σa Σb, which are those of the symmetric PSD
+    Σa^½ Σb Σa^½: two symmetric eigen-solves (Σa's for its root, then that product's), real by construction and
+    three times faster than a general one of Σa Σb at D = 576.
     """
     (mu_a, sigma_a), (mu_b, sigma_b) = a, b
     dims = mu_a.shape[-1]
@@ -75,10 +76,39 @@ def frechet_distance(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor
         )
     for name, statistic in (("means", torch.cat([mu_a, mu_b])), ("covariances", torch.cat([sigma_a, sigma_b]))):
         _check_finite(statistic, f"Fréchet distance {name}")
-    eigenvalues = torch.linalg.eigvals(sigma_a.double() @ sigma_b.double())
-    trace_sqrt = eigenvalues.real.clamp_min(0).sqrt().sum()
-    distance = (mu_a - mu_b).double().square().sum() + sigma_a.trace() + sigma_b.trace() - 2 * trace_sqrt
-    return float(distance)
+    sigma_a, sigma_b = sigma_a.double(), sigma_b.double()
+    values, vectors = torch.linalg.eigh(sigma_a)
+    root_a = (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+    trace_sqrt = torch.linalg.eigvalsh(root_a @ sigma_b @ root_a).clamp_min(0).sqrt().sum()
+    return _frechet(mu_a - mu_b, sigma_a.trace() + sigma_b.trace(), trace_sqrt)
+
+
+def _frechet(mean_difference: torch.Tensor, traces: torch.Tensor, trace_sqrt: torch.Tensor) -> float:
+    return float(mean_difference.double().square().sum() + traces - 2 * trace_sqrt)
+
+
+def frechet_distance_of_features(a: torch.Tensor, b: torch.Tensor) -> float:
+    """`frechet_distance` between the Gaussians fitted to (Na, D) real and (Nb, D) generated features
+    (`feature_statistics`).
+
+    With fewer samples than dimensions on a side (a class of intra-class FID: 500 CIFAR-100 images against 2 048
+    Inception features) the D × D eigen-solves are avoided: with Xa, Xb the centred features, Σa Σb =
+    Xaᵀ (Xa Xbᵀ) Xb / ((Na − 1)(Nb − 1)), whose non-zero eigenvalues are the squared singular values of K = Xa Xbᵀ
+    (Na × Nb), so tr (Σa Σb)^½ = ‖K‖_* / √((Na − 1)(Nb − 1)), the nuclear norm.
+    """
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(
+            f"Fréchet distance of features takes (N ≥ 2, D) features of one D, got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
+    for side, features in (("real", a), ("fake", b)):
+        _check_finite(features, f"{side} features")
+    if min(len(a), len(b)) > a.shape[1]:
+        return frechet_distance(feature_statistics(a), feature_statistics(b))
+    centred_a, centred_b = a.double() - a.double().mean(dim=0), b.double() - b.double().mean(dim=0)
+    scale_a, scale_b = len(a) - 1, len(b) - 1
+    traces = centred_a.square().sum() / scale_a + centred_b.square().sum() / scale_b
+    nuclear = torch.linalg.svdvals(centred_a @ centred_b.T).sum()
+    return _frechet(a.double().mean(dim=0) - b.double().mean(dim=0), traces, nuclear / math.sqrt(scale_a * scale_b))
 
 
 def _kth_neighbour_radii(features: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:

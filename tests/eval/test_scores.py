@@ -8,7 +8,13 @@ import torch
 from torchmetrics.image.fid import _compute_fid
 from torchmetrics.image.inception import InceptionScore
 
-from fastgan.eval.scores import feature_statistics, frechet_distance, precision_recall, split_score
+from fastgan.eval.scores import (
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_of_features,
+    precision_recall,
+    split_score,
+)
 
 
 def test_split_score_hand_cases():
@@ -67,6 +73,24 @@ def test_frechet_distance_hand_case_and_torchmetrics():
     reference = _compute_fid(*(t.double() for t in (*stats_a, *stats_b))).item()
     assert frechet_distance(stats_a, stats_b) == pytest.approx(reference, rel=1e-9)
     assert frechet_distance(stats_a, stats_a) == pytest.approx(0.0, abs=1e-8)
+
+
+@pytest.mark.parametrize(("real", "fake", "dims"), [(30, 20, 64), (500, 40, 64), (200, 300, 16)])
+def test_frechet_distance_of_features_with_fewer_samples_than_dimensions(real, fake, dims):
+    """Below D samples on a side it takes the nuclear norm of the cross-Gram matrix instead of D × D eigen-solves:
+    the same distance as torchmetrics' from the covariances."""
+    generator = torch.Generator().manual_seed(dims)
+    a = torch.randn(real, dims, generator=generator)
+    b = torch.randn(fake, dims, generator=generator) @ torch.randn(dims, dims, generator=generator) * 0.3 + 0.5
+    stats_a, stats_b = feature_statistics(a), feature_statistics(b)
+    reference = _compute_fid(*(t.double() for t in (*stats_a, *stats_b))).item()
+    assert frechet_distance_of_features(a, b) == pytest.approx(reference, rel=1e-7)
+    assert frechet_distance(stats_a, stats_b) == pytest.approx(reference, rel=1e-7)
+    assert frechet_distance_of_features(a, a.clone()) == pytest.approx(0.0, abs=1e-8)
+    with pytest.raises(ValueError, match="fake features hold NaN"):
+        frechet_distance_of_features(a, b.index_fill(0, torch.tensor([1]), math.nan))
+    with pytest.raises(ValueError, match=r"of one D, got \(1, 16\)"):
+        frechet_distance_of_features(a[:1, :16], b[:, :16])
 
 
 def test_precision_recall_hand_cases():
