@@ -29,6 +29,8 @@ class ImageSet:
             raise ValueError(
                 f"{self.name}: images must be (N, 3, H, W) uint8, got {self.images.dtype} {tuple(self.images.shape)}"
             )
+        if self.labels.is_floating_point() or self.labels.is_complex() or self.labels.dtype == torch.bool:
+            raise ValueError(f"{self.name}: labels must be integers (int64 class indices), got {self.labels.dtype}")
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError(
                 f"{self.name}: {self.images.shape[0]} images but labels of shape {tuple(self.labels.shape)}"

@@ -48,9 +48,16 @@ class EpochCursor:
     def __init__(self, plan: Callable[[int], tuple[torch.Tensor, ...]], epoch: int = 0, position: int = 0):
         self.plan, self.epoch, self.position = plan, epoch, position
         self._plan = plan(epoch)
+        if epoch < 0 or not 0 <= position < len(self._plan[0]):
+            raise ValueError(
+                f"loader position (epoch {epoch}, sample {position}) outside epochs of {len(self._plan[0])} samples: "
+                "the checkpoint's loader state is damaged or belongs to other data"
+            )
 
     def take(self, count: int) -> tuple[torch.Tensor, ...]:
-        """The next `count` samples' rows of each of the plan's tensors, running on into later epochs."""
+        """The next `count` (≥ 1) samples' rows of each of the plan's tensors, running on into later epochs."""
+        if count < 1:
+            raise ValueError(f"a batch takes at least one sample, got {count}")
         parts = []
         while count:
             take = min(count, len(self._plan[0]) - self.position)

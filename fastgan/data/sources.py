@@ -50,8 +50,10 @@ def _unpickle(path: Path) -> dict:
     try:
         with path.open("rb") as f:
             content = pickle.load(f, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-        raise DataSourceError(f"CIFAR file {path} is corrupt ({exc}); re-extract the archive") from exc
+    except Exception as exc:  # a damaged pickle raises nearly anything: bad opcodes, missing globals, huge lengths
+        raise DataSourceError(
+            f"CIFAR file {path} is corrupt ({type(exc).__name__}: {exc}); re-extract the archive"
+        ) from exc
     if not isinstance(content, dict):
         raise DataSourceError(f"CIFAR file {path} holds a {type(content).__name__}, not a CIFAR dict; re-extract it")
     return content
@@ -156,11 +158,12 @@ def load_square(path: Path, resolution: int) -> torch.Tensor:
 
 
 def class_folder_files(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
-    """The class names (sorted subfolder names of `root`) and every (image file, label) under them, in order."""
+    """The class names (sorted subfolder names of `root`, but hidden ones and tool folders such as
+    .ipynb_checkpoints or __MACOSX) and every (image file, label) under them, in order."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataSourceError(f"image folder {root} does not exist")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
     if not class_dirs:
         raise DataSourceError(f"image folder {root} has no class subfolders; put each class's images in root/<class>/")
     files = []

@@ -9,7 +9,10 @@ import torch
 
 
 def autocast_dtype(device_type: str, default: torch.dtype) -> torch.dtype:
-    """The dtype autocast would run a convolution in on `device_type`, or `default` outside autocast."""
+    """The dtype autocast would run a convolution in on `device_type`, or `default` outside autocast; float64
+    operands `default` stays, as autocast leaves them."""
+    if default == torch.float64:
+        return default
     if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
         return torch.get_autocast_dtype(device_type)
     return default

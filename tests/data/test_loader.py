@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from fastgan.data.loader import InMemoryLoader
@@ -48,3 +49,14 @@ def test_resuming_with_other_data_is_refused():
         assert "same data" in str(exc)
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_a_damaged_position_and_an_empty_batch_are_refused():
+    """A position past the epoch once made batches longer than asked for; a batch of 0 failed to unpack."""
+    loader = InMemoryLoader(embedded_image_set(10, seed=0), seed=0)
+    state = loader.state_dict()
+    for damaged in ({"position": 12}, {"position": -1}, {"epoch": -1}):
+        with pytest.raises(ValueError, match="loader position .* outside epochs of 10 samples"):
+            InMemoryLoader(embedded_image_set(10, seed=0), seed=0).load_state_dict({**state, **damaged})
+    with pytest.raises(ValueError, match="at least one sample, got 0"):
+        loader.next_batch(0)

@@ -55,6 +55,9 @@ def test_cifar_missing_corrupt_and_mislabelled_files_name_the_file(tmp_path):
     (root / "data_batch_2").write_bytes(b"not a pickle at all")
     with pytest.raises(DataSourceError, match="data_batch_2.*corrupt"):
         cifar_image_set(root, "cifar10")
+    (root / "data_batch_2").write_bytes(b"cno_such_module\nthing\n.")  # a damaged GLOBAL opcode
+    with pytest.raises(DataSourceError, match="data_batch_2 is corrupt \\(ModuleNotFoundError"):
+        cifar_image_set(root, "cifar10")
     bad = _write_cifar10(tmp_path / "c10bad", bad_label=True)
     with pytest.raises(DataSourceError, match="span"):
         cifar_image_set(bad, "cifar10")
@@ -120,7 +123,8 @@ def test_sixteen_bit_colour_is_rounded_like_grey_and_float_images_are_refused(tm
 def test_folder_errors_name_the_problem(tmp_path):
     with pytest.raises(DataSourceError, match="does not exist"):
         folder_image_set(tmp_path / "missing")
-    (tmp_path / "empty_root").mkdir()
+    (tmp_path / "empty_root" / ".ipynb_checkpoints").mkdir(parents=True)  # tools' folders are no classes
+    (tmp_path / "empty_root" / "__MACOSX").mkdir()
     with pytest.raises(DataSourceError, match="no class subfolders"):
         folder_image_set(tmp_path / "empty_root")
     _save(tmp_path / "set" / "a" / "ok.png", np.zeros((8, 8, 3), np.uint8))
@@ -153,6 +157,9 @@ def test_image_set_validates_its_tensors():
         ImageSet(torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long), ("a",), "t")
     with pytest.raises(ValueError, match="labels span"):
         ImageSet(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 2]), ("a", "b"), "t")
+    for labels in (torch.tensor([0.0, 1.0]), torch.tensor([False, True])):  # once failed later, in nn.Embedding
+        with pytest.raises(ValueError, match="labels must be integers"):
+            ImageSet(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), labels, ("a", "b"), "t")
 
 
 def test_embedded_fingerprint_tracks_content():

@@ -255,6 +255,19 @@ def test_conv_variant_matches_reference(name, training, layout, path):
         assert torch.allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("path", CONV_SHAPES)
+def test_conv_variant_keeps_float64_under_autocast(path):
+    """Autocast leaves float64 operands alone, and so does the fused conv variant (it convolved them in bf16)."""
+    x, gain, bias, _ = _inputs(CONV_SHAPES[path])
+    weight = torch.randn(3, x.shape[1], 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    outputs = []
+    for name in ("fused-torch", "torch"):
+        with backend(name), torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs.append(cbn_relu_upsample_conv(x, gain, bias, weight, None, training=True, scale=2))
+    assert outputs[0].dtype == outputs[1].dtype == torch.float64
+    torch.testing.assert_close(*outputs, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", FUSED)
 @pytest.mark.parametrize("autocast", [False, True], ids=["bf16", "autocast-bf16"])
 @pytest.mark.parametrize("path", CONV_SHAPES)
