@@ -62,5 +62,5 @@ class ImageSet:
 
     def identity(self) -> dict[str, str]:
         """What a resumed run checks its data against: the class names, a sha256 of the labels, and `fingerprint`."""
-        labels = hashlib.sha256(self.labels.numpy().tobytes()).hexdigest()
+        labels = hashlib.sha256(self.labels.to(torch.int64).numpy().tobytes()).hexdigest()
         return {"classes": "\n".join(self.class_names), "labels_sha256": labels, "sha256": self.fingerprint()}

@@ -47,13 +47,13 @@ def _unpickle(path: Path) -> dict:
             f"CIFAR file {path} is missing; point data.path at the extracted "
             "cifar-10-batches-py or cifar-100-python folder"
         )
-    try:
-        with path.open("rb") as f:
+    with path.open("rb") as f:
+        try:
             content = pickle.load(f, encoding="bytes")
-    except Exception as exc:  # a damaged pickle raises nearly anything: bad opcodes, missing globals, huge lengths
-        raise DataSourceError(
-            f"CIFAR file {path} is corrupt ({type(exc).__name__}: {exc}); re-extract the archive"
-        ) from exc
+        except Exception as exc:  # a damaged pickle raises nearly anything: bad opcodes, missing globals, lengths
+            raise DataSourceError(
+                f"CIFAR file {path} is corrupt ({type(exc).__name__}: {exc}); re-extract the archive"
+            ) from exc
     if not isinstance(content, dict):
         raise DataSourceError(f"CIFAR file {path} holds a {type(content).__name__}, not a CIFAR dict; re-extract it")
     return content
@@ -157,18 +157,27 @@ def load_square(path: Path, resolution: int) -> torch.Tensor:
     return x.round().clamp(0, 255).to(torch.uint8)[0]
 
 
+def _tool_file(name: str) -> bool:
+    """Whether a file or folder name is hidden or a tool's (.ipynb_checkpoints, macOS's __MACOSX and ._x.jpg)."""
+    return name.startswith((".", "__"))
+
+
 def class_folder_files(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
-    """The class names (sorted subfolder names of `root`, but hidden ones and tool folders such as
-    .ipynb_checkpoints or __MACOSX) and every (image file, label) under them, in order."""
+    """The class names (sorted subfolder names of `root`) and every (image file, label) under them, in order; hidden
+    and tools' files and folders (`_tool_file`) are left out."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataSourceError(f"image folder {root} does not exist")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not _tool_file(p.name))
     if not class_dirs:
         raise DataSourceError(f"image folder {root} has no class subfolders; put each class's images in root/<class>/")
     files = []
     for label, class_dir in enumerate(class_dirs):
-        class_files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        class_files = sorted(
+            p
+            for p in class_dir.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES and not any(map(_tool_file, p.relative_to(class_dir).parts))
+        )
         if not class_files:
             raise DataSourceError(f"class folder {class_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         files.extend((path, label) for path in class_files)

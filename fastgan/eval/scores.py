@@ -84,7 +84,8 @@ def frechet_distance(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor
 
 
 def _frechet(mean_difference: torch.Tensor, traces: torch.Tensor, trace_sqrt: torch.Tensor) -> float:
-    return float(mean_difference.double().square().sum() + traces - 2 * trace_sqrt)
+    """‖Δμ‖² + tr Σa + tr Σb − 2 tr (Σa Σb)^½, never below 0 (rounding gives −4e-15 for equal Gaussians)."""
+    return max(0.0, float(mean_difference.double().square().sum() + traces - 2 * trace_sqrt))
 
 
 def frechet_distance_of_features(a: torch.Tensor, b: torch.Tensor) -> float:

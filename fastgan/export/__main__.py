@@ -41,16 +41,17 @@ TOLERANCE = {"fp32": ("max", 1e-3), "fp16": ("max", 5e-2), "int8": ("rms", 0.05)
 def _calibration_frames(source: str | None, config, scale: int) -> list:
     """(3, h, w) arrays in [0, 1]: a seeded uniform sample of the given frames, as they are (what the model will be
     fed; decoded one by one and sampled as they come, so neither a long video nor a container's estimated frame count
-    matters), at most `CALIBRATION_FRAMES` and, as float16, `CALIBRATION_BYTES` of the first one's size; else the
-    run's training images down-scaled ×scale as in training (float32)."""
+    matters), at most `CALIBRATION_FRAMES` and as many of the largest frame as fit `CALIBRATION_BYTES` as float16;
+    else the run's training images down-scaled ×scale as in training (float32)."""
     if source:
         from fastgan.upscale.frames import open_frames
 
         rng, kept, size = np.random.default_rng(0), [], CALIBRATION_FRAMES
         for index, frame in enumerate(open_frames(source)):  # reservoir sampling (Algorithm R)
             pixels = frame.rgb.numpy().astype(np.float16)
-            if index == 0:
-                size = max(1, min(CALIBRATION_FRAMES, CALIBRATION_BYTES // pixels.nbytes))
+            if (fits := max(1, CALIBRATION_BYTES // pixels.nbytes)) < size:  # a larger frame: a smaller reservoir,
+                size = fits  # by a uniform subset of the uniform sample so far
+                kept = [kept[i] for i in sorted(rng.choice(len(kept), min(size, len(kept)), replace=False))]
             if index < size:
                 kept.append(pixels)
             elif (slot := int(rng.integers(index + 1))) < size:

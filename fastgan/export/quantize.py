@@ -52,7 +52,8 @@ class TileReader(CalibrationDataReader):
     """Batches of random `tile`×`tile` crops of real frames, fed to the model's input while ranges are measured.
 
     Args:
-        frames: (3, H, W) float32 arrays in [0, 1], each at least `tile` on both sides.
+        frames: (3, H, W) float arrays in [0, 1] (float16 or float32; the crops go in as float32), each at least
+            `tile` on both sides.
         tile: crop side.
         count: number of crops in all.
         batch: crops per batch.
@@ -127,7 +128,7 @@ def quantize_int8(
     Args:
         onnx_fp32: an upscaler exported by `export_upscaler` in fp32.
         out: the int8 ONNX file to write (atomically).
-        frames: (3, H, W) float32 arrays in [0, 1] from the frames the model will upscale (their ranges are
+        frames: (3, H, W) float arrays in [0, 1] from the frames the model will upscale (their ranges are
             cached: the same crops again are not recalibrated); None uses the cached ranges of this model and
             method, and fails if there are none, or several of other frames.
         tile, count: calibration crop side and number of crops.

@@ -95,17 +95,20 @@ class TensorRTEngine:
         low, _, high = self._profiles[name]
         if len(shape) != len(low):
             raise ValueError(f"input {name!r} must have {len(low)} dimensions, got shape {shape}")
+        advice = []
         if any(s < a for a, s in zip(low, shape, strict=True)):
-            raise ValueError(
-                f"input {name!r} shape {shape} lies outside the engine's profile, {low} to {high} in each "
-                "dimension: below its smallest; rebuild the engine with a smaller --min-tile (1 takes images of "
-                "any size), or feed larger tiles"
+            advice.append(
+                "below its smallest: rebuild the engine with a smaller --min-tile (1 takes images of any size), or "
+                "feed larger tiles"
             )
         if any(s > b for s, b in zip(shape, high, strict=True)):
+            advice.append(
+                "above its largest: feed smaller tiles or batches, or rebuild the engine with a larger --tile/--batch"
+            )
+        if advice:
             raise ValueError(
                 f"input {name!r} shape {shape} lies outside the engine's profile, {low} to {high} in each "
-                "dimension: above its largest; feed smaller tiles or batches, or rebuild the engine with a larger "
-                "--tile/--batch"
+                f"dimension: {'; '.join(advice)}"
             )
         return shape
 

@@ -426,16 +426,15 @@ def unread_keys(config: Config, keys: list[str]) -> list[str]:
 
 def _unread_by_sources(config: Config) -> dict[str, str]:
     """The settings the run's data source or λ_MS leaves unread, each with why: the embedded set has no path (a
-    --data-path without --data would otherwise train on it unawares) and files no generated size; λ_MS = 0 loads no
-    evaluator; of sr.*'s sources, video and ViZDoom frames have their own settings and hold out no named images."""
+    --data-path without --data would otherwise train on it unawares); λ_MS = 0 scores no real images in training
+    (its evaluator weights are still what evaluation takes); of sr.*'s sources, video and ViZDoom frames have their
+    own settings and hold out no named images."""
     if config.model.name == "hrgan":
+        unread = {}
         if config.data.source == "embedded":
-            unread = {"data.path": "data.path is read with data.source cifar10, cifar100 or folder (--data)"}
-        else:
-            unread = {"data.num_images": f"data.num_images sizes the embedded set, not a {config.data.source} one"}
+            unread["data.path"] = "data.path is read with data.source cifar10, cifar100 or folder (--data)"
         if config.loss.lambda_ms == 0:
-            why = "loss.lambda_ms=0 trains without the evaluator"
-            unread |= {"loss.evaluator_weights": why, "loss.ms_real_batch_size": why}
+            unread["loss.ms_real_batch_size"] = "loss.lambda_ms=0 computes no MS_real"
         return unread
     images = config.sr.images
     video, doom = is_video(images), images == "doom"

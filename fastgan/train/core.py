@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import torch
 import torchvision.utils
 import yaml
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from fastgan.atomic import atomic_path, remove_stale_temporaries, write_bytes_atomically
@@ -189,6 +190,9 @@ def _stop_on_signals():
             signal.signal(sig, handler)
 
 
+#: The lock file a training process holds in its run directory.
+RUN_LOCK = ".run.lock"
+
 #: Metrics that say where a run is (a progressive run's stage and fade-in α): logged as of the record's step, not
 #: averaged over its window.
 STATE_METRICS = ("stage", "alpha")
@@ -241,9 +245,6 @@ class Trainer:
             self.step = int(start_state["step"])
             self.window = start_state.get("metrics_window", {})  # absent from checkpoints of older versions
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        stale = remove_stale_temporaries(self.checkpoint_path)
-        if stale:
-            log.warning("removed %d partial checkpoint(s) a killed run left in %s", len(stale), self.run_dir)
         write_bytes_atomically(self.run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
 
     @phase("checkpoint")
@@ -288,12 +289,30 @@ class Trainer:
             raise NonFiniteLossError(f"non-finite loss at step {self.step + 1}: {bad}. {advice}")
 
     def run(self) -> None:
-        """Train to `train.iterations`; raises NonFiniteLossError or TrainingInterrupted.
+        """Train to `train.iterations`; raises NonFiniteLossError or TrainingInterrupted, or ConfigError when another
+        process trains in the run directory (`RUN_LOCK`; the partial checkpoints a killed process left are removed
+        once it is held).
 
         With `output.profile_steps` > 0, after the CUDA-graph warm-up iterations (`profiled_after`) one iteration
         is a profiler warm-up and the next `profile_steps` are traced to `run_dir/profile/`
         (fastgan.profiling.StepProfiler).
         """
+        lock = FileLock(self.run_dir / RUN_LOCK, timeout=0, is_singleton=True)  # one per path in this process
+        try:
+            lock.acquire()
+        except Timeout:
+            raise ConfigError(
+                f"another process is training in {self.run_dir} (it holds {RUN_LOCK}); wait for it, or stop it first"
+            ) from None
+        try:
+            stale = remove_stale_temporaries(self.checkpoint_path)
+            if stale:
+                log.warning("removed %d partial checkpoint(s) a killed run left in %s", len(stale), self.run_dir)
+            self._train()
+        finally:
+            lock.release()
+
+    def _train(self) -> None:
         out, total = self.config.output, self.config.train.iterations
         # a window carried in the checkpoint holds the steps of the earlier run's last, off-cadence record (if it
         # ended there): when steps follow, the next record averages them again, so that record is dropped

@@ -7,6 +7,7 @@ import heapq
 import logging
 import os
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -15,51 +16,71 @@ import av
 log = logging.getLogger(__name__)
 
 
-def _packets(container: av.container.InputContainer, streams: list, targets: list) -> Iterator[tuple[float, int, Any]]:
-    """(time in seconds, order, packet) for the packets of `streams`, each re-addressed to its target stream."""
+def _packets(
+    container: av.container.InputContainer, streams: list, targets: list, start: Fraction = Fraction(0)
+) -> Iterator[tuple[float, int, Any]]:
+    """(time in seconds, order, packet) for the packets of `streams`, each re-addressed to its target stream and
+    moved `start` seconds earlier (packets before it dropped)."""
     target_of = {stream.index: target for stream, target in zip(streams, targets, strict=True)}
     for order, packet in enumerate(container.demux(*streams)):
         if packet.dts is None:  # the demuxer's flush packets
             continue
-        time = float(packet.dts * packet.time_base)
+        shift = round(start / packet.time_base)
+        if packet.dts < shift:
+            continue
+        packet.dts -= shift
+        if packet.pts is not None:
+            packet.pts -= shift
         packet.stream = target_of[packet.stream.index]
-        yield time, order, packet
+        yield float(packet.dts * packet.time_base), order, packet
+
+
+def _first_picture(container: av.container.InputContainer) -> Fraction:
+    """When the source's first picture shows, in seconds: where OpenCV's file of its frames starts (at 0)."""
+    videos = container.streams.video
+    if not videos or videos[0].start_time is None:
+        return Fraction(0)
+    return videos[0].start_time * videos[0].time_base
 
 
 def copy_audio(pictures: Path, source: Path) -> bool:
-    """Rewrite the video file `pictures` (a temporary file OpenCV wrote) with its video stream and every audio stream
-    of `source`, interleaved by time; -> whether it was rewritten. A container that cannot hold the source's audio
-    codec (say, Opus in .avi) leaves `pictures` as it was, with a warning naming a container that can."""
-    with av.open(str(source)) as sound:
-        if not sound.streams.audio:
-            return False
-        muxed = pictures.with_name(f"{pictures.stem}.audio{pictures.suffix}")
-        try:
+    """Rewrite the video file `pictures` (a temporary file OpenCV wrote from `source`'s frames) with its video stream
+    and every audio stream of `source`, moved to start with the first picture and interleaved by time; -> whether
+    it was rewritten. Whatever stops the copy (a codec the container cannot hold, Opus in .avi say, or a source no
+    longer readable) leaves `pictures` as it was, with a warning: the pictures are never lost over their sound."""
+    muxed = pictures.with_name(f"{pictures.stem}.audio{pictures.suffix}")
+    codecs = "?"
+    try:
+        with av.open(str(source)) as sound:
+            if not sound.streams.audio:
+                return False
+            audio_in = list(sound.streams.audio)
+            codecs = ", ".join(stream.codec_context.name for stream in audio_in)
             with av.open(str(pictures)) as video, av.open(str(muxed), "w") as out:
                 picture_in = video.streams.video[0]
                 picture_out = out.add_stream_from_template(picture_in)
-                audio_in = list(sound.streams.audio)
                 audio_out = [out.add_stream_from_template(stream) for stream in audio_in]
                 merged = heapq.merge(
                     _packets(video, [picture_in], [picture_out]),
-                    _packets(sound, audio_in, audio_out),
+                    _packets(sound, audio_in, audio_out, _first_picture(sound)),
                     key=lambda item: item[:2],
                 )
                 for _, _, packet in merged:
                     out.mux(packet)
-        except BaseException as error:
-            muxed.unlink(missing_ok=True)
-            if not isinstance(error, av.FFmpegError | ValueError):  # ValueError: PyAV's refusal of a codec
-                raise
-            codecs = ", ".join(stream.codec_context.name for stream in sound.streams.audio)
-            log.warning(
-                "%s: the source's audio (%s) could not be copied into a %s file (%s); the video is written without "
-                "it: write .mkv, which holds any codec",
-                source,
-                codecs,
-                pictures.suffix,
-                error,
-            )
-            return False
+    except Exception as error:  # FFmpegError, OSError, and PyAV's ValueError for a codec the container lacks
+        muxed.unlink(missing_ok=True)
+        log.warning(
+            "%s: the source's audio (%s) could not be copied into a %s file (%s: %s); the video is written without "
+            "it: write .mkv, which holds any codec",
+            source,
+            codecs,
+            pictures.suffix,
+            type(error).__name__,
+            error,
+        )
+        return False
+    except BaseException:
+        muxed.unlink(missing_ok=True)
+        raise
     os.replace(muxed, pictures)
     return True

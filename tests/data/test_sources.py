@@ -95,6 +95,8 @@ def test_folder_converts_modes_and_sizes(tmp_path):
     _save(tmp_path / "dogs" / "rgba.png", rng.integers(0, 256, (32, 32, 4), dtype=np.uint8))
     _save(tmp_path / "dogs" / "deep.png", np.full((64, 48), 60000, dtype=np.uint16))  # 16-bit grey
     (tmp_path / "dogs" / "notes.txt").write_text("ignored")
+    for tools in ("dogs/.ipynb_checkpoints/deep-checkpoint.png", "dogs/._rgba.png", "__MACOSX/dogs/rgba.png"):
+        _save(tmp_path / tools, np.zeros((8, 8, 3), np.uint8))  # a notebook's and macOS's copies: no images
     s = folder_image_set(tmp_path)
     assert s.class_names == ("cats", "dogs")
     assert s.images.shape == (4, 3, 32, 32) and s.labels.tolist() == [0, 0, 1, 1]

@@ -77,8 +77,9 @@ def test_frechet_distance_hand_case_and_torchmetrics():
 
 @pytest.mark.parametrize(("real", "fake", "dims"), [(30, 20, 64), (500, 40, 64), (200, 300, 16)])
 def test_frechet_distance_of_features_with_fewer_samples_than_dimensions(real, fake, dims):
-    """Below D samples on a side it takes the nuclear norm of the cross-Gram matrix instead of D × D eigen-solves:
-    the same distance as torchmetrics' from the covariances."""
+    """Below D samples on a side it takes the nuclear norm of the cross-Gram matrix instead of D × D eigen-solves
+    (the first two cases; the third has more samples than dimensions on both sides and takes the covariances): the
+    same distance as torchmetrics' from the covariances."""
     generator = torch.Generator().manual_seed(dims)
     a = torch.randn(real, dims, generator=generator)
     b = torch.randn(fake, dims, generator=generator) @ torch.randn(dims, dims, generator=generator) * 0.3 + 0.5

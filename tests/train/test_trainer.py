@@ -5,6 +5,7 @@ import shutil
 import signal
 from pathlib import Path
 
+import filelock
 import pytest
 import torch
 from PIL import Image
@@ -16,7 +17,7 @@ from fastgan.ops import fused_backend_for
 from fastgan.train import __main__ as cli
 from fastgan.train.checkpoint import load_checkpoint
 from fastgan.train.config import ConfigError, load_config, merge
-from fastgan.train.core import NonFiniteLossError, TrainingInterrupted, _lower_rates
+from fastgan.train.core import RUN_LOCK, NonFiniteLossError, TrainingInterrupted, _lower_rates
 from fastgan.train.hrgan_step import check_same_data, warn_if_target_out_of_reach
 from fastgan.train.run import build_trainer, resume, resume_config, train
 
@@ -418,6 +419,16 @@ def test_cli_reports_os_errors_and_a_second_signal_without_traceback(monkeypatch
     monkeypatch.setattr(cli, "train", lambda config: (_ for _ in ()).throw(EvaluatorWeightsError("no weights at /x")))
     assert cli.main([]) == 2  # a FileNotFoundError of its own kind, not a disk problem
     assert capsys.readouterr().err == "error: no weights at /x\n"
+
+
+def test_a_run_directory_another_process_trains_in_is_refused(tiny_config):
+    trainer = build_trainer(merge(tiny_config, {"train": {"iterations": 1}}))
+    with filelock.FileLock(trainer.run_dir / RUN_LOCK):  # another holder of the lock, as another process would be
+        with pytest.raises(ConfigError, match="another process is training in"):
+            trainer.run()
+    assert not trainer.checkpoint_path.exists()
+    trainer.run()  # free again
+    assert load_checkpoint(trainer.run_dir)["step"] == 1
 
 
 def test_resume_takes_the_same_evaluator_from_another_path(tiny_config, tmp_path):

@@ -383,14 +383,16 @@ def test_non_finite_pixels_are_not_written_as_black(tmp_path):
     assert not (tmp_path / "a.png").exists()
 
 
-def _video_with_sound(path, audio_codec, frames=10, fps=10):
-    """A (16, 24) mpeg4 video of `frames` grey levels with one second of a 440 Hz tone per `fps` frames."""
+def _video_with_sound(path, audio_codec, frames=10, fps=10, first_picture=0):
+    """A (16, 24) mpeg4 video of `frames` grey levels, the first shown at frame time `first_picture`, with one second
+    of a 440 Hz tone per `fps` frames from time 0."""
     with av.open(str(path), "w") as container:
         video = container.add_stream("mpeg4", rate=fps)
         video.width, video.height, video.pix_fmt = 24, 16, "yuv420p"
         audio = container.add_stream(audio_codec, rate=48000, layout="mono")
         for i in range(frames):
             picture = av.VideoFrame.from_ndarray(np.full((16, 24, 3), 20 * i, np.uint8), format="rgb24")
+            picture.pts = first_picture + i
             container.mux(video.encode(picture))
         size, tone = audio.codec_context.frame_size, np.sin(np.arange(48000 * frames // fps) * 2 * np.pi * 440 / 48000)
         for start in range(0, len(tone), size):
@@ -432,3 +434,24 @@ def test_audio_a_container_cannot_hold_is_left_out_with_a_warning(tmp_path, capl
         assert not written.streams.audio and written.streams.video[0].frames in (0, 10)
     assert len(list(open_frames(tmp_path / "x1.avi"))) == 10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv", "x1.avi"]
+
+
+def test_audio_starts_with_the_first_picture_and_a_lost_source_keeps_the_pictures(tmp_path, caplog):
+    """OpenCV's file starts at its first frame: the sound before the source's first picture (0.5 s here) is cut so
+    that the two stay in step; a source gone by the time its audio is copied costs the sound, not the video."""
+    clip = tmp_path / "late.mp4"
+    _video_with_sound(clip, "aac", first_picture=5)
+    frames = open_frames(clip)
+    with open_sink(tmp_path / "x1.mkv", frames) as sink:
+        for frame in frames:
+            sink.write(frame)
+    with av.open(str(tmp_path / "x1.mkv")) as written:
+        packets = [p for p in written.demux(written.streams.audio[0]) if p.dts is not None]
+        start, end = (float(p.pts * p.time_base) for p in (packets[0], packets[-1]))
+        assert start < 0.05 and 0.4 < end < 0.55  # the second half of the 1 s tone, from 0
+    frames = open_frames(clip)
+    with caplog.at_level(logging.WARNING), open_sink(tmp_path / "x2.mp4", frames) as sink:
+        for frame in frames:
+            sink.write(frame)
+        clip.unlink()
+    assert "could not be copied" in caplog.text and len(list(open_frames(tmp_path / "x2.mp4"))) == 10

@@ -204,6 +204,9 @@ def test_calibration_keeps_a_sample_of_the_frames_degraded_as_in_training(tiny_s
     assert any((frame == kept).all() for frame in late for kept in frames)  # not just the first 64 frames
     monkeypatch.setattr(export_main, "CALIBRATION_BYTES", 10 * frames[0].nbytes)  # large frames: fewer are kept
     assert len(export_main._calibration_frames(str(tmp_path), config, 2)) == 10
+    cv2.imwrite(str(tmp_path / "f050.png"), _smooth(16, 16, 3))  # four times as large, after smaller ones
+    kept = export_main._calibration_frames(str(tmp_path), config, 2)
+    assert len(kept) == 2 and sum(frame.nbytes for frame in kept) <= 10 * frames[0].nbytes
     methods = []
     degrade = sr_loader.degrade
     monkeypatch.setattr(
