@@ -74,9 +74,10 @@ def noise_draws(samples: int, noise_dim: int, seed: int, scale: float = 1.0) -> 
     return [None, *(scale * torch.randn(samples, noise_dim, generator=g))]
 
 
-def _upscale(args: argparse.Namespace, z: torch.Tensor | None, output: str):
-    """Upscale args.input to `output` with noise `z` (LAG) or the model as it is; -> (source, speed). The input and
-    output are checked before the model loads (a TensorRT engine may first have to be built)."""
+def _upscale(args: argparse.Namespace, z: torch.Tensor | None, output: str, radius: int | None = None):
+    """Upscale args.input to `output` with noise `z` (LAG) or the model as it is, given the receptive `radius` if it
+    was measured before; -> (source, speed, radius). The input and output are checked before the model loads (a
+    TensorRT engine may first have to be built)."""
     source = open_frames(args.input)
     sink = open_sink(output, source)
     model = load_upscaler(
@@ -91,6 +92,7 @@ def _upscale(args: argparse.Namespace, z: torch.Tensor | None, output: str):
         z,
         min_tile=args.min_tile,
         workspace_bytes=int(args.workspace_gb * 2**30),
+        radius=radius,
     )
     overlap = model.receptive_radius if args.overlap is None else args.overlap
     tiled = TiledUpscaler(
@@ -120,7 +122,7 @@ def _upscale(args: argparse.Namespace, z: torch.Tensor | None, output: str):
     )
     with sink:
         speed = upscale_frames(source, sink.write, tiled, args.alpha, total=len(source))
-    return source, speed
+    return source, speed, model.receptive_radius
 
 
 def _warn_unused(args: argparse.Namespace) -> None:
@@ -161,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             if config.model.name != "lag":
                 raise ValueError(f"--samples needs a LAG run; {args.model} is a {config.model.name} run")
             draws = noise_draws(args.samples, config.lag.noise_dim, args.seed, args.noise_scale)
+        radius = None  # measured for the centre, the same for every sample
         for k, z in enumerate(draws):
             output = args.output if k == 0 else sample_output(args.output, k)
-            source, speed = _upscale(args, z, output)
+            source, speed, radius = _upscale(args, z, output, radius)
             skipped = getattr(source, "skipped", [])
             if speed.frames == 0:
                 raise FrameError(f"no frame of {args.input} could be read ({len(skipped)} unreadable): nothing written")

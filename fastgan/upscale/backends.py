@@ -137,13 +137,16 @@ def load_upscaler(
     *,
     min_tile: int = 1,
     workspace_bytes: int = 4 << 30,
+    radius: int | None = None,
 ) -> Upscaler:
     """An upscaler from a training run (checkpoint file or run directory; backend "torch") or an ONNX file written by
     `python -m fastgan.export onnx` (backends "onnxruntime" and "tensorrt"; the precision is the file's own).
 
     A LAG run upscales with G(y, z) for the (Z,) noise `z` (default zeros, the centre); ONNX files hold the centre.
     TensorRT's engine is built for tiles from `min_tile` to `tile` with a `workspace_bytes` workspace: the values
-    `python -m fastgan.export trt` was given, so that its engine is the one found in the cache.
+    `python -m fastgan.export trt` was given, so that its engine is the one found in the cache. `radius`, the
+    receptive radius measured for the same run before (LAG samples differ in z only), spares the torch backend
+    measuring it again.
     """
     from fastgan.train.run import resolve_device
     from fastgan.train.upscalers import upscaler_from_checkpoint, upscaler_scale
@@ -158,7 +161,7 @@ def load_upscaler(
             )
         model, config = upscaler_from_checkpoint(path, "cpu", z)
         scale = upscaler_scale(config)
-        radius = receptive_radius(model, scale)
+        radius = receptive_radius(model, scale) if radius is None else radius
         target = resolve_device(device)
         tiles = TorchTiles(model, target, precision, fused)
         return Upscaler(tiles, scale, radius, target, f"torch {precision} on {target}{' fused' if fused else ''}")

@@ -21,7 +21,13 @@ def _image(path, seed):
     cv2.imwrite(str(path), rng.integers(0, 256, (10, 12, 3), dtype=np.uint8))
 
 
-def test_upscale_writes_the_centre_and_k_distinct_samples(tiny_lag_run, tmp_path):
+def test_upscale_writes_the_centre_and_k_distinct_samples(tiny_lag_run, tmp_path, monkeypatch):
+    """Also: the receptive radius is measured once, for the centre, not again for each sample."""
+    from fastgan.upscale import backends
+
+    measured = []
+    measure = backends.receptive_radius
+    monkeypatch.setattr(backends, "receptive_radius", lambda *args: measured.append(1) or measure(*args))
     folder = tmp_path / "lr"
     folder.mkdir()
     _image(folder / "a.png", 0)
@@ -46,7 +52,7 @@ def test_upscale_writes_the_centre_and_k_distinct_samples(tiny_lag_run, tmp_path
     centre = cv2.imread(str(out / "a.png"))
     samples = [cv2.imread(str(tmp_path / f"sr-sample{k}" / "a.png")) for k in (1, 2)]
     assert centre.shape == samples[0].shape == (40, 48, 3)
-    assert not np.array_equal(samples[0], samples[1])
+    assert not np.array_equal(samples[0], samples[1]) and len(measured) == 1
     again = tmp_path / "again"
     assert upscale_cli.main(["--model", str(tiny_lag_run), "--input", str(folder), "--output", str(again)]) == 0
     assert np.array_equal(cv2.imread(str(again / "a.png")), centre)  # the centre is deterministic

@@ -270,6 +270,7 @@ def test_tiling_and_engine_options_reach_their_own_parameters(frames_folder, tmp
         "engine_cache": str(tmp_path / "engines"),
         "min_tile": 4,
         "workspace_bytes": 2**29,
+        "radius": None,  # measured by load_upscaler: nothing measured before
     }
     assert given["z"] is None and (default["engine_cache"], default["batch"], default["min_tile"]) == (None, 8, 1)
     given, default = calls["tiler"]
