@@ -71,6 +71,11 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """z (N, z_dim), y (N,) int64 labels -> (N, 3, R, R) in [-1, 1]."""
+        if y.shape != z.shape[:1] or y.is_floating_point() or y.dtype == torch.bool:
+            raise ValueError(
+                f"labels must be integer class indices of shape ({z.shape[0]},), one per z; got {y.dtype} "
+                f"{tuple(y.shape)}"
+            )
         h = self.project(z).view(z.shape[0], -1, 4, 4)  # (N, C, 4, 4)
         for block in self.blocks:
             h = block(h, y)  # (N, C', 2H, 2W)

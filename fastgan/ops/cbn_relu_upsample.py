@@ -336,6 +336,12 @@ def cbn_relu_upsample_conv(
         or weight.shape[2] % 2 == 0
     ):
         raise ValueError(f"weight must be (Cout, {x.shape[1]}, k, k) with k odd, got {tuple(weight.shape)}")
+    if conv_bias is not None and conv_bias.shape != weight.shape[:1]:
+        raise ValueError(
+            f"conv_bias must be ({weight.shape[0]},) for weight {tuple(weight.shape)}, got {tuple(conv_bias.shape)}"
+        )
+    if weight.device != x.device:
+        raise ValueError(f"weight is on {weight.device} and x on {x.device}: move them to one device")
     name = current_backend()
     if name == "torch" or traced_by_compile():
         by_phases = name != "torch" and _by_phases(x, weight, scale)

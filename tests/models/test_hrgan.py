@@ -37,6 +37,15 @@ def test_discriminator_rejects_high_resolution_input():
         Discriminator(10, channels=16)(torch.randn(1, 3, 64, 64), torch.tensor([0]))
 
 
+def test_generator_refuses_labels_it_would_misread():
+    """A wrong-length y was reported as a gain shape mismatch deep in the first block; float labels as an embedding
+    error."""
+    g = Generator(32, num_classes=10, z_dim=8, channels=8)
+    for y in (torch.tensor([0, 1]), torch.tensor([0.0, 1.0, 2.0]), torch.tensor([[0], [1], [2]])):
+        with pytest.raises(ValueError, match=r"labels must be integer class indices of shape \(3,\)"):
+            g(torch.randn(3, 8), y)
+
+
 def test_every_discriminator_layer_is_spectrally_normalised():
     d = Discriminator(10, channels=16)
     layers = [m for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]

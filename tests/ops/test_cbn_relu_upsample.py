@@ -358,6 +358,14 @@ def test_shape_errors_say_what_was_expected():
         cbn_relu_upsample_conv(
             torch.randn(2, 3, 4, 4), torch.ones(2, 3), torch.zeros(2, 3), torch.ones(5, 3, 2, 2), None
         )
+    with pytest.raises(ValueError, match=r"conv_bias must be \(5,\) for weight \(5, 3, 3, 3\), got \(3,\)"):
+        cbn_relu_upsample_conv(
+            torch.randn(2, 3, 4, 4), torch.ones(2, 3), torch.zeros(2, 3), torch.ones(5, 3, 3, 3), torch.zeros(3)
+        )
+    with pytest.raises(ValueError, match="weight is on meta and x on cpu"):
+        cbn_relu_upsample_conv(
+            torch.randn(2, 3, 4, 4), torch.ones(2, 3), torch.zeros(2, 3), torch.ones(5, 3, 3, 3, device="meta"), None
+        )
 
 
 @pytest.mark.parametrize("name", ["torch", "fused-torch", "fused-compiled", "triton"])
