@@ -105,11 +105,13 @@ def frechet_distance_of_features(a: torch.Tensor, b: torch.Tensor) -> float:
         _check_finite(features, f"{side} features")
     if min(len(a), len(b)) > a.shape[1]:
         return frechet_distance(feature_statistics(a), feature_statistics(b))
-    centred_a, centred_b = a.double() - a.double().mean(dim=0), b.double() - b.double().mean(dim=0)
+    a, b = a.double(), b.double()
+    mean_a, mean_b = a.mean(dim=0), b.mean(dim=0)
+    centred_a, centred_b = a - mean_a, b - mean_b
     scale_a, scale_b = len(a) - 1, len(b) - 1
     traces = centred_a.square().sum() / scale_a + centred_b.square().sum() / scale_b
     nuclear = torch.linalg.svdvals(centred_a @ centred_b.T).sum()
-    return _frechet(a.double().mean(dim=0) - b.double().mean(dim=0), traces, nuclear / math.sqrt(scale_a * scale_b))
+    return _frechet(mean_a - mean_b, traces, nuclear / math.sqrt(scale_a * scale_b))
 
 
 def _kth_neighbour_radii(features: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
