@@ -61,6 +61,16 @@ def test_receptive_radius_is_exact_for_known_architectures():
         assert receptive_radius(SRResNet(2, 4, blocks, batch_norm=False, bicubic_skip=True), 2) == 8 + 2 * blocks
 
 
+def test_receptive_radius_survives_gradients_that_underflow():
+    """Through 40 layers of tiny weights the gradient at the receptive field's edge is ~1e-340: zero even in
+    float64. The measurement keeps only the gradient's support at each layer, so it still finds all 40."""
+    layers = [nn.Conv2d(1, 1, 3, padding=1) for _ in range(40)]
+    with torch.no_grad():
+        for layer in layers:
+            layer.weight.mul_(1e-8)
+    assert receptive_radius(nn.Sequential(*layers, nn.Upsample(scale_factor=2)), 2, channels=1) == 40
+
+
 def test_receptive_radius_rejects_global_models():
     class Global(nn.Module):
         def forward(self, x):
