@@ -38,15 +38,37 @@ def _cudnn_without_tf32() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def exact_fp32(device_type: str) -> Iterator[None]:
-    """Autocast off on `device_type`, TF32 off for cuDNN convolutions and for matrix products (whatever the caller set,
-    e.g. `torch.set_float32_matmul_precision("high")`); everything restored after."""
-    matmul = torch.get_float32_matmul_precision()
+def _matmul_without_tf32() -> Iterator[None]:
+    """Matrix products in true fp32 (no TF32, no bf16 passes) on CUDA and on the CPU, the caller's setting restored:
+    the legacy `torch.set_float32_matmul_precision`, or, when the caller has set the per-backend API (which makes
+    legacy reads raise), the per-backend values."""
+    try:
+        saved = torch.get_float32_matmul_precision()
+    except RuntimeError:  # "... checking the matmul precision without a specific backend name ..."
+        backends = torch.backends.cuda.matmul, torch.backends.mkldnn.matmul
+        values = [backend.fp32_precision for backend in backends]
+        for backend in backends:
+            backend.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            for backend, value in zip(backends, values, strict=True):
+                backend.fp32_precision = value
+        return
     torch.set_float32_matmul_precision("highest")
     try:
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(_cudnn_without_tf32())
-            stack.enter_context(without_autocast(device_type))
-            yield
+        yield
     finally:
-        torch.set_float32_matmul_precision(matmul)
+        torch.set_float32_matmul_precision(saved)
+
+
+@contextlib.contextmanager
+def exact_fp32(device_type: str) -> Iterator[None]:
+    """Autocast off on `device_type`, TF32 off for cuDNN convolutions and for matrix products (whatever the caller set,
+    e.g. `torch.set_float32_matmul_precision("high")` or `torch.backends.cuda.matmul.fp32_precision = "tf32"`);
+    everything restored after."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_matmul_without_tf32())
+        stack.enter_context(_cudnn_without_tf32())
+        stack.enter_context(without_autocast(device_type))
+        yield

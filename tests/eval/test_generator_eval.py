@@ -59,6 +59,23 @@ def test_exact_fp32_works_beside_the_per_operator_tf32_api():
         conv.fp32_precision, rnn.fp32_precision = saved
 
 
+@pytest.mark.parametrize("backend", ["cuda", "mkldnn"])
+def test_exact_fp32_turns_off_per_backend_tf32_matmuls(backend):
+    """A caller's TF32 (CUDA) or bf16 (oneDNN) matrix products set through the per-backend API make
+    `torch.get_float32_matmul_precision` raise; the context still runs them in IEEE fp32 and restores the setting."""
+    matmul = getattr(torch.backends, backend).matmul
+    saved = matmul.fp32_precision
+    matmul.fp32_precision = "tf32" if backend == "cuda" else "bf16"
+    try:
+        with pytest.raises(RuntimeError, match="without a specific backend name"):
+            torch.get_float32_matmul_precision()
+        with exact_fp32("cpu"):
+            inside = torch.backends.cuda.matmul.fp32_precision, torch.backends.mkldnn.matmul.fp32_precision
+        assert inside == ("ieee", "ieee") and matmul.fp32_precision == ("tf32" if backend == "cuda" else "bf16")
+    finally:
+        matmul.fp32_precision = saved
+
+
 def _average_without_padding(x):
     return torch.nn.functional.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
 
