@@ -98,7 +98,8 @@ def evaluate_run(
     real_images, real_labels = _real_batches(config, samples, batch_size, seed)
     real = extract(real_images, extractors, device)
     resolution = config.model.resolution
-    base = {"run": str(run), "generator_weights": generator_weights, "resolution": resolution}
+    data = config.data.source if config.data.path is None else f"{config.data.source} {config.data.path}"
+    base = {"run": str(run), "data": data, "generator_weights": generator_weights, "resolution": resolution}
     base |= {"standing_batches": standing_batches, "lambda_ms": config.loss.lambda_ms}
     # the tables compare runs scored with the same weights and statistics
     live = " (live G)" if generator_weights == "live" else ""
@@ -135,11 +136,13 @@ def markdown(rows: list[dict]) -> str:
         "HR-FID vs true renders (evaluator) | evaluator accuracy (true renders) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(rows, key=lambda r: (r["resolution"], r["model"], r["lambda_ms"])):
+    several_data = len({r.get("data") for r in rows}) > 1
+    for r in sorted(rows, key=lambda r: (r["resolution"], r["model"], r.get("data", ""), r["lambda_ms"])):
+        name = f"{r['model']} ({r['data']})" if several_data else r["model"]
         pr = f"{r[f'precision_{space}']:.3f} / {r[f'recall_{space}']:.3f}" if f"precision_{space}" in r else "–"
         truth = f" ({r['truth_accuracy']:.3f})" if "truth_accuracy" in r else ""
         lines.append(
-            f"| {r['model']} | {'with' if r['lambda_ms'] > 0 else 'w/o'} | {_value(r, 'ms')} | {_value(r, 'is')} | "
+            f"| {name} | {'with' if r['lambda_ms'] > 0 else 'w/o'} | {_value(r, 'ms')} | {_value(r, 'is')} | "
             f"{_value(r, f'fid_{space}')} | {_value(r, f'intra_fid_{space}')} | {pr} | {_value(r, 'hr_fid')} | "
             f"{_value(r, 'hr_accuracy', '.3f')}{truth} |"
         )
@@ -147,9 +150,25 @@ def markdown(rows: list[dict]) -> str:
         if not any(key in r for r in rows):
             continue
         lines += ["", f"| model | {title} without L_MS | {title} with L_MS | improvement |", "|---|---|---|---|"]
-        for model in sorted({r["model"] for r in rows}, key=lambda m: (len(m), m)):
-            without = next((r for r in rows if r["model"] == model and r["lambda_ms"] == 0 and key in r), None)
-            with_ms = next((r for r in rows if r["model"] == model and r["lambda_ms"] > 0 and key in r), None)
+        for label, without, with_ms in _pairs([r for r in rows if key in r]):
             gain = f"{better * (with_ms[key] - without[key]):+.2f}" if without and with_ms else "–"
-            lines.append(f"| {model} | {_value(without or {}, key)} | {_value(with_ms or {}, key)} | {gain} |")
+            lines.append(f"| {label} | {_value(without or {}, key)} | {_value(with_ms or {}, key)} | {gain} |")
     return "\n".join(lines) + "\n"
+
+
+def _pairs(rows: list[dict]) -> list[tuple[str, dict | None, dict | None]]:
+    """(label, run without L_MS, run with it) for each model trained on the same data; one line per λ_MS > 0 run.
+    The label names the data when the rows come from several data sets, and λ_MS when one model has several."""
+    several_data = len({r.get("data") for r in rows}) > 1
+    pairs = []
+    for data, model in sorted({(r.get("data", ""), r["model"]) for r in rows}, key=lambda g: (g[0], len(g[1]), g[1])):
+        group = [r for r in rows if r.get("data", "") == data and r["model"] == model]
+        withouts = [r for r in group if r["lambda_ms"] == 0]
+        withs = sorted((r for r in group if r["lambda_ms"] > 0), key=lambda r: r["lambda_ms"])
+        if len(withouts) > 1:
+            log.warning("%s: %d runs without L_MS; the table compares with %s", model, len(withouts), withouts[0]["run"])
+        label = f"{model} ({data})" if several_data else model
+        for with_ms in withs or [None]:
+            lambda_ms = f" λ_MS = {with_ms['lambda_ms']:g}" if len(withs) > 1 else ""
+            pairs.append((label + lambda_ms, withouts[0] if withouts else None, with_ms))
+    return pairs

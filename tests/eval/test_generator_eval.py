@@ -283,3 +283,16 @@ def test_markdown_improvement_column():
     text = markdown(rows)
     assert "| HRGAN-64 | 5.00 ± 0.10 | 6.50 ± 0.10 | +1.50 |" in text
     assert "| HRGAN-64 | 30.00 | 20.00 | +10.00 |" in text  # lower HR-FID is better
+
+
+def test_markdown_pairs_runs_on_the_same_data_and_shows_each_lambda():
+    """Runs on other data are not compared; several λ_MS > 0 runs each get a line against the run without."""
+    rows = [
+        {"run": run, "data": data, "model": "HRGAN-64", "resolution": 64, "lambda_ms": lam, "ms": ms}
+        for run, data, lam, ms in (("a", "cifar10", 0.0, 5.0), ("b", "embedded", 1.0, 8.0), ("c", "embedded", 2.0, 9.0))
+    ]
+    rows.append(rows[1] | {"run": "d", "lambda_ms": 0.0, "ms": 7.0})
+    text = markdown(rows)
+    assert "| HRGAN-64 (cifar10) | 5.00 | – | – |" in text and "| HRGAN-64 (cifar10) | w/o | 5.00 |" in text
+    assert "| HRGAN-64 (embedded) λ_MS = 1 | 7.00 | 8.00 | +1.00 |" in text
+    assert "| HRGAN-64 (embedded) λ_MS = 2 | 7.00 | 9.00 | +2.00 |" in text
