@@ -22,11 +22,32 @@ class InceptionWeightsError(FileNotFoundError):
     """No usable FID Inception weights; the message says where to put them."""
 
 
-def _pool_branch(block: nn.Module, x: torch.Tensor, pool) -> list[torch.Tensor]:
-    """torchvision's branches of `block`, with the pool branch recomputed through `pool`."""
-    branches = super(type(block), block)._forward(x)
-    branches[-1] = block.branch_pool(pool(x))
-    return branches
+def _branches_a(block: nn.Module, x: torch.Tensor, pool) -> list[torch.Tensor]:
+    """InceptionA's four branches (torchvision's `_forward`), the pool branch pooling with `pool`."""
+    five = block.branch5x5_2(block.branch5x5_1(x))
+    double = block.branch3x3dbl_3(block.branch3x3dbl_2(block.branch3x3dbl_1(x)))
+    return [block.branch1x1(x), five, double, block.branch_pool(pool(x))]
+
+
+def _branches_c(block: nn.Module, x: torch.Tensor, pool) -> list[torch.Tensor]:
+    """InceptionC's four branches, the pool branch pooling with `pool`."""
+    seven = block.branch7x7_3(block.branch7x7_2(block.branch7x7_1(x)))
+    double = x
+    for i in range(1, 6):
+        double = getattr(block, f"branch7x7dbl_{i}")(double)
+    return [block.branch1x1(x), seven, double, block.branch_pool(pool(x))]
+
+
+def _branches_e(block: nn.Module, x: torch.Tensor, pool) -> list[torch.Tensor]:
+    """InceptionE's four branches, the pool branch pooling with `pool`."""
+    three = block.branch3x3_1(x)
+    double = block.branch3x3dbl_2(block.branch3x3dbl_1(x))
+    return [
+        block.branch1x1(x),
+        torch.cat([block.branch3x3_2a(three), block.branch3x3_2b(three)], 1),
+        torch.cat([block.branch3x3dbl_3a(double), block.branch3x3dbl_3b(double)], 1),
+        block.branch_pool(pool(x)),
+    ]
 
 
 def _average_without_padding(x: torch.Tensor) -> torch.Tensor:
@@ -37,15 +58,15 @@ def _max(x: torch.Tensor) -> torch.Tensor:
     return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
 
 
-def _with_pool(block: type[nn.Module], pool) -> type[nn.Module]:
-    """A subclass of torchvision's Inception `block` whose pool branch pools with `pool`."""
-    return type(f"FID{block.__name__}", (block,), {"_forward": lambda self, x: _pool_branch(self, x, pool)})
+def _with_pool(block: type[nn.Module], branches, pool) -> type[nn.Module]:
+    """A subclass of torchvision's Inception `block` whose `branches` pool with `pool`."""
+    return type(f"FID{block.__name__}", (block,), {"_forward": lambda self, x: branches(self, x, pool)})
 
 
-_BlockA = _with_pool(inception.InceptionA, _average_without_padding)
-_BlockC = _with_pool(inception.InceptionC, _average_without_padding)
-_BlockE1 = _with_pool(inception.InceptionE, _average_without_padding)
-_BlockE2 = _with_pool(inception.InceptionE, _max)
+_BlockA = _with_pool(inception.InceptionA, _branches_a, _average_without_padding)
+_BlockC = _with_pool(inception.InceptionC, _branches_c, _average_without_padding)
+_BlockE1 = _with_pool(inception.InceptionE, _branches_e, _average_without_padding)
+_BlockE2 = _with_pool(inception.InceptionE, _branches_e, _max)
 
 
 def fid_inception_network() -> torchvision.models.Inception3:
@@ -59,7 +80,7 @@ def fid_inception_network() -> torchvision.models.Inception3:
 
 
 class InceptionFeatures(nn.Module):
-    """Frozen FID InceptionV3: images in [-1, 1] at any size → (pool3 (N, 2048), logits (N, 1008)).
+    """Frozen FID InceptionV3: (N, 3, H, W) float images in [-1, 1], any size → (pool3 (N, 2048), logits (N, 1008)).
 
     Images are resized to 299×299 (`resize`: bilinear as pytorch-fid, bicubic, or nearest as the HRGAN paper
     describes). The logits are pool3 times the final layer's weights without its bias, as the reference
@@ -72,8 +93,17 @@ class InceptionFeatures(nn.Module):
             raise ValueError(f"unknown resize {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
         self.network, self.resize = network.eval().requires_grad_(False), resize
 
+    def train(self, mode: bool = True) -> InceptionFeatures:
+        """The network is frozen: it stays in eval mode (batch norm on its running statistics) whatever `mode` says."""
+        return super().train(False)
+
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if images.dim() != 4 or images.shape[1] != 3 or not images.is_floating_point():
+            raise ValueError(
+                f"Inception takes (N, 3, H, W) float images in [-1, 1], got {images.dtype} {tuple(images.shape)}"
+                " (8-bit images: x / 127.5 - 1; grey ones: repeat the channel)"
+            )
         x = images.float()
         if x.shape[-2:] != (299, 299):
             align = False if self.resize != "nearest" else None
