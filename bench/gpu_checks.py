@@ -1,21 +1,27 @@
 """python -m bench.gpu_checks --out DIR [--only STEP ...] | --collect: every check that needs an NVIDIA GPU, in one
-run sized for a short loan of one (its steps' time limits add up to 9 min 20 s).
+run sized for a short loan of one (the default steps' time limits add up to 9 min 20 s).
 
-Steps, in the order their results are needed: the `cuda` tests (the kernels' correctness, before any time of theirs
-is trusted); the op cases' forward + backward at the models' shapes, separate and interleaved (issue 3's bandwidth
-and MobileNet-score targets); the HRGAN-128 iteration eager, fused, from CUDA graphs and under torch.compile with and
-without its CUDA-graph mode (issue 4); the 1080p → 4K frame times in torch, then in TensorRT (issue 6). Each step is
+Steps, in the order their results are needed: the kernels' `cuda` tests (their correctness, before any time of
+theirs is trusted); the op cases' forward + backward at the models' shapes, separate and interleaved (issue 3's
+bandwidth and MobileNet-score targets); the HRGAN-128 iteration eager, fused and from CUDA graphs (issue 4); the
+1080p → 4K frame times in torch; the iteration under torch.compile with and without its CUDA-graph mode (minutes
+of compiling: after the cheaper steps); TensorRT's frame times (issue 6). The other `cuda` tests (training under
+torch.compile, engine builds, DALI) are the step `cuda-tests-rest`, run only when named with --only. Each step is
 a pytest run of its own, in a process group of its own, with a hard time limit: GRACE_SECONDS before it the step is
 interrupted like Ctrl-C, so pytest-benchmark still saves the cases it finished (`bench.interrupts` leaves out the one
 cut short), and at the limit it is killed; then the next step starts. DIR gets STEP.log, and for the bench steps
 STEP.json with its `bench.report` table (STEP.md; STEP.png for op and training rows). ``--collect`` only counts the
 cases each step selects, on any machine, and fails when a bench file of a step selects none (the tests run it).
+
+The package must be installed (`pip install --no-deps -e .`): `fastgan.kernels` is the repository's `kernels/`
+folder under the package's name. A device machine returns few files: archive DIR (`tar czf $OUT/gpu.tgz -C DIR .`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -38,13 +44,14 @@ GRACE_SECONDS = 20
 
 @dataclass(frozen=True)
 class Step:
-    """One pytest run: its arguments (after ``python -m pytest``), its time limit, and whether it is a bench run
-    (JSON and report) or a test run."""
+    """One pytest run: its arguments (after ``python -m pytest``), its time limit, whether it is a bench run (JSON
+    and report) or a test run, and whether it runs without --only naming it."""
 
     name: str
     arguments: tuple[str, ...]
     seconds: int
     bench: bool = True
+    default: bool = True
 
     @property
     def files(self) -> list[str]:
@@ -56,12 +63,22 @@ OP_FILES = tuple(
     f"bench/bench_{op}.py" for op in ("cbn_relu_upsample", "pixel_shuffle_prelu", "mobilenet_score", "conv_avgpool")
 )
 UPSCALE = ("bench/bench_upscale.py", "--benchmark-only", "-k")
+ITERATION = ("bench/bench_train.py", "--benchmark-only", "-k")
+KERNEL_TESTS = ("tests/ops", "tests/kernels")
 STEPS = (
-    Step("cuda-tests", ("tests", "-m", "cuda"), 160, bench=False),
+    Step("cuda-tests", (*KERNEL_TESTS, "-m", "cuda"), 120, bench=False),
     Step("ops", (*OP_FILES, "--benchmark-only", "-k", "full and not smoke"), 140),
-    Step("train", ("bench/bench_train.py", "--benchmark-only", "-k", "iteration and model"), 140),
+    Step("train", (*ITERATION, "iteration and model and not compiled"), 100),
     Step("upscale", (*UPSCALE, "1080p and not tensorrt"), 60),
+    Step("compile", (*ITERATION, "iteration and model and compiled"), 80),
     Step("tensorrt", (*UPSCALE, "1080p and tensorrt"), 60),  # last: an engine build does not stop at Ctrl-C
+    Step(
+        "cuda-tests-rest",
+        ("tests", "-m", "cuda", *(f"--ignore={folder}" for folder in KERNEL_TESTS)),
+        300,
+        bench=False,
+        default=False,
+    ),
 )
 
 
@@ -151,7 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     names = [step.name for step in STEPS]
     parser = argparse.ArgumentParser(prog="python -m bench.gpu_checks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="folder for the logs and results (needed unless --collect)")
-    parser.add_argument("--only", nargs="+", choices=names, default=names, metavar="STEP", help=", ".join(names))
+    defaults = [step.name for step in STEPS if step.default]
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=names,
+        default=defaults,
+        metavar="STEP",
+        help=f"{', '.join(names)} (default: all but cuda-tests-rest)",
+    )
     parser.add_argument("--collect", action="store_true", help="only count the cases each step selects")
     args = parser.parse_args(argv)
     if not args.collect and args.out is None:
@@ -166,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
     if not torch.cuda.is_available():
         message = "error: no CUDA device here; these checks need one (--collect checks their selection anywhere)"
+        print(message, file=sys.stderr)
+        return 2
+    if importlib.util.find_spec("fastgan.kernels") is None:
+        message = "error: fastgan.kernels cannot be imported: install the package first (pip install --no-deps -e .)"
         print(message, file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stopped run stops its step too

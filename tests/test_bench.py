@@ -93,6 +93,18 @@ def test_gpu_checks_need_a_gpu_and_an_out_folder(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         gpu_checks.main([])
     assert "give --out DIR" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU, but the package is not installed
+    find_spec = gpu_checks.importlib.util.find_spec
+    monkeypatch.setattr(
+        gpu_checks.importlib.util, "find_spec", lambda name: None if name == "fastgan.kernels" else find_spec(name)
+    )
+    assert gpu_checks.main(["--out", str(tmp_path / "out")]) == 2
+    assert "pip install --no-deps -e ." in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_gpu_checks_default_steps_fit_one_device_command():
+    """The steps run without --only fit the device machine's 10-minute command limit, with time to start up."""
+    assert sum(step.seconds for step in gpu_checks.STEPS if step.default) <= 9 * 60 + 20
 
 
 def _result(provider, median, saved, **info):
