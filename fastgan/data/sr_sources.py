@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from fastgan.data.game_frames import render_frames
 from fastgan.data.sources import IMAGE_SUFFIXES, DataSourceError, read_or_skip, read_rgb
@@ -27,6 +28,7 @@ __all__ = [
     "NamedImages",
     "folder_images",
     "game_frames",
+    "held_out_game_frames",
     "image_files",
     "readable_images",
     "skimage_photos",
@@ -132,6 +134,51 @@ def game_frames(scenario: str = "basic", count: int = 64, seed: int = 0, every: 
     """
     frames = render_frames(scenario, count, seed, every)  # (count, 3, 480, 640)
     return [(f"{scenario}-{seed}-{i:04d}", frame) for i, frame in enumerate(frames)]
+
+
+#: Held-out frames closer than this PSNR (dB) to a training frame are near-copies of it: every episode starts from
+#: the same spawn view whatever the seed (deadly_corridor's seed-1 frames match seed-0 ones at 43, 61 and ∞ dB).
+NEAR_COPY_PSNR = 35.0
+
+
+def near_copies(candidates: NamedImages, reference: NamedImages, psnr: float = NEAR_COPY_PSNR) -> list[bool]:
+    """For each candidate, whether some reference image of its size is within `psnr` dB of it (uint8 scale).
+
+    Pairs are screened on 8×8-averaged thumbnails, whose mean squared error never exceeds the images' own (Jensen),
+    so the screen misses none; the pairs it passes are compared at full resolution.
+    """
+    limit = 255.0**2 / 10 ** (psnr / 10)  # the largest mean squared error of a near-copy
+
+    def thumbnail(image: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(image.float()[None], 8, ceil_mode=True).flatten()
+
+    near = [False] * len(candidates)
+    for shape in {image.shape for _, image in candidates}:
+        mine = [i for i, (_, image) in enumerate(candidates) if image.shape == shape]
+        theirs = [image for _, image in reference if image.shape == shape]
+        if not theirs:
+            continue
+        ours = torch.stack([thumbnail(candidates[i][1]) for i in mine])
+        screen = torch.cdist(
+            ours, torch.stack([thumbnail(image) for image in theirs]), compute_mode="donot_use_mm_for_euclid_dist"
+        )
+        for row, column in (screen.square() / ours.shape[1] < limit).nonzero().tolist():
+            if not near[mine[row]]:
+                error = (candidates[mine[row]][1].float() - theirs[column].float()).square().mean()
+                near[mine[row]] = bool(error < limit)
+    return near
+
+
+def held_out_game_frames(scenario: str, count: int, training: NamedImages, every: int = 4) -> NamedImages:
+    """Up to `count` Doom frames of another seeded run (seed 1; training's is 0), leaving out near-copies of the
+    `training` frames (`near_copies`): episode starts look alike whatever the seed. Twice `count` are rendered."""
+    frames = game_frames(scenario, 2 * count, seed=1, every=every)
+    kept = [frame for frame, near in zip(frames, near_copies(frames, training), strict=True) if not near][:count]
+    if not kept:
+        raise DataSourceError(
+            f"every held-out {scenario} frame is a near-copy of a training frame: choose another scenario"
+        )
+    return kept
 
 
 def split_held_out(images: NamedImages, held_out: Sequence[str]) -> tuple[NamedImages, NamedImages]:

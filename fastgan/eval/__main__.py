@@ -24,7 +24,7 @@ from fastgan.atomic import atomic_path, write_bytes_atomically
 from fastgan.cli_types import positive_finite, positive_int
 from fastgan.data.sources import DataSourceError
 from fastgan.data.sr_loader import center_crops, degrade
-from fastgan.data.sr_sources import folder_images, game_frames, skimage_photos
+from fastgan.data.sr_sources import folder_images, game_frames, held_out_game_frames, skimage_photos
 from fastgan.data.video_sources import video_frames
 from fastgan.eval.precision import exact_fp32
 from fastgan.eval.sr_compare import baseline_upscale, comparison_image, evaluate, markdown_table
@@ -41,7 +41,8 @@ def _images(source: str, config) -> list[tuple[str, torch.Tensor]]:
     if source == "skimage":
         return skimage_photos()
     if source == "doom":
-        return game_frames(config.sr.doom_scenario, count=config.sr.doom_frames, seed=1)  # not training's seed
+        scenario, count = config.sr.doom_scenario, config.sr.doom_frames
+        return held_out_game_frames(scenario, count, training=game_frames(scenario, count, seed=0))
     if is_video(source):
         return video_frames(source, config.sr.video_every, config.sr.video_frames)
     return folder_images(source)

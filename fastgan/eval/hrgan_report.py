@@ -166,7 +166,9 @@ def _pairs(rows: list[dict]) -> list[tuple[str, dict | None, dict | None]]:
         withouts = [r for r in group if r["lambda_ms"] == 0]
         withs = sorted((r for r in group if r["lambda_ms"] > 0), key=lambda r: r["lambda_ms"])
         if len(withouts) > 1:
-            log.warning("%s: %d runs without L_MS; the table compares with %s", model, len(withouts), withouts[0]["run"])
+            log.warning(
+                "%s: %d runs without L_MS; the table compares with %s", model, len(withouts), withouts[0]["run"]
+            )
         label = f"{model} ({data})" if several_data else model
         for with_ms in withs or [None]:
             lambda_ms = f" λ_MS = {with_ms['lambda_ms']:g}" if len(withs) > 1 else ""

@@ -18,7 +18,7 @@ from fastgan.data.factory import (
 )
 from fastgan.data.image_set import ImageSet
 from fastgan.data.sources import cifar_image_set, embedded_image_set
-from fastgan.data.sr_sources import game_frames, skimage_photos, split_held_out
+from fastgan.data.sr_sources import game_frames, held_out_game_frames, skimage_photos, split_held_out
 from fastgan.data.video_sources import split_video_tail
 from fastgan.ops.backends import backend, fused_backend_for
 from fastgan.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, run_directory
@@ -189,13 +189,14 @@ def load_sr_images(
     sr: SRConfig, loader: str = "torch", device: torch.device | str = "cpu"
 ) -> tuple[list[tuple[str, torch.Tensor]], list[tuple[str, torch.Tensor]]]:
     """(training, held-out) HR images named by sr.images: skimage's photos or a folder (held out by the names in
-    sr.held_out; decoded by the `loader` kind's reader), ViZDoom frames (training: seed 0; held out: seed 1), or a
+    sr.held_out; decoded by the `loader` kind's reader), ViZDoom frames (training: seed 0; held out: seed 1, less
+    near-copies of training frames), or a
     video's frames (held out: its last eighth; decoded by the `loader` kind's reader)."""
     if is_video(sr.images):
         return split_video_tail(video(loader, sr.images, sr.video_every, sr.video_frames, device))
-    if sr.images == "doom":  # held out: frames of another seeded episode (sr.held_out does not apply)
-        held_out = game_frames(sr.doom_scenario, count=max(1, sr.doom_frames // 8), seed=1)
-        return game_frames(sr.doom_scenario, count=sr.doom_frames, seed=0), held_out
+    if sr.images == "doom":  # held out: frames of another seeded run, no near-copies (sr.held_out does not apply)
+        training = game_frames(sr.doom_scenario, count=sr.doom_frames, seed=0)
+        return training, held_out_game_frames(sr.doom_scenario, max(1, sr.doom_frames // 8), training)
     if sr.images == "skimage":
         images = skimage_photos()
     else:

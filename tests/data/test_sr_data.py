@@ -8,7 +8,14 @@ from PIL import Image
 
 from fastgan.data.sources import DataSourceError, read_rgb
 from fastgan.data.sr_loader import SRPatchLoader, center_crops, degrade
-from fastgan.data.sr_sources import DEFAULT_PHOTOS, folder_images, game_frames, skimage_photos, split_held_out
+from fastgan.data.sr_sources import (
+    DEFAULT_PHOTOS,
+    folder_images,
+    game_frames,
+    near_copies,
+    skimage_photos,
+    split_held_out,
+)
 
 
 def _rgb(h, w, seed=0):
@@ -275,3 +282,16 @@ def test_loader_rejects_small_images_and_bad_crops():
         SRPatchLoader([], crop=16, scale=2, seed=0)
     with pytest.raises(DataSourceError, match=r"image grey .*uint8 \(3, H, W\)"):
         SRPatchLoader([("grey", torch.zeros(1, 32, 32, dtype=torch.uint8))], crop=16, scale=2, seed=0)
+
+
+def test_near_copies_are_found_through_the_thumbnail_screen():
+    """A frame within 35 dB of a reference of its size is a near-copy; one that differs only in fine detail is not
+    one even though its 8×8 thumbnail is identical; images of another size are not compared."""
+    base = torch.randint(0, 256, (3, 48, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    noisy = (base.int() + torch.randint(-2, 3, base.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 255)
+    clamped = base.clamp(40, 215)
+    checker = torch.tensor([[40, -40], [-40, 40]]).repeat(24, 32)  # averages to 0 over every 8×8 block
+    detail = (clamped.int() + checker).to(torch.uint8)  # clamped's thumbnail, 16 dB from it
+    candidates = [("noisy", noisy.to(torch.uint8)), ("detail", detail), ("small", base[:, :40])]
+    assert near_copies(candidates, [("base", base), ("clamped", clamped)]) == [True, False, False]
+    assert near_copies(candidates, [("base", base)], psnr=50.0) == [False, False, False]
