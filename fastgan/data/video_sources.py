@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from fastgan.data.sources import DataSourceError
-from fastgan.data.sr_sources import NamedImages
+from fastgan.data.sr_sources import NEAR_COPY_PSNR, NamedImages, near_copies
 from fastgan.video_files import VIDEO_SUFFIXES, warn_if_truncated
 
 log = logging.getLogger(__name__)
@@ -132,10 +132,11 @@ def _dali_decode(video: Path, every: int, limit: int, device_id: int | None) -> 
 
 
 def split_video_tail(frames: NamedImages) -> tuple[NamedImages, NamedImages]:
-    """(training, held-out): the last eighth of the frames (at least one) is held out.
+    """(training, held-out): the last eighth of the frames (at least one) is held out, less near-copies of training
+    frames (`near_copies`: the first of the tail is only `video_every` frames after the last training frame).
 
     Raises:
-        DataSourceError: fewer than two frames.
+        DataSourceError: fewer than two frames, or a tail that only repeats training frames.
     """
     if len(frames) < 2:
         raise DataSourceError(
@@ -143,4 +144,11 @@ def split_video_tail(frames: NamedImages) -> tuple[NamedImages, NamedImages]:
             "sr.video_every or raise sr.video_frames"
         )
     held = max(1, len(frames) // HELD_OUT_SHARE)
-    return frames[:-held], frames[-held:]
+    training, tail = frames[:-held], frames[-held:]
+    held_out = [frame for frame, near in zip(tail, near_copies(tail, training), strict=True) if not near]
+    if not held_out:
+        raise DataSourceError(
+            f"every frame of the video's last eighth ({tail[0][0]} …) is within {NEAR_COPY_PSNR:g} dB PSNR of a "
+            "training frame, so none can be held out: use a video with more motion, or raise sr.video_every"
+        )
+    return training, held_out

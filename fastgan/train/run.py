@@ -191,7 +191,7 @@ def load_sr_images(
     """(training, held-out) HR images named by sr.images: skimage's photos or a folder (held out by the names in
     sr.held_out; decoded by the `loader` kind's reader), ViZDoom frames (training: seed 0; held out: seed 1, less
     near-copies of training frames), or a
-    video's frames (held out: its last eighth; decoded by the `loader` kind's reader)."""
+    video's frames (held out: its last eighth, less near-copies; decoded by the `loader` kind's reader)."""
     if is_video(sr.images):
         return split_video_tail(video(loader, sr.images, sr.video_every, sr.video_frames, device))
     if sr.images == "doom":  # held out: frames of another seeded run, no near-copies (sr.held_out does not apply)

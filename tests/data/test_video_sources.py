@@ -76,10 +76,14 @@ def test_a_codec_dali_lacks_falls_back_to_opencv_with_a_warning(tmp_path, caplog
 
 
 def test_the_tail_is_held_out_and_bad_videos_are_refused(tmp_path):
-    frames = [(f"f{i}", torch.zeros(3, 4, 4, dtype=torch.uint8)) for i in range(20)]
+    frames = [(f"f{i}", torch.full((3, 4, 4), 10 * i, dtype=torch.uint8)) for i in range(20)]
     training, held_out = split_video_tail(frames)
     assert [n for n, _ in held_out] == ["f18", "f19"] and len(training) == 18  # the last eighth
     assert len(split_video_tail(frames[:3])[1]) == 1
+    repeated = frames[:17] + [frames[16], ("new", frames[0][1] + 5), frames[16]]  # the tail: two repeats, one new
+    assert [n for n, _ in split_video_tail(repeated)[1]] == ["new"]
+    with pytest.raises(DataSourceError, match="none can be held out"):
+        split_video_tail(frames[:18] + [frames[3], frames[7]])
     with pytest.raises(DataSourceError, match="at least 2 kept frames"):
         split_video_tail(frames[:1])
     with pytest.raises(DataSourceError, match="no video file"):
