@@ -4,7 +4,9 @@ The DALI counterparts of `fastgan.data.sources.folder_image_set` and `fastgan.da
 that cannot be read or decoded is skipped, never fatal: each one is logged as a warning naming it, and the total is
 logged once the folder is read. Files are read in Python (bytes only) and fed to the pipeline, so an unreadable file
 is caught before DALI sees it, and a batch DALI cannot decode is decoded again file by file to find the culprits.
-Formats DALI's decoder lacks (GIF) are read by the PIL readers, so both loaders keep the same files.
+Formats DALI's decoder lacks (GIF), and TIFF, whose float and 32-bit samples DALI treats otherwise than `read_rgb`
+(it clips floats that `read_rgb` refuses as of unknown range, and refuses 32-bit integers that `read_rgb` scales), are
+read by the PIL readers, so both loaders keep the same files, with the same pixels.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Files decoded per pipeline run.
 DECODE_BATCH = 32
-#: Suffixes DALI's image decoder reads (JPEG, PNG, BMP, TIFF, WebP, PNM); other image files go to PIL.
-DALI_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+#: Suffixes DALI's image decoder reads as `read_rgb` does (JPEG, PNG, BMP, WebP, PNM); other image files go to PIL.
+DALI_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm"}
 
 
 def dali_reason(exc: Exception) -> str:
@@ -135,8 +137,8 @@ def decode_files(
 def _decode_with_fallback(
     paths: list[Path], resolution: int | None, device_id: int | None, pil_read: Callable[[Path], torch.Tensor]
 ) -> list[torch.Tensor | None]:
-    """`decode_files` for the formats DALI decodes; the others (GIF) through `pil_read`, as the torch loader's
-    reader does, so that both readers keep the same files."""
+    """`decode_files` for the formats DALI decodes as `read_rgb` does; the others (GIF, TIFF) through `pil_read`, as
+    the torch loader's reader does, so that both readers keep the same files."""
     images: list[torch.Tensor | None] = [None] * len(paths)
     by_dali = [i for i, path in enumerate(paths) if path.suffix.lower() in DALI_SUFFIXES]
     by_pil = [i for i, path in enumerate(paths) if path.suffix.lower() not in DALI_SUFFIXES]

@@ -41,7 +41,8 @@ def _corrupt_folder(root):
 def test_decoded_folder_matches_pil_reader(tmp_path):
     _save(tmp_path / "x" / "rgb.png", _rgb(32, 32, 0))  # at the training size: decoded bit for bit
     _save(tmp_path / "x" / "grey.png", _rgb(32, 32, 1)[..., 0])
-    _save(tmp_path / "x" / "deep.png", np.full((32, 32), 60000, dtype=np.uint16))  # 16-bit, scaled like read_rgb
+    ramp = np.linspace(0, 65535, 32 * 32).round().astype(np.uint16).reshape(32, 32)
+    _save(tmp_path / "x" / "deep.png", ramp)  # 16-bit, every level scaled like read_rgb
     _save(tmp_path / "y" / "rgba.png", np.dstack([_rgb(32, 32, 2), np.full((32, 32), 7, np.uint8)]))
     smooth = np.asarray(Image.fromarray(_rgb(12, 18, 3)).resize((90, 60), Image.BILINEAR))
     _save(tmp_path / "y" / "wide.png", smooth)  # centre-cropped to 60×60 and resized to 32×32
@@ -121,3 +122,16 @@ def test_gifs_which_dali_cannot_decode_are_read_by_pil(tmp_path):
     assert len(dali) == len(pil) == 2 and torch.equal(dali.images, pil.images)
     names = [name for name, _ in dali_folder_images(tmp_path)]
     assert names == [name for name, _ in folder_images(tmp_path)] == ["x/a", "x/b"]
+
+
+def test_tiffs_keep_the_same_files_and_pixels_as_the_pil_reader(tmp_path, caplog):
+    """A float TIFF (range unknown) is skipped by both readers, a 32-bit integer one scaled alike; DALI's own TIFF
+    decoder clipped the first to white and refused the second."""
+    Image.fromarray(np.linspace(0, 255, 32 * 32, dtype=np.float32).reshape(32, 32), mode="F").save(tmp_path / "f.tif")
+    Image.fromarray(np.array([[0, 70000, 140000]] * 4, dtype=np.int32), mode="I").save(tmp_path / "i.tif")
+    _save(tmp_path / "a.png", _rgb(4, 3, 0))
+    with caplog.at_level(logging.WARNING):
+        dali, pil = dali_folder_images(tmp_path), folder_images(tmp_path)
+    assert [name for name, _ in dali] == [name for name, _ in pil] == ["a", "i"]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(dali, pil, strict=True))
+    assert dali[1][1][0, 0].tolist() == [0, 128, 255] and "f.tif" in caplog.text
