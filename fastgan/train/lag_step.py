@@ -36,6 +36,27 @@ def build_lag(config: Config) -> tuple[LAGGenerator, LAGCritic]:
     return generator, LAGCritic(lag.scale, lag.channels, lag.critic_blocks, lag.min_channels)
 
 
+def conditioning_reference(y: torch.Tensor, real: torch.Tensor, full_resolution: bool, method: str) -> torch.Tensor:
+    """What a sample's down-scaled image is compared with in the critic's conditioning (Eq. 10): the input y itself
+    once the network works at full resolution (`full_resolution`: the last stage, faded in); before that, the real
+    stage image down-scaled and quantised as y was made (a deliberate departure from the paper, which defines H at
+    full scale only): H of a box-averaged HR image is not y for bicubic H, so the real image, always conditioned
+    with 0, would not land on y either, and a perfect sample would be told it misses its input.
+
+    Args:
+        y: (N, 3, h, w) the inputs in [-1, 1].
+        real: (N, 3, f·h, f·w) the stage's real images in [-1, 1] (`stage_target`).
+        full_resolution: whether `real` is the HR image itself.
+        method: H, "bicubic" or "area".
+
+    Returns:
+        (N, 3, h, w) in [-1, 1], 8-bit quantised.
+    """
+    if full_resolution:
+        return y
+    return degrade((real + 1) / 2, real.shape[-1] // y.shape[-1], method) * 2 - 1
+
+
 class LAGSampler(nn.Module):
     """A trained LAG generator as an upscaler of images in [0, 1]: (N, 3, h, w) -> (N, 3, s·h, s·w) in [0, 1]
     (unclamped), with one fixed z for every image and tile (zeros: the centre G(y, 0)).
@@ -127,6 +148,7 @@ class LAGFamily:
         y = lr * 2 - 1  # (N, 3, h, w)
         real = stage_target(hr * 2 - 1, stage, self.stages, alpha)  # (N, 3, 2^stage·h, 2^stage·w)
         factor, n = 2**stage, y.shape[0]
+        reference = conditioning_reference(y, real, stage == self.stages and alpha >= 1.0, method)
         z, rho = self._draw(n, lag.noise_dim)
         zero = torch.zeros_like(y)
 
@@ -137,8 +159,10 @@ class LAGFamily:
             with torch.no_grad():
                 fake = self.generator(y, z, stage, alpha)
             real_scores = critic(real, zero)
-            fake_scores = critic(fake, lr_conditioning(y, fake, factor, method))
-            penalty = gradient_penalty(lambda x: critic(x, lr_conditioning(y, x, factor, method)), real, fake, rho)
+            fake_scores = critic(fake, lr_conditioning(reference, fake, factor, method))
+            penalty = gradient_penalty(
+                lambda x: critic(x, lr_conditioning(reference, x, factor, method)), real, fake, rho
+            )
             wasserstein = critic_loss(real_scores, fake_scores)
             d_loss = wasserstein + lag.gp_weight * penalty + lag.drift_weight * real_scores.square().mean()
             self.opt_d.zero_grad(set_to_none=True)
@@ -147,7 +171,8 @@ class LAGFamily:
                 self.opt_d.step()
         with phase("g_step"), self._frozen_critic():
             both = self.generator(torch.cat([y, y]), torch.cat([z, torch.zeros_like(z)]), stage, alpha)
-            latent = self.critic.project(both, lr_conditioning(torch.cat([y, y]), both, factor, method), stage, alpha)
+            conditioning = lr_conditioning(torch.cat([reference, reference]), both, factor, method)
+            latent = self.critic.project(both, conditioning, stage, alpha)
             with torch.no_grad():
                 real_latent = self.critic.project(real, zero, stage, alpha)
             adversarial = -self.critic.score(latent[:n]).mean()

@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from fastgan.train.config import ConfigError, load_config, merge
-from fastgan.train.lag_step import LAGSampler, lag_generator_from_checkpoint
+from fastgan.data.sr_loader import degrade
+from fastgan.losses_lag import lr_conditioning
+from fastgan.train.lag_step import LAGSampler, conditioning_reference, lag_generator_from_checkpoint
+from fastgan.train.progressive import stage_target
 from fastgan.train.run import resume, train
 
 
@@ -33,6 +36,25 @@ def lag_config(tmp_path):
 
 def _metrics(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("method", ["bicubic", "area"])
+def test_real_images_land_on_their_conditioning_reference_at_every_stage(method):
+    """The critic conditions real images with 0, so a real stage image must down-scale exactly onto the reference
+    samples are measured against, at every stage and fade-in α. With y itself as the reference a bicubic ×4 model
+    missed it at stage 1 (H of a box-averaged image is not y) and while the last stage faded in; area H never did."""
+    smooth = torch.nn.functional.interpolate(
+        torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)), 64, mode="bilinear"
+    )
+    hr = degrade(smooth, 1, method)  # 8-bit
+    y = degrade(hr, 4, method) * 2 - 1
+    missed_y = []
+    for stage, alpha in ((1, 1.0), (2, 0.5), (2, 1.0)):
+        real = stage_target(hr * 2 - 1, stage, 2, alpha)
+        reference = conditioning_reference(y, real, stage == 2 and alpha == 1.0, method)
+        assert not lr_conditioning(reference, real, 2**stage, method).any(), (stage, alpha)
+        missed_y.append(bool(lr_conditioning(y, real, 2**stage, method).any()))
+    assert missed_y == ([True, True, False] if method == "bicubic" else [False, False, False])  # box averages nest
 
 
 def test_lag_grows_and_resumes_mid_fade_exactly(lag_config, tmp_path):
