@@ -79,8 +79,8 @@ def bicubic_to(resolution: int) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def true_renders(resolution: int, count: int, seed: int = FIDELITY_SEED, batch_size: int = 250):
-    """(batches of (B, 3, R, R) in [-1, 1], labels (N,)) of unseen embedded-set scenes rendered at `resolution`;
-    the batches are rendered lazily, so 50 000 renders at 128×128 never sit in memory at once."""
+    """(batches of (B, 3, R, R) in [-1, 1], 8-bit levels, labels (N,)) of unseen embedded-set scenes rendered at
+    `resolution`; the batches are rendered lazily, so 50 000 renders at 128×128 never sit in memory at once."""
     scenes = sample_scenes(count, seed)
 
     def batches():
@@ -89,7 +89,7 @@ def true_renders(resolution: int, count: int, seed: int = FIDELITY_SEED, batch_s
                 scenes,
                 **{f.name: getattr(scenes, f.name)[start : start + batch_size] for f in dataclasses.fields(scenes)},
             )
-            yield render(part, resolution) * 2 - 1
+            yield as_saved(render(part, resolution) * 2 - 1)  # 8-bit, as the samples are scored
 
     return batches(), scenes.labels
 

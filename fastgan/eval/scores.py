@@ -35,6 +35,12 @@ def split_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:
     if logits.dim() != 2 or not 1 <= splits <= logits.shape[0]:
         raise ValueError(f"split_score needs (N, K) logits with N ≥ splits = {splits}, got {tuple(logits.shape)}")
     _check_finite(logits, "logits", minus_inf=True)
+    ruled_out = (logits == -math.inf).all(dim=1)
+    if ruled_out.any():
+        raise ValueError(
+            f"{int(ruled_out.sum())} of {len(logits)} rows of logits are −inf throughout (every class ruled out): "
+            f"rows {ruled_out.nonzero().flatten()[:10].tolist()}; a broken network or a bad mask"
+        )
     n = logits.shape[0]
     scores = []
     for i in range(splits):

@@ -45,6 +45,16 @@ def test_split_score_of_logits_beyond_float64_range():
     assert split_score(logits, splits=2) == pytest.approx((1.0, 0.0))
 
 
+def test_split_score_refuses_rows_that_rule_out_every_class():
+    """−inf rules one class out and scores; a row of −inf only has no distribution (its softmax is NaN)."""
+    logits = torch.randn(20, 3, generator=torch.Generator().manual_seed(0))
+    logits[:, 1] = -math.inf
+    assert math.isfinite(split_score(logits, splits=2)[0])
+    logits[4] = -math.inf
+    with pytest.raises(ValueError, match=r"1 of 20 rows of logits are −inf throughout .* rows \[4\]"):
+        split_score(logits, splits=2)
+
+
 class _Logits(torch.nn.Module):
     def forward(self, x):
         return x
