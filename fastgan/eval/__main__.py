@@ -27,6 +27,7 @@ from fastgan.data.sr_loader import center_crops, degrade
 from fastgan.data.sr_sources import folder_images, game_frames, held_out_game_frames, skimage_photos
 from fastgan.data.video_sources import video_frames
 from fastgan.eval.precision import exact_fp32
+from fastgan.eval.scores import PRECISION_NEIGHBOURS
 from fastgan.eval.sr_compare import baseline_upscale, comparison_image, evaluate, markdown_table
 from fastgan.eval.trained_generator import GENERATOR_WEIGHTS, STANDING_HELP, WEIGHTS_HELP, generator_from_checkpoint
 from fastgan.train.checkpoint import CheckpointError, run_directory
@@ -113,6 +114,8 @@ def hrgan_table(runs: list[str], args) -> str:
         if args.inception_weights:
             raise
         logging.getLogger("fastgan.eval").warning("%s — scoring without IS/FID (evaluator metrics only)", error)
+        if args.resize != "bilinear":
+            logging.getLogger("fastgan.eval").warning("--resize %s applies to Inception: not used", args.resize)
         inception = None
     rows, truth_cache = [], {}  # the true renders are rendered and featurised once for every run
     for run in runs:
@@ -189,9 +192,16 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--weights", choices=GENERATOR_WEIGHTS, default="ema", help=WEIGHTS_HELP)
         command.add_argument("--standing-stats", type=int, default=0, metavar="N", help=STANDING_HELP)
     args = parser.parse_args(argv)
-    if args.command == "table" and args.samples < args.splits:
-        parser.error(f"table: --samples ({args.samples}) must be at least --splits ({args.splits})")
+    if args.command == "table" and args.samples < max(args.splits, PRECISION_NEIGHBOURS + 1):
+        parser.error(
+            f"table: --samples ({args.samples}) must be at least --splits ({args.splits}) and more than the "
+            f"{PRECISION_NEIGHBOURS} nearest neighbours of precision/recall"
+        )
+    if args.command == "spread" and args.samples < 2:
+        parser.error("spread: --samples must be at least 2 (a spread is the samples' standard deviation)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "sr" and not args.onnx and args.tile != sr.get_default("tile"):
+        logging.getLogger("fastgan.eval").warning("--tile applies to the --onnx files; without them it is not used")
     if args.command == "spread":
         return _spread_command(args)
     if args.command != "sr":

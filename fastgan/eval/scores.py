@@ -135,7 +135,11 @@ def _covered(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, c
     return inside
 
 
-def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+#: k of improved precision/recall: the k-th nearest neighbour sets each sample's ball (the paper's choice).
+PRECISION_NEIGHBOURS = 3
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PRECISION_NEIGHBOURS) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019): precision is the fraction of fake samples inside
     some real sample's k-nearest-neighbour ball, recall the fraction of real samples inside some fake one's.
 
@@ -144,6 +148,11 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
     """
     if k < 1:
         raise ValueError(f"precision/recall needs k ≥ 1 nearest neighbours, got {k}")
+    if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(
+            f"precision/recall compares (N, D) and (M, D) features of one space, got {tuple(real.shape)} and "
+            f"{tuple(fake.shape)}"
+        )
     if min(real.shape[0], fake.shape[0]) <= k:
         raise ValueError(f"precision/recall with k = {k} needs more than {k} real and fake samples")
     _check_finite(real, "real features")

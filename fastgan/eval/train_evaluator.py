@@ -73,9 +73,24 @@ def train(
     device: torch.device | str = "cpu",
 ) -> tuple[torch.nn.Module, dict[str, float]]:
     """Train from scratch on `device` (the renders are moved there once); returns the network, on the CPU, and its
-    held-out accuracies (sharp, and 32×32 up-sampled)."""
+    held-out accuracies (sharp, and 32×32 up-sampled). Seeds torch's generators with `seed` for the run and restores
+    the caller's state after."""
     device = torch.device(device)
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        return _train(resolution, train_images, heldout_images, epochs, batch_size, lr, seed, device)
+
+
+def _train(
+    resolution: int,
+    train_images: int,
+    heldout_images: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: torch.device,
+) -> tuple[torch.nn.Module, dict[str, float]]:
     train_scenes = sample_scenes(train_images, seed=seed)
     heldout_scenes = sample_scenes(heldout_images, seed=seed + 1_000_003)
     log.info(

@@ -1,6 +1,7 @@
 """Generator evaluation: the FID Inception's architecture and weight errors, sheets, and the fidelity experiment
 and table on tiny runs (scores finite, deterministic under a seed, baselines present)."""
 
+import logging
 import types
 
 import pytest
@@ -296,3 +297,20 @@ def test_markdown_pairs_runs_on_the_same_data_and_shows_each_lambda():
     assert "| HRGAN-64 (cifar10) | 5.00 | – | – |" in text and "| HRGAN-64 (cifar10) | w/o | 5.00 |" in text
     assert "| HRGAN-64 (embedded) λ_MS = 1 | 7.00 | 8.00 | +1.00 |" in text
     assert "| HRGAN-64 (embedded) λ_MS = 2 | 7.00 | 9.00 | +2.00 |" in text
+
+
+def test_eval_options_that_cannot_work_are_refused_or_named(tiny_lag_run, capsys, caplog):
+    """Too few samples for precision/recall or for a spread are refused before anything is drawn; --tile without
+    --onnx is named as unused."""
+    for bad in (
+        ["table", str(tiny_lag_run), "--samples", "3", "--splits", "1"],
+        ["spread", "--checkpoint", "x", "--samples", "1"],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            eval_cli.main(bad)
+        assert exit_info.value.code == 2
+    errors = capsys.readouterr().err
+    assert "more than the 3 nearest neighbours" in errors and "--samples must be at least 2" in errors
+    with caplog.at_level(logging.WARNING):
+        eval_cli.main(["sr", "--checkpoint", str(tiny_lag_run / "missing"), "--tile", "64"])
+    assert "--tile applies to the --onnx files" in caplog.text

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from fastgan.train.config import ConfigError, load_config, merge
 from fastgan.data.sr_loader import degrade
 from fastgan.losses_lag import lr_conditioning
+from fastgan.train.config import ConfigError, load_config, merge
 from fastgan.train.lag_step import LAGSampler, conditioning_reference, lag_generator_from_checkpoint
 from fastgan.train.progressive import stage_target
 from fastgan.train.run import resume, train
