@@ -117,7 +117,7 @@ def hrgan_table(runs: list[str], args) -> str:
         if args.resize != "bilinear":
             logging.getLogger("fastgan.eval").warning("--resize %s applies to Inception: not used", args.resize)
         inception = None
-    rows, truth_cache = [], {}  # the true renders are rendered and featurised once for every run
+    rows, cache = [], {}  # the true renders, and the real images of runs on the same data, featurised once
     for run in runs:
         rows += evaluate_run(
             run,
@@ -128,7 +128,7 @@ def hrgan_table(runs: list[str], args) -> str:
             args.seed,
             args.batch_size,
             device,
-            truth_cache,
+            cache,
             args.weights,
             args.standing_stats,
         )

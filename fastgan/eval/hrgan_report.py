@@ -46,16 +46,31 @@ def _real_batches(run_config, count: int, batch_size: int, seed: int):
     return (images.float().div(127.5).sub(1).split(batch_size)), labels
 
 
-def _fidelity(generated_evaluator, labels, resolution, evaluator, samples, batch, truth_cache: dict) -> dict:
+def _extractors(evaluator, inception) -> dict:
+    """The feature extractors a run is scored with: its evaluator, and Inception when its weights are at hand."""
+    return {"evaluator": evaluator.features} | ({"inception": inception} if inception is not None else {})
+
+
+def _real_features(config, samples: int, batch_size: int, seed: int, evaluator, inception, device, cache: dict):
+    """`extract`'s features of `_real_batches`, and their labels; computed once per (data settings, count, seed,
+    extractors) in `cache`, so runs on the same data share them."""
+    key = ("real", repr(config.data), samples, seed, evaluator.spec.fingerprint, id(inception))
+    if key not in cache:
+        images, labels = _real_batches(config, samples, batch_size, seed)
+        cache[key] = extract(images, _extractors(evaluator, inception), device), labels
+    return cache[key]
+
+
+def _fidelity(generated_evaluator, labels, resolution, evaluator, samples, batch, cache: dict) -> dict:
     """HR-FID between samples and true `resolution` renders in the evaluator's space, and the evaluator's accuracy
     on the samples and on the renders (left out for an evaluator of other classes than the embedded set's). The
-    renders' features are computed once per (resolution, count, evaluator) in `truth_cache`."""
-    key = (resolution, samples, evaluator.spec.fingerprint)
-    if key not in truth_cache:
+    renders' features are computed once per (resolution, count, evaluator) in `cache`."""
+    key = ("renders", resolution, samples, evaluator.spec.fingerprint)
+    if key not in cache:
         renders, render_labels = true_renders(resolution, samples, batch_size=batch)
         features = extract(renders, {"evaluator": evaluator.features}, evaluator.mean.device)["evaluator"]
-        truth_cache[key] = (feature_statistics(features[0]), features[1], render_labels)
-    truth_statistics, render_logits, render_labels = truth_cache[key]
+        cache[key] = (feature_statistics(features[0]), features[1], render_labels)
+    truth_statistics, render_logits, render_labels = cache[key]
     row = {"hr_fid": frechet_distance(truth_statistics, feature_statistics(generated_evaluator[0]))}
     if evaluator.spec.num_classes == len(CLASS_NAMES):
         row["hr_accuracy"] = accuracy(generated_evaluator[1], labels)
@@ -72,18 +87,19 @@ def evaluate_run(
     seed: int = 0,
     batch_size: int = 250,
     device: str | torch.device = "cpu",
-    truth_cache: dict | None = None,
+    cache: dict | None = None,
     generator_weights: str = "ema",
     standing_batches: int = 0,
 ) -> list[dict]:
     """Rows of scores for a run (and, for a 32×32 embedded run, its bicubic baselines) with the generator's
     `generator_weights` ("ema" or "live"), its statistics re-estimated over `standing_batches` batches if not 0;
-    pass one `truth_cache` to several calls to render and featurise the true renders once."""
-    truth_cache = {} if truth_cache is None else truth_cache
+    pass one `cache` to several calls to featurise the true renders, and the real images of runs on the same data,
+    once."""
+    cache = {} if cache is None else cache
     generator, config = generator_from_checkpoint(run, generator_weights, standing_batches, device)
     weights = default_evaluator_weights(evaluator_weights or config.loss.evaluator_weights, config.data.source)
     evaluator = load_evaluator(weights, device)
-    extractors = {"evaluator": evaluator.features} | ({"inception": inception} if inception is not None else {})
+    extractors = _extractors(evaluator, inception)
     labels = balanced_labels(samples, generator.num_classes)
     same_classes = evaluator.spec.num_classes == generator.num_classes
     if not same_classes:
@@ -95,8 +111,7 @@ def evaluate_run(
     elif weights != default_evaluator_weights(config.loss.evaluator_weights, config.data.source):
         log.warning("accuracy with %s assumes its classes are the generator's, in the same order", weights)
     fake = extract(generated_batches(generator, labels, seed, batch_size), extractors, device)
-    real_images, real_labels = _real_batches(config, samples, batch_size, seed)
-    real = extract(real_images, extractors, device)
+    real, real_labels = _real_features(config, samples, batch_size, seed, evaluator, inception, device, cache)
     resolution = config.model.resolution
     data = config.data.source if config.data.path is None else f"{config.data.source} {config.data.path}"
     base = {"run": str(run), "data": data, "generator_weights": generator_weights, "resolution": resolution}
@@ -108,7 +123,7 @@ def evaluate_run(
     rows = [base | {"model": f"HRGAN-{resolution}{live}"} | scores]
     if config.data.source != "embedded":
         return rows
-    rows[0] |= _fidelity(fake["evaluator"], labels, resolution, evaluator, samples, batch_size, truth_cache)
+    rows[0] |= _fidelity(fake["evaluator"], labels, resolution, evaluator, samples, batch_size, cache)
     if resolution == 32:
         for scale in BASELINE_SCALES:
             upscaled = extract(
@@ -116,7 +131,7 @@ def evaluate_run(
             )
             row = base | {"model": f"HRGAN-32{live} + bicubic ×{scale}", "resolution": 32 * scale}
             row |= score_samples(upscaled, labels, real, real_labels, splits, with_accuracy=same_classes)
-            fidelity = _fidelity(upscaled["evaluator"], labels, 32 * scale, evaluator, samples, batch_size, truth_cache)
+            fidelity = _fidelity(upscaled["evaluator"], labels, 32 * scale, evaluator, samples, batch_size, cache)
             rows.append(row | fidelity)
     return rows
 

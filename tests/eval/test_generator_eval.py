@@ -200,6 +200,20 @@ def test_fidelity_experiment_scores_runs_and_the_bicubic_baseline(tiny_runs):
     assert evaluate_run(tiny_runs[0], samples=100, splits=2, batch_size=50, seed=1)[0]["ms"] != rows[0]["ms"]
 
 
+def test_runs_on_the_same_data_share_their_real_features(tiny_runs, monkeypatch):
+    """A table of several runs on one data set featurises its real images once, with the same scores."""
+    from fastgan.eval import hrgan_report
+
+    drawn, real_batches = [], hrgan_report._real_batches
+    monkeypatch.setattr(hrgan_report, "_real_batches", lambda *args: drawn.append(args[1:]) or real_batches(*args))
+    cache = {}
+    alone = evaluate_run(tiny_runs[1], samples=40, splits=2, batch_size=20)
+    shared = [evaluate_run(run, samples=40, splits=2, batch_size=20, cache=cache) for run in tiny_runs]
+    assert shared[1] == alone and len(drawn) == 2  # one draw for `alone`, one for both runs of the table
+    evaluate_run(tiny_runs[0], samples=40, splits=2, batch_size=20, cache=cache, seed=1)
+    assert len(drawn) == 3  # another draw of real images
+
+
 def test_samples_are_scored_as_8_bit_images_and_accuracy_needs_the_generators_classes(tiny_runs, tmp_path, caplog):
     """Generated images are rounded to 8 bits as saved files are (real ones are 8-bit); an evaluator of other
     classes (an ImageNet MobileNet beside a 10-class generator) gives no accuracy, only scores that stay valid."""
