@@ -43,6 +43,8 @@ def test_mobilenet_score_is_stable_for_extreme_logits_and_low_precision():
 
 
 def test_mobilenet_score_gradient_matches_finite_differences():
+    """float64 logits run the reference (the fused ops take fp32/fp16/bf16), so this checks the formula's gradient;
+    tests/ops/test_mobilenet_score.py checks the fused gradients against it."""
     logits = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(mobilenet_score, (logits,))
 
