@@ -5,7 +5,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fastgan.losses_sr import discriminator_loss, generator_adversarial_loss, perceptual_loss, pixel_loss
 from fastgan.models.srgan import SRDiscriminator, SRResNet
-from fastgan.models.vgg import VGGFeatures, VGGWeightsError, load_vgg_features
+from fastgan.models.vgg import VGG19_RELU, VGGFeatures, VGGWeightsError, load_vgg_features
 from fastgan.ops import backend
 
 
@@ -65,6 +65,17 @@ def test_vgg_features_stop_at_the_chosen_relu(vgg_state, layer, channels, stride
     assert not any(p.requires_grad for p in vgg.parameters())
     vgg.train()
     assert not vgg.training
+
+
+def test_every_vgg19_relu_name_points_at_its_relu():
+    """relu{b}_{i} is the ReLU after the i-th convolution of block b (blocks of 2, 2, 4, 4, 4 convolutions):
+    five layers share relu5_*'s shape, so only counting the convolutions tells a wrong index."""
+    features = torchvision.models.vgg19().features
+    blocks = (2, 2, 4, 4, 4)
+    for name, index in VGG19_RELU.items():
+        block, conv = (int(part) for part in name.removeprefix("relu").split("_"))
+        convolutions = sum(isinstance(layer, torch.nn.Conv2d) for layer in features[: index + 1])
+        assert isinstance(features[index], torch.nn.ReLU) and convolutions == sum(blocks[: block - 1]) + conv, name
 
 
 def test_vgg_errors_say_what_to_do(vgg_state, tmp_path):
