@@ -1,5 +1,5 @@
-"""What the upscaler, the training readers and the configuration share about video files: the suffixes OpenCV
-reads and writes, and the warning for a video that stops decoding early."""
+"""What the upscaler, the training readers and the configuration share about video files: the suffixes read and
+written, and the warning for a video that stops decoding early."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-#: Video suffixes → the fourcc OpenCV writes them with.
-VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v", ".webm": "VP80"}
+#: Video suffixes (read by OpenCV or DALI, written through PyAV: `fastgan.upscale.video_writer`).
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
 
 def is_video(path: str | Path) -> bool:

@@ -2,7 +2,7 @@
 
     python -m fastgan.upscale --model runs/srresnet-x2 --input frames/ --output frames-x2/
     python -m fastgan.upscale --model runs/srresnet-x2/export/upscaler-fp32.onnx --backend onnxruntime \
-        --input clip.mp4 --output clip-x2.mp4
+        --input clip.mp4 --output clip-x2.mp4 [--codec libx265 --crf 22]
     python -m fastgan.upscale --model upscaler-fp16.onnx --backend tensorrt --tile 512 --batch 4 ...
     python -m fastgan.upscale --model runs/lag-x4 --samples 4 --input lr/ --output sr/   # + sr-sample1/ … sr-sample4/
 """
@@ -42,6 +42,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="tiles per model call")
     p.add_argument("--border", choices=("reflect", "zero"), default="reflect")
     p.add_argument("--alpha", choices=ALPHA_MODES, default="model", help="how an alpha channel is upscaled")
+    p.add_argument(
+        "--codec",
+        default=None,
+        help="video encoder (FFmpeg's name through PyAV: libx264, libx265, libvpx-vp9, libsvtav1, ffv1 (lossless), "
+        "mjpeg, h264_nvenc, ...); default: libx264 for .mp4/.mov/.mkv, libvpx-vp9 for .webm, mjpeg for .avi",
+    )
+    p.add_argument(
+        "--crf",
+        type=int,
+        default=None,
+        help="video quality, the encoder's constant-rate factor (lower: better, larger; 0 is lossless for libx264); "
+        "default 18 for libx264, 20 libx265, 31 libvpx-vp9, 30 AV1",
+    )
     p.add_argument("--engine-cache", default=None, help="TensorRT engine cache folder (default: beside the model)")
     p.add_argument("--min-tile", type=int, default=1, help="TensorRT: smallest tile side (as given to export trt)")
     p.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT: builder workspace (as to export trt)")
@@ -79,7 +92,7 @@ def _upscale(args: argparse.Namespace, z: torch.Tensor | None, output: str, radi
     was measured before; -> (source, speed, radius). The input and output are checked before the model loads (a
     TensorRT engine may first have to be built)."""
     source = open_frames(args.input)
-    sink = open_sink(output, source)
+    sink = open_sink(output, source, args.codec, args.crf)
     model = load_upscaler(
         args.model,
         args.backend,

@@ -1,5 +1,5 @@
-"""Carry a source video's audio into the upscaled one: OpenCV writes pictures only, so its file is remuxed with
-the source's audio streams by PyAV (FFmpeg's libraries), packets copied as they are (no re-encoding)."""
+"""Carry a source video's audio into the upscaled one: the upscaled pictures' file is remuxed with the source's
+audio streams by PyAV (FFmpeg's libraries), packets copied as they are (no re-encoding)."""
 
 from __future__ import annotations
 
@@ -22,21 +22,25 @@ def _packets(
     """(time in seconds, order, packet) for the packets of `streams`, each re-addressed to its target stream and
     moved `start` seconds earlier (packets before it dropped)."""
     target_of = {stream.index: target for stream, target in zip(streams, targets, strict=True)}
+    time = Fraction(0)
     for order, packet in enumerate(container.demux(*streams)):
-        if packet.dts is None:  # the demuxer's flush packets
+        if packet.size == 0:  # the demuxer's flush packets
             continue
-        shift = round(start / packet.time_base)
-        if packet.dts < shift:
-            continue
-        packet.dts -= shift
-        if packet.pts is not None:
-            packet.pts -= shift
+        stamp = packet.dts if packet.dts is not None else packet.pts  # Matroska leaves a B-frame stream's first dts
+        if stamp is not None:
+            time = stamp * packet.time_base
+        if start:
+            if time < start:
+                continue
+            shift = round(start / packet.time_base)
+            packet.dts = None if packet.dts is None else packet.dts - shift
+            packet.pts = None if packet.pts is None else packet.pts - shift
         packet.stream = target_of[packet.stream.index]
-        yield float(packet.dts * packet.time_base), order, packet
+        yield float(time - start), order, packet
 
 
 def _first_picture(container: av.container.InputContainer) -> Fraction:
-    """When the source's first picture shows, in seconds: where OpenCV's file of its frames starts (at 0)."""
+    """When the source's first picture shows, in seconds: where the file of its upscaled frames starts (at 0)."""
     videos = container.streams.video
     if not videos or videos[0].start_time is None:
         return Fraction(0)
@@ -44,7 +48,7 @@ def _first_picture(container: av.container.InputContainer) -> Fraction:
 
 
 def copy_audio(pictures: Path, source: Path) -> bool:
-    """Rewrite the video file `pictures` (a temporary file OpenCV wrote from `source`'s frames) with its video stream
+    """Rewrite the video file `pictures` (a temporary file of `source`'s upscaled frames) with its video stream
     and every audio stream of `source`, moved to start with the first picture and interleaved by time; -> whether
     it was rewritten. Whatever stops the copy (a codec the container cannot hold, Opus in .avi say, or a source no
     longer readable) leaves `pictures` as it was, with a warning: the pictures are never lost over their sound."""

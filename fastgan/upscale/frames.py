@@ -1,7 +1,8 @@
 """Frames in and out of the upscaler: images (8- or 16-bit; grey, RGB or with alpha), folders of them, and videos.
 
-OpenCV does the decoding and encoding (16-bit PNG/TIFF, alpha, and video through its bundled FFmpeg), except for
-TIFFs with an alpha channel, which tifffile decodes: OpenCV multiplies an 8-bit TIFF's colour by its alpha and
+OpenCV does the decoding and the images' encoding (16-bit PNG/TIFF, alpha, and video decoding through its bundled
+FFmpeg); videos are encoded through PyAV (`fastgan.upscale.video_writer`), and TIFFs with an alpha channel are
+decoded by tifffile: OpenCV multiplies an 8-bit TIFF's colour by its alpha and
 drops a grey TIFF's alpha. A frame is float32 RGB in [0, 1] plus what is needed to write it back as it came: its
 alpha, bit depth and whether it was grey.
 """
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import tifffile
@@ -24,6 +26,7 @@ import torch
 
 from fastgan.atomic import atomic_path, write_bytes_atomically
 from fastgan.upscale.audio import copy_audio
+from fastgan.upscale.video_writer import VideoEncodingError, VideoWriter, check_encoding
 from fastgan.video_files import VIDEO_SUFFIXES, warn_if_truncated
 
 log = logging.getLogger(__name__)
@@ -349,10 +352,11 @@ class FrameSink:
     temporary file beside `out` and moved over it only when the sink closes without an error, so a failed or
     interrupted run leaves an earlier `out` as it was."""
 
-    def __init__(self, out: Path, source: FrameSource, single_file: bool):
+    def __init__(self, out: Path, source: FrameSource, single_file: bool, codec: str | None = None, crf=None):
         self.out, self.source, self.single_file = out, source, single_file
+        self.codec, self.crf = codec, crf
         self.video_file = contextlib.ExitStack()  # holds `atomic_path(out)` once the first frame opens the writer
-        self.writer: cv2.VideoWriter | None = None
+        self.writer: VideoWriter | None = None
         self.temporary: Path | None = None  # the video file being written, until it is moved to `out`
         self.size: tuple[int, int] | None = None
         self.warned_alpha = False
@@ -361,7 +365,7 @@ class FrameSink:
         """Write one frame: an image under its own name (or the named file), or the next frame of the video.
 
         Raises:
-            FrameError: a video frame of another size than the first, or a video OpenCV cannot write.
+            FrameError: a video frame of another size than the first, or a video the encoder cannot write.
         """
         if self.source.kind == "images":
             write_image(self.out if self.single_file else self.out / frame.name, frame)
@@ -373,14 +377,15 @@ class FrameSink:
         array = cv2.cvtColor(array, cv2.COLOR_GRAY2BGR) if array.ndim == 2 else array
         size = (array.shape[1], array.shape[0])
         if self.writer is None:
-            fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.out.suffix.lower()])
             self.temporary = self.video_file.enter_context(atomic_path(self.out, keep_suffix=True))
-            self.writer, self.size = cv2.VideoWriter(str(self.temporary), fourcc, self.source.fps, size), size
-            if not self.writer.isOpened():
-                raise FrameError(f"OpenCV cannot write the video {self.out}; try .mp4 or .avi")
+            self.writer = VideoWriter(self.temporary, self.source.fps, self.codec, self.crf)
+            self.size = size
         if size != self.size:
             raise FrameError(f"{frame.name} is {size[0]}×{size[1]} but {self.out} is {self.size[0]}×{self.size[1]}")
-        self.writer.write(array)
+        try:
+            self.writer.write(array)
+        except av.FFmpegError as error:
+            raise FrameError(f"{self.codec} could not encode {frame.name} into {self.out}: {error}") from error
 
     def close(self, *exc_info) -> None:
         """Finish the video file, if one was started: given the source's audio and moved into place, or (given an
@@ -388,8 +393,8 @@ class FrameSink:
         exc_info = exc_info or (None, None, None)
         try:
             if self.writer is not None:
-                self.writer.release()
-                self.writer = None
+                writer, self.writer = self.writer, None
+                writer.close()
                 if exc_info[0] is None:
                     copy_audio(self.temporary, self.source.path)
         except BaseException as error:
@@ -404,22 +409,32 @@ class FrameSink:
         self.close(*exc_info)
 
 
-def open_sink(out: str | Path, source: FrameSource) -> FrameSink:
+def open_sink(out: str | Path, source: FrameSource, codec: str | None = None, crf: int | None = None) -> FrameSink:
     """Decide where the frames of `source` go, writing nothing yet (the first frame creates the output folder), so
     that a wrong output is refused before a model is loaded.
 
-    A video goes to the video file `out` (.mp4 → mp4v, .avi → MJPG, ...) at the source's frame rate, 8-bit, without
-    alpha, with the source's audio streams copied (`fastgan.upscale.audio`). Images go into the folder `out` under
-    their own names and formats; a single image goes to `out` itself when it has an image suffix.
+    A video goes to the video file `out`, encoded with `codec` (default: libx264 for .mp4/.mov/.mkv, libvpx-vp9
+    for .webm, mjpeg for .avi) at constant-rate factor `crf` (default: the codec's in `video_writer.CRF_RANGES`),
+    at the source's frame rate, 8-bit, without alpha, with the source's audio streams copied
+    (`fastgan.upscale.audio`). Images go into the folder `out` under their own names and formats; a single image
+    goes to `out` itself when it has an image suffix.
 
     Raises:
-        FrameError: `out` would overwrite the input, or is the wrong kind (a video to a folder, images to a video).
+        FrameError: `out` would overwrite the input, is the wrong kind (a video to a folder, images to a video), or
+            cannot hold `codec` at `crf` (`VideoEncodingError`).
     """
     out = Path(out).expanduser()
     suffix = out.suffix.lower()
     single_file = source.kind == "images" and source.path.is_file() and suffix in IMAGE_SUFFIXES
     if source.kind == "video" and suffix not in VIDEO_SUFFIXES:
         raise FrameError(f"a video goes to a video file ({', '.join(VIDEO_SUFFIXES)}), not {out}")
+    if source.kind == "video":
+        try:
+            codec = check_encoding(suffix, codec, crf)
+        except VideoEncodingError as error:
+            raise FrameError(f"{out}: {error}") from error
+    elif codec is not None or crf is not None:
+        log.warning("--codec and --crf encode videos; %s gets images, written in their own formats", out)
     if source.kind == "images" and not single_file and suffix in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES):
         raise FrameError(f"images go to a folder (or one image to an image file), not {out}")
     named_image = _named_image(out)  # .gif, .heic, ...: not a folder
@@ -429,4 +444,4 @@ def open_sink(out: str | Path, source: FrameSource) -> FrameSink:
     inputs = {file.resolve() for file in (source.path, *source.files)}
     if not inputs.isdisjoint(target.resolve() for target in targets):
         raise FrameError(f"output {out} would overwrite the input {source.path}; choose another path")
-    return FrameSink(out, source, single_file)
+    return FrameSink(out, source, single_file, codec, crf)

