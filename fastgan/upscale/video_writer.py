@@ -23,6 +23,8 @@ CRF_RANGES = {
     "libsvtav1": (30, 63),
     "libaom-av1": (30, 63),
 }
+#: FFmpeg's codes for BT.709 (matrix, primaries and transfer alike) and for limited ("MPEG", 16–235) range.
+BT709, LIMITED_RANGE = 1, 1
 #: MJPEG's quantiser scale (1 best … 31): 2 gives 39.8 dB on the photograph above, about OpenCV's MJPG quality 95.
 MJPEG_QSCALE = 2
 
@@ -49,6 +51,13 @@ def _pixel_format(codec: str, width: int, height: int) -> str:
     return "yuv444p" if odd else "yuv420p"
 
 
+def _tagged_bt709(codec: str) -> bool:
+    """Whether `codec`'s pictures are converted to YUV with BT.709's matrix and tagged so: every encoder but MJPEG
+    (JPEG's YUV is BT.601 by definition) and FFV1 (kept RGB). Untagged HD video is shown as BT.709 by players,
+    while FFmpeg's default conversion is BT.601: colours off by up to 40 levels (saturated green)."""
+    return codec not in ("mjpeg", "ffv1")
+
+
 def _add_stream(container, codec: str, fps: float, crf: int | None, width: int, height: int):
     stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
     stream.width, stream.height = width, height
@@ -56,6 +65,10 @@ def _add_stream(container, codec: str, fps: float, crf: int | None, width: int, 
     stream.options = _options(codec, crf)
     if codec == "mjpeg":
         stream.codec_context.qscale = MJPEG_QSCALE
+    if _tagged_bt709(codec):
+        context = stream.codec_context
+        context.colorspace = context.color_primaries = context.color_trc = BT709
+        context.color_range = LIMITED_RANGE
     return stream
 
 
@@ -101,7 +114,12 @@ class VideoWriter:
         if self.container is None:
             self.container = av.open(str(self.path), "w")
             self.stream = _add_stream(self.container, self.codec, self.fps, self.crf, bgr.shape[1], bgr.shape[0])
-        for packet in self.stream.encode(av.VideoFrame.from_ndarray(bgr, format="bgr24")):
+        picture = av.VideoFrame.from_ndarray(bgr, format="bgr24")
+        if _tagged_bt709(self.codec):
+            picture = picture.reformat(format=self.stream.pix_fmt, dst_colorspace="ITU709")
+            picture.colorspace = picture.color_primaries = picture.color_trc = BT709
+            picture.color_range = LIMITED_RANGE
+        for packet in self.stream.encode(picture):
             self.container.mux(packet)
 
     def close(self) -> None:

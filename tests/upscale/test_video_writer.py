@@ -92,3 +92,28 @@ def test_what_cannot_be_encoded_is_refused_before_anything_is_written(tmp_path, 
     with caplog.at_level(logging.WARNING):  # images ignore the video options, with a warning
         open_sink(tmp_path / "out", open_frames(tmp_path / "frames"), codec="libx265")
     assert "--codec and --crf encode videos" in caplog.text
+
+
+def test_yuv_video_is_converted_and_tagged_as_bt709(tmp_path):
+    """Players show untagged HD video as BT.709 while FFmpeg converts as BT.601 by default (saturated colours off
+    by up to 40 levels); the file says BT.709 and is converted so: OpenCV, which reads the training and upscaling
+    inputs, and PyAV decode the colours back within a few levels."""
+    colours = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (200, 100, 50), (30, 160, 220)])
+    patches = np.repeat(np.repeat(colours[None], 64, axis=0), 32, axis=1).astype(np.uint8)  # (64, 192, 3) RGB
+    with av.open(str(tmp_path / "patches.mkv"), "w") as container:
+        stream = container.add_stream("ffv1", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 192, 64, "bgr0"
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(patches, format="rgb24")))
+        container.mux(stream.encode())
+    _upscaled_copy(open_frames(tmp_path / "patches.mkv"), tmp_path / "out.mp4", crf=0)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        context = container.streams.video[0].codec_context
+        assert (context.colorspace, context.color_primaries, context.color_trc, context.color_range) == (1, 1, 1, 1)
+    centres = (slice(16, 48), slice(8, None, 32))
+    by_pyav = _decoded(tmp_path / "out.mp4")[1][0][centres]
+    by_opencv = cv2.VideoCapture(str(tmp_path / "out.mp4")).read()[1][..., ::-1][centres]
+    for decoded in (by_pyav, by_opencv):
+        assert np.abs(decoded.astype(int) - colours[None]).max() <= 5  # limited range and 4:2:0 chroma
+    with av.open(str(tmp_path / "out.mp4")) as container:  # read with the other matrix, they would be far off
+        as_bt601 = next(container.decode(video=0)).reformat(format="rgb24", src_colorspace="ITU601").to_ndarray()
+    assert np.abs(as_bt601[centres].astype(int) - colours[None]).max() > 20
