@@ -26,6 +26,8 @@ import torch
 
 from fastgan.atomic import atomic_path, write_bytes_atomically
 from fastgan.upscale.audio import copy_audio
+from fastgan.upscale.icc import EMBEDS as ICC_EMBEDS
+from fastgan.upscale.icc import read_icc_profile, with_icc_profile
 from fastgan.upscale.video_writer import VideoEncodingError, VideoWriter, check_encoding
 from fastgan.video_files import VIDEO_SUFFIXES, warn_if_truncated
 
@@ -52,6 +54,7 @@ class Frame:
         bit_depth: 8 or 16, the source's bits per channel.
         grey: the source had one colour channel; it is written back as one.
         name: an image's file name (``a.png``: stem and format) or ``frame_NNNNNN`` for a video frame.
+        icc_profile: the source image's ICC colour profile, written into the output where its format holds one.
     """
 
     rgb: torch.Tensor
@@ -59,6 +62,7 @@ class Frame:
     bit_depth: int = 8
     grey: bool = False
     name: str = "frame"
+    icc_profile: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.rgb.dim() != 3 or self.rgb.shape[0] != 3 or not self.rgb.is_floating_point():
@@ -208,7 +212,7 @@ def read_image(path: str | Path) -> Frame:
         raise FrameError(f"{path} is not a readable image (corrupt, or not one of {', '.join(IMAGE_SUFFIXES)})")
     if array.ndim == 3 and array.shape[2] == 4 and _png_grey_alpha(data):
         array = array[..., [0, 3]]  # grey + alpha, which OpenCV expanded to BGRA
-    return frame_from_array(array, path.name)
+    return dataclasses.replace(frame_from_array(array, path.name), icc_profile=read_icc_profile(data))
 
 
 def write_image(path: str | Path, frame: Frame) -> None:
@@ -231,22 +235,38 @@ def write_image(path: str | Path, frame: Frame) -> None:
         log.warning("%s: %s holds no alpha channel; alpha dropped (write .png, .tif or .webp to keep it)", path, suffix)
         frame = dataclasses.replace(frame, alpha=None)
     array = frame_to_array(frame)
-    if frame.alpha is not None and suffix in (".tif", ".tiff"):
-        write_bytes_atomically(path, _tiff_bytes_with_alpha(array, frame.grey))
+    if suffix in (".tif", ".tiff") and (frame.alpha is not None or frame.icc_profile):
+        write_bytes_atomically(path, _tiff_bytes(array, frame.grey, frame.alpha is not None, frame.icc_profile))
         return
     ok, encoded = cv2.imencode(suffix, array)
     if not ok:
         raise FrameError(f"OpenCV failed to encode {path}")
-    write_bytes_atomically(path, encoded.tobytes())
+    data = encoded.tobytes()
+    if frame.icc_profile and suffix in ICC_EMBEDS:
+        data = with_icc_profile(data, suffix, frame.icc_profile)
+    elif frame.icc_profile:
+        log.warning(
+            "%s: %s is written without the input's ICC colour profile (.png, .jpg and .tif keep it)", path, suffix
+        )
+    write_bytes_atomically(path, data)
 
 
-def _tiff_bytes_with_alpha(array: np.ndarray, grey: bool) -> bytes:
-    """(H, W, 4) BGRA from `frame_to_array` as a deflate-compressed TIFF whose alpha is tagged as such (unassociated),
-    which OpenCV's encoder does not do: grey + alpha for a grey frame, else RGBA."""
-    pixels = array[..., [0, 3]] if grey else array[..., [2, 1, 0, 3]]
+def _tiff_bytes(array: np.ndarray, grey: bool, alpha: bool, icc_profile: bytes | None) -> bytes:
+    """`frame_to_array`'s (H, W[, C]) BGR[A] or grey[+alpha] as a deflate-compressed TIFF with the ICC profile, if
+    any, and its alpha tagged as such (unassociated), neither of which OpenCV's encoder does: grey + alpha for a
+    grey frame, else RGBA."""
+    if alpha:
+        pixels = array[..., [0, 3]] if grey else array[..., [2, 1, 0, 3]]
+    else:
+        pixels = array if grey else array[..., ::-1]
     buffer = io.BytesIO()
     tifffile.imwrite(
-        buffer, pixels, photometric="minisblack" if grey else "rgb", extrasamples=["unassalpha"], compression="zlib"
+        buffer,
+        np.ascontiguousarray(pixels),
+        photometric="minisblack" if grey else "rgb",
+        extrasamples=["unassalpha"] if alpha else None,
+        compression="zlib",
+        iccprofile=icc_profile,
     )
     return buffer.getvalue()
 
