@@ -78,53 +78,44 @@ def train(
     device = torch.device(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        return _train(resolution, train_images, heldout_images, epochs, batch_size, lr, seed, device)
+        train_scenes = sample_scenes(train_images, seed=seed)
+        heldout_scenes = sample_scenes(heldout_images, seed=seed + 1_000_003)
+        log.info(
+            "rendering %d training and %d held-out scenes at %d×%d",
+            train_images,
+            heldout_images,
+            resolution,
+            resolution,
+        )
+        x_train, y_train = render(train_scenes, resolution).to(device), train_scenes.labels.to(device)
+        x_heldout, y_heldout = render(heldout_scenes, resolution), heldout_scenes.labels
+        x_heldout_low = F.interpolate(render(heldout_scenes, 32), size=resolution, mode="bilinear", align_corners=False)
 
-
-def _train(
-    resolution: int,
-    train_images: int,
-    heldout_images: int,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    device: torch.device,
-) -> tuple[torch.nn.Module, dict[str, float]]:
-    train_scenes = sample_scenes(train_images, seed=seed)
-    heldout_scenes = sample_scenes(heldout_images, seed=seed + 1_000_003)
-    log.info(
-        "rendering %d training and %d held-out scenes at %d×%d", train_images, heldout_images, resolution, resolution
-    )
-    x_train, y_train = render(train_scenes, resolution).to(device), train_scenes.labels.to(device)
-    x_heldout, y_heldout = render(heldout_scenes, resolution), heldout_scenes.labels
-    x_heldout_low = F.interpolate(render(heldout_scenes, 32), size=resolution, mode="bilinear", align_corners=False)
-
-    network = torchvision.models.mobilenet_v3_small(num_classes=NUM_CLASSES).to(device)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=0.01)
-    steps = epochs * math.ceil(train_images / batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
-    progress = tqdm(total=steps, desc="evaluator", unit="step")
-    for epoch in range(epochs):
-        network.train()
-        order = torch.randperm(train_images).to(device)
-        for step, start in enumerate(range(0, train_images, batch_size)):
-            idx = order[start : start + batch_size]
-            x = augment(x_train[idx])
-            loss = F.cross_entropy(network(_normalise(x)), y_train[idx], label_smoothing=0.05)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            progress.update()
-            if step % LOSS_EVERY == 0:
-                progress.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
-    progress.close()
-    scores = {
-        "heldout_accuracy": accuracy(network, x_heldout.to(device), y_heldout),
-        "heldout_accuracy_from_32": accuracy(network, x_heldout_low.to(device), y_heldout),
-    }
-    return network.cpu(), scores
+        network = torchvision.models.mobilenet_v3_small(num_classes=NUM_CLASSES).to(device)
+        optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=0.01)
+        steps = epochs * math.ceil(train_images / batch_size)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
+        progress = tqdm(total=steps, desc="evaluator", unit="step")
+        for epoch in range(epochs):
+            network.train()
+            order = torch.randperm(train_images).to(device)
+            for step, start in enumerate(range(0, train_images, batch_size)):
+                idx = order[start : start + batch_size]
+                x = augment(x_train[idx])
+                loss = F.cross_entropy(network(_normalise(x)), y_train[idx], label_smoothing=0.05)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                progress.update()
+                if step % LOSS_EVERY == 0:
+                    progress.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
+        progress.close()
+        scores = {
+            "heldout_accuracy": accuracy(network, x_heldout.to(device), y_heldout),
+            "heldout_accuracy_from_32": accuracy(network, x_heldout_low.to(device), y_heldout),
+        }
+        return network.cpu(), scores
 
 
 def main(argv: list[str] | None = None) -> None:
