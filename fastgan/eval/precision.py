@@ -9,66 +9,46 @@ import torch
 
 from fastgan.ops.autocast import without_autocast
 
-
-@contextlib.contextmanager
-def _cudnn_without_tf32() -> Iterator[None]:
-    """cuDNN's TF32 off (PyTorch's default for fp32 convolutions on Ampere and newer), its other settings kept.
-
-    Through the legacy flags (`torch.backends.cudnn.flags`), or, when the caller has set TF32 through torch ≥ 2.9's
-    per-operator API (which makes legacy reads raise), through that API.
-    """
-    cudnn = torch.backends.cudnn
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(
-                cudnn.flags(
-                    enabled=cudnn.enabled,
-                    benchmark=cudnn.benchmark,
-                    benchmark_limit=cudnn.benchmark_limit,
-                    deterministic=cudnn.deterministic,
-                    allow_tf32=False,
-                )
-            )
-        except RuntimeError:  # "... a mix of the legacy and new APIs to set the TF32 flags"
-            saved = cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision
-            cudnn.conv.fp32_precision = cudnn.rnn.fp32_precision = "ieee"
-            stack.callback(setattr, cudnn.rnn, "fp32_precision", saved[1])
-            stack.callback(setattr, cudnn.conv, "fp32_precision", saved[0])
-        yield
+#: The per-operator float32 settings of torch ≥ 2.9 (`torch.backends.<backend>.<operator>.fp32_precision`).
+_PER_OPERATOR = (("cuda", "matmul"), ("cudnn", "conv"), ("cudnn", "rnn"), ("mkldnn", "matmul"), ("mkldnn", "conv"))
 
 
 @contextlib.contextmanager
-def _matmul_without_tf32() -> Iterator[None]:
-    """Matrix products in true fp32 (no TF32, no bf16 passes) on CUDA and on the CPU, the caller's setting restored:
-    the legacy `torch.set_float32_matmul_precision`, or, when the caller has set the per-backend API (which makes
-    legacy reads raise), the per-backend values."""
-    try:
+def _ieee_fp32() -> Iterator[None]:
+    """Every float32 matrix product and convolution in IEEE fp32 (no TF32 on CUDA/cuDNN, no bf16 passes in
+    oneDNN), each per-operator setting restored after, whichever API the caller set TF32 with: torch ≥ 2.9 maps the
+    legacy one (`torch.set_float32_matmul_precision`, `cudnn.allow_tf32`) onto these settings, while writing the
+    legacy flags after the new API was used raises, or leaves a setting the new API made untouched. Before 2.9,
+    through the legacy API."""
+    if not hasattr(torch.backends.cudnn, "conv"):
         saved = torch.get_float32_matmul_precision()
-    except RuntimeError:  # "... checking the matmul precision without a specific backend name ..."
-        backends = torch.backends.cuda.matmul, torch.backends.mkldnn.matmul
-        values = [backend.fp32_precision for backend in backends]
-        for backend in backends:
-            backend.fp32_precision = "ieee"
+        torch.set_float32_matmul_precision("highest")
         try:
-            yield
+            with torch.backends.cudnn.flags(
+                enabled=torch.backends.cudnn.enabled,
+                benchmark=torch.backends.cudnn.benchmark,
+                deterministic=torch.backends.cudnn.deterministic,
+                allow_tf32=False,
+            ):
+                yield
         finally:
-            for backend, value in zip(backends, values, strict=True):
-                backend.fp32_precision = value
+            torch.set_float32_matmul_precision(saved)
         return
-    torch.set_float32_matmul_precision("highest")
+    settings = [getattr(getattr(torch.backends, backend), operator) for backend, operator in _PER_OPERATOR]
+    saved = [setting.fp32_precision for setting in settings]
+    for setting in settings:
+        setting.fp32_precision = "ieee"
     try:
         yield
     finally:
-        torch.set_float32_matmul_precision(saved)
+        for setting, value in zip(settings, saved, strict=True):
+            setting.fp32_precision = value
 
 
 @contextlib.contextmanager
 def exact_fp32(device_type: str) -> Iterator[None]:
-    """Autocast off on `device_type`, TF32 off for cuDNN convolutions and for matrix products (whatever the caller set,
-    e.g. `torch.set_float32_matmul_precision("high")` or `torch.backends.cuda.matmul.fp32_precision = "tf32"`);
-    everything restored after."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_matmul_without_tf32())
-        stack.enter_context(_cudnn_without_tf32())
-        stack.enter_context(without_autocast(device_type))
+    """Autocast off on `device_type`, and matrix products and convolutions in IEEE fp32 (whatever the caller set,
+    e.g. `torch.set_float32_matmul_precision("high")`, `torch.backends.fp32_precision = "tf32"` or
+    `torch.backends.cuda.matmul.fp32_precision = "tf32"`); everything restored after."""
+    with _ieee_fp32(), without_autocast(device_type):
         yield

@@ -19,62 +19,64 @@ from fastgan.train.config import merge
 from fastgan.train.run import train
 
 
+def _fp32_settings():
+    """The per-operator float32 settings exact_fp32 controls: CUDA and oneDNN matrix products, cuDNN and oneDNN
+    convolutions, cuDNN RNNs."""
+    backends = torch.backends
+    settings = (backends.cuda.matmul, backends.cudnn.conv, backends.cudnn.rnn, backends.mkldnn.matmul)
+    return (*settings, backends.mkldnn.conv)
+
+
 def test_features_are_extracted_in_true_fp32_whatever_the_caller_runs_under():
-    """No autocast (a caller's bf16 autocast gave bf16 Inception features, 1.8 % off) and no cuDNN TF32; both
-    restored after."""
+    """No autocast (a caller's bf16 autocast gave bf16 Inception features, 1.8 % off) and no TF32 (PyTorch's default
+    for cuDNN convolutions, the caller's for matrix products); both restored after."""
     seen = []
 
     def extractor(images):
-        seen.append((torch.is_autocast_enabled("cpu"), torch.backends.cudnn.allow_tf32))
+        seen.append((torch.is_autocast_enabled("cpu"), {setting.fp32_precision for setting in _fp32_settings()}))
         features = torch.nn.functional.linear(images.flatten(1), torch.ones(2, 12))
         return features, features
 
-    before = torch.backends.cudnn.allow_tf32
     torch.set_float32_matmul_precision("high")  # a caller's TF32 matrix products
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             features, _ = extract([torch.rand(3, 3, 2, 2)], {"probe": extractor})["probe"]
-            matmul_inside = None
-        with exact_fp32("cpu"):
-            matmul_inside = torch.get_float32_matmul_precision()
         assert torch.get_float32_matmul_precision() == "high"  # restored
     finally:
         torch.set_float32_matmul_precision("highest")
-    assert seen == [(False, False)] and features.dtype == torch.float32 and matmul_inside == "highest"
-    assert before and torch.backends.cudnn.allow_tf32  # PyTorch's default, restored
+    assert seen == [(False, {"ieee"})] and features.dtype == torch.float32
+    assert torch.backends.cudnn.allow_tf32  # PyTorch's default, restored
 
 
-def test_exact_fp32_works_beside_the_per_operator_tf32_api():
-    """After a caller sets TF32 through torch ≥ 2.9's per-operator API, legacy reads raise; the context still turns
-    cuDNN's TF32 off and restores the caller's setting."""
-    conv, rnn = torch.backends.cudnn.conv, torch.backends.cudnn.rnn
-    saved = conv.fp32_precision, rnn.fp32_precision
-    conv.fp32_precision, rnn.fp32_precision = "tf32", "ieee"  # legacy reads of allow_tf32 now raise
+@pytest.mark.parametrize(
+    "caller",
+    [
+        ("fp32_precision", None, "tf32"),  # torch.backends.fp32_precision: every operator
+        ("cudnn", "conv", "tf32"),
+        ("cuda", "matmul", "tf32"),
+        ("mkldnn", "matmul", "bf16"),
+    ],
+    ids=["everything", "cudnn-conv", "cuda-matmul", "mkldnn-matmul"],
+)
+def test_exact_fp32_works_beside_the_per_operator_tf32_api(caller):
+    """After a caller sets TF32 (or oneDNN's bf16) through torch ≥ 2.9's per-operator API, the legacy API raises or
+    no longer reaches every operator; the context still runs each in IEEE fp32 and restores the caller's settings."""
+    settings = _fp32_settings()
+    saved = [setting.fp32_precision for setting in settings], torch.backends.fp32_precision
+    backend, operator, value = caller
+    if operator is None:
+        torch.backends.fp32_precision = value
+    else:
+        getattr(getattr(torch.backends, backend), operator).fp32_precision = value
     try:
-        with pytest.raises(RuntimeError, match="mix of the legacy and new APIs"):
-            torch.backends.cudnn.allow_tf32  # noqa: B018
+        before = [setting.fp32_precision for setting in settings]
         with exact_fp32("cpu"):
-            inside = conv.fp32_precision, rnn.fp32_precision
-        assert inside == ("ieee", "ieee") and (conv.fp32_precision, rnn.fp32_precision) == ("tf32", "ieee")
+            inside = {setting.fp32_precision for setting in settings}
+        assert inside == {"ieee"} and [setting.fp32_precision for setting in settings] == before
     finally:
-        conv.fp32_precision, rnn.fp32_precision = saved
-
-
-@pytest.mark.parametrize("backend", ["cuda", "mkldnn"])
-def test_exact_fp32_turns_off_per_backend_tf32_matmuls(backend):
-    """A caller's TF32 (CUDA) or bf16 (oneDNN) matrix products set through the per-backend API make
-    `torch.get_float32_matmul_precision` raise; the context still runs them in IEEE fp32 and restores the setting."""
-    matmul = getattr(torch.backends, backend).matmul
-    saved = matmul.fp32_precision
-    matmul.fp32_precision = "tf32" if backend == "cuda" else "bf16"
-    try:
-        with pytest.raises(RuntimeError, match="without a specific backend name"):
-            torch.get_float32_matmul_precision()
-        with exact_fp32("cpu"):
-            inside = torch.backends.cuda.matmul.fp32_precision, torch.backends.mkldnn.matmul.fp32_precision
-        assert inside == ("ieee", "ieee") and matmul.fp32_precision == ("tf32" if backend == "cuda" else "bf16")
-    finally:
-        matmul.fp32_precision = saved
+        for setting, value in zip(settings, saved[0], strict=True):
+            setting.fp32_precision = value
+        torch.backends.fp32_precision = saved[1]
 
 
 def _average_without_padding(x):
