@@ -13,29 +13,60 @@ from fastgan.ops.autocast import without_autocast
 _PER_OPERATOR = (("cuda", "matmul"), ("cudnn", "conv"), ("cudnn", "rnn"), ("mkldnn", "matmul"), ("mkldnn", "conv"))
 
 
+def _per_operator_api_in_use() -> bool:
+    """Whether the caller set float32 precision through torch ≥ 2.9's per-operator API: the legacy reads raise, a
+    backend or the whole of torch has a setting of its own, or a convolution says what the legacy API never writes
+    there (it writes "tf32" or "none")."""
+    try:
+        torch.get_float32_matmul_precision()
+        torch.backends.cudnn.allow_tf32  # noqa: B018 (a read that raises after a mix of the two APIs)
+    except RuntimeError:
+        return True
+    levels = (torch.backends, torch.backends.cudnn, torch.backends.mkldnn)
+    convolutions = (torch.backends.cudnn.conv, torch.backends.cudnn.rnn, torch.backends.mkldnn.conv)
+    return any(level.fp32_precision != "none" for level in levels) or any(
+        operator.fp32_precision not in ("none", "tf32") for operator in convolutions
+    )
+
+
+@contextlib.contextmanager
+def _legacy_ieee_fp32() -> Iterator[None]:
+    """Matrix products at "highest" precision and cuDNN's TF32 off through the legacy API, both restored after."""
+    saved = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        with torch.backends.cudnn.flags(
+            enabled=torch.backends.cudnn.enabled,
+            benchmark=torch.backends.cudnn.benchmark,
+            deterministic=torch.backends.cudnn.deterministic,
+            allow_tf32=False,
+        ):
+            yield
+    finally:
+        torch.set_float32_matmul_precision(saved)
+
+
 @contextlib.contextmanager
 def _ieee_fp32() -> Iterator[None]:
-    """Every float32 matrix product and convolution in IEEE fp32 (no TF32 on CUDA/cuDNN, no bf16 passes in
-    oneDNN), each per-operator setting restored after, whichever API the caller set TF32 with: torch ≥ 2.9 maps the
-    legacy one (`torch.set_float32_matmul_precision`, `cudnn.allow_tf32`) onto these settings, while writing the
-    legacy flags after the new API was used raises, or leaves a setting the new API made untouched. Before 2.9,
-    through the legacy API."""
-    if not hasattr(torch.backends.cudnn, "conv"):
-        saved = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("highest")
-        try:
-            with torch.backends.cudnn.flags(
-                enabled=torch.backends.cudnn.enabled,
-                benchmark=torch.backends.cudnn.benchmark,
-                deterministic=torch.backends.cudnn.deterministic,
-                allow_tf32=False,
-            ):
-                yield
-        finally:
-            torch.set_float32_matmul_precision(saved)
+    """Every float32 matrix product and convolution in IEEE fp32 (no TF32 on CUDA/cuDNN, no bf16 passes in oneDNN),
+    the caller's settings restored after, through the API the caller used: the legacy one (whose flags TorchInductor
+    and others read, which raises once a per-operator setting says "ieee"), or the per-operator one (which the
+    legacy flags no longer reach: with `torch.backends.fp32_precision = "tf32"`, `cudnn.allow_tf32 = False` leaves
+    convolutions in TF32)."""
+    if not hasattr(torch.backends.cudnn, "conv"):  # torch < 2.9: the legacy API only
+        with _legacy_ieee_fp32():
+            yield
         return
     settings = [getattr(getattr(torch.backends, backend), operator) for backend, operator in _PER_OPERATOR]
     saved = [setting.fp32_precision for setting in settings]
+    if not _per_operator_api_in_use():
+        try:
+            with _legacy_ieee_fp32():
+                yield
+        finally:  # exactly as they were: the legacy setters write "ieee" where "none" stood
+            for setting, value in zip(settings, saved, strict=True):
+                setting.fp32_precision = value
+        return
     for setting in settings:
         setting.fp32_precision = "ieee"
     try:

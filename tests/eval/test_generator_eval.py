@@ -18,13 +18,23 @@ from fastgan.eval.sheets import slerp
 from fastgan.train.config import merge
 from fastgan.train.run import train
 
+_FP32_OPERATORS = (("cuda", "matmul"), ("cudnn", "conv"), ("cudnn", "rnn"), ("mkldnn", "matmul"), ("mkldnn", "conv"))
+
 
 def _fp32_settings():
     """The per-operator float32 settings exact_fp32 controls: CUDA and oneDNN matrix products, cuDNN and oneDNN
     convolutions, cuDNN RNNs."""
-    backends = torch.backends
-    settings = (backends.cuda.matmul, backends.cudnn.conv, backends.cudnn.rnn, backends.mkldnn.matmul)
-    return (*settings, backends.mkldnn.conv)
+    return [getattr(getattr(torch.backends, backend), operator) for backend, operator in _FP32_OPERATORS]
+
+
+def _effective_fp32():
+    """What each of those settings resolves to: its own value, else its backend's, else torch's, else IEEE."""
+    resolved = set()
+    for backend, operator in _FP32_OPERATORS:
+        chain = (getattr(getattr(torch.backends, backend), operator), getattr(torch.backends, backend), torch.backends)
+        values = [level.fp32_precision for level in chain if hasattr(level, "fp32_precision")]
+        resolved.add(next((value for value in values if value != "none"), "ieee"))
+    return resolved
 
 
 def test_features_are_extracted_in_true_fp32_whatever_the_caller_runs_under():
@@ -32,19 +42,22 @@ def test_features_are_extracted_in_true_fp32_whatever_the_caller_runs_under():
     for cuDNN convolutions, the caller's for matrix products); both restored after."""
     seen = []
 
-    def extractor(images):
-        seen.append((torch.is_autocast_enabled("cpu"), {setting.fp32_precision for setting in _fp32_settings()}))
+    def extractor(images):  # TorchInductor reads the legacy flags: they must still read inside
+        legacy = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+        seen.append((torch.is_autocast_enabled("cpu"), legacy))
         features = torch.nn.functional.linear(images.flatten(1), torch.ones(2, 12))
         return features, features
 
     torch.set_float32_matmul_precision("high")  # a caller's TF32 matrix products
     try:
+        before = [setting.fp32_precision for setting in _fp32_settings()]
         with torch.autocast("cpu", dtype=torch.bfloat16):
             features, _ = extract([torch.rand(3, 3, 2, 2)], {"probe": extractor})["probe"]
-        assert torch.get_float32_matmul_precision() == "high"  # restored
+        assert torch.get_float32_matmul_precision() == "high"  # restored, every setting as it was:
+        assert [setting.fp32_precision for setting in _fp32_settings()] == before  # the next call takes this path
     finally:
         torch.set_float32_matmul_precision("highest")
-    assert seen == [(False, {"ieee"})] and features.dtype == torch.float32
+    assert seen == [(False, ("highest", False))] and features.dtype == torch.float32
     assert torch.backends.cudnn.allow_tf32  # PyTorch's default, restored
 
 
@@ -70,8 +83,9 @@ def test_exact_fp32_works_beside_the_per_operator_tf32_api(caller):
         getattr(getattr(torch.backends, backend), operator).fp32_precision = value
     try:
         before = [setting.fp32_precision for setting in settings]
+        assert _effective_fp32() != {"ieee"}
         with exact_fp32("cpu"):
-            inside = {setting.fp32_precision for setting in settings}
+            inside = _effective_fp32()
         assert inside == {"ieee"} and [setting.fp32_precision for setting in settings] == before
     finally:
         for setting, value in zip(settings, saved[0], strict=True):
