@@ -37,6 +37,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 EIGHT_BIT_ONLY = (".jpg", ".jpeg", ".bmp", ".webp")
 NO_ALPHA = (".jpg", ".jpeg")
 PEAK = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+#: FFmpeg's code for a stream that does not say its colour matrix.
+UNSPECIFIED_COLOURSPACE = 2
 
 
 class FrameError(ValueError):
@@ -285,6 +287,7 @@ class FrameSource:
     files: list[Path] = field(default_factory=list)
     fps: float | None = None  # videos only
     frame_count: int = 0
+    untagged_hd: bool = False  # videos only: no colour tags and ≥ 720 lines (`_untagged_hd`)
     skipped: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -358,13 +361,26 @@ def open_frames(path: str | Path) -> FrameSource:
             fps, count = capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         finally:
             capture.release()
-        return FrameSource(path, "video", fps=fps or 30.0, frame_count=max(count, 0))  # 30 when the container lacks it
+        fps = fps or 30.0  # when the container lacks it
+        return FrameSource(path, "video", fps=fps, frame_count=max(count, 0), untagged_hd=_untagged_hd(path))
     if suffix not in IMAGE_SUFFIXES:
         raise FrameError(
             f"{path}: unknown kind; give an image ({', '.join(IMAGE_SUFFIXES)}), a folder of them or a video "
             f"({', '.join(VIDEO_SUFFIXES)})"
         )
     return FrameSource(path, "images", [path])
+
+
+def _untagged_hd(video: Path) -> bool:
+    """Whether `video` carries no colour matrix and has at least 720 lines: players show such a video as BT.709,
+    while OpenCV decodes it as BT.601, so its upscaled copy is encoded back with BT.601, untagged, to be shown as the
+    source was (a tagged source is decoded by its tag and written as BT.709, tagged)."""
+    try:
+        with av.open(str(video)) as container:
+            context = container.streams.video[0].codec_context
+            return context.colorspace == UNSPECIFIED_COLOURSPACE and context.height >= 720
+    except (av.FFmpegError, IndexError, OSError):  # OpenCV opened it: decode and write as for any other
+        return False
 
 
 class FrameSink:
@@ -398,7 +414,8 @@ class FrameSink:
         size = (array.shape[1], array.shape[0])
         if self.writer is None:
             self.temporary = self.video_file.enter_context(atomic_path(self.out, keep_suffix=True))
-            self.writer = VideoWriter(self.temporary, self.source.fps, self.codec, self.crf)
+            bt709 = not self.source.untagged_hd
+            self.writer = VideoWriter(self.temporary, self.source.fps, self.codec, self.crf, bt709)
             self.size = size
         if size != self.size:
             raise FrameError(f"{frame.name} is {size[0]}×{size[1]} but {self.out} is {self.size[0]}×{self.size[1]}")
@@ -414,8 +431,10 @@ class FrameSink:
         try:
             if self.writer is not None:
                 writer, self.writer = self.writer, None
-                writer.close()
-                if exc_info[0] is None:
+                if exc_info[0] is not None:  # the file is discarded: no flush, whose error would hide the first
+                    writer.abort()
+                else:
+                    writer.close()
                     copy_audio(self.temporary, self.source.path)
         except BaseException as error:
             self.video_file.__exit__(type(error), error, error.__traceback__)  # removes the temporary

@@ -4,6 +4,7 @@ a moving 512×512 photograph, 34.6 dB PSNR in 172 KiB against libx264 CRF 18's 3
 
 from __future__ import annotations
 
+import contextlib
 import io
 from fractions import Fraction
 from pathlib import Path
@@ -25,8 +26,9 @@ CRF_RANGES = {
 }
 #: FFmpeg's codes for BT.709 (matrix, primaries and transfer alike) and for limited ("MPEG", 16–235) range.
 BT709, LIMITED_RANGE = 1, 1
-#: MJPEG's quantiser scale (1 best … 31): 2 gives 39.8 dB on the photograph above, about OpenCV's MJPG quality 95.
-MJPEG_QSCALE = 2
+#: MJPEG's fixed quantiser (1 best … 31): 2 gives 36.6 dB on 480×512 of the photograph (4:2:0), about OpenCV's
+#: MJPG at quality 95; unset, FFmpeg's rate control gave 33.6 dB.
+MJPEG_QUANTISER = 2
 
 
 class VideoEncodingError(ValueError):
@@ -34,7 +36,9 @@ class VideoEncodingError(ValueError):
 
 
 def _options(codec: str, crf: int | None) -> dict[str, str]:
-    """The encoder's private options for `crf` (its default when None)."""
+    """The encoder's private options for `crf` (its default when None), or MJPEG's fixed quantiser."""
+    if codec == "mjpeg":
+        return {"qmin": str(MJPEG_QUANTISER), "qmax": str(MJPEG_QUANTISER)}
     if codec not in CRF_RANGES:
         return {}
     options = {"crf": str(CRF_RANGES[codec][0] if crf is None else crf)}
@@ -51,21 +55,20 @@ def _pixel_format(codec: str, width: int, height: int) -> str:
     return "yuv444p" if odd else "yuv420p"
 
 
-def _tagged_bt709(codec: str) -> bool:
-    """Whether `codec`'s pictures are converted to YUV with BT.709's matrix and tagged so: every encoder but MJPEG
-    (JPEG's YUV is BT.601 by definition) and FFV1 (kept RGB). Untagged HD video is shown as BT.709 by players,
-    while FFmpeg's default conversion is BT.601: colours off by up to 40 levels (saturated green)."""
-    return codec not in ("mjpeg", "ffv1")
+def _converts_bt709(codec: str, bt709: bool) -> bool:
+    """Whether pictures are converted to YUV with BT.709's matrix and tagged so: asked for (`bt709`), and the encoder
+    is neither MJPEG (JPEG's YUV is BT.601 by definition) nor FFV1 (kept RGB)."""
+    return bt709 and codec not in ("mjpeg", "ffv1")
 
 
-def _add_stream(container, codec: str, fps: float, crf: int | None, width: int, height: int):
+def _add_stream(container, codec: str, fps: float, crf: int | None, width: int, height: int, bt709: bool = True):
     stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
     stream.width, stream.height = width, height
     stream.pix_fmt = _pixel_format(codec, width, height)
     stream.options = _options(codec, crf)
     if codec == "mjpeg":
-        stream.codec_context.qscale = MJPEG_QSCALE
-    if _tagged_bt709(codec):
+        stream.codec_context.qscale = True  # the flag: a fixed quantiser (qmin = qmax), not rate control
+    if _converts_bt709(codec, bt709):
         context = stream.codec_context
         context.colorspace = context.color_primaries = context.color_trc = BT709
         context.color_range = LIMITED_RANGE
@@ -86,36 +89,40 @@ def check_encoding(suffix: str, codec: str | None, crf: int | None) -> str:
             raise VideoEncodingError(f"--crf applies to {takes}; {codec} has no constant-rate factor")
         if not 0 <= crf <= CRF_RANGES[codec][1]:
             raise VideoEncodingError(f"--crf for {codec} is 0 … {CRF_RANGES[codec][1]} (lower: better), got {crf}")
-    try:
-        with av.open(io.BytesIO(), "w", format=CONTAINERS[suffix]) as trial:
+    with av.open(io.BytesIO(), "w", format=CONTAINERS[suffix]) as trial:
+        try:
             _add_stream(trial, codec, 24.0, crf, 64, 64)
+        except av.codec.codec.UnknownCodecError as error:
+            raise VideoEncodingError(
+                f"no encoder named {codec!r} in PyAV's FFmpeg: try libx264, libx265, libvpx-vp9 or ffv1"
+            ) from error
+        except ValueError as error:  # "'webm' format does not support 'libx264' codec"
+            raise VideoEncodingError(f"a {suffix} file cannot hold {codec} video ({error}); try .mkv") from error
+        try:
             trial.start_encoding()
-    except av.codec.codec.UnknownCodecError as error:
-        raise VideoEncodingError(
-            f"no encoder named {codec!r} in PyAV's FFmpeg: try libx264, libx265, libvpx-vp9 or ffv1"
-        ) from error
-    except (ValueError, av.FFmpegError) as error:
-        raise VideoEncodingError(
-            f"a {suffix} file cannot hold {codec} video ({error}); try .mkv, which holds any"
-        ) from error
+        except av.FFmpegError as error:  # h264_nvenc without an NVIDIA GPU, an option the encoder refuses
+            raise VideoEncodingError(f"the {codec} encoder cannot start here ({error})") from error
     return codec
 
 
 class VideoWriter:
     """Writes 8-bit BGR frames (H, W, 3) to a video file with `codec` at `fps`; the stream opens on the first frame
-    (its size), and `close` flushes the encoder and finishes the file."""
+    (its size). Pictures are converted with BT.709's matrix and tagged so when `bt709`, else with FFmpeg's default
+    (BT.601) and left untagged. `close` flushes the encoder and finishes the file; `abort` only closes it."""
 
-    def __init__(self, path: Path, fps: float, codec: str, crf: int | None = None):
+    def __init__(self, path: Path, fps: float, codec: str, crf: int | None = None, bt709: bool = True):
         self.path, self.fps, self.codec, self.crf = path, fps, codec, crf
+        self.bt709 = _converts_bt709(codec, bt709)
         self.container = None
         self.stream = None
 
     def write(self, bgr: np.ndarray) -> None:
         if self.container is None:
             self.container = av.open(str(self.path), "w")
-            self.stream = _add_stream(self.container, self.codec, self.fps, self.crf, bgr.shape[1], bgr.shape[0])
+            height, width = bgr.shape[:2]
+            self.stream = _add_stream(self.container, self.codec, self.fps, self.crf, width, height, self.bt709)
         picture = av.VideoFrame.from_ndarray(bgr, format="bgr24")
-        if _tagged_bt709(self.codec):
+        if self.bt709:
             picture = picture.reformat(format=self.stream.pix_fmt, dst_colorspace="ITU709")
             picture.colorspace = picture.color_primaries = picture.color_trc = BT709
             picture.color_range = LIMITED_RANGE
@@ -126,7 +133,14 @@ class VideoWriter:
         if self.container is None:
             return
         try:
-            self.container.mux(self.stream.encode())  # what the encoder still holds
+            if self.stream is not None:
+                self.container.mux(self.stream.encode())  # what the encoder still holds
         finally:
-            self.container.close()
-            self.container = None
+            self.abort()
+
+    def abort(self) -> None:
+        """Close the file without flushing the encoder (after an error: the file is discarded)."""
+        container, self.container = self.container, None
+        if container is not None:
+            with contextlib.suppress(av.FFmpegError, OSError):
+                container.close()

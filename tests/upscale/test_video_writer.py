@@ -83,6 +83,7 @@ def test_what_cannot_be_encoded_is_refused_before_anything_is_written(tmp_path, 
         ("b.webm", {"codec": "libx264"}, "a .webm file cannot hold libx264 video"),
         ("c.mp4", {"crf": 52}, "--crf for libx264 is 0 … 51"),
         ("d.avi", {"crf": 20}, "mjpeg has no constant-rate factor"),
+        ("e.mkv", {"codec": "h264_nvenc"}, "the h264_nvenc encoder cannot start here"),  # no NVIDIA GPU here
     ):
         with pytest.raises(FrameError, match=message):
             open_sink(tmp_path / out, source, **encoding)
@@ -117,3 +118,42 @@ def test_yuv_video_is_converted_and_tagged_as_bt709(tmp_path):
     with av.open(str(tmp_path / "out.mp4")) as container:  # read with the other matrix, they would be far off
         as_bt601 = next(container.decode(video=0)).reformat(format="rgb24", src_colorspace="ITU601").to_ndarray()
     assert np.abs(as_bt601[centres].astype(int) - colours[None]).max() > 20
+
+
+def test_an_untagged_hd_source_is_written_back_as_it_was_shown(tmp_path):
+    """Players show an untagged HD video as BT.709 while OpenCV decodes it as BT.601: its copy is encoded back
+    with BT.601 and left untagged, so players show it as they showed the source (tagged BT.709 it was up to 23
+    levels off)."""
+    colours = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255), (200, 100, 50)], np.uint8)
+    picture = np.repeat(np.repeat(colours[None], 720, axis=0), 320, axis=1)  # (720, 1280, 3) RGB
+    with av.open(str(tmp_path / "untagged.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt, stream.options = 1280, 720, "yuv420p", {"crf": "0"}
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))  # BT.601, no tags
+        container.mux(stream.encode())
+    source = open_frames(tmp_path / "untagged.mp4")
+    assert source.untagged_hd
+    _upscaled_copy(source, tmp_path / "copy.mp4", crf=0)
+
+    def as_players_show(path):
+        with av.open(str(path)) as container:
+            context = container.streams.video[0].codec_context
+            shown = next(container.decode(video=0)).reformat(format="rgb24", src_colorspace="ITU709").to_ndarray()
+            return context.colorspace, shown[360, 160::320].astype(int)
+
+    (source_tag, source_shown), (copy_tag, copy_shown) = map(
+        as_players_show, (tmp_path / "untagged.mp4", tmp_path / "copy.mp4")
+    )
+    assert source_tag == copy_tag == 2  # unspecified
+    assert np.abs(copy_shown - source_shown).max() <= 3 and np.abs(source_shown - colours).max() > 15
+
+
+def test_an_encoder_failure_is_reported_as_such_and_leaves_no_file(tmp_path):
+    """MPEG-4 part 2 takes no 4:4:4, which an odd size needs: the first frame fails with a FrameError naming the
+    encoder, not with the flush of the half-open file; nothing is left behind."""
+    _photo_clip(tmp_path / "clip.mkv", frames=2, height=45, width=63)
+    source = open_frames(tmp_path / "clip.mkv")
+    with pytest.raises(FrameError, match="mpeg4 could not encode frame_000000") as raised:
+        _upscaled_copy(source, tmp_path / "out.mp4", codec="mpeg4")
+    assert isinstance(raised.value.__cause__, av.FFmpegError) and raised.value.__context__ is raised.value.__cause__
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]
