@@ -144,15 +144,15 @@ NEAR_COPY_PSNR = 35.0
 def near_copies(candidates: NamedImages, reference: NamedImages, psnr: float = NEAR_COPY_PSNR) -> list[bool]:
     """For each candidate, whether some reference image of its size is within `psnr` dB of it (uint8 scale).
 
-    Pairs are screened on block-averaged thumbnails (8×8 blocks, larger for images over 1024 pixels a side), whose
-    mean squared error never exceeds the images' own (Jensen), so the screen misses none; the pairs it passes are
-    compared at full resolution.
+    Pairs are screened on block-summed thumbnails (8×8 blocks, larger for images over 1024 pixels a side; the sums
+    divided by the block's area, edge blocks too), whose mean squared error per image pixel never exceeds the images'
+    own (Cauchy-Schwarz), so the screen misses none; the pairs it passes are compared at full resolution.
     """
     limit = 255.0**2 / 10 ** (psnr / 10)  # the largest mean squared error of a near-copy
 
     def thumbnail(image: torch.Tensor) -> torch.Tensor:
         block = max(8, -(-max(image.shape[-2:]) // 128))
-        return F.avg_pool2d(image.float()[None], block, ceil_mode=True).flatten()
+        return F.avg_pool2d(image.float()[None], block, ceil_mode=True, divisor_override=block * block).flatten()
 
     near = [False] * len(candidates)
     for shape in {image.shape for _, image in candidates}:

@@ -295,3 +295,7 @@ def test_near_copies_are_found_through_the_thumbnail_screen():
     candidates = [("noisy", noisy.to(torch.uint8)), ("detail", detail), ("small", base[:, :40])]
     assert near_copies(candidates, [("base", base), ("clamped", clamped)]) == [True, False, False]
     assert near_copies(candidates, [("base", base)], psnr=50.0) == [False, False, False]
+    edge = torch.randint(0, 236, (3, 64, 84), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    brighter = edge.clone()  # 84 columns: the last 8×8 blocks hold 4, which alone differ: 35.3 dB from `edge`
+    brighter[..., -4:] += 20
+    assert near_copies([("brighter", brighter)], [("edge", edge)]) == [True]
