@@ -27,7 +27,7 @@ import torch
 from fastgan.atomic import atomic_path, write_bytes_atomically
 from fastgan.upscale.audio import copy_audio
 from fastgan.upscale.icc import EMBEDS as ICC_EMBEDS
-from fastgan.upscale.icc import read_icc_profile, with_icc_profile
+from fastgan.upscale.icc import profile_colour_space, read_icc_profile, with_icc_profile
 from fastgan.upscale.video_writer import VideoEncodingError, VideoWriter, check_encoding
 from fastgan.video_files import VIDEO_SUFFIXES, warn_if_truncated
 
@@ -214,7 +214,23 @@ def read_image(path: str | Path) -> Frame:
         raise FrameError(f"{path} is not a readable image (corrupt, or not one of {', '.join(IMAGE_SUFFIXES)})")
     if array.ndim == 3 and array.shape[2] == 4 and _png_grey_alpha(data):
         array = array[..., [0, 3]]  # grey + alpha, which OpenCV expanded to BGRA
-    return dataclasses.replace(frame_from_array(array, path.name), icc_profile=read_icc_profile(data))
+    frame = frame_from_array(array, path.name)
+    return dataclasses.replace(frame, icc_profile=_matching_profile(read_icc_profile(data), frame, path))
+
+
+def _matching_profile(profile: bytes | None, frame: Frame, path: Path) -> bytes | None:
+    """`profile` when it describes the frame's colours as they will be written (RGB, or GRAY for a grey frame);
+    None, with a warning, for another space: OpenCV turns a CMYK JPEG into RGB, which its CMYK profile would
+    misdescribe."""
+    if profile is None:
+        return None
+    space = profile_colour_space(profile)
+    if space != ("GRAY" if frame.grey else "RGB"):
+        log.warning(
+            "%s: its %s ICC profile does not describe the decoded pixels; the output goes without it", path, space
+        )
+        return None
+    return profile
 
 
 def write_image(path: str | Path, frame: Frame) -> None:
@@ -245,7 +261,10 @@ def write_image(path: str | Path, frame: Frame) -> None:
         raise FrameError(f"OpenCV failed to encode {path}")
     data = encoded.tobytes()
     if frame.icc_profile and suffix in ICC_EMBEDS:
-        data = with_icc_profile(data, suffix, frame.icc_profile)
+        try:
+            data = with_icc_profile(data, suffix, frame.icc_profile)
+        except ValueError as error:  # a profile too large for JPEG's 255 segments
+            log.warning("%s: written without the input's ICC colour profile (%s)", path, error)
     elif frame.icc_profile:
         log.warning(
             "%s: %s is written without the input's ICC colour profile (.png, .jpg and .tif keep it)", path, suffix

@@ -18,12 +18,21 @@ _JPEG_CHUNK = 65_519
 
 
 def read_icc_profile(data: bytes) -> bytes | None:
-    """The ICC profile an encoded image carries (PNG iCCP, JPEG APP2, TIFF, WebP ICCP), or None."""
+    """The ICC profile an encoded image carries (PNG iCCP, JPEG APP2, TIFF, WebP ICCP), or None. Only the header is
+    parsed, so Pillow's decompression-bomb limit, which is about decoding, is lifted for it."""
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.info.get("icc_profile") or None
     except Exception:  # noqa: BLE001 (Pillow cannot parse what OpenCV decodes: no profile to carry, not an error)
         return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def profile_colour_space(profile: bytes) -> str:
+    """The data colour space an ICC profile describes ("RGB", "GRAY", "CMYK", ...: header bytes 16–19)."""
+    return profile[16:20].decode("ascii", errors="replace").strip()
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:

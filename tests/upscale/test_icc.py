@@ -11,7 +11,9 @@ from PIL import Image, ImageCms
 from fastgan.upscale.frames import Frame, read_image, write_image
 from fastgan.upscale.icc import _JPEG_CHUNK, read_icc_profile, with_icc_profile
 
-PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # any valid profile, not sRGB
+PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+GREY_PROFILE = PROFILE[:16] + b"GRAY" + PROFILE[20:]  # what is checked and carried is the header's colour space
+CMYK_PROFILE = PROFILE[:16] + b"CMYK" + PROFILE[20:]
 
 
 def _with_profile(path, mode="RGB", profile=PROFILE):
@@ -34,9 +36,9 @@ def test_the_profile_travels_from_any_input_to_png_jpeg_and_tiff(tmp_path, sourc
 
 
 def test_grey_tiff_alpha_and_16_bits_keep_the_profile(tmp_path):
-    grey = read_image(_with_profile(tmp_path / "grey.png", "L"))
+    grey = read_image(_with_profile(tmp_path / "grey.png", "L", GREY_PROFILE))
     write_image(tmp_path / "grey.tif", grey)
-    assert read_image(tmp_path / "grey.tif").grey and read_image(tmp_path / "grey.tif").icc_profile == PROFILE
+    assert read_image(tmp_path / "grey.tif").grey and read_image(tmp_path / "grey.tif").icc_profile == GREY_PROFILE
     deep = Frame(torch.rand(3, 6, 5), torch.rand(1, 6, 5), 16, False, "deep", PROFILE)
     write_image(tmp_path / "deep.tif", deep)
     back = read_image(tmp_path / "deep.tif")
@@ -54,6 +56,22 @@ def test_a_profile_larger_than_one_jpeg_segment_is_split_and_reassembled(tmp_pat
     )
     with pytest.raises(ValueError, match="not a PNG"):
         with_icc_profile(data, ".png", PROFILE)
+    with pytest.raises(ValueError, match="more than 255 JPEG segments"):
+        with_icc_profile(encoded.tobytes(), ".jpg", bytes(256 * _JPEG_CHUNK))
+
+
+def test_a_profile_of_other_colours_or_size_is_left_out_with_a_warning(tmp_path, caplog, monkeypatch):
+    """A CMYK JPEG's profile does not describe OpenCV's RGB decoding of it; a profile too large for JPEG goes; a
+    picture over Pillow's decompression-bomb limit (about decoding, not headers) keeps its profile."""
+    pixels = np.random.default_rng(0).integers(0, 256, (12, 16, 4), dtype=np.uint8)
+    Image.fromarray(pixels, "CMYK").save(tmp_path / "print.jpg", icc_profile=CMYK_PROFILE)
+    with caplog.at_level(logging.WARNING):
+        assert read_image(tmp_path / "print.jpg").icc_profile is None
+        write_image(tmp_path / "big.jpg", Frame(torch.rand(3, 4, 4), icc_profile=bytes(256 * _JPEG_CHUNK)))
+    assert "its CMYK ICC profile does not describe the decoded pixels" in caplog.text
+    assert "more than 255 JPEG segments" in caplog.text and cv2.imread(str(tmp_path / "big.jpg")).shape == (4, 4, 3)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # the 12×16 pictures are "bombs" now
+    assert read_image(_with_profile(tmp_path / "huge.png")).icc_profile == PROFILE and Image.MAX_IMAGE_PIXELS == 10
 
 
 def test_formats_without_a_profile_say_so_and_files_without_one_carry_none(tmp_path, caplog):
