@@ -46,6 +46,14 @@ def _real_batches(run_config, count: int, batch_size: int, seed: int):
     return (images.float().div(127.5).sub(1).split(batch_size)), labels
 
 
+def _data_label(data) -> str:
+    """What a run trained on, as the tables name it: the source and its path, or for the embedded set its size and
+    seed (runs are compared only on the same data)."""
+    if data.source == "embedded":
+        return f"embedded {data.num_images} images, seed {data.seed}"
+    return f"{data.source} {data.path}"
+
+
 def _extractors(evaluator, inception) -> dict:
     """The feature extractors a run is scored with: its evaluator, and Inception when its weights are at hand."""
     return {"evaluator": evaluator.features} | ({"inception": inception} if inception is not None else {})
@@ -113,7 +121,7 @@ def evaluate_run(
     fake = extract(generated_batches(generator, labels, seed, batch_size), extractors, device)
     real, real_labels = _real_features(config, samples, batch_size, seed, evaluator, inception, device, cache)
     resolution = config.model.resolution
-    data = config.data.source if config.data.path is None else f"{config.data.source} {config.data.path}"
+    data = _data_label(config.data)
     base = {"run": str(run), "data": data, "generator_weights": generator_weights, "resolution": resolution}
     base |= {"standing_batches": standing_batches, "lambda_ms": config.loss.lambda_ms}
     # the tables compare runs scored with the same weights and statistics
