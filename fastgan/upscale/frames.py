@@ -57,6 +57,7 @@ class Frame:
         grey: the source had one colour channel; it is written back as one.
         name: an image's file name (``a.png``: stem and format) or ``frame_NNNNNN`` for a video frame.
         icc_profile: the source image's ICC colour profile, written into the output where its format holds one.
+        time: a video frame's presentation time in seconds, as its source gave it (variable frame rates too).
     """
 
     rgb: torch.Tensor
@@ -65,6 +66,7 @@ class Frame:
     grey: bool = False
     name: str = "frame"
     icc_profile: bytes | None = None
+    time: float | None = None
 
     def __post_init__(self) -> None:
         if self.rgb.dim() != 3 or self.rgb.shape[0] != 3 or not self.rgb.is_floating_point():
@@ -333,7 +335,8 @@ class FrameSource:
         try:
             index = 0
             while (array := capture.read()[1]) is not None:
-                yield frame_from_array(array, f"frame_{index:06d}")
+                time = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000  # the frame just read
+                yield dataclasses.replace(frame_from_array(array, f"frame_{index:06d}"), time=time)
                 index += 1
         finally:
             capture.release()
@@ -439,7 +442,7 @@ class FrameSink:
         if size != self.size:
             raise FrameError(f"{frame.name} is {size[0]}×{size[1]} but {self.out} is {self.size[0]}×{self.size[1]}")
         try:
-            self.writer.write(array)
+            self.writer.write(array, frame.time)
         except av.FFmpegError as error:
             raise FrameError(f"{self.codec} could not encode {frame.name} into {self.out}: {error}") from error
 

@@ -24,6 +24,10 @@ CRF_RANGES = {
     "libsvtav1": (30, 63),
     "libaom-av1": (30, 63),
 }
+#: Time base of the frames' presentation times: MPEG's 90 kHz, exact for 24, 25, 30 and 30000/1001 frames/s.
+TIME_BASE = Fraction(1, 90_000)
+#: Containers with a fixed frame rate: their frames are timed by their index.
+FIXED_RATE = (".avi",)
 #: FFmpeg's codes for BT.709 (matrix, primaries and transfer alike) and for limited ("MPEG", 16–235) range.
 BT709, LIMITED_RANGE = 1, 1
 #: MJPEG's fixed quantiser (1 best … 31): 2 gives 36.6 dB on 480×512 of the photograph (4:2:0), about OpenCV's
@@ -108,26 +112,46 @@ def check_encoding(suffix: str, codec: str | None, crf: int | None) -> str:
 class VideoWriter:
     """Writes 8-bit BGR frames (H, W, 3) to a video file with `codec` at `fps`; the stream opens on the first frame
     (its size). Pictures are converted with BT.709's matrix and tagged so when `bt709`, else with FFmpeg's default
-    (BT.601) and left untagged. `close` flushes the encoder and finishes the file; `abort` only closes it."""
+    (BT.601) and left untagged. Frames given their source's presentation times keep them, shifted to start at 0
+    (a variable frame rate stays in step with the copied audio), except in a container of fixed frame rate (AVI).
+    `close` flushes the encoder and finishes the file; `abort` only closes it."""
 
     def __init__(self, path: Path, fps: float, codec: str, crf: int | None = None, bt709: bool = True):
         self.path, self.fps, self.codec, self.crf = path, fps, codec, crf
         self.bt709 = _converts_bt709(codec, bt709)
+        self.timed = path.suffix.lower() not in FIXED_RATE
         self.container = None
         self.stream = None
+        self.first_time: float | None = None
+        self.last_pts = -1
 
-    def write(self, bgr: np.ndarray) -> None:
+    def write(self, bgr: np.ndarray, time: float | None = None) -> None:
+        """Encode one frame, shown at `time` seconds in its source (None: one 1/fps after the previous)."""
         if self.container is None:
             self.container = av.open(str(self.path), "w")
             height, width = bgr.shape[:2]
             self.stream = _add_stream(self.container, self.codec, self.fps, self.crf, width, height, self.bt709)
+            if self.timed:
+                self.stream.codec_context.time_base = TIME_BASE
         picture = av.VideoFrame.from_ndarray(bgr, format="bgr24")
         if self.bt709:
             picture = picture.reformat(format=self.stream.pix_fmt, dst_colorspace="ITU709")
             picture.colorspace = picture.color_primaries = picture.color_trc = BT709
             picture.color_range = LIMITED_RANGE
+        if self.timed:
+            picture.pts, picture.time_base = self._pts(time), TIME_BASE
         for packet in self.stream.encode(picture):
             self.container.mux(packet)
+
+    def _pts(self, time: float | None) -> int:
+        """`time` from the first frame's, in TIME_BASE units, after the previous frame's (never equal or earlier)."""
+        if time is None:
+            pts = 0 if self.last_pts < 0 else self.last_pts + round(1 / (self.fps * TIME_BASE))
+        else:
+            self.first_time = time if self.first_time is None else self.first_time
+            pts = round((time - self.first_time) / TIME_BASE)
+        self.last_pts = max(pts, self.last_pts + 1)
+        return self.last_pts
 
     def close(self) -> None:
         if self.container is None:
