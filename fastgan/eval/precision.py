@@ -10,40 +10,46 @@ import torch
 from fastgan.ops.autocast import without_autocast
 
 #: The per-operator float32 settings of torch ≥ 2.9 (`torch.backends.<backend>.<operator>.fp32_precision`).
-_PER_OPERATOR = (("cuda", "matmul"), ("cudnn", "conv"), ("cudnn", "rnn"), ("mkldnn", "matmul"), ("mkldnn", "conv"))
+_PER_OPERATOR = (
+    ("cuda", "matmul"),
+    ("cudnn", "conv"),
+    ("cudnn", "rnn"),
+    ("mkldnn", "matmul"),
+    ("mkldnn", "conv"),
+    ("mkldnn", "rnn"),
+)
 
 
 def _per_operator_api_in_use() -> bool:
     """Whether the caller set float32 precision through torch ≥ 2.9's per-operator API: the legacy reads raise, a
-    backend or the whole of torch has a setting of its own, or a convolution says what the legacy API never writes
-    there (it writes "tf32" or "none")."""
+    backend or the whole of torch has a setting of its own, or an operator says what the legacy API never writes
+    there."""
     try:
         torch.get_float32_matmul_precision()
         torch.backends.cudnn.allow_tf32  # noqa: B018 (a read that raises after a mix of the two APIs)
     except RuntimeError:
         return True
     levels = (torch.backends, torch.backends.cudnn, torch.backends.mkldnn)
-    convolutions = (torch.backends.cudnn.conv, torch.backends.cudnn.rnn, torch.backends.mkldnn.conv)
-    return any(level.fp32_precision != "none" for level in levels) or any(
-        operator.fp32_precision not in ("none", "tf32") for operator in convolutions
+    cudnn = (torch.backends.cudnn.conv, torch.backends.cudnn.rnn)  # the legacy API writes "tf32" or "none" there
+    onednn = (torch.backends.mkldnn.conv, torch.backends.mkldnn.rnn)  # and nothing there
+    return (
+        any(level.fp32_precision != "none" for level in levels)
+        or any(operator.fp32_precision not in ("none", "tf32") for operator in cudnn)
+        or any(operator.fp32_precision != "none" for operator in onednn)
     )
 
 
 @contextlib.contextmanager
 def _legacy_ieee_fp32() -> Iterator[None]:
     """Matrix products at "highest" precision and cuDNN's TF32 off through the legacy API, both restored after."""
-    saved = torch.get_float32_matmul_precision()
+    saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
     torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False  # alone: cudnn.flags() would reset its other settings to defaults inside
     try:
-        with torch.backends.cudnn.flags(
-            enabled=torch.backends.cudnn.enabled,
-            benchmark=torch.backends.cudnn.benchmark,
-            deterministic=torch.backends.cudnn.deterministic,
-            allow_tf32=False,
-        ):
-            yield
+        yield
     finally:
-        torch.set_float32_matmul_precision(saved)
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cudnn.allow_tf32 = saved[1]
 
 
 @contextlib.contextmanager

@@ -308,7 +308,7 @@ class FrameSource:
     files: list[Path] = field(default_factory=list)
     fps: float | None = None  # videos only
     frame_count: int = 0
-    untagged_hd: bool = False  # videos only: no colour tags and ≥ 720 lines (`_untagged_hd`)
+    untagged_hd: bool = False  # videos only: no colour tags, and HD (`_untagged_hd`)
     skipped: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -394,13 +394,15 @@ def open_frames(path: str | Path) -> FrameSource:
 
 
 def _untagged_hd(video: Path) -> bool:
-    """Whether `video` carries no colour matrix and has at least 720 lines: players show such a video as BT.709,
+    """Whether `video` carries no colour matrix and is HD by the players' rule (mpv's: over 576 lines, or at least
+    1280 columns): players show such a video as BT.709,
     while OpenCV decodes it as BT.601, so its upscaled copy is encoded back with BT.601, untagged, to be shown as the
     source was (a tagged source is decoded by its tag and written as BT.709, tagged)."""
     try:
         with av.open(str(video)) as container:
             context = container.streams.video[0].codec_context
-            return context.colorspace == UNSPECIFIED_COLOURSPACE and context.height >= 720
+            hd = context.height > 576 or context.width >= 1280
+            return context.colorspace == UNSPECIFIED_COLOURSPACE and hd
     except (av.FFmpegError, IndexError, OSError):  # OpenCV opened it: decode and write as for any other
         return False
 
@@ -410,9 +412,11 @@ class FrameSink:
     temporary file beside `out` and moved over it only when the sink closes without an error, so a failed or
     interrupted run leaves an earlier `out` as it was."""
 
-    def __init__(self, out: Path, source: FrameSource, single_file: bool, codec: str | None = None, crf=None):
+    def __init__(
+        self, out: Path, source: FrameSource, single_file: bool, codec: str | None = None, crf=None, timed=False
+    ):
         self.out, self.source, self.single_file = out, source, single_file
-        self.codec, self.crf = codec, crf
+        self.codec, self.crf, self.timed = codec, crf, timed
         self.video_file = contextlib.ExitStack()  # holds `atomic_path(out)` once the first frame opens the writer
         self.writer: VideoWriter | None = None
         self.temporary: Path | None = None  # the video file being written, until it is moved to `out`
@@ -437,7 +441,7 @@ class FrameSink:
         if self.writer is None:
             self.temporary = self.video_file.enter_context(atomic_path(self.out, keep_suffix=True))
             bt709 = not self.source.untagged_hd
-            self.writer = VideoWriter(self.temporary, self.source.fps, self.codec, self.crf, bt709)
+            self.writer = VideoWriter(self.temporary, self.source.fps, self.codec, self.crf, bt709, self.timed)
             self.size = size
         if size != self.size:
             raise FrameError(f"{frame.name} is {size[0]}×{size[1]} but {self.out} is {self.size[0]}×{self.size[1]}")
@@ -489,9 +493,10 @@ def open_sink(out: str | Path, source: FrameSource, codec: str | None = None, cr
     single_file = source.kind == "images" and source.path.is_file() and suffix in IMAGE_SUFFIXES
     if source.kind == "video" and suffix not in VIDEO_SUFFIXES:
         raise FrameError(f"a video goes to a video file ({', '.join(VIDEO_SUFFIXES)}), not {out}")
+    timed = False
     if source.kind == "video":
         try:
-            codec = check_encoding(suffix, codec, crf)
+            codec, timed = check_encoding(suffix, codec, crf)
         except VideoEncodingError as error:
             raise FrameError(f"{out}: {error}") from error
     elif codec is not None or crf is not None:
@@ -505,4 +510,4 @@ def open_sink(out: str | Path, source: FrameSource, codec: str | None = None, cr
     inputs = {file.resolve() for file in (source.path, *source.files)}
     if not inputs.isdisjoint(target.resolve() for target in targets):
         raise FrameError(f"output {out} would overwrite the input {source.path}; choose another path")
-    return FrameSink(out, source, single_file, codec, crf)
+    return FrameSink(out, source, single_file, codec, crf, timed)

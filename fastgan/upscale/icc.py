@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import zlib
 
 from PIL import Image
@@ -15,19 +16,21 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EMBEDS = (".png", ".jpg", ".jpeg")
 #: Profile bytes one JPEG APP2 segment holds (65 535 less the length, the "ICC_PROFILE\0" tag and two counters).
 _JPEG_CHUNK = 65_519
+_HEADER_ONLY = threading.Lock()
 
 
 def read_icc_profile(data: bytes) -> bytes | None:
     """The ICC profile an encoded image carries (PNG iCCP, JPEG APP2, TIFF, WebP ICCP), or None. Only the header is
     parsed, so Pillow's decompression-bomb limit, which is about decoding, is lifted for it."""
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.info.get("icc_profile") or None
-    except Exception:  # noqa: BLE001 (Pillow cannot parse what OpenCV decodes: no profile to carry, not an error)
-        return None
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
+    with _HEADER_ONLY:  # one reader at a time lifts and restores the limit
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return image.info.get("icc_profile") or None
+        except Exception:  # noqa: BLE001 (Pillow cannot parse what OpenCV decodes: no profile to carry, not an error)
+            return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
 
 
 def profile_colour_space(profile: bytes) -> str:

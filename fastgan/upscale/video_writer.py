@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,8 +31,8 @@ TIME_BASE = Fraction(1, 90_000)
 FIXED_RATE = (".avi",)
 #: FFmpeg's codes for BT.709 (matrix, primaries and transfer alike) and for limited ("MPEG", 16–235) range.
 BT709, LIMITED_RANGE = 1, 1
-#: MJPEG's fixed quantiser (1 best … 31): 2 gives 36.6 dB on 480×512 of the photograph (4:2:0), about OpenCV's
-#: MJPG at quality 95; unset, FFmpeg's rate control gave 33.6 dB.
+#: MJPEG's fixed quantiser (1 best … 31), as qmin = qmax: 2 (FFmpeg's qmin default, stated here so no default moves
+#: it) gives 36.6 dB on 480×512 of the photograph (4:2:0); without the fixed-quantiser flag, 33.6 dB.
 MJPEG_QUANTISER = 2
 
 
@@ -79,12 +80,25 @@ def _add_stream(container, codec: str, fps: float, crf: int | None, width: int, 
     return stream
 
 
-def check_encoding(suffix: str, codec: str | None, crf: int | None) -> str:
-    """The encoder a `suffix` video is written with (`codec`, or the suffix's default), after checking that PyAV
-    has it, that the container holds it and that `crf` is within its range (a trial stream in memory).
+def _trial(suffix: str, codec: str, crf: int | None, time_base: Fraction | None = None) -> None:
+    """Open `codec` on a 64×64 stream of a `suffix` container in memory, as `VideoWriter` would (PyAV's errors)."""
+    with av.open(io.BytesIO(), "w", format=CONTAINERS[suffix]) as trial:
+        stream = _add_stream(trial, codec, 24.0, crf, 64, 64)
+        if time_base is not None:
+            stream.codec_context.time_base = time_base
+        trial.start_encoding()
+
+
+def check_encoding(suffix: str, codec: str | None, crf: int | None) -> tuple[str, bool]:
+    """(the encoder a `suffix` video is written with: `codec`, or the suffix's default; whether it keeps the frames'
+    presentation times), after checking that PyAV has it, that the container holds it and that `crf` is within its
+    range, on trial streams in memory. Times need a container of variable rate (not AVI) and an encoder that takes
+    TIME_BASE (MPEG-4 part 2 takes no denominator over 65 535, MPEG-2 only standard rates): else frames are timed by
+    their index.
 
     Raises:
-        VideoEncodingError: an unknown encoder, one the container cannot hold, or a CRF it does not take.
+        VideoEncodingError: an unknown encoder, one the container cannot hold or that cannot start here (no GPU for
+            NVENC, a pixel format it refuses), or a CRF it does not take.
     """
     codec = codec or DEFAULT_CODECS[suffix]
     if crf is not None:
@@ -93,40 +107,46 @@ def check_encoding(suffix: str, codec: str | None, crf: int | None) -> str:
             raise VideoEncodingError(f"--crf applies to {takes}; {codec} has no constant-rate factor")
         if not 0 <= crf <= CRF_RANGES[codec][1]:
             raise VideoEncodingError(f"--crf for {codec} is 0 … {CRF_RANGES[codec][1]} (lower: better), got {crf}")
-    with av.open(io.BytesIO(), "w", format=CONTAINERS[suffix]) as trial:
-        try:
-            _add_stream(trial, codec, 24.0, crf, 64, 64)
-        except av.codec.codec.UnknownCodecError as error:
-            raise VideoEncodingError(
-                f"no encoder named {codec!r} in PyAV's FFmpeg: try libx264, libx265, libvpx-vp9 or ffv1"
-            ) from error
-        except ValueError as error:  # "'webm' format does not support 'libx264' codec"
-            raise VideoEncodingError(f"a {suffix} file cannot hold {codec} video ({error}); try .mkv") from error
-        try:
-            trial.start_encoding()
-        except av.FFmpegError as error:  # h264_nvenc without an NVIDIA GPU, an option the encoder refuses
-            raise VideoEncodingError(f"the {codec} encoder cannot start here ({error})") from error
-    return codec
+    try:
+        _trial(suffix, codec, crf)
+    except av.codec.codec.UnknownCodecError as error:
+        raise VideoEncodingError(
+            f"no encoder named {codec!r} in PyAV's FFmpeg: try libx264, libx265, libvpx-vp9 or ffv1"
+        ) from error
+    except av.FFmpegError as error:  # NVENC without an NVIDIA GPU, a pixel format or option the encoder refuses
+        pixels = _pixel_format(codec, 64, 64)
+        raise VideoEncodingError(f"the {codec} encoder cannot start here on {pixels} pictures ({error})") from error
+    except ValueError as error:  # "'webm' format does not support 'libx264' codec"
+        other = "" if suffix == ".mkv" else "; try .mkv"
+        raise VideoEncodingError(f"a {suffix} file cannot hold {codec} video ({error}){other}") from error
+    if suffix in FIXED_RATE:
+        return codec, False
+    try:
+        _trial(suffix, codec, crf, TIME_BASE)
+    except av.FFmpegError:
+        return codec, False
+    return codec, True
 
 
 class VideoWriter:
     """Writes 8-bit BGR frames (H, W, 3) to a video file with `codec` at `fps`; the stream opens on the first frame
     (its size). Pictures are converted with BT.709's matrix and tagged so when `bt709`, else with FFmpeg's default
-    (BT.601) and left untagged. Frames given their source's presentation times keep them, shifted to start at 0
-    (a variable frame rate stays in step with the copied audio), except in a container of fixed frame rate (AVI).
-    `close` flushes the encoder and finishes the file; `abort` only closes it."""
+    (BT.601) and left untagged. When `timed` (`check_encoding`), frames keep the presentation times they are given,
+    so a variable frame rate stays in step with the copied audio; else they are timed by their index. `close`
+    flushes the encoder and finishes the file; `abort` only closes it."""
 
-    def __init__(self, path: Path, fps: float, codec: str, crf: int | None = None, bt709: bool = True):
+    def __init__(
+        self, path: Path, fps: float, codec: str, crf: int | None = None, bt709: bool = True, timed: bool = False
+    ):
         self.path, self.fps, self.codec, self.crf = path, fps, codec, crf
         self.bt709 = _converts_bt709(codec, bt709)
-        self.timed = path.suffix.lower() not in FIXED_RATE
+        self.timed = timed
         self.container = None
         self.stream = None
-        self.first_time: float | None = None
-        self.last_pts = -1
+        self.last_time, self.last_pts = -math.inf, -1  # seconds, TIME_BASE ticks
 
     def write(self, bgr: np.ndarray, time: float | None = None) -> None:
-        """Encode one frame, shown at `time` seconds in its source (None: one 1/fps after the previous)."""
+        """Encode one frame, shown at `time` seconds in its source (None: 1/fps after the previous one)."""
         if self.container is None:
             self.container = av.open(str(self.path), "w")
             height, width = bgr.shape[:2]
@@ -144,23 +164,28 @@ class VideoWriter:
             self.container.mux(packet)
 
     def _pts(self, time: float | None) -> int:
-        """`time` from the first frame's, in TIME_BASE units, after the previous frame's (never equal or earlier)."""
-        if time is None:
-            pts = 0 if self.last_pts < 0 else self.last_pts + round(1 / (self.fps * TIME_BASE))
-        else:
-            self.first_time = time if self.first_time is None else self.first_time
-            pts = round((time - self.first_time) / TIME_BASE)
-        self.last_pts = max(pts, self.last_pts + 1)
-        return self.last_pts
+        """`time` in TIME_BASE units, as the source gave it (OpenCV's times start with the stream, as the copied
+        audio does); a time missing, or not after the previous frame's, becomes 1/fps after the previous frame."""
+        if time is None or time <= self.last_time:
+            time = 0.0 if self.last_time == -math.inf else self.last_time + 1 / self.fps
+        self.last_time = time
+        pts = max(round(time / TIME_BASE), self.last_pts + 1)
+        self.last_pts = pts
+        return pts
 
     def close(self) -> None:
-        if self.container is None:
+        """Flush the encoder and finish the file (its trailer: an MP4's index); errors propagate."""
+        container, self.container = self.container, None
+        if container is None:
             return
         try:
             if self.stream is not None:
-                self.container.mux(self.stream.encode())  # what the encoder still holds
-        finally:
-            self.abort()
+                container.mux(self.stream.encode())  # what the encoder still holds
+        except BaseException:
+            with contextlib.suppress(av.FFmpegError, OSError):
+                container.close()
+            raise
+        container.close()
 
     def abort(self) -> None:
         """Close the file without flushing the encoder (after an error: the file is discarded)."""

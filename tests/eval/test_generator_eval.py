@@ -18,7 +18,14 @@ from fastgan.eval.sheets import slerp
 from fastgan.train.config import merge
 from fastgan.train.run import train
 
-_FP32_OPERATORS = (("cuda", "matmul"), ("cudnn", "conv"), ("cudnn", "rnn"), ("mkldnn", "matmul"), ("mkldnn", "conv"))
+_FP32_OPERATORS = (
+    ("cuda", "matmul"),
+    ("cudnn", "conv"),
+    ("cudnn", "rnn"),
+    ("mkldnn", "matmul"),
+    ("mkldnn", "conv"),
+    ("mkldnn", "rnn"),
+)
 
 
 def _fp32_settings():
@@ -68,8 +75,10 @@ def test_features_are_extracted_in_true_fp32_whatever_the_caller_runs_under():
         ("cudnn", "conv", "tf32"),
         ("cuda", "matmul", "tf32"),
         ("mkldnn", "matmul", "bf16"),
+        ("mkldnn", "conv", "tf32"),
+        ("mkldnn", "rnn", "bf16"),
     ],
-    ids=["everything", "cudnn-conv", "cuda-matmul", "mkldnn-matmul"],
+    ids=["everything", "cudnn-conv", "cuda-matmul", "mkldnn-matmul", "mkldnn-conv", "mkldnn-rnn"],
 )
 def test_exact_fp32_works_beside_the_per_operator_tf32_api(caller):
     """After a caller sets TF32 (or oneDNN's bf16) through torch ≥ 2.9's per-operator API, the legacy API raises or

@@ -2,7 +2,9 @@
 encoder the container holds, and clear errors, before a model is loaded, for what cannot be written."""
 
 import logging
+import types
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import cv2
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 from fastgan.upscale.frames import FrameError, open_frames, open_sink
-from fastgan.upscale.video_writer import CRF_RANGES, DEFAULT_CODECS
+from fastgan.upscale.video_writer import CRF_RANGES, DEFAULT_CODECS, VideoWriter, check_encoding
 
 
 def _photo_clip(path, frames=6, height=96, width=128):
@@ -179,3 +181,41 @@ def test_a_variable_frame_rate_keeps_its_timing(tmp_path, suffix):
     with av.open(str(tmp_path / f"copy{suffix}")) as container:
         shown = [round(float(picture.time), 3) for picture in container.decode(video=0)]
     assert shown == [round(time - times[0], 3) for time in times]
+
+
+def test_encoders_that_take_no_fine_time_base_are_timed_by_frame_index(tmp_path):
+    """MPEG-4 part 2 takes no time-base denominator over 65 535 and MPEG-2 only standard rates: they, and AVI files,
+    are timed by frame index; the others keep the frames' times."""
+    assert check_encoding(".mp4", None, None) == ("libx264", True)
+    assert check_encoding(".avi", None, None) == ("mjpeg", False)
+    _photo_clip(tmp_path / "clip.mkv", frames=3)
+    source = open_frames(tmp_path / "clip.mkv")
+    for name, codec, decoded in (("a.mp4", "mpeg4", "mpeg4"), ("b.mkv", "mpeg2video", "mpeg2video")):
+        assert check_encoding(Path(name).suffix, codec, None) == (codec, False)
+        _upscaled_copy(source, tmp_path / name, codec=codec)
+        written, frames = _decoded(tmp_path / name)
+        assert written == decoded and len(frames) == 3
+
+
+def test_missing_or_backward_times_step_on_by_one_frame(tmp_path):
+    """A time that does not move forward (a decoder's 0, a repeated time) is placed 1/fps after the previous frame,
+    not squeezed against it."""
+    writer = VideoWriter(tmp_path / "x.mkv", 25.0, "libx264", timed=True)
+    ticks = [writer._pts(time) for time in (0.0, 0.04, 0.08, 0.12, 0.0, None, 0.2, 0.2)]
+    assert ticks == [0, 3600, 7200, 10800, 14400, 18000, 21600, 25200]
+
+
+def test_a_file_that_cannot_be_finished_is_an_error(tmp_path):
+    """Closing writes the trailer (an MP4's index): its failure, a full disk say, is raised, not swallowed."""
+
+    class FullDisk:
+        def mux(self, packets):
+            pass
+
+        def close(self):
+            raise OSError(28, "No space left on device")
+
+    writer = VideoWriter(tmp_path / "x.mp4", 24.0, "libx264")
+    writer.container, writer.stream = FullDisk(), types.SimpleNamespace(encode=lambda: [])
+    with pytest.raises(OSError, match="No space left"):
+        writer.close()
