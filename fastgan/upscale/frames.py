@@ -308,7 +308,8 @@ class FrameSource:
     files: list[Path] = field(default_factory=list)
     fps: float | None = None  # videos only
     frame_count: int = 0
-    untagged_hd: bool = False  # videos only: no colour tags, and HD (`_untagged_hd`)
+    untagged_hd: bool = False  # videos only: no colour tags, and HD (`_video_probe`)
+    listed: bool = True  # videos only: the container lists its frame count (else frame_count is OpenCV's estimate)
     skipped: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -340,7 +341,8 @@ class FrameSource:
                 index += 1
         finally:
             capture.release()
-        warn_if_truncated(self.path, index, self.frame_count)
+        if self.listed:  # an estimate says nothing of truncation
+            warn_if_truncated(self.path, index, self.frame_count)
 
 
 def _named_image(path: Path) -> bool:
@@ -384,7 +386,9 @@ def open_frames(path: str | Path) -> FrameSource:
         finally:
             capture.release()
         fps = fps or 30.0  # when the container lacks it
-        return FrameSource(path, "video", fps=fps, frame_count=max(count, 0), untagged_hd=_untagged_hd(path))
+        untagged_hd, listed = _video_probe(path)
+        count = listed or max(count, 0)
+        return FrameSource(path, "video", fps=fps, frame_count=count, untagged_hd=untagged_hd, listed=bool(listed))
     if suffix not in IMAGE_SUFFIXES:
         raise FrameError(
             f"{path}: unknown kind; give an image ({', '.join(IMAGE_SUFFIXES)}), a folder of them or a video "
@@ -393,18 +397,26 @@ def open_frames(path: str | Path) -> FrameSource:
     return FrameSource(path, "images", [path])
 
 
-def _untagged_hd(video: Path) -> bool:
-    """Whether `video` carries no colour matrix and is HD by the players' rule (mpv's: over 576 lines, or at least
-    1280 columns): players show such a video as BT.709,
-    while OpenCV decodes it as BT.601, so its upscaled copy is encoded back with BT.601, untagged, to be shown as the
-    source was (a tagged source is decoded by its tag and written as BT.709, tagged)."""
+def players_hd(width: int, height: int) -> bool:
+    """Whether players take a video of this size for HD, whose untagged colours they show as BT.709 (mpv's rule:
+    over 576 lines, or at least 1280 columns; VLC's: over 576 lines)."""
+    return height > 576 or width >= 1280
+
+
+def _video_probe(video: Path) -> tuple[bool, int]:
+    """(whether `video` carries no colour matrix and is HD by `players_hd`, the frame count its container lists or
+    0). Players show an untagged HD video as BT.709 while OpenCV decodes it as BT.601, so its upscaled copy is
+    encoded back with BT.601, untagged, to be shown as the source was (a tagged source is decoded by its tag and
+    written as BT.709, tagged). Matroska and WebM list no count: OpenCV's estimate, duration × rate, is then
+    wrong for a variable frame rate."""
     try:
         with av.open(str(video)) as container:
-            context = container.streams.video[0].codec_context
-            hd = context.height > 576 or context.width >= 1280
-            return context.colorspace == UNSPECIFIED_COLOURSPACE and hd
+            stream = container.streams.video[0]
+            context = stream.codec_context
+            untagged = context.colorspace == UNSPECIFIED_COLOURSPACE and players_hd(context.width, context.height)
+            return untagged, max(stream.frames, 0)
     except (av.FFmpegError, IndexError, OSError):  # OpenCV opened it: decode and write as for any other
-        return False
+        return False, 0
 
 
 class FrameSink:

@@ -22,7 +22,7 @@ _HEADER_ONLY = threading.Lock()
 def read_icc_profile(data: bytes) -> bytes | None:
     """The ICC profile an encoded image carries (PNG iCCP, JPEG APP2, TIFF, WebP ICCP), or None. Only the header is
     parsed, so Pillow's decompression-bomb limit, which is about decoding, is lifted for it."""
-    with _HEADER_ONLY:  # one reader at a time lifts and restores the limit
+    with _HEADER_ONLY:  # one reader at a time lifts and restores the limit (other Pillow users go without it then)
         limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
             with Image.open(io.BytesIO(data)) as image:

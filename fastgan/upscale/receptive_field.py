@@ -25,7 +25,7 @@ def receptive_radius(model: nn.Module, scale: int, channels: int = 3, limit: int
     The gradient of that block's sum with respect to a random input is structurally zero outside the receptive
     field, so its support gives r exactly (a dead ReLU can hide a pixel for one input; two inputs are tried). The
     gradient is reset to its support at every module's output (`_mark_support`), so float32 suffices however deep
-    the model: 10 s for the paper's ×4 SRResNet on 2 CPU cores, where float64 without the reset took 120-200 s.
+    the model: 10–30 s for the paper's ×4 SRResNet on 2 CPU cores, where float64 without the reset took 123–200 s.
     The input grows until the support no longer touches its border.
 
     Args:

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 #: The encoder each video suffix gets unless another is named.
 DEFAULT_CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9", ".avi": "mjpeg"}
@@ -80,13 +83,35 @@ def _add_stream(container, codec: str, fps: float, crf: int | None, width: int, 
     return stream
 
 
+class _EncoderError(Exception):
+    """The encoder did not open."""
+
+
+class _ContainerError(Exception):
+    """The container could not write its header for the stream."""
+
+
 def _trial(suffix: str, codec: str, crf: int | None, time_base: Fraction | None = None) -> None:
-    """Open `codec` on a 64×64 stream of a `suffix` container in memory, as `VideoWriter` would (PyAV's errors)."""
+    """Open `codec` on a 64×64 stream of a `suffix` container in memory, as `VideoWriter` would.
+
+    Raises:
+        av.codec.codec.UnknownCodecError: no such encoder.
+        ValueError: the container refuses the codec outright ("'webm' format does not support 'libx264' codec").
+        _EncoderError: the encoder does not open (no GPU for NVENC, a pixel format or time base it refuses).
+        _ContainerError: the container cannot write a header for it (VP9 in .mov).
+    """
     with av.open(io.BytesIO(), "w", format=CONTAINERS[suffix]) as trial:
         stream = _add_stream(trial, codec, 24.0, crf, 64, 64)
         if time_base is not None:
             stream.codec_context.time_base = time_base
-        trial.start_encoding()
+        try:
+            stream.codec_context.open()
+        except av.FFmpegError as error:
+            raise _EncoderError(str(error)) from error
+        try:
+            trial.start_encoding()
+        except av.FFmpegError as error:
+            raise _ContainerError(str(error)) from error
 
 
 def check_encoding(suffix: str, codec: str | None, crf: int | None) -> tuple[str, bool]:
@@ -107,23 +132,23 @@ def check_encoding(suffix: str, codec: str | None, crf: int | None) -> tuple[str
             raise VideoEncodingError(f"--crf applies to {takes}; {codec} has no constant-rate factor")
         if not 0 <= crf <= CRF_RANGES[codec][1]:
             raise VideoEncodingError(f"--crf for {codec} is 0 … {CRF_RANGES[codec][1]} (lower: better), got {crf}")
+    other = "" if suffix == ".mkv" else "; try .mkv"
     try:
         _trial(suffix, codec, crf)
     except av.codec.codec.UnknownCodecError as error:
         raise VideoEncodingError(
             f"no encoder named {codec!r} in PyAV's FFmpeg: try libx264, libx265, libvpx-vp9 or ffv1"
         ) from error
-    except av.FFmpegError as error:  # NVENC without an NVIDIA GPU, a pixel format or option the encoder refuses
+    except _EncoderError as error:  # NVENC without an NVIDIA GPU, a pixel format or option the encoder refuses
         pixels = _pixel_format(codec, 64, 64)
         raise VideoEncodingError(f"the {codec} encoder cannot start here on {pixels} pictures ({error})") from error
-    except ValueError as error:  # "'webm' format does not support 'libx264' codec"
-        other = "" if suffix == ".mkv" else "; try .mkv"
+    except (ValueError, _ContainerError) as error:
         raise VideoEncodingError(f"a {suffix} file cannot hold {codec} video ({error}){other}") from error
     if suffix in FIXED_RATE:
         return codec, False
     try:
         _trial(suffix, codec, crf, TIME_BASE)
-    except av.FFmpegError:
+    except (_EncoderError, _ContainerError):
         return codec, False
     return codec, True
 
@@ -144,6 +169,7 @@ class VideoWriter:
         self.container = None
         self.stream = None
         self.last_time, self.last_pts = -math.inf, -1  # seconds, TIME_BASE ticks
+        self.frames, self.warned_retimed = 0, False
 
     def write(self, bgr: np.ndarray, time: float | None = None) -> None:
         """Encode one frame, shown at `time` seconds in its source (None: 1/fps after the previous one)."""
@@ -160,8 +186,24 @@ class VideoWriter:
             picture.color_range = LIMITED_RANGE
         if self.timed:
             picture.pts, picture.time_base = self._pts(time), TIME_BASE
+        else:
+            self._warn_if_retimed(time)
         for packet in self.stream.encode(picture):
             self.container.mux(packet)
+
+    def _warn_if_retimed(self, time: float | None) -> None:
+        """Warn once when a frame timed by its index lands over a frame away from its source time (a variable
+        frame rate, which then drifts from the copied audio)."""
+        self.frames += 1
+        if time is None or self.warned_retimed or abs(time - (self.frames - 1) / self.fps) <= 1.5 / self.fps:
+            return
+        self.warned_retimed = True
+        log.warning(
+            "the source's frame rate varies, which %s in a %s file cannot keep (frames are timed by their index, so "
+            "the video drifts from its audio): write .mkv or .mp4 with libx264 to keep it",
+            self.codec,
+            self.path.suffix,
+        )
 
     def _pts(self, time: float | None) -> int:
         """`time` in TIME_BASE units, as the source gave it (OpenCV's times start with the stream, as the copied

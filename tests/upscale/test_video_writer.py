@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fastgan.upscale.frames import FrameError, open_frames, open_sink
+from fastgan.upscale.frames import FrameError, open_frames, open_sink, players_hd
 from fastgan.upscale.video_writer import CRF_RANGES, DEFAULT_CODECS, VideoWriter, check_encoding
 
 
@@ -87,6 +87,7 @@ def test_what_cannot_be_encoded_is_refused_before_anything_is_written(tmp_path, 
         ("c.mp4", {"crf": 52}, "--crf for libx264 is 0 … 51"),
         ("d.avi", {"crf": 20}, "mjpeg has no constant-rate factor"),
         ("e.mkv", {"codec": "h264_nvenc"}, "the h264_nvenc encoder cannot start here"),  # no NVIDIA GPU here
+        ("f.mov", {"codec": "libvpx-vp9"}, "a .mov file cannot hold libvpx-vp9 video .*; try .mkv"),  # the header
     ):
         with pytest.raises(FrameError, match=message):
             open_sink(tmp_path / out, source, **encoding)
@@ -163,10 +164,11 @@ def test_an_encoder_failure_is_reported_as_such_and_leaves_no_file(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
-def test_a_variable_frame_rate_keeps_its_timing(tmp_path, suffix):
-    """A phone's or a game recorder's variable frame rate: each frame keeps its time (shifted to start at 0), so the
-    copy lasts as long as the source and stays in step with its copied audio (at OpenCV's average rate, this 3.4 s
-    clip lasted 2.5 s)."""
+def test_a_variable_frame_rate_keeps_its_timing(tmp_path, suffix, caplog):
+    """A phone's or a game recorder's variable frame rate: each frame keeps its time as OpenCV gives it (from the
+    stream's start, as the copied audio is shifted), so the copy lasts as long as the source and stays in step with
+    its audio (at OpenCV's average rate, this 3.4 s clip lasted 2.5 s). Matroska lists no frame count: OpenCV's
+    estimate (40 here) is no sign of truncation. AVI, of fixed rate, cannot keep the times, and says so."""
     times = [0.5, 0.6, 0.7, 1.4, 1.5, 1.6, 3.0, 3.1, 3.9]
     with av.open(str(tmp_path / f"vfr{suffix}"), "w") as container:
         stream = container.add_stream("libx264", rate=10)
@@ -177,10 +179,21 @@ def test_a_variable_frame_rate_keeps_its_timing(tmp_path, suffix):
             picture.pts, picture.time_base = round(time * 1000), Fraction(1, 1000)
             container.mux(stream.encode(picture))
         container.mux(stream.encode())
-    _upscaled_copy(open_frames(tmp_path / f"vfr{suffix}"), tmp_path / f"copy{suffix}")
+    with caplog.at_level(logging.WARNING):
+        _upscaled_copy(open_frames(tmp_path / f"vfr{suffix}"), tmp_path / f"copy{suffix}")
     with av.open(str(tmp_path / f"copy{suffix}")) as container:
         shown = [round(float(picture.time), 3) for picture in container.decode(video=0)]
-    assert shown == [round(time - times[0], 3) for time in times]
+    assert shown == [round(time - times[0], 3) for time in times] and not caplog.text
+    with caplog.at_level(logging.WARNING):
+        _upscaled_copy(open_frames(tmp_path / f"vfr{suffix}"), tmp_path / "copy.avi")
+    assert caplog.text.count("the source's frame rate varies, which mjpeg in a .avi file cannot keep") == 1
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "hd"), [(1280, 720, True), (1280, 536, True), (768, 578, True), (720, 576, False)]
+)
+def test_players_take_a_video_for_hd_by_its_lines_or_its_width(width, height, hd):
+    assert players_hd(width, height) == hd
 
 
 def test_encoders_that_take_no_fine_time_base_are_timed_by_frame_index(tmp_path):
