@@ -10,7 +10,7 @@ import torch
 from fastgan.ops.autocast import without_autocast
 
 #: The per-operator float32 settings of torch ≥ 2.9 (`torch.backends.<backend>.<operator>.fp32_precision`).
-_PER_OPERATOR = (
+PER_OPERATOR = (
     ("cuda", "matmul"),
     ("cudnn", "conv"),
     ("cudnn", "rnn"),
@@ -63,7 +63,7 @@ def _ieee_fp32() -> Iterator[None]:
         with _legacy_ieee_fp32():
             yield
         return
-    settings = [getattr(getattr(torch.backends, backend), operator) for backend, operator in _PER_OPERATOR]
+    settings = [getattr(getattr(torch.backends, backend), operator) for backend, operator in PER_OPERATOR]
     saved = [setting.fp32_precision for setting in settings]
     if not _per_operator_api_in_use():
         try:

@@ -13,31 +13,22 @@ from fastgan.eval import __main__ as eval_cli
 from fastgan.eval.generator_eval import extract, intra_class_fid
 from fastgan.eval.hrgan_report import _real_batches, evaluate_run, markdown
 from fastgan.eval.inception import InceptionFeatures, InceptionWeightsError, fid_inception_network, load_inception
-from fastgan.eval.precision import exact_fp32
+from fastgan.eval.precision import PER_OPERATOR, exact_fp32
 from fastgan.eval.sheets import slerp
 from fastgan.train.config import merge
 from fastgan.train.run import train
-
-_FP32_OPERATORS = (
-    ("cuda", "matmul"),
-    ("cudnn", "conv"),
-    ("cudnn", "rnn"),
-    ("mkldnn", "matmul"),
-    ("mkldnn", "conv"),
-    ("mkldnn", "rnn"),
-)
 
 
 def _fp32_settings():
     """The per-operator float32 settings exact_fp32 controls: CUDA and oneDNN matrix products, cuDNN and oneDNN
     convolutions, cuDNN RNNs."""
-    return [getattr(getattr(torch.backends, backend), operator) for backend, operator in _FP32_OPERATORS]
+    return [getattr(getattr(torch.backends, backend), operator) for backend, operator in PER_OPERATOR]
 
 
-def _effective_fp32():
+def _effective_fp32(operators=PER_OPERATOR):
     """What each of those settings resolves to: its own value, else its backend's, else torch's, else IEEE."""
     resolved = set()
-    for backend, operator in _FP32_OPERATORS:
+    for backend, operator in operators:
         chain = (getattr(getattr(torch.backends, backend), operator), getattr(torch.backends, backend), torch.backends)
         values = [level.fp32_precision for level in chain if hasattr(level, "fp32_precision")]
         resolved.add(next((value for value in values if value != "none"), "ieee"))
@@ -94,8 +85,8 @@ def test_exact_fp32_works_beside_the_per_operator_tf32_api(caller):
         before = [setting.fp32_precision for setting in settings]
         assert _effective_fp32() != {"ieee"}
         with exact_fp32("cpu"):
-            inside = _effective_fp32()
-        assert inside == {"ieee"} and [setting.fp32_precision for setting in settings] == before
+            inside = _effective_fp32() | _effective_fp32([(backend, operator)] if operator else [])
+        assert inside == {"ieee"} and [setting.fp32_precision for setting in settings] == before  # the caller's too
     finally:
         for setting, value in zip(settings, saved[0], strict=True):
             setting.fp32_precision = value
