@@ -386,9 +386,9 @@ def open_frames(path: str | Path) -> FrameSource:
         finally:
             capture.release()
         fps = fps or 30.0  # when the container lacks it
-        untagged_hd, listed = _video_probe(path)
-        count = listed or max(count, 0)
-        return FrameSource(path, "video", fps=fps, frame_count=count, untagged_hd=untagged_hd, listed=bool(listed))
+        untagged_hd, listed_count = _video_probe(path)
+        count = listed_count or max(count, 0)
+        return FrameSource(path, "video", fps=fps, frame_count=count, untagged_hd=untagged_hd, listed=listed_count > 0)
     if suffix not in IMAGE_SUFFIXES:
         raise FrameError(
             f"{path}: unknown kind; give an image ({', '.join(IMAGE_SUFFIXES)}), a folder of them or a video "

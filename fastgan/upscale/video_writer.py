@@ -217,16 +217,15 @@ class VideoWriter:
 
     def close(self) -> None:
         """Flush the encoder and finish the file (its trailer: an MP4's index); errors propagate."""
-        container, self.container = self.container, None
-        if container is None:
+        if self.container is None:
             return
         try:
             if self.stream is not None:
-                container.mux(self.stream.encode())  # what the encoder still holds
+                self.container.mux(self.stream.encode())  # what the encoder still holds
         except BaseException:
-            with contextlib.suppress(av.FFmpegError, OSError):
-                container.close()
+            self.abort()
             raise
+        container, self.container = self.container, None
         container.close()
 
     def abort(self) -> None:
