@@ -101,7 +101,7 @@ def run_step(step: Step, out: Path) -> tuple[int | None, float]:
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**environment, "PYTHONUNBUFFERED": "1"},
-            preexec_fn=os.setpgrp,  # a process group of its own: its compile workers are signalled with it
+            preexec_fn=_own_group_with_default_sigint,
         )
         try:
             status: int | None = process.wait(timeout=max(step.seconds - GRACE_SECONDS, 1))
@@ -115,6 +115,14 @@ def run_step(step: Step, out: Path) -> tuple[int | None, float]:
                 _signal(process, signal.SIGKILL)  # what is left of its group
                 process.wait()
     return status, time.monotonic() - start
+
+
+def _own_group_with_default_sigint() -> None:
+    """In the step's child before exec: a process group of its own (its compile workers are signalled with it), and
+    SIGINT back to its default, which a background job or `nohup` inherits as ignored (Python then never raises
+    KeyboardInterrupt, and the step is killed without saving what it measured)."""
+    os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _signal(process: subprocess.Popen, signal_number: int) -> None:
