@@ -72,14 +72,14 @@ def test_a_gpu_check_that_overruns_is_interrupted_and_keeps_what_it_measured(tmp
         "def test_quick(benchmark):\n    benchmark.pedantic(sum, args=([1, 2],), rounds=1)\n"
         "def test_slow(benchmark):\n    benchmark.pedantic(time.sleep, args=(120,), rounds=1)\n"
     )
-    overrun = gpu_checks.Step("overrun", (str(cases), "--benchmark-only", "-p", "bench.interrupts"), 20)
+    overrun = gpu_checks.Step("overrun", (str(cases), "--benchmark-only", "-p", "bench.interrupts"), 14)
     monkeypatch.setattr(gpu_checks, "STEPS", (overrun, gpu_checks.Step("next", ("--version",), 30)))
-    monkeypatch.setattr(gpu_checks, "GRACE_SECONDS", 10)  # interrupted after 10 s, killed after 20 s
+    monkeypatch.setattr(gpu_checks, "GRACE_SECONDS", 7)  # interrupted after 7 s, killed after 14 s
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert gpu_checks.main(["--out", str(tmp_path / "out")]) == 1
     summary = capsys.readouterr().out
-    finished = re.search(r"^overrun: reached its limit: interrupted after (\d+) s \(limit 20 s\)$", summary, re.M)
-    assert finished and int(finished.group(1)) < 20  # Ctrl-C sufficed
+    finished = re.search(r"^overrun: reached its limit: interrupted after (\d+) s \(limit 14 s\)$", summary, re.M)
+    assert finished and int(finished.group(1)) < 14  # Ctrl-C sufficed
     assert "next: exit status 0" in summary
     saved = json.loads((tmp_path / "out" / "overrun.json").read_text())["benchmarks"]
     assert [result["name"] for result in saved] == ["test_quick"]

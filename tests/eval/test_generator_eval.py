@@ -205,15 +205,15 @@ def tiny_runs(tmp_path_factory):
 
 
 def test_fidelity_experiment_scores_runs_and_the_bicubic_baseline(tiny_runs):
-    rows = evaluate_run(tiny_runs[0], samples=100, splits=2, batch_size=50)
+    rows = evaluate_run(tiny_runs[0], samples=40, splits=2, batch_size=20)
     assert [r["model"] for r in rows] == ["HRGAN-32", "HRGAN-32 + bicubic ×2", "HRGAN-32 + bicubic ×4"]
     assert [r["resolution"] for r in rows] == [32, 64, 128]
     for row in rows:
         for key in ("ms", "fid_evaluator", "intra_fid_evaluator", "precision_evaluator", "hr_fid", "hr_accuracy"):
             assert torch.isfinite(torch.tensor(row[key])), key
         assert 1 <= row["ms"] <= 10 and row["truth_accuracy"] > 0.9  # the shipped evaluator knows true renders
-    assert evaluate_run(tiny_runs[0], samples=100, splits=2, batch_size=50) == rows  # deterministic under a seed
-    assert evaluate_run(tiny_runs[0], samples=100, splits=2, batch_size=50, seed=1)[0]["ms"] != rows[0]["ms"]
+    assert evaluate_run(tiny_runs[0], samples=40, splits=2, batch_size=20) == rows  # deterministic under a seed
+    assert evaluate_run(tiny_runs[0], samples=40, splits=2, batch_size=20, seed=1)[0]["ms"] != rows[0]["ms"]
 
 
 def test_runs_on_the_same_data_share_their_real_features(tiny_runs, monkeypatch):
@@ -253,7 +253,7 @@ def test_samples_are_scored_as_8_bit_images_and_accuracy_needs_the_generators_cl
 
 def test_table_cli_writes_the_papers_layout_and_sheets(tiny_runs, tmp_path, capsys):
     out = tmp_path / "table.md"
-    args = ["table", *map(str, tiny_runs), "--samples", "100", "--splits", "2", "--batch-size", "50", "--out", str(out)]
+    args = ["table", *map(str, tiny_runs), "--samples", "40", "--splits", "2", "--batch-size", "20", "--out", str(out)]
     assert eval_cli.main(args) == 0
     text = out.read_text()
     assert "| HRGAN-64 | w/o |" in text and "| HRGAN-32 | with |" in text

@@ -136,16 +136,35 @@ def test_fp16_block_sums_beyond_fp16_range_stay_finite(layout):
     torch.testing.assert_close(dx.double(), truth.grad, rtol=0, atol=2e-3 * truth.grad.abs().max().item())
 
 
+@pytest.fixture
+def max_split(request, monkeypatch):
+    """nhwc_kernels.MAX_SPLIT set to the test's parameter (None: left as it is), pixel_split's cache cleared around
+    it: a low cap gives ranges of several tiles at shapes the interpreter runs in a second ((1, 64, 40, 40) took 10 s
+    to reach them under the real cap)."""
+    if request.param is not None:
+        monkeypatch.setattr(nhwc_kernels, "MAX_SPLIT", request.param)
+    nhwc_kernels.pixel_split.cache_clear()
+    yield request.param
+    nhwc_kernels.pixel_split.cache_clear()
+
+
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("shape", [(1, 64, 12, 12), (2, 64, 9, 7), (1, 64, 40, 40)], ids=str)
-def test_nhwc_kernels_split_pixels_over_programs(shape, training, matches_reference):
-    """Samples whose pixels span several tiles are split over programs (even, uneven and multi-tile ranges); the
-    partial sums they leave are reduced in the finalise kernels. fp32: at thousands of values per sample, bf16
-    rounding flips the ReLU mask of a few near-zero z, and which ones flip differs between torch and the kernels
-    (the dtype paths are checked on the small shapes above)."""
+@pytest.mark.parametrize(
+    "shape, max_split",
+    [((1, 64, 12, 12), None), ((2, 64, 9, 7), None), ((1, 64, 12, 11), 4)],
+    ids=["even", "uneven", "multi-tile"],
+    indirect=["max_split"],
+)
+def test_nhwc_kernels_split_pixels_over_programs(shape, max_split, training, matches_reference):
+    """Samples whose pixels span several tiles are split over programs (even, uneven and multi-tile ranges, the last
+    ending in a partial tile); the partial sums they leave are reduced in the finalise kernels. fp32: at thousands of
+    values per sample, bf16 rounding flips the ReLU mask of a few near-zero z, and which ones flip differs between
+    torch and the kernels (the dtype paths are checked on the small shapes above)."""
     n, c, h, w = shape
     split, chunk = nhwc_kernels.pixel_split(n, c, h * w)
     assert split > 1 and (split - 1) * chunk < h * w <= split * chunk
+    block_p = nhwc_kernels.tile_shape(c)[0]
+    assert (chunk > block_p) == (max_split is not None) and (max_split is None or h * w % block_p)
     _check_backend("triton", shape, training, 2, torch.float32, matches_reference, CHANNELS_LAST)
 
 

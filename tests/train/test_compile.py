@@ -48,17 +48,21 @@ def test_compile_without_a_cpu_compiler_says_what_to_do(tiny_config, monkeypatch
 
 @pytest.fixture
 def traced_only(monkeypatch):
-    """Module.compile through Dynamo and AOTAutograd without code generation (no C++ compiler needed), whole graphs
-    only (a graph break raises), counting the graphs: the trainer's compiled path in seconds (TorchInductor: the
-    slow test below). Dynamo's caches are cleared before and after."""
+    """Module.compile through Dynamo alone (its "eager" backend: no code generation, no C++ compiler needed), whole
+    graphs only (a graph break raises), counting the graphs: the trainer's compiled path in seconds. AOTAutograd
+    traces G and D in tests/ops/test_compiled_model.py and test_conv_avgpool.py; TorchInductor compiles all three in
+    the slow test below. `--fused` outside the compiled modules (sample grids, the real images' score, a run resumed
+    without compiling) takes the uncompiled fused arithmetic: "fused-compiled" would build its kernels with
+    TorchInductor (40 of this test's 65 s). Dynamo's caches are cleared before and after."""
     original = torch.nn.Module.compile
-    counter = CompileCounterWithBackend("aot_eager")
+    counter = CompileCounterWithBackend("eager")
     monkeypatch.setattr(
         torch.nn.Module,
         "compile",
         lambda self, mode, **options: original(self, backend=counter, fullgraph=True, **options),
     )
     monkeypatch.setattr("fastgan.train.core.cpu_compiler_available", lambda: True)
+    monkeypatch.setattr("fastgan.train.run.fused_backend_for", lambda device: "fused-torch")
     torch._dynamo.reset()
     yield counter
     torch._dynamo.reset()
