@@ -41,6 +41,11 @@ def resolve_vgg19_weights(weights: str | Path | None) -> Path:
     )
 
 
+def _float32(value):
+    """A floating-point tensor in float32; anything else as it is (load_state_dict says what is wrong with it)."""
+    return value.float() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+
 class VGGFeatures(nn.Module):
     """Images (N, 3, H, W) in [0, 1] -> VGG19 feature map after `layer` (e.g. relu5_4 for the paper's VGG54).
 
@@ -51,9 +56,10 @@ class VGGFeatures(nn.Module):
         super().__init__()
         if layer not in VGG19_RELU:
             raise ValueError(f"unknown VGG19 layer {layer!r}; choose one of {', '.join(VGG19_RELU)}")
-        network = torchvision.models.vgg19()
-        try:
-            network.load_state_dict(state_dict)
+        with torch.device("meta"):  # not 3 s of random initialisation that the weights replace
+            network = torchvision.models.vgg19()
+        try:  # float32 as the network's own parameters are (a half-precision file is widened)
+            network.load_state_dict({name: _float32(value) for name, value in state_dict.items()}, assign=True)
         except RuntimeError as exc:
             raise VGGWeightsError(f"the weights do not match torchvision's VGG19: {exc}") from exc
         self.layer = layer

@@ -18,6 +18,12 @@ torch.manual_seed(0)
 MODEL = SRResNet(2, channels=8, blocks=1, batch_norm=False, bicubic_skip=True).eval()
 
 
+@pytest.fixture(scope="module")
+def x2_onnx(tmp_path_factory):
+    """MODEL as an fp32 ONNX file (radius 10), exported once for the tests that only read it (5 s an export)."""
+    return export_upscaler(MODEL, tmp_path_factory.mktemp("export") / "x2.onnx", 2, 10)
+
+
 @pytest.mark.parametrize(("precision", "tolerance"), [("fp16", 2e-2), ("bf16", 6e-2)])
 def test_torch_low_precision_tiles_stay_close_to_fp32(precision, tolerance):
     tiles = torch.rand(3, 3, 20, 24)
@@ -29,24 +35,22 @@ def test_torch_low_precision_tiles_stay_close_to_fp32(precision, tolerance):
     assert (out - reference).abs().max() < tolerance
 
 
-def test_onnxruntime_tiles_equal_torch_tiles(tmp_path):
-    path = export_upscaler(MODEL, tmp_path / "x2.onnx", 2, 10)
+def test_onnxruntime_tiles_equal_torch_tiles(x2_onnx):
     tiles = torch.rand(2, 3, 16, 16)
     torch.testing.assert_close(
-        OnnxRuntimeTiles(path)(tiles), TorchTiles(MODEL, torch.device("cpu"))(tiles), rtol=0, atol=1e-5
+        OnnxRuntimeTiles(x2_onnx)(tiles), TorchTiles(MODEL, torch.device("cpu"))(tiles), rtol=0, atol=1e-5
     )
 
 
-def test_load_upscaler_refuses_wrong_pairs(tmp_path):
+def test_load_upscaler_refuses_wrong_pairs(tmp_path, x2_onnx):
     with pytest.raises(ValueError, match="choose one of torch, onnxruntime, tensorrt"):
         load_upscaler(tmp_path, "openvino")
     with pytest.raises(ValueError, match="fastgan.export onnx"):
         load_upscaler(tmp_path / "run", "onnxruntime")
     with pytest.raises(ValueError, match="precision"):
         TorchTiles(MODEL, torch.device("cpu"), "int4")
-    path = export_upscaler(MODEL, tmp_path / "x2.onnx", 2, 10)
     with pytest.raises(ValueError, match="TensorRT engines run on a CUDA device, not cpu: use --device cuda"):
-        load_upscaler(path, "tensorrt", device="cpu")
+        load_upscaler(x2_onnx, "tensorrt", device="cpu")
 
 
 def test_a_bf16_file_is_refused_by_onnxruntime_and_its_load_errors_are_runtime_errors(tmp_path):
@@ -61,7 +65,7 @@ def test_a_bf16_file_is_refused_by_onnxruntime_and_its_load_errors_are_runtime_e
         onnxruntime_session(path, device="cpu")
 
 
-def test_tensorrt_gets_the_engine_options_export_trt_was_given(tmp_path, monkeypatch):
+def test_tensorrt_gets_the_engine_options_export_trt_was_given(x2_onnx, monkeypatch):
     """`upscale --min-tile/--workspace-gb` reach the engine cache's key, so the engine `export trt` built with them is
     the one found (the build is recorded here, not made: no GPU)."""
     from fastgan.upscale import backends
@@ -73,17 +77,15 @@ def test_tensorrt_gets_the_engine_options_export_trt_was_given(tmp_path, monkeyp
         raise RuntimeError("recorded")
 
     monkeypatch.setattr(backends, "upscaler_engine", recorded)
-    path = export_upscaler(MODEL, tmp_path / "x2.onnx", 2, 10)
     with pytest.raises(RuntimeError, match="recorded"):
-        load_upscaler(path, "tensorrt", tile=128, batch=4, min_tile=32, workspace_bytes=1 << 30)
-    assert asked == [(path, "fp32", 128, 4, path.parent / "engines", 0, 32, 1 << 30)]
+        load_upscaler(x2_onnx, "tensorrt", tile=128, batch=4, min_tile=32, workspace_bytes=1 << 30)
+    assert asked == [(x2_onnx, "fp32", 128, 4, x2_onnx.parent / "engines", 0, 32, 1 << 30)]
 
 
 @pytest.mark.skipif(cuda_available(), reason="this machine has an NVIDIA GPU")
-def test_tensorrt_without_a_gpu_says_what_to_use_instead(tmp_path):
-    path = export_upscaler(MODEL, tmp_path / "x2.onnx", 2, 10)
+def test_tensorrt_without_a_gpu_says_what_to_use_instead(x2_onnx):
     with pytest.raises(NoCudaDeviceError, match="--backend torch or onnxruntime"):
-        load_upscaler(path, "tensorrt")
+        load_upscaler(x2_onnx, "tensorrt")
 
 
 class _FakeSession:
@@ -150,12 +152,11 @@ def test_onnxruntime_beside_a_cuda_model_runs_on_the_cpu_without_its_cuda_provid
 @pytest.mark.skipif(
     "CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="this onnxruntime has CUDA"
 )
-def test_onnxruntime_without_cuda_refuses_a_cuda_device(tmp_path):
-    path = export_upscaler(MODEL, tmp_path / "x2.onnx", 2, 10)
+def test_onnxruntime_without_cuda_refuses_a_cuda_device(x2_onnx):
     with pytest.raises(ValueError, match="no CUDA execution provider: pip install onnxruntime-gpu"):
-        OnnxRuntimeTiles(path, "cuda:0")
+        OnnxRuntimeTiles(x2_onnx, "cuda:0")
     with pytest.raises(ValueError, match="unknown device 'gpu0'"):
-        OnnxRuntimeTiles(path, "gpu0")
+        OnnxRuntimeTiles(x2_onnx, "gpu0")
 
 
 def test_the_tensorrt_profile_admits_every_tile_the_tiler_sends():
