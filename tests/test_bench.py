@@ -47,19 +47,17 @@ def test_every_bench_file_runs_its_smoke_case_and_the_report_reads_its_results(t
     assert "| cbn_relu_upsample |" in (tmp_path / "report.md").read_text()
 
 
-def test_every_gpu_check_of_the_bench_selects_cases():
+def test_every_gpu_check_of_the_bench_selects_cases(capsys, monkeypatch):
     """The bench steps of `python -m bench.gpu_checks` select cases by name: renaming a case cannot leave a step, or
     a bench file of one, that a short GPU loan runs empty (the cuda-tests step selects by marker)."""
     bench_steps = [step.name for step in gpu_checks.STEPS if step.bench]
-    command = [sys.executable, "-m", "bench.gpu_checks", "--collect", "--only", *bench_steps]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    counts = dict(line.split(": ") for line in result.stdout.splitlines())
+    assert gpu_checks.main(["--collect", "--only", *bench_steps]) == 0
+    counts = dict(line.split(": ") for line in capsys.readouterr().out.splitlines())
     assert set(counts) == set(bench_steps) and all(re.fullmatch(r"[1-9]\d* cases", count) for count in counts.values())
-    empty = "g.STEPS = (g.Step('empty', ('bench/bench_data.py', 'bench/bench_upscale.py', '-k', 'decode'), 1),)"
-    script = f"from bench import gpu_checks as g; {empty}; raise SystemExit(g.main(['--collect']))"
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1 and "; bench/bench_upscale.py selects no case" in result.stdout, result.stdout
+    empty = gpu_checks.Step("empty", ("bench/bench_data.py", "bench/bench_upscale.py", "-k", "decode"), 1)
+    monkeypatch.setattr(gpu_checks, "STEPS", (empty,))
+    assert gpu_checks.main(["--collect"]) == 1
+    assert "; bench/bench_upscale.py selects no case" in capsys.readouterr().out
 
 
 def test_a_gpu_check_that_overruns_is_interrupted_and_keeps_what_it_measured(tmp_path, monkeypatch, capsys):
