@@ -93,7 +93,7 @@ def run_step(step: Step, out: Path) -> tuple[int | None, float]:
     seconds spent). The step is interrupted (SIGINT) GRACE_SECONDS before its limit and killed at it; on Ctrl-C or
     SIGTERM here it is interrupted, then killed if it still runs."""
     start = time.monotonic()
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("FASTGAN_BENCH_")}
+    environment = {name: value for name, value in os.environ.items() if not _changes_the_step(name)}
     with open(out / f"{step.name}.log", "w", encoding="utf-8") as log:
         process = subprocess.Popen(
             command(step, out),
@@ -115,6 +115,12 @@ def run_step(step: Step, out: Path) -> tuple[int | None, float]:
                 _signal(process, signal.SIGKILL)  # what is left of its group
                 process.wait()
     return status, time.monotonic() - start
+
+
+def _changes_the_step(variable: str) -> bool:
+    """Whether an environment variable of this run would change what a step runs or how (the bench's own settings,
+    pytest's extra options and plugins): the step plan alone decides."""
+    return variable.startswith("FASTGAN_BENCH_") or variable in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")
 
 
 def _own_group_with_default_sigint() -> None:
@@ -206,17 +212,20 @@ def main(argv: list[str] | None = None) -> int:
         message = "error: fastgan.kernels cannot be imported: install the package first (pip install --no-deps -e .)"
         print(message, file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stopped run stops its step too
     args.out = args.out.resolve()  # the steps run from the repository root
     args.out.mkdir(parents=True, exist_ok=True)
     failed = False
-    for step in steps:
-        status, seconds = run_step(step, args.out)
-        reported = step.bench and write_report(step, args.out)
-        outcome = "reached its limit: interrupted" if status is None else f"exit status {status}"
-        summary = f"{step.name}: {outcome} after {seconds:.0f} s (limit {step.seconds} s)" + (", reported" * reported)
-        print(summary, flush=True)
-        failed |= status != 0
+    on_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stopped run stops its step too
+    try:
+        for step in steps:
+            status, seconds = run_step(step, args.out)
+            reported = step.bench and write_report(step, args.out)
+            outcome = "reached its limit: interrupted" if status is None else f"exit status {status}"
+            limit = f"(limit {step.seconds} s)" + (", reported" * reported)
+            print(f"{step.name}: {outcome} after {seconds:.0f} s {limit}", flush=True)
+            failed |= status != 0
+    finally:
+        signal.signal(signal.SIGTERM, on_sigterm)
     return 1 if failed else 0
 
 

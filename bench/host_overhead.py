@@ -88,15 +88,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.calls < 1 or args.rounds < 1:
         parser.error(f"--calls and --rounds must be at least 1, got {args.calls} and {args.rounds}")
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    print("| op (forward + backward) | eager µs | fused host path µs (launches stubbed) |")
-    print("|---|---:|---:|")
-    for name, (op, inputs) in _cases().items():
-        with backend("torch"):  # the op's eager path, its input checks included, as the bench and trainer run it
-            eager_us = _microseconds(op, inputs, args.calls, args.rounds)
-        with backend("triton"), launches_stubbed():
-            fused_us = _microseconds(op, inputs, args.calls, args.rounds)
-        print(f"| {name} | {eager_us:.0f} | {fused_us:.0f} |")
+    try:
+        print("| op (forward + backward) | eager µs | fused host path µs (launches stubbed) |")
+        print("|---|---:|---:|")
+        for name, (op, inputs) in _cases().items():
+            with backend("torch"):  # the op's eager path, its input checks included, as the bench and trainer run it
+                eager_us = _microseconds(op, inputs, args.calls, args.rounds)
+            with backend("triton"), launches_stubbed():
+                fused_us = _microseconds(op, inputs, args.calls, args.rounds)
+            print(f"| {name} | {eager_us:.0f} | {fused_us:.0f} |")
+    finally:  # a caller's thread count (the test suite's) as it was
+        torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,14 @@ import pytest
 import torch
 
 from fastgan.ops import backend, cbn_relu_upsample_conv, mobilenet_score, pixel_shuffle_prelu
-from fastgan.ops.backends import kernels_for
+from fastgan.ops.backends import cpu_compiler_available, kernels_for
 from fastgan.ops.cbn_relu_upsample import _TorchKernels as CBNKernels
 from fastgan.ops.mobilenet_score import _TorchKernels as ScoreKernels
 from fastgan.ops.pixel_shuffle_prelu import _TorchKernels as ShuffleKernels
+
+pytestmark = pytest.mark.skipif(
+    not cpu_compiler_available(), reason="TorchInductor needs a C++ compiler ($CXX, g++ or c++) on the PATH"
+)
 
 
 def _forward_backward(name, op, *inputs):
