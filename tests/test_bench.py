@@ -31,7 +31,8 @@ def test_every_bench_file_runs_its_smoke_case_and_the_report_reads_its_results(t
         timeout=600,
         env={
             **{name: value for name, value in os.environ.items() if not gpu_checks._changes_the_step(name)},
-            **{"FASTGAN_BENCH_ONE_ROUND": "1", "FASTGAN_BENCH_FUSED": "fused-torch"},  # no compiling
+            "FASTGAN_BENCH_ONE_ROUND": "1",
+            "FASTGAN_BENCH_FUSED": "fused-torch",  # no compiling
         },
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

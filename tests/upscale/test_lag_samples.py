@@ -87,22 +87,8 @@ def test_spread_at_a_smaller_noise_scale_is_smaller(tiny_lag_run, tmp_path, caps
     (unit,), (tiny,) = (sample_spread(draw_samples(generator, images, 4, noise_scale=s), 4) for s in (1.0, 1e-6))
     assert tiny.std_levels < 0.1 < unit.std_levels
     assert "z ~ N(0, 0.5²I)" in markdown([unit], 4, 4, 0.5) and "N(0" not in markdown([unit], 4, 4)
-    assert (
-        eval_cli.main(
-            [
-                "spread",
-                "--checkpoint",
-                str(tiny_lag_run),
-                "--noise-scale",
-                "0.5",
-                "--samples",
-                "2",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
+    spread = ["spread", "--checkpoint", str(tiny_lag_run), "--noise-scale", "0.5", "--samples", "2"]
+    assert eval_cli.main([*spread, "--out", str(tmp_path)]) == 0
     assert "z ~ N(0, 0.5²I)" in (tmp_path / "spread.md").read_text()
 
 
