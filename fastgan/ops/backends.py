@@ -104,11 +104,33 @@ def _compiled(torch_kernels: type) -> type:
     if chosen is not None and not static.issuperset(chosen):
         raise TypeError(f"{torch_kernels.__name__}.COMPILED names {sorted(set(chosen) - static)}: not static methods")
     methods = {
-        name: staticmethod(torch.compile(member.__func__, dynamic=True))
+        name: staticmethod(_with_stable_guards(torch.compile(member.__func__, dynamic=True)))
         for name, member in vars(torch_kernels).items()
         if isinstance(member, staticmethod) and (chosen is None or name in chosen)
     }
     return type(f"Compiled{torch_kernels.__name__}", (torch_kernels,), methods)
+
+
+def _with_stable_guards(compiled: Callable) -> Callable:
+    """`compiled` called with its tensor arguments detached, and broadcast ones (a zero stride) materialised.
+
+    The kernels run inside autograd Functions, below autograd, so neither changes a result; both remove a guard
+    TorchDynamo would otherwise recompile on: `requires_grad` (the D step calls G without gradients, the G step
+    with), and a zero stride, which it specialises (HRGAN's unconditional output BN expands one gain and bias to
+    (N, C) where the class-conditional ones are (N, C) rows). Each recompile costs seconds of TorchInductor on a
+    CPU, and after `torch._dynamo.config.recompile_limit` of them the function silently runs uncompiled.
+    """
+
+    @functools.wraps(compiled)
+    def call(*args):
+        return compiled(*(_guard_stable(a) if isinstance(a, torch.Tensor) else a for a in args))
+
+    return call
+
+
+def _guard_stable(tensor: torch.Tensor) -> torch.Tensor:
+    tensor = tensor.detach()
+    return tensor.contiguous() if 0 in tensor.stride() and tensor.numel() > 1 else tensor
 
 
 def kernels_for(name: str, op: str, torch_kernels: type) -> ModuleType | type:

@@ -60,6 +60,28 @@ CASES = {
 }
 
 
+def test_one_compilation_serves_calls_with_and_without_gradients_and_broadcast_parameters():
+    """A training step calls the kernels on tensors that require gradients (G step) and on ones that don't (D step),
+    with class-conditional gain/bias rows and an unconditional BN's expanded ones (stride 0): one compiled graph
+    serves them all; each variant would otherwise cost a TorchInductor compile (seconds on a CPU)."""
+    torch._dynamo.reset()  # no graph compiled by earlier tests (first in this file: they reuse none)
+    kernels = kernels_for("fused-compiled", "cbn_relu_upsample", CBNKernels)
+    x, mean, rstd = torch.randn(4, 8, 6, 6), torch.zeros(8), torch.ones(8)
+    rows = (torch.rand(4, 8) + 0.5, torch.randn(4, 8))
+    expanded = ((torch.rand(8) + 0.5).expand(4, 8), torch.randn(8).expand(4, 8))
+    compiled_frames = torch._dynamo.utils.counters["frames"]["ok"]
+    with torch.no_grad():  # as inside an autograd Function
+        kernels.forward_given_stats(x, mean, rstd, *rows, 2)
+        assert torch._dynamo.utils.counters["frames"]["ok"] > compiled_frames  # it compiled
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for gain, bias in (rows, expanded):
+                for requires_grad in (False, True):
+                    leaves = [t.detach().requires_grad_(requires_grad) for t in (x, gain, bias)]
+                    out = kernels.forward_given_stats(leaves[0], mean, rstd, *leaves[1:], 2)
+                    reference = CBNKernels.forward_given_stats(x, mean, rstd, gain, bias, 2)
+                    assert torch.allclose(out, reference, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("op", CASES)
 def test_compiled_matches_uncompiled(op):
     function, [make] = CASES[op]
