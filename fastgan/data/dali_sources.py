@@ -11,6 +11,7 @@ read by the PIL readers, so both loaders keep the same files, with the same pixe
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from fastgan.data.dali_pipelines import decoded_images
 from fastgan.data.image_set import ImageSet
@@ -75,6 +77,18 @@ class _Decoder:
         return [torch.from_numpy(np.array(images[i])).permute(2, 0, 1).contiguous() for i in range(len(images))]
 
 
+def _over_pixel_limit(encoded: np.ndarray) -> str | None:
+    """Why `read_rgb` refuses an image this large (PIL's decompression-bomb limit, from the header alone), or None:
+    both readers keep the same files, and DALI is not handed a bomb. A header PIL cannot parse is DALI's to judge."""
+    try:
+        with Image.open(io.BytesIO(encoded)):
+            return None
+    except Image.DecompressionBombError as exc:
+        return f"{exc}; downscale it"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+
+
 def decode_files(
     paths: list[Path],
     resolution: int | None = None,
@@ -113,6 +127,8 @@ def decode_files(
                 continue
             if data.size == 0:
                 skip(paths[i], "it is empty")
+            elif (too_large := _over_pixel_limit(data)) is not None:
+                skip(paths[i], too_large)
             else:
                 batch.append((i, data))
         if not batch:

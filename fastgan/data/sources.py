@@ -157,18 +157,18 @@ def load_square(path: Path, resolution: int) -> torch.Tensor:
     return x.round().clamp(0, 255).to(torch.uint8)[0]
 
 
-def _tool_file(name: str) -> bool:
+def tool_file(name: str) -> bool:
     """Whether a file or folder name is hidden or a tool's (.ipynb_checkpoints, macOS's __MACOSX and ._x.jpg)."""
     return name.startswith((".", "__"))
 
 
 def class_folder_files(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     """The class names (sorted subfolder names of `root`) and every (image file, label) under them, in order; hidden
-    and tools' files and folders (`_tool_file`) are left out."""
+    and tools' files and folders (`tool_file`) are left out."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataSourceError(f"image folder {root} does not exist")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not _tool_file(p.name))
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not tool_file(p.name))
     if not class_dirs:
         raise DataSourceError(f"image folder {root} has no class subfolders; put each class's images in root/<class>/")
     files = []
@@ -176,7 +176,7 @@ def class_folder_files(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Pa
         class_files = sorted(
             p
             for p in class_dir.rglob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES and not any(map(_tool_file, p.relative_to(class_dir).parts))
+            if p.suffix.lower() in IMAGE_SUFFIXES and not any(map(tool_file, p.relative_to(class_dir).parts))
         )
         if not class_files:
             raise DataSourceError(f"class folder {class_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")

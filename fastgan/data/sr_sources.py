@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from fastgan.data.game_frames import render_frames
-from fastgan.data.sources import IMAGE_SUFFIXES, DataSourceError, read_or_skip, read_rgb
+from fastgan.data.sources import IMAGE_SUFFIXES, DataSourceError, read_or_skip, read_rgb, tool_file
 
 NamedImages = list[tuple[str, torch.Tensor]]
 
@@ -75,11 +75,17 @@ def skimage_photos(names: Sequence[str] = DEFAULT_PHOTOS) -> NamedImages:
 
 def image_files(root: str | Path) -> list[tuple[str, Path]]:
     """Every image file under `root` (recursively, sorted by path) with its name: its path relative to root without
-    suffix, which must be unique (`a.png` beside `a.jpg` is an error)."""
+    suffix, which must be unique (`a.png` beside `a.jpg` is an error). Hidden and tools' files and folders
+    (`tool_file`: a notebook's checkpoint copies, macOS's ``._x.png``) are left out, so that no copy of a held-out
+    image is trained on."""
     folder = Path(root).expanduser()
     if not folder.is_dir():
         raise DataSourceError(f"image folder {folder} does not exist; point sr.images at a folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(map(tool_file, p.relative_to(folder).parts))
+    )
     if not files:
         raise DataSourceError(
             f"image folder {folder} holds no images; put files ending in {', '.join(sorted(IMAGE_SUFFIXES))} there"

@@ -84,7 +84,8 @@ def video_frames(path: str | Path, every: int = 4, limit: int = 0) -> NamedImage
 
 def dali_video_frames(path: str | Path, every: int = 4, limit: int = 0, device_id: int | None = None) -> NamedImages:
     """`video_frames` decoded by DALI's `readers.video` (one-frame sequences `every` frames apart), on the CPU or,
-    with a device_id, on that GPU; a codec DALI cannot decode falls back to OpenCV with a warning.
+    with a device_id, on that GPU; a codec DALI cannot decode falls back to OpenCV with a warning. Frames are turned
+    upright by the container's rotation tag, as OpenCV turns them, and a file that ends early gets the same warning.
 
     Raises:
         DataSourceError: no such file, or neither DALI nor OpenCV can decode it.
@@ -97,7 +98,24 @@ def dali_video_frames(path: str | Path, every: int = 4, limit: int = 0, device_i
 
         log.warning("DALI cannot decode %s (%s); reading it with OpenCV instead", video, dali_reason(exc))
         return video_frames(video, every, limit)
-    return _named(video, every, frames)
+    listed, quarter_turns = _listed_frames_and_turns(video)
+    if not limit or len(frames) < limit:  # the last kept frame stands for up to `every` frames of the file
+        warn_if_truncated(
+            video, min(listed, len(frames) * every), listed, " (the held-out frames are the last ones read)"
+        )
+    return _named(video, every, [torch.rot90(frame, quarter_turns, (1, 2)).contiguous() for frame in frames])
+
+
+def _listed_frames_and_turns(video: Path) -> tuple[int, int]:
+    """(frames the container lists, counter-clockwise quarter turns that display the frames upright): a phone's
+    portrait recording is stored landscape with a rotation tag, which OpenCV applies and DALI's reader does not."""
+    capture = cv2.VideoCapture(str(video))
+    try:
+        listed = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        rotation = int(capture.get(cv2.CAP_PROP_ORIENTATION_META)) % 360  # clockwise degrees: 0, 90, 180 or 270
+    finally:
+        capture.release()
+    return listed, (360 - rotation) // 90 % 4
 
 
 def _dali_decode(video: Path, every: int, limit: int, device_id: int | None) -> list[torch.Tensor]:

@@ -106,6 +106,18 @@ def test_upscaler_folder_skips_corrupt_files_and_keeps_names_and_sizes(tmp_path,
     assert "4 of 10 image files skipped" in caplog.records[-1].getMessage()
 
 
+def test_an_image_over_pils_pixel_limit_is_skipped_by_both_readers(tmp_path, monkeypatch, caplog):
+    _save(tmp_path / "a" / "small.png", _rgb(8, 8, 0))
+    _save(tmp_path / "a" / "huge.png", _rgb(32, 32, 1))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # 1 024 pixels > 2 · 200: a "decompression bomb" to PIL
+    caplog.set_level(logging.WARNING)
+    for reader in (dali_folder_images, folder_images):
+        assert [name for name, _ in reader(tmp_path)] == ["a/small"], reader
+    assert len(dali_folder_image_set(tmp_path)) == len(folder_image_set(tmp_path)) == 1
+    skipped = [r.getMessage() for r in caplog.records if "huge.png" in r.getMessage()]
+    assert len(skipped) == 4 and all("decompression bomb" in message for message in skipped), skipped
+
+
 def test_a_class_without_a_readable_image_is_an_error(tmp_path):
     _save(tmp_path / "good" / "0.png", _rgb(32, 32, 0))
     (tmp_path / "bad").mkdir()

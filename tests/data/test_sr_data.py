@@ -119,6 +119,14 @@ def test_folder_images_reads_every_image_recursively_in_order_and_skips_unreadab
         folder_images(tmp_path)
 
 
+def test_folder_images_leave_out_hidden_and_tools_copies(tmp_path):
+    for name in ("a.png", "c.png", ".ipynb_checkpoints/c-checkpoint.png", "__MACOSX/._a.png", "b/._c.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_rgb(4, 4)).save(tmp_path / name)
+    train, held = split_held_out(folder_images(tmp_path), ["c"])  # a notebook's copy of c must not be trained on
+    assert [name for name, _ in train] == ["a"] and [name for name, _ in held] == ["c"]
+
+
 def test_folder_images_missing_or_empty_folder(tmp_path):
     with pytest.raises(DataSourceError, match="does not exist"):
         folder_images(tmp_path / "nowhere")

@@ -67,6 +67,40 @@ def test_dali_reader_gives_opencvs_frames(tmp_path):
 
 
 @needs_dali
+def test_dali_reader_turns_a_rotation_tagged_video_upright_as_opencv_does(tmp_path):
+    import av
+
+    for degrees in (90, 180, 270):
+        video = tmp_path / f"portrait-{degrees}.mov"
+        with av.open(str(video), "w") as container:
+            stream = container.add_stream("mjpeg", rate=10)
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
+            stream.set_display_rotation(degrees)  # a phone's portrait recording: stored landscape, tagged
+            for i in range(8):
+                picture = np.zeros((48, 64, 3), np.uint8)
+                picture[4:20, 2 * i : 2 * i + 16] = 255  # off-centre, so each quarter turn looks different
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+            container.mux(stream.encode())
+        dali, opencv = dali_video_frames(video, every=2), video_frames(video, every=2)
+        assert opencv[0][1].shape == ((3, 48, 64) if degrees == 180 else (3, 64, 48))
+        for (_, a), (_, b) in zip(dali, opencv, strict=True):
+            assert a.shape == b.shape and (a.float() - b.float()).abs().mean() < 1.0, degrees
+
+
+@needs_dali
+def test_dali_reader_reports_a_truncated_video(tmp_path, caplog):
+    video = _write_video(tmp_path / "session.avi", frames=40)
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING):
+        frames = dali_video_frames(video, every=4)
+    assert 0 < len(frames) < 10 and "of the 40 frames" in caplog.text and "truncated" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        dali_video_frames(_write_video(tmp_path / "whole.avi", frames=38), every=4)  # 10 kept frames: all of it
+    assert "truncated" not in caplog.text
+
+
+@needs_dali
 def test_a_codec_dali_lacks_falls_back_to_opencv_with_a_warning(tmp_path, caplog):
     video = _write_video(tmp_path / "mpeg4.mp4", fourcc="mp4v")  # MPEG-4 part 2: DALI's decoders lack it
     with caplog.at_level(logging.WARNING):
