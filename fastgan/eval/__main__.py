@@ -49,18 +49,39 @@ def _images(source: str, config) -> list[tuple[str, torch.Tensor]]:
     return folder_images(source)
 
 
-def _tiled(path: str, tile: int, device: str = "auto"):
-    """(B, 3, h, w) → (B, 3, s·h, s·w) in [0, 1] by an exported upscaler in onnxruntime, tile by tile (overlap = its
-    receptive radius: exact), and the row name."""
+def _distinct_names(paths: tuple[str, ...]) -> list[str]:
+    """Each file's shortest trailing path without suffix that no other file shares (`upscaler-fp32` alone, else
+    `run-a/export/upscaler-fp32` beside `run-b/export/upscaler-fp32`): the table's rows are keyed by name.
+
+    Raises:
+        ValueError: a file given twice.
+    """
+    resolved = [Path(path).resolve() for path in paths]
+    twice = sorted({str(path) for path in resolved if resolved.count(path) > 1})
+    if twice:
+        raise ValueError(f"--onnx names {', '.join(twice)} more than once; give each file once")
+    parts = [path.with_suffix("").parts for path in resolved]
+    for depth in range(1, max(map(len, parts), default=1) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(path) for path in resolved]
+
+
+def _tiled(path: str, name: str, tile: int, device: str = "auto"):
+    """(B, 3, h, w) → (B, 3, s·h, s·w) in [0, 1] by an exported upscaler in onnxruntime, tile by tile, and the row
+    name. Overlap = its receptive radius and zero borders, the network's own padding: the whole-image output to
+    rounding, so that the row differs from the torch model's only by what the export changed."""
     from fastgan.export.onnx_export import onnxruntime_device
     from fastgan.upscale.backends import load_upscaler
     from fastgan.upscale.tiling import TiledUpscaler
 
     model = load_upscaler(path, "onnxruntime", onnxruntime_device(device))
     r = model.receptive_radius
-    tiled = TiledUpscaler(model.tiles, model.scale, r, tile=tile, overlap=r, device=model.device)
-    name = f"{Path(path).stem}: {model.description}, tiles ≤ {tile}"
-    return name, lambda lr: torch.stack([tiled(image) for image in lr]).clamp(0, 1)
+    tiled = TiledUpscaler(model.tiles, model.scale, r, tile=tile, overlap=r, border="zero", device=model.device)
+    return f"{name}: {model.description}, tiles ≤ {tile}", lambda lr: torch.stack([tiled(image) for image in lr]).clamp(
+        0, 1
+    )
 
 
 def evaluate_sr(
@@ -68,6 +89,7 @@ def evaluate_sr(
 ) -> str:
     """Evaluate the run's generator on `images` (and each exported `onnx` file, tiled, in onnxruntime); write
     OUT/sr_eval.md and OUT/sr_comparison.png; return the table."""
+    onnx_names = _distinct_names(onnx)
     generator, config = upscaler_from_checkpoint(checkpoint, resolve_device(device))
     scale, ours = upscaler_scale(config), upscaler_name(config)
     named = _images(images, config)
@@ -86,7 +108,7 @@ def evaluate_sr(
         "lanczos": lambda lr: baseline_upscale(lr, scale, "lanczos"),
         ours: fastgan_upscale,
     }
-    upscalers |= dict(_tiled(path, tile, device) for path in onnx)
+    upscalers |= dict(_tiled(path, name, tile, device) for path, name in zip(onnx, onnx_names, strict=True))
     table = markdown_table(evaluate(upscalers, pairs, scale))
     out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomically(out / "sr_eval.md", table.encode())

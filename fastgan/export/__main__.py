@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from fastgan.atomic import atomic_path
+from fastgan.cli_types import positive_finite, positive_int
 from fastgan.export.onnx_export import (
     ExportError,
     error_vs_torch,
@@ -163,14 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     onnx_cmd.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp32")
     onnx_cmd.add_argument("--calibration-frames", default=None, help="int8: frames (folder/video) to calibrate on")
     onnx_cmd.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="percentile")
-    onnx_cmd.add_argument("--calibration-tile", type=int, default=64, help="int8: side of the calibration crops")
+    onnx_cmd.add_argument(
+        "--calibration-tile", type=positive_int, default=64, help="int8: side of the calibration crops"
+    )
     trt_cmd = sub.add_parser("trt", help="build the TensorRT engine of an exported upscaler (needs a GPU)")
     trt_cmd.add_argument("--onnx", required=True, help="a file written by `python -m fastgan.export onnx`")
-    trt_cmd.add_argument("--tile", type=int, default=256, help="largest (and optimal) tile side")
-    trt_cmd.add_argument("--min-tile", type=int, default=1, help="smallest tile side the engine accepts")
-    trt_cmd.add_argument("--batch", type=int, default=8, help="largest (and optimal) batch of tiles")
+    trt_cmd.add_argument("--tile", type=positive_int, default=256, help="largest (and optimal) tile side")
+    trt_cmd.add_argument("--min-tile", type=positive_int, default=1, help="smallest tile side the engine accepts")
+    trt_cmd.add_argument("--batch", type=positive_int, default=8, help="largest (and optimal) batch of tiles")
     trt_cmd.add_argument("--cache", default=None, help="engine cache folder (default: <onnx folder>/engines)")
-    trt_cmd.add_argument("--workspace-gb", type=float, default=4.0)
+    trt_cmd.add_argument("--workspace-gb", type=positive_finite, default=4.0)
     trt_cmd.add_argument("--device", default="cuda", help="the GPU to build for: cuda (cuda:0) or cuda:N")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,6 +62,8 @@ class TileReader(CalibrationDataReader):
     """
 
     def __init__(self, frames: Sequence[np.ndarray], tile: int, count: int = 64, batch: int = 8, seed: int = 0):
+        if min(tile, count, batch) < 1:
+            raise ValueError(f"calibration needs tile, count and batch ≥ 1, got {tile}, {count} and {batch}")
         for i, frame in enumerate(frames):
             _check_calibration_frame(i, frame)
         usable = [f for f in frames if f.shape[1] >= tile and f.shape[2] >= tile]
@@ -115,6 +118,15 @@ def _only_cache(onnx_fp32: Path, method: str) -> Path | None:
     return caches[0] if caches else None
 
 
+def _unreadable(cache: Path) -> str | None:
+    """Why the ranges cached at `cache` cannot be used (a damaged or emptied file), or None."""
+    try:
+        ranges = json.loads(cache.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return str(exc)
+    return None if isinstance(ranges, dict) and ranges else "no activation ranges in it"
+
+
 def quantize_int8(
     onnx_fp32: str | Path,
     out: str | Path,
@@ -149,9 +161,17 @@ def quantize_int8(
                 f"no {method} calibration cache beside {onnx_fp32}: give real frames to calibrate int8 on "
                 "(--calibration-frames)"
             )
+        if (damage := _unreadable(cache)) is not None:
+            raise ValueError(
+                f"the calibration cache {cache} cannot be read ({damage}): delete it and give the frames to calibrate "
+                "on again (--calibration-frames)"
+            )
     else:
         reader = TileReader(frames, tile, count)
         cache = calibration_cache_path(onnx_fp32, method, reader.digest)
+        if cache.is_file() and (damage := _unreadable(cache)) is not None:
+            log.warning("calibration cache %s cannot be read (%s); calibrating again, replacing it", cache, damage)
+            cache.unlink()
         reader = None if cache.is_file() else reader
     log.info("int8 calibration: %s", f"cached ranges {cache}" if reader is None else f"{count} {tile}² crops, {method}")
     out = Path(out)

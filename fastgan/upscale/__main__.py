@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from fastgan.cli_types import positive_finite
+from fastgan.cli_types import positive_finite, positive_int
 from fastgan.upscale.backends import BACKENDS, load_upscaler
 from fastgan.upscale.frames import FrameError, open_frames, open_sink
 from fastgan.upscale.pipeline import ALPHA_MODES, upscale_frames
@@ -35,11 +35,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="torch backend's dtype")
     p.add_argument("--fused", action="store_true", help="torch backend: fused ops (Triton kernels on CUDA)")
-    p.add_argument("--tile", type=int, default=256, help="largest tile side the model sees")
+    p.add_argument("--tile", type=positive_int, default=256, help="largest tile side the model sees")
     p.add_argument("--overlap", type=int, default=None, help="context pixels per tile side (default: receptive radius)")
     p.add_argument("--feather", type=int, default=None, help="blend half-width (default: exact when possible)")
     p.add_argument("--window", choices=WINDOWS, default="cosine")
-    p.add_argument("--batch", type=int, default=8, help="tiles per model call")
+    p.add_argument("--batch", type=positive_int, default=8, help="tiles per model call")
     p.add_argument("--border", choices=("reflect", "zero"), default="reflect")
     p.add_argument("--alpha", choices=ALPHA_MODES, default="model", help="how an alpha channel is upscaled")
     p.add_argument(
@@ -56,8 +56,12 @@ def parser() -> argparse.ArgumentParser:
         "default 18 for libx264, 20 libx265, 31 libvpx-vp9, 30 AV1",
     )
     p.add_argument("--engine-cache", default=None, help="TensorRT engine cache folder (default: beside the model)")
-    p.add_argument("--min-tile", type=int, default=1, help="TensorRT: smallest tile side (as given to export trt)")
-    p.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT: builder workspace (as to export trt)")
+    p.add_argument(
+        "--min-tile", type=positive_int, default=1, help="TensorRT: smallest tile side (as given to export trt)"
+    )
+    p.add_argument(
+        "--workspace-gb", type=positive_finite, default=4.0, help="TensorRT: builder workspace (as to export trt)"
+    )
     p.add_argument(
         "--samples",
         type=int,

@@ -62,8 +62,10 @@ def copy_audio(pictures: Path, source: Path) -> bool:
             codecs = ", ".join(stream.codec_context.name for stream in audio_in)
             with av.open(str(pictures)) as video, av.open(str(muxed), "w") as out:
                 picture_in = video.streams.video[0]
-                picture_out = out.add_stream_from_template(picture_in)
-                audio_out = [out.add_stream_from_template(stream) for stream in audio_in]
+                # opaque: the streams' parameters are copied as they are, not a codec opened by the decoder's name
+                # (an AV1 file's is libdav1d, which is no encoder, and failed the whole copy)
+                picture_out = out.add_stream_from_template(picture_in, opaque=True)
+                audio_out = [out.add_stream_from_template(stream, opaque=True) for stream in audio_in]
                 merged = heapq.merge(
                     _packets(video, [picture_in], [picture_out]),
                     _packets(sound, audio_in, audio_out, _first_picture(sound)),

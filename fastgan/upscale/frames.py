@@ -16,6 +16,7 @@ import logging
 import mimetypes
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -25,6 +26,7 @@ import tifffile
 import torch
 
 from fastgan.atomic import atomic_path, write_bytes_atomically
+from fastgan.data.sources import tool_file
 from fastgan.upscale.audio import copy_audio
 from fastgan.upscale.icc import EMBEDS as ICC_EMBEDS
 from fastgan.upscale.icc import profile_colour_space, read_icc_profile, with_icc_profile
@@ -310,6 +312,7 @@ class FrameSource:
     frame_count: int = 0
     untagged_hd: bool = False  # videos only: no colour tags, and HD (`_video_probe`)
     listed: bool = True  # videos only: the container lists its frame count (else frame_count is OpenCV's estimate)
+    pixel_aspect: Fraction | None = None  # videos only: the pixels' width / height when not square (`_video_probe`)
     skipped: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -361,7 +364,7 @@ def open_frames(path: str | Path) -> FrameSource:
     if not path.exists():
         raise FileNotFoundError(f"no image, folder or video at {path}")
     if path.is_dir():
-        entries = sorted(p for p in path.iterdir() if p.is_file())
+        entries = sorted(p for p in path.iterdir() if p.is_file() and not tool_file(p.name))  # no ._x.png copies
         files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
         other_images = [p.name for p in entries if p.suffix.lower() not in IMAGE_SUFFIXES and _named_image(p)]
         if other_images:
@@ -386,9 +389,17 @@ def open_frames(path: str | Path) -> FrameSource:
         finally:
             capture.release()
         fps = fps or 30.0  # when the container lacks it
-        untagged_hd, listed_count = _video_probe(path)
+        untagged_hd, listed_count, pixel_aspect = _video_probe(path)
         count = listed_count or max(count, 0)
-        return FrameSource(path, "video", fps=fps, frame_count=count, untagged_hd=untagged_hd, listed=listed_count > 0)
+        return FrameSource(
+            path,
+            "video",
+            fps=fps,
+            frame_count=count,
+            untagged_hd=untagged_hd,
+            listed=listed_count > 0,
+            pixel_aspect=pixel_aspect,
+        )
     if suffix not in IMAGE_SUFFIXES:
         raise FrameError(
             f"{path}: unknown kind; give an image ({', '.join(IMAGE_SUFFIXES)}), a folder of them or a video "
@@ -403,20 +414,22 @@ def players_hd(width: int, height: int) -> bool:
     return height > 576 or width >= 1280
 
 
-def _video_probe(video: Path) -> tuple[bool, int]:
+def _video_probe(video: Path) -> tuple[bool, int, Fraction | None]:
     """(whether `video` carries no colour matrix and is HD by `players_hd`, the frame count its container lists or
-    0). Players show an untagged HD video as BT.709 while OpenCV decodes it as BT.601, so its upscaled copy is
-    encoded back with BT.601, untagged, to be shown as the source was (a tagged source is decoded by its tag and
-    written as BT.709, tagged). Matroska and WebM list no count: OpenCV's estimate, duration × rate, is then
-    wrong for a variable frame rate."""
+    0, its pixels' aspect ratio when not square). Players show an untagged HD video as BT.709 while OpenCV decodes
+    it as BT.601, so its upscaled copy is encoded back with BT.601, untagged, to be shown as the source was (a
+    tagged source is decoded by its tag and written as BT.709, tagged). Matroska and WebM list no count: OpenCV's
+    estimate, duration × rate, is then wrong for a variable frame rate. Anamorphic video (DVD, DV, broadcast SD:
+    720×480 shown at 16:9) keeps its pixel aspect ratio, which scaling both sides alike does not change."""
     try:
         with av.open(str(video)) as container:
             stream = container.streams.video[0]
             context = stream.codec_context
             untagged = context.colorspace == UNSPECIFIED_COLOURSPACE and players_hd(context.width, context.height)
-            return untagged, max(stream.frames, 0)
+            aspect = stream.sample_aspect_ratio or context.sample_aspect_ratio  # the container's, else the codec's
+            return untagged, max(stream.frames, 0), aspect if aspect and aspect != 1 else None
     except (av.FFmpegError, IndexError, OSError):  # OpenCV opened it: decode and write as for any other
-        return False, 0
+        return False, 0, None
 
 
 class FrameSink:
@@ -453,7 +466,9 @@ class FrameSink:
         if self.writer is None:
             self.temporary = self.video_file.enter_context(atomic_path(self.out, keep_suffix=True))
             bt709 = not self.source.untagged_hd
-            self.writer = VideoWriter(self.temporary, self.source.fps, self.codec, self.crf, bt709, self.timed)
+            self.writer = VideoWriter(
+                self.temporary, self.source.fps, self.codec, self.crf, bt709, self.timed, self.source.pixel_aspect
+            )
             self.size = size
         if size != self.size:
             raise FrameError(f"{frame.name} is {size[0]}×{size[1]} but {self.out} is {self.size[0]}×{self.size[1]}")

@@ -157,13 +157,21 @@ class VideoWriter:
     """Writes 8-bit BGR frames (H, W, 3) to a video file with `codec` at `fps`; the stream opens on the first frame
     (its size). Pictures are converted with BT.709's matrix and tagged so when `bt709`, else with FFmpeg's default
     (BT.601) and left untagged. When `timed` (`check_encoding`), frames keep the presentation times they are given,
-    so a variable frame rate stays in step with the copied audio; else they are timed by their index. `close`
-    flushes the encoder and finishes the file; `abort` only closes it."""
+    so a variable frame rate stays in step with the copied audio; else they are timed by their index. A
+    `pixel_aspect` (width / height of a pixel; None: square) is tagged on the stream. `close` flushes the encoder and
+    finishes the file; `abort` only closes it."""
 
     def __init__(
-        self, path: Path, fps: float, codec: str, crf: int | None = None, bt709: bool = True, timed: bool = False
+        self,
+        path: Path,
+        fps: float,
+        codec: str,
+        crf: int | None = None,
+        bt709: bool = True,
+        timed: bool = False,
+        pixel_aspect: Fraction | None = None,
     ):
-        self.path, self.fps, self.codec, self.crf = path, fps, codec, crf
+        self.path, self.fps, self.codec, self.crf, self.pixel_aspect = path, fps, codec, crf, pixel_aspect
         self.bt709 = _converts_bt709(codec, bt709)
         self.timed = timed
         self.container = None
@@ -179,6 +187,8 @@ class VideoWriter:
             self.stream = _add_stream(self.container, self.codec, self.fps, self.crf, width, height, self.bt709)
             if self.timed:
                 self.stream.codec_context.time_base = TIME_BASE
+            if self.pixel_aspect is not None:
+                self.stream.codec_context.sample_aspect_ratio = self.pixel_aspect
         picture = av.VideoFrame.from_ndarray(bgr, format="bgr24")
         if self.bt709:
             picture = picture.reformat(format=self.stream.pix_fmt, dst_colorspace="ITU709")

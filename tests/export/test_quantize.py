@@ -66,6 +66,23 @@ def test_calibration_is_cached_per_model_method_and_frames(fp32_onnx, tmp_path, 
     assert onnx.load(legacy).graph == onnx.load(first).graph
 
 
+def test_a_damaged_calibration_cache_is_named_or_recalibrated(fp32_onnx, tmp_path, caplog):
+    model = tmp_path / "x2.onnx"
+    model.write_bytes(fp32_onnx.read_bytes())  # its own folder: no other test's caches
+    first = quantize_int8(model, tmp_path / "a.onnx", _frames(), tile=32, count=8, method="minmax")
+    cache = calibration_cache_path(model, "minmax", TileReader(_frames(), 32, 8).digest)
+    cache.write_text(cache.read_text()[:40])  # cut short, as by a full disk or a copy stopped midway
+    with pytest.raises(ValueError, match=f"{cache.name} cannot be read .*delete it and give the frames"):
+        quantize_int8(model, tmp_path / "b.onnx", None, method="minmax")
+    caplog.set_level(logging.WARNING, logger="fastgan.export.quantize")
+    again = quantize_int8(model, tmp_path / "b.onnx", _frames(), tile=32, count=8, method="minmax")
+    assert f"{cache} cannot be read" in caplog.text and "calibrating again" in caplog.text
+    assert onnx.load(again).graph == onnx.load(first).graph  # the same crops: the same ranges as the first time
+    assert quantize_int8(model, tmp_path / "c.onnx", None, method="minmax").is_file()  # the cache serves again
+    with pytest.raises(ValueError, match="tile, count and batch ≥ 1, got 0"):
+        TileReader(_frames(), 0)
+
+
 def test_quantize_refuses_what_it_cannot_quantise(fp32_onnx, tmp_path):
     with pytest.raises(ValueError, match="method"):
         quantize_int8(fp32_onnx, tmp_path / "x.onnx", _frames(), method="mse")

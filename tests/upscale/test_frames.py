@@ -2,6 +2,7 @@
 and out; outputs never overwrite inputs."""
 
 import logging
+from fractions import Fraction
 
 import av
 import cv2
@@ -333,6 +334,12 @@ def test_a_folder_skips_files_it_cannot_open_and_names_formats_it_ignores(tmp_pa
     assert "Permission denied" in caplog.text and "skipping 1 image files" in caplog.text and "d.gif" in caplog.text
 
 
+def test_a_folder_leaves_out_hidden_files(tmp_path):
+    for name in ("a.png", "._a.png", ".b.png"):  # macOS's and editors' hidden copies
+        cv2.imwrite(str(tmp_path / name), _noise((5, 6, 3)))
+    assert [frame.name for frame in open_frames(tmp_path)] == ["a.png"]
+
+
 def test_a_file_removed_while_a_folder_is_read_is_skipped(tmp_path, caplog):
     for name in ("a", "b", "c"):
         cv2.imwrite(str(tmp_path / f"{name}.png"), _noise((5, 6, 3)))
@@ -405,12 +412,16 @@ def _video_with_sound(path, audio_codec, frames=10, fps=10, first_picture=0):
         container.mux(audio.encode())
 
 
-@pytest.mark.parametrize(("source", "out", "kept"), [("aac", ".mp4", "aac"), ("libopus", ".mkv", "opus")])
-def test_a_videos_audio_is_copied_into_the_upscaled_one(tmp_path, source, out, kept):
+@pytest.mark.parametrize(
+    ("source", "out", "kept", "codec"),
+    [("aac", ".mp4", "aac", None), ("libopus", ".mkv", "opus", None), ("libopus", ".mkv", "opus", "libsvtav1")],
+    ids=["aac-mp4", "opus-mkv", "opus-mkv-av1"],  # AV1: its decoder, libdav1d, is no encoder to copy a stream by
+)
+def test_a_videos_audio_is_copied_into_the_upscaled_one(tmp_path, source, out, kept, codec):
     clip = tmp_path / f"clip{'.mkv' if source == 'libopus' else '.mp4'}"
     _video_with_sound(clip, source)
     frames = open_frames(clip)
-    with open_sink(tmp_path / f"x2{out}", frames) as sink:
+    with open_sink(tmp_path / f"x2{out}", frames, codec=codec) as sink:
         for frame in frames:
             sink.write(Frame(torch.nn.functional.interpolate(frame.rgb[None], scale_factor=2)[0]))
     with av.open(str(tmp_path / f"x2{out}")) as written:
@@ -418,8 +429,39 @@ def test_a_videos_audio_is_copied_into_the_upscaled_one(tmp_path, source, out, k
         assert audio.codec_context.name == kept and audio.sample_rate == 48000
         assert written.streams.video[0].codec_context.height == 32
         assert abs(written.duration / av.time_base - 1.0) < 0.05
-    assert [f.name for f in open_frames(tmp_path / f"x2{out}")][-1] == "frame_000009"
+        assert len(list(written.decode(video=0))) == 10  # PyAV's libdav1d: OpenCV's FFmpeg has no AV1 decoder
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([clip.name, f"x2{out}"])  # no temporary left
+
+
+@pytest.mark.parametrize("out", [".mp4", ".mkv"])
+def test_anamorphic_video_keeps_its_pixel_aspect_ratio(tmp_path, out):
+    """A DVD-style source, 72×48 pixels shown at 16:9 (pixel aspect 32:27), with sound: its upscaled copy is shown
+    at 16:9 too, also after the audio is copied in (which rewrites the file)."""
+    clip = tmp_path / "dvd.mp4"
+    with av.open(str(clip), "w") as container:
+        video = container.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 72, 48, "yuv420p"
+        video.codec_context.sample_aspect_ratio = Fraction(32, 27)
+        audio = container.add_stream("aac", rate=48000, layout="mono")
+        for i in range(5):
+            picture = av.VideoFrame.from_ndarray(np.full((48, 72, 3), 40 * i, np.uint8), format="rgb24")
+            container.mux(video.encode(picture))
+        for start in range(0, 24000, 1024):  # half a second of silence in AAC's 1 024-sample frames
+            sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            sound.sample_rate, sound.pts = 48000, start
+            container.mux(audio.encode(sound))
+        container.mux(video.encode())
+        container.mux(audio.encode())
+    frames = open_frames(clip)
+    assert frames.pixel_aspect == Fraction(32, 27)
+    with open_sink(tmp_path / f"x2{out}", frames) as sink:
+        for frame in frames:
+            sink.write(Frame(torch.nn.functional.interpolate(frame.rgb[None], scale_factor=2)[0]))
+    with av.open(str(tmp_path / f"x2{out}")) as written:
+        stream = written.streams.video[0]
+        assert written.streams.audio and (stream.codec_context.width, stream.codec_context.height) == (144, 96)
+        assert stream.sample_aspect_ratio == Fraction(32, 27) and stream.display_aspect_ratio == Fraction(16, 9)
+    assert open_frames(tmp_path / f"x2{out}").pixel_aspect == Fraction(32, 27)
 
 
 def test_audio_a_container_cannot_hold_is_left_out_with_a_warning(tmp_path, caplog):

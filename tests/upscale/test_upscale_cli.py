@@ -168,8 +168,23 @@ def test_eval_scores_the_exported_file_tiled_like_the_torch_model(exported, tiny
     assert devices == ["cpu"] and tf32 and not any(tf32)
     mean = {line.split("|")[2].strip(): line.split("|")[3].strip() for line in table.splitlines() if "**mean**" in line}
     onnx_row = next(name for name in mean if name.startswith("upscaler-fp32: onnxruntime"))
-    # the same model; only the image borders differ (the tiler reflect-pads them, the plain call zero-pads)
-    assert abs(float(mean[onnx_row]) - float(mean["fastgan (srresnet)"])) < 0.1
+    assert mean[onnx_row] == mean["fastgan (srresnet)"]  # exact tiles, zero borders: the whole-image output
+
+
+def test_eval_sr_keeps_a_row_for_each_onnx_file_of_the_same_name(exported, tiny_sr_run, tmp_path):
+    from fastgan.eval import __main__ as eval_main
+
+    other = tmp_path / "other-run" / exported.name
+    other.parent.mkdir()
+    other.write_bytes(exported.read_bytes())
+    table = eval_main.evaluate_sr(str(tiny_sr_run), "held-out", tmp_path, "cpu", (str(exported), str(other)), 48)
+    rows = [line.split("|")[2].strip() for line in table.splitlines() if "**mean**" in line]
+    names = [f"{exported.parent.name}/{exported.stem}", f"other-run/{exported.stem}"]
+    assert (
+        sum(row.startswith(names[0] + ":") for row in rows) == sum(row.startswith(names[1] + ":") for row in rows) == 1
+    )
+    with pytest.raises(ValueError, match="more than once"):
+        eval_main.evaluate_sr(str(tiny_sr_run), "held-out", tmp_path, "cpu", (str(exported), str(exported)), 48)
 
 
 def test_eval_sr_names_a_missing_onnx_file(tiny_sr_run, tmp_path, capsys):
@@ -287,3 +302,21 @@ def test_tiling_and_engine_options_reach_their_own_parameters(frames_folder, tmp
     assert default == {**expected, "overlap": 3, "feather": None, "window": "cosine", "batch": 8, "border": "reflect"}
     assert [(c["alpha"], c["upscaler"].overlap) for c in calls["frames"]] == [("bicubic", 5), ("model", 3)]
     assert cv2.imread(str(tmp_path / "a.png"), cv2.IMREAD_UNCHANGED).shape == (52, 70, 4)
+
+
+@pytest.mark.parametrize(
+    ("cli", "argv", "message"),
+    [
+        (export_cli, ["onnx", "--checkpoint", "run", "--calibration-tile", "0"], "positive integer, got 0"),
+        (export_cli, ["trt", "--onnx", "x.onnx", "--batch", "-2"], "positive integer, got -2"),
+        (export_cli, ["trt", "--onnx", "x.onnx", "--workspace-gb", "nan"], "positive, finite number, got nan"),
+        (upscale_cli, ["--model", "m", "--input", "a.png", "--output", "b.png", "--tile", "0"], "got 0"),
+        (upscale_cli, ["--model", "m", "--input", "a.png", "--output", "b.png", "--min-tile", "-1"], "got -1"),
+    ],
+    ids=["calibration-tile", "trt-batch", "workspace", "upscale-tile", "upscale-min-tile"],
+)
+def test_sizes_that_cannot_be_are_refused_before_any_work(cli, argv, message, capsys):
+    """Once an onnxruntime traceback (a 0×0 calibration crop) or a bare numpy error (a negative one)."""
+    with pytest.raises(SystemExit) as refused:
+        cli.main(argv)
+    assert refused.value.code == 2 and message in capsys.readouterr().err
