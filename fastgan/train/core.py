@@ -205,10 +205,22 @@ def _rates_read(config: Config) -> list[str]:
     return [rate for rate in rates if rate not in unread]
 
 
-def _lower_rates(config: Config, run_dir: Path) -> str:
-    """What to do after a non-finite loss or weights: resume with lower learning rates (a resume may change them)."""
-    settings = " ".join(f"--set {rate}=…" for rate in _rates_read(config))
-    return f"Resume from it with lower learning rates: python -m fastgan.train --resume {run_dir} {settings}"
+def _recovery(config: Config, run_dir: Path, resumed_from: Path | None) -> str:
+    """What to do after a non-finite loss or weights: resume the last good checkpoint (the run's, else the one it
+    resumed) with lower learning rates — a resume may change them — to the same step, or start again."""
+    again = f"--iterations {config.train.iterations} " + " ".join(f"--set {rate}=…" for rate in _rates_read(config))
+    checkpoint = run_dir / CHECKPOINT_NAME
+    if checkpoint.exists():
+        return (
+            f"Last good checkpoint: {checkpoint} (untouched). Resume from it with lower learning rates: "
+            f"python -m fastgan.train --resume {run_dir} {again}"
+        )
+    if resumed_from is not None:
+        return (
+            f"This run has written no checkpoint; the one it resumed, in {resumed_from}, is untouched. Resume it "
+            f"with lower learning rates: python -m fastgan.train --resume {resumed_from} --out {run_dir} {again}"
+        )
+    return f"No checkpoint written yet: start again with lower learning rates ({', '.join(_rates_read(config))})."
 
 
 class Trainer:
@@ -219,10 +231,20 @@ class Trainer:
         family: the model family.
         loader: the real-data loader (its position is checkpointed).
         start_state: a loaded checkpoint to resume from, or None for a fresh run.
+        resumed_from: the run directory `start_state` was loaded from, when given (its metrics log is the history
+            this run continues, and its checkpoint what to resume again after a failure before this run writes one).
     """
 
-    def __init__(self, config: Config, family: ModelFamily, loader: Loader, start_state: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        config: Config,
+        family: ModelFamily,
+        loader: Loader,
+        start_state: dict[str, Any] | None = None,
+        resumed_from: Path | None = None,
+    ):
         self.config, self.family, self.loader = config, family, loader
+        self.resumed_from = resumed_from
         self.run_dir = Path(config.output.out_dir).expanduser()
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
         self.step = 0
@@ -245,7 +267,6 @@ class Trainer:
             self.step = int(start_state["step"])
             self.window = start_state.get("metrics_window", {})  # absent from checkpoints of older versions
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomically(self.run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
 
     @phase("checkpoint")
     def save(self) -> Path:
@@ -254,8 +275,8 @@ class Trainer:
         bad = [name for name, value in _float_tensors(family_state) if not torch.isfinite(value).all()]
         if bad:
             raise NonFiniteLossError(
-                f"non-finite weights at step {self.step} ({', '.join(bad[:3])}); the checkpoint was not overwritten. "
-                f"{_lower_rates(self.config, self.run_dir)}"
+                f"non-finite weights at step {self.step} ({', '.join(bad[:3])}); nothing was checkpointed. "
+                f"{_recovery(self.config, self.run_dir, self.resumed_from)}"
             )
         state = {
             "step": self.step,
@@ -280,12 +301,7 @@ class Trainer:
     def _check_finite(self, metrics: dict[str, float]) -> None:
         bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
         if bad:
-            if self.checkpoint_path.exists():
-                kept = f"Last good checkpoint: {self.checkpoint_path} (untouched)."
-                advice = f"{kept} {_lower_rates(self.config, self.run_dir)}"
-            else:
-                rates = ", ".join(_rates_read(self.config))
-                advice = f"No checkpoint written yet: start again with lower learning rates ({rates})."
+            advice = _recovery(self.config, self.run_dir, self.resumed_from)
             raise NonFiniteLossError(f"non-finite loss at step {self.step + 1}: {bad}. {advice}")
 
     def run(self) -> None:
@@ -304,7 +320,9 @@ class Trainer:
             raise ConfigError(
                 f"another process is training in {self.run_dir} (it holds {RUN_LOCK}); wait for it, or stop it first"
             ) from None
-        try:
+        try:  # the run's config is written only by the process that trains in the directory
+            config_text = yaml.safe_dump(self.config.to_dict(), sort_keys=False)
+            write_bytes_atomically(self.run_dir / "config.yaml", config_text.encode())
             stale = remove_stale_temporaries(self.checkpoint_path)
             if stale:
                 log.warning("removed %d partial checkpoint(s) a killed run left in %s", len(stale), self.run_dir)
@@ -317,7 +335,8 @@ class Trainer:
         # a window carried in the checkpoint holds the steps of the earlier run's last, off-cadence record (if it
         # ended there): when steps follow, the next record averages them again, so that record is dropped
         redo_last = bool(self.window) and self.step < total
-        metrics_log = MetricsLog(self.run_dir, out.tensorboard, resume_step=self.step, redo_last=redo_last)
+        history = None if self.resumed_from is None else self.resumed_from / "metrics.jsonl"
+        metrics_log = MetricsLog(self.run_dir, out.tensorboard, self.step, redo_last, history)
         window_start, timed = time.perf_counter(), 0  # this process's iterations in the window, for it/s
         progress = tqdm(total=total, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
         skip = profiled_after(self.config.train)

@@ -21,17 +21,26 @@ def _step_of(line: str) -> float:
 class MetricsLog:
     """Appends records to `run_dir/metrics.jsonl` and mirrors scalars to TensorBoard under `run_dir/tb`.
 
-    On resume from step S, records after S (written after the checkpoint, before the interruption) are dropped, so
-    the log matches the state the run continues from; with `redo_last`, so is the record at S (a finished run's
-    last one, off the log cadence, whose steps the checkpoint's window carries into the next record), so an
-    extended run logs what an uninterrupted one would.
+    On resume from step S, the log starts as `history` (the resumed run's log; default this one) up to S: records
+    after S (written after the checkpoint, before the interruption) are dropped, so the log matches the state the run
+    continues from; with `redo_last`, so is the record at S (a finished run's last one, off the log cadence, whose
+    steps the checkpoint's window carries into the next record), so an extended run logs what an uninterrupted one
+    would. A run resumed into another directory thus continues its own history, not a log left there.
     """
 
-    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int = 0, redo_last: bool = False):
+    def __init__(
+        self,
+        run_dir: Path,
+        tensorboard: bool,
+        resume_step: int = 0,
+        redo_last: bool = False,
+        history: Path | None = None,
+    ):
         self.path = run_dir / "metrics.jsonl"
+        history = history or self.path
         last_kept = resume_step - 1 if redo_last else resume_step
-        if resume_step and self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= last_kept]
+        if resume_step and history.is_file():
+            kept = [line for line in history.read_text().splitlines() if _step_of(line) <= last_kept]
             write_bytes_atomically(self.path, "".join(line + "\n" for line in kept).encode())
         elif self.path.exists():
             self.path.unlink()

@@ -135,8 +135,10 @@ def _run(trainer: Trainer, config: Config) -> Trainer:
     return trainer
 
 
-def build_trainer(config: Config, checkpoint: dict[str, Any] | None = None) -> Trainer:
-    """Everything a run needs, restored from `checkpoint` when given."""
+def build_trainer(
+    config: Config, checkpoint: dict[str, Any] | None = None, resumed_from: Path | None = None
+) -> Trainer:
+    """Everything a run needs, restored from `checkpoint` (loaded from the run directory `resumed_from`) when given."""
     run_dir = Path(config.output.out_dir).expanduser()
     if checkpoint is None and (run_dir / CHECKPOINT_NAME).exists():
         raise ConfigError(
@@ -154,7 +156,7 @@ def build_trainer(config: Config, checkpoint: dict[str, Any] | None = None) -> T
         family, loader = _lag_family_and_loader(config, device, loader_state)
     else:
         family, loader = _hrgan_family_and_loader(config, device, loader_state)
-    return Trainer(config, family, loader, checkpoint)
+    return Trainer(config, family, loader, checkpoint, resumed_from)
 
 
 def _loader_kind(config: Config, file_based: bool, device: torch.device, loader_state: dict | None) -> str:
@@ -291,4 +293,4 @@ def resume(run_dir: str | Path, updates: dict[str, Any] | None = None) -> Traine
             f"{source} is at step {checkpoint['step']}, past train.iterations={config.train.iterations}: pass "
             f"--iterations above {checkpoint['step']} to train on"
         )
-    return _run(build_trainer(config, checkpoint), config)
+    return _run(build_trainer(config, checkpoint, source), config)

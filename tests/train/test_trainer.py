@@ -17,7 +17,7 @@ from fastgan.ops import fused_backend_for
 from fastgan.train import __main__ as cli
 from fastgan.train.checkpoint import load_checkpoint
 from fastgan.train.config import ConfigError, load_config, merge
-from fastgan.train.core import RUN_LOCK, NonFiniteLossError, TrainingInterrupted, _lower_rates
+from fastgan.train.core import RUN_LOCK, NonFiniteLossError, TrainingInterrupted, _recovery
 from fastgan.train.hrgan_step import check_same_data, warn_if_target_out_of_reach
 from fastgan.train.run import build_trainer, resume, resume_config, train
 
@@ -335,12 +335,52 @@ def test_sigterm_on_a_checkpoint_step_writes_once_and_on_the_last_step_finishes(
     assert saved == [2, 4][: signalled_step // 2 + 1] and load_checkpoint(trainer.run_dir)["step"] == saved[-1]
 
 
-def test_non_finite_advice_names_only_the_rates_the_run_reads(tmp_path):
+def test_non_finite_advice_resumes_a_checkpoint_that_exists_to_the_same_step(tmp_path):
+    """The command given resumes the run's checkpoint, else the one it resumed, with the rates the run reads and its
+    --iterations (a finished run extended by --resume --iterations N holds the shorter count in its checkpoint)."""
+    run, source = tmp_path / "run", tmp_path / "source"
+    run.mkdir()
     for overrides, rates in (([], ["train.lr_g", "train.lr_d"]), (["model.name=srgan"], ["train.lr_g"])):
-        config = load_config(None, overrides)
-        advice = _lower_rates(config, tmp_path)
+        config = load_config(None, [*overrides, "train.iterations=70"])
+        assert "No checkpoint written yet: start again" in _recovery(config, run, None)
+        resumed = _recovery(config, run, source)
+        assert f"the one it resumed, in {source}, is untouched" in resumed
+        assert f"--resume {source} --out {run} --iterations 70 --set" in resumed
+        (run / "checkpoint.pt").touch()
+        advice = _recovery(config, run, source)
+        assert (
+            f"Last good checkpoint: {run / 'checkpoint.pt'}" in advice and f"--resume {run} --iterations 70" in advice
+        )
         assert [setting.split("=")[0] for setting in advice.split("--set ")[1:]] == rates
         resume_config({"config": config.to_dict()}, {"train": dict.fromkeys((r[6:] for r in rates), 1e-5)})
+        (run / "checkpoint.pt").unlink()
+
+
+def test_non_finite_weights_before_any_checkpoint_say_to_start_again(tiny_config):
+    trainer = build_trainer(merge(tiny_config, {"output": {"checkpoint_every": 100}}))
+    real_step = trainer.family.train_step
+
+    def step_then_corrupt(loader, step):
+        metrics = real_step(loader, step)
+        if step == 3:  # the last step: its loss was finite, the final checkpoint is the first
+            with torch.no_grad():
+                next(trainer.family.generator.parameters()).fill_(float("inf"))
+        return metrics
+
+    trainer.family.train_step = step_then_corrupt
+    with pytest.raises(NonFiniteLossError, match="non-finite weights at step 4 .*No checkpoint written yet"):
+        trainer.run()  # once it named a checkpoint to resume that was never written
+    assert not trainer.checkpoint_path.exists()
+
+
+def test_a_run_resumed_into_another_directory_continues_its_own_metrics(tiny_config, tmp_path):
+    train(merge(tiny_config, {"train": {"iterations": 2}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "metrics.jsonl").write_text('{"step": 1, "d_loss": 99.0}\n')  # left by a failed, unrelated run
+    resumed = resume(tiny_config.output.out_dir, {"train": {"iterations": 4}, "output": {"out_dir": str(elsewhere)}})
+    copied, own = _metrics(resumed.run_dir), _metrics(Path(tiny_config.output.out_dir))
+    assert [r["step"] for r in copied] == [1, 2, 3, 4] and copied[:2] == own
 
 
 def test_interrupted_run_resumes_with_the_same_log_averages(tiny_config, tmp_path):
@@ -423,10 +463,12 @@ def test_cli_reports_os_errors_and_a_second_signal_without_traceback(monkeypatch
 
 def test_a_run_directory_another_process_trains_in_is_refused(tiny_config):
     trainer = build_trainer(merge(tiny_config, {"train": {"iterations": 1}}))
+    (trainer.run_dir / "config.yaml").write_text("the config of the run training there\n")
     with filelock.FileLock(trainer.run_dir / RUN_LOCK):  # another holder of the lock, as another process would be
         with pytest.raises(ConfigError, match="another process is training in"):
             trainer.run()
     assert not trainer.checkpoint_path.exists()
+    assert (trainer.run_dir / "config.yaml").read_text() == "the config of the run training there\n"  # not ours
     trainer.run()  # free again
     assert load_checkpoint(trainer.run_dir)["step"] == 1
 
