@@ -81,7 +81,9 @@ def parser() -> argparse.ArgumentParser:
 
 def sample_output(output: str, k: int) -> str:
     """Where sample k goes: the output's stem with -sample{k} (a file keeps its suffix; a folder gets a sibling)."""
-    path = Path(output)
+    path = Path(output).expanduser().resolve()  # "." names the folder it is, not an empty name
+    if not path.name:
+        raise FrameError(f"--samples writes beside the output, and {output} has nothing beside it; name a folder")
     return str(path.with_name(f"{path.stem}-sample{k}{path.suffix}"))
 
 
@@ -180,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             if config.model.name != "lag":
                 raise ValueError(f"--samples needs a LAG run; {args.model} is a {config.model.name} run")
             draws = noise_draws(args.samples, config.lag.noise_dim, args.seed, args.noise_scale)
+        outputs = [args.output, *(sample_output(args.output, k) for k in range(1, len(draws)))]  # before any work
         radius = None  # measured for the centre, the same for every sample
-        for k, z in enumerate(draws):
-            output = args.output if k == 0 else sample_output(args.output, k)
+        for z, output in zip(draws, outputs, strict=True):
             source, speed, radius = _upscale(args, z, output, radius)
             skipped = getattr(source, "skipped", [])
             if speed.frames == 0:

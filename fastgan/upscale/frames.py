@@ -14,6 +14,7 @@ import dataclasses
 import io
 import logging
 import mimetypes
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -22,6 +23,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+import PIL.Image
 import tifffile
 import torch
 
@@ -218,8 +220,21 @@ def read_image(path: str | Path) -> Frame:
         raise FrameError(f"{path} is not a readable image (corrupt, or not one of {', '.join(IMAGE_SUFFIXES)})")
     if array.ndim == 3 and array.shape[2] == 4 and _png_grey_alpha(data):
         array = array[..., [0, 3]]  # grey + alpha, which OpenCV expanded to BGRA
+    _warn_if_several_frames(data, path)
     frame = frame_from_array(array, path.name)
     return dataclasses.replace(frame, icc_profile=_matching_profile(read_icc_profile(data), frame, path))
+
+
+def _warn_if_several_frames(data: np.ndarray, path: Path) -> None:
+    """Warn that only the first frame is upscaled of a file holding several (a multi-page TIFF, an animated PNG or
+    WebP), counted by PIL from the file's structure without decoding pixels."""
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as image:
+            count = getattr(image, "n_frames", 1)
+    except (PIL.UnidentifiedImageError, OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError):
+        return  # OpenCV decoded it: nothing to count by
+    if count > 1:
+        log.warning("%s holds %d frames (pages); only the first is upscaled and written", path, count)
 
 
 def _matching_profile(profile: bytes | None, frame: Frame, path: Path) -> bytes | None:
@@ -260,6 +275,16 @@ def write_image(path: str | Path, frame: Frame) -> None:
     if suffix in (".tif", ".tiff") and (frame.alpha is not None or frame.icc_profile):
         write_bytes_atomically(path, _tiff_bytes(array, frame.grey, frame.alpha is not None, frame.icc_profile))
         return
+    if frame.grey and frame.alpha is not None and frame.icc_profile:  # OpenCV would write RGBA under a GRAY profile
+        if suffix == ".png" and frame.bit_depth == 8:
+            write_bytes_atomically(path, _grey_alpha_png(array, frame.icc_profile))
+            return
+        log.warning(
+            "%s: grey + alpha is written as RGBA, which the input's GRAY ICC profile does not describe; written "
+            "without it (8-bit .png and .tif keep grey + alpha and the profile)",
+            path,
+        )
+        frame = dataclasses.replace(frame, icc_profile=None)
     ok, encoded = cv2.imencode(suffix, array)
     if not ok:
         raise FrameError(f"OpenCV failed to encode {path}")
@@ -274,6 +299,15 @@ def write_image(path: str | Path, frame: Frame) -> None:
             "%s: %s is written without the input's ICC colour profile (.png, .jpg and .tif keep it)", path, suffix
         )
     write_bytes_atomically(path, data)
+
+
+def _grey_alpha_png(bgra: np.ndarray, icc_profile: bytes) -> bytes:
+    """An 8-bit grey frame's (H, W, 4) BGRA (`frame_to_array`) as a grey + alpha PNG carrying its GRAY profile."""
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(np.ascontiguousarray(bgra[..., [0, 3]]), mode="LA").save(
+        buffer, format="PNG", icc_profile=icc_profile
+    )
+    return buffer.getvalue()
 
 
 def _tiff_bytes(array: np.ndarray, grey: bool, alpha: bool, icc_profile: bytes | None) -> bytes:
@@ -420,11 +454,18 @@ def _video_probe(video: Path) -> tuple[bool, int, Fraction | None]:
     it as BT.601, so its upscaled copy is encoded back with BT.601, untagged, to be shown as the source was (a
     tagged source is decoded by its tag and written as BT.709, tagged). Matroska and WebM list no count: OpenCV's
     estimate, duration × rate, is then wrong for a variable frame rate. Anamorphic video (DVD, DV, broadcast SD:
-    720×480 shown at 16:9) keeps its pixel aspect ratio, which scaling both sides alike does not change."""
+    720×480 shown at 16:9) keeps its pixel aspect ratio, which scaling both sides alike does not change. Pictures
+    with alpha (PNG or ProRes 4444 in .mov, say) are warned of: OpenCV decodes video without it."""
     try:
         with av.open(str(video)) as container:
             stream = container.streams.video[0]
             context = stream.codec_context
+            if context.pix_fmt and any(part.is_alpha for part in av.VideoFormat(context.pix_fmt).components):
+                log.warning(
+                    "%s: its pictures' alpha channel is not read (%s); the upscaled video has none",
+                    video,
+                    context.pix_fmt,
+                )
             untagged = context.colorspace == UNSPECIFIED_COLOURSPACE and players_hd(context.width, context.height)
             aspect = stream.sample_aspect_ratio or context.sample_aspect_ratio  # the container's, else the codec's
             return untagged, max(stream.frames, 0), aspect if aspect and aspect != 1 else None
@@ -537,4 +578,23 @@ def open_sink(out: str | Path, source: FrameSource, codec: str | None = None, cr
     inputs = {file.resolve() for file in (source.path, *source.files)}
     if not inputs.isdisjoint(target.resolve() for target in targets):
         raise FrameError(f"output {out} would overwrite the input {source.path}; choose another path")
+    _check_writable(out if source.kind == "images" and not single_file else out.parent, out)
     return FrameSink(out, source, single_file, codec, crf, timed)
+
+
+def _check_writable(folder: Path, out: Path) -> None:
+    """Refuse an output whose folder could not be made or written in: the nearest existing part of `folder` is a
+    file, or a folder this process may not write in.
+
+    Raises:
+        FrameError: naming that part.
+    """
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FrameError(f"{out}: {existing} is a file, not a folder; choose another output")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FrameError(
+            f"{out}: this process may not write in {existing}; choose another output or fix its permissions"
+        )

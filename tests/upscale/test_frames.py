@@ -497,3 +497,44 @@ def test_audio_starts_with_the_first_picture_and_a_lost_source_keeps_the_picture
             sink.write(frame)
         clip.unlink()
     assert "could not be copied" in caplog.text and len(list(open_frames(tmp_path / "x2.mp4"))) == 10
+
+
+def test_an_image_of_several_frames_warns_that_only_the_first_is_upscaled(tmp_path, caplog):
+    import tifffile
+    from PIL import Image
+
+    tifffile.imwrite(tmp_path / "pages.tif", _noise((3, 6, 5, 3)), photometric="rgb")  # three pages
+    pictures = [Image.fromarray(_noise((6, 5, 3), seed=i)) for i in range(4)]
+    pictures[0].save(tmp_path / "moving.png", save_all=True, append_images=pictures[1:])  # an animated PNG
+    pictures[0].save(tmp_path / "still.png")
+    with caplog.at_level(logging.WARNING):
+        frames = {name: read_image(tmp_path / name) for name in ("pages.tif", "moving.png", "still.png")}
+    assert (
+        "pages.tif holds 3 frames (pages); only the first" in caplog.text and "moving.png holds 4 frames" in caplog.text
+    )
+    assert "still.png" not in caplog.text
+    assert torch.equal(frames["pages.tif"].rgb, read_image(tmp_path / "pages.tif").rgb)
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), _noise((5, 6, 3)))
+    (tmp_path / "a-file").write_text("not a folder")
+    for out in (tmp_path / "a-file" / "x2.png", tmp_path / "a-file" / "deeper" / "x2"):
+        with pytest.raises(FrameError, match=f"{tmp_path / 'a-file'} is a file, not a folder"):
+            open_sink(out, open_frames(tmp_path / "a.png" if out.suffix else tmp_path))
+    open_sink(tmp_path / "new" / "deeper" / "x2.png", open_frames(tmp_path / "a.png"))  # made at the first frame
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_video_with_alpha_warns_that_its_alpha_is_not_kept(tmp_path, caplog):
+    clip = tmp_path / "overlay.mov"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("png", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 24, 16, "rgba"
+        for i in range(3):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((16, 24, 4), 60 * i, np.uint8), "rgba")))
+        container.mux(stream.encode())
+    with caplog.at_level(logging.WARNING):
+        frames = list(open_frames(clip))
+    assert "alpha channel is not read (rgba)" in caplog.text and len(frames) == 3
+    assert all(frame.alpha is None for frame in frames)  # OpenCV's decoder: what the warning is about

@@ -45,6 +45,22 @@ def test_grey_tiff_alpha_and_16_bits_keep_the_profile(tmp_path):
     assert back.bit_depth == 16 and back.alpha is not None and back.icc_profile == PROFILE
 
 
+def test_grey_with_alpha_keeps_its_grey_profile_in_png_or_goes_without_it(tmp_path, caplog):
+    """OpenCV writes grey + alpha as RGBA, which a GRAY profile may not describe (libpng drops such a profile)."""
+    grey_alpha = read_image(_with_profile(tmp_path / "la.png", "LA", GREY_PROFILE))
+    assert grey_alpha.grey and grey_alpha.alpha is not None and grey_alpha.icc_profile == GREY_PROFILE
+    write_image(tmp_path / "out.png", grey_alpha)
+    with Image.open(tmp_path / "out.png") as written:
+        assert written.mode == "LA" and written.info.get("icc_profile") == GREY_PROFILE
+    back = read_image(tmp_path / "out.png")
+    assert torch.equal(back.rgb, grey_alpha.rgb) and torch.equal(back.alpha, grey_alpha.alpha)
+    with caplog.at_level(logging.WARNING):
+        write_image(tmp_path / "out.webp", grey_alpha)
+    assert "written without it" in caplog.text
+    with Image.open(tmp_path / "out.webp") as written:
+        assert "icc_profile" not in written.info
+
+
 def test_a_profile_larger_than_one_jpeg_segment_is_split_and_reassembled(tmp_path):
     large = PROFILE + bytes(2 * _JPEG_CHUNK)  # Pillow joins the segments back whatever they hold
     ok, encoded = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))

@@ -58,6 +58,17 @@ def test_upscale_writes_the_centre_and_k_distinct_samples(tiny_lag_run, tmp_path
     assert np.array_equal(cv2.imread(str(again / "a.png")), centre)  # the centre is deterministic
 
 
+def test_samples_go_beside_the_output_also_when_it_is_named_by_dot(tmp_path, monkeypatch):
+    from fastgan.upscale.frames import FrameError
+
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path / "out")
+    assert upscale_cli.sample_output(".", 2) == str(tmp_path / "out-sample2")
+    assert upscale_cli.sample_output("sr", 1) == str(tmp_path / "out" / "sr-sample1")
+    with pytest.raises(FrameError, match="has nothing beside it"):
+        upscale_cli.sample_output("/", 1)
+
+
 def test_noise_scale_sets_the_samples_standard_deviation(tiny_lag_run, tmp_path, capsys, caplog):
     """--noise-scale σ draws z from N(0, σ²I): the same draws scaled; a tiny σ gives the centre back; σ must be
     positive and finite."""
