@@ -79,9 +79,8 @@ def _tiled(path: str, name: str, tile: int, device: str = "auto"):
     model = load_upscaler(path, "onnxruntime", onnxruntime_device(device))
     r = model.receptive_radius
     tiled = TiledUpscaler(model.tiles, model.scale, r, tile=tile, overlap=r, border="zero", device=model.device)
-    return f"{name}: {model.description}, tiles ≤ {tile}", lambda lr: torch.stack([tiled(image) for image in lr]).clamp(
-        0, 1
-    )
+    row = f"{name}: {model.description}, tiles ≤ {tile}"
+    return row, lambda lr: torch.stack([tiled(image) for image in lr]).clamp(0, 1)
 
 
 def evaluate_sr(
