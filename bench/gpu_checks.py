@@ -1,5 +1,5 @@
-"""python -m bench.gpu_checks --out DIR [--only STEP ...] | --collect: every check that needs an NVIDIA GPU, in one
-run sized for a short loan of one (the default steps' time limits add up to 9 min 20 s).
+"""python -m bench.gpu_checks --out DIR [--archive FILE] [--only STEP ...] | --collect: every check that needs an
+NVIDIA GPU, in one run sized for a short loan of one (the default steps' time limits add up to 9 min).
 
 Steps, in the order their results are needed: the kernels' `cuda` tests (their correctness, before any time of
 theirs is trusted); the op cases' forward + backward at the models' shapes, separate and interleaved (issue 3's
@@ -10,11 +10,14 @@ torch.compile, engine builds, DALI) are the step `cuda-tests-rest`, run only whe
 a pytest run of its own, in a process group of its own, with a hard time limit: GRACE_SECONDS before it the step is
 interrupted like Ctrl-C, so pytest-benchmark still saves the cases it finished (`bench.interrupts` leaves out the one
 cut short), and at the limit it is killed; then the next step starts. DIR gets STEP.log, and for the bench steps
-STEP.json with its `bench.report` table (STEP.md; STEP.png for op and training rows). ``--collect`` only counts the
-cases each step selects, on any machine, and fails when a bench file of a step selects none (the tests run it).
+STEP.json with its `bench.report` table (STEP.md; STEP.png for op and training rows; the compile step's compiled
+cases are tabled in the rows of the train step's eager and fused ones). ``--collect`` only counts the cases each
+step selects, on any machine, and fails when a bench file of a step selects none (the tests run it).
 
-The package must be installed (`pip install --no-deps -e .`): `fastgan.kernels` is the repository's `kernels/`
-folder under the package's name. A device machine returns few files: archive DIR (`tar czf $OUT/gpu.tgz -C DIR .`).
+The package must be installed (`pip install --no-deps --no-build-isolation -e .`: a device machine reaches no
+package index): `fastgan.kernels` is the repository's `kernels/` folder under the package's name. A device machine
+returns few files: `--archive $OUT/gpu.tgz` rewrites one archive of DIR after every step, so a run stopped from
+outside still returns the steps it finished.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -52,6 +56,7 @@ class Step:
     seconds: int
     bench: bool = True
     default: bool = True
+    reported_with: str | None = None  # an earlier step whose results its report's rows extend
 
     @property
     def files(self) -> list[str]:
@@ -67,11 +72,11 @@ ITERATION = ("bench/bench_train.py", "--benchmark-only", "-k")
 KERNEL_TESTS = ("tests/ops", "tests/kernels")
 STEPS = (
     Step("cuda-tests", (*KERNEL_TESTS, "-m", "cuda"), 120, bench=False),
-    Step("ops", (*OP_FILES, "--benchmark-only", "-k", "full and not smoke"), 140),
+    Step("ops", (*OP_FILES, "--benchmark-only", "-k", "(full or upsample_conv) and not smoke"), 160),
     Step("train", (*ITERATION, "iteration and model and not compiled"), 100),
     Step("upscale", (*UPSCALE, "1080p and not tensorrt"), 60),
-    Step("compile", (*ITERATION, "iteration and model and compiled"), 80),
-    Step("tensorrt", (*UPSCALE, "1080p and tensorrt"), 60),  # last: an engine build does not stop at Ctrl-C
+    Step("compile", (*ITERATION, "iteration and model and compiled"), 70, reported_with="train"),
+    Step("tensorrt", (*UPSCALE, "1080p and tensorrt"), 30),  # last: an engine build does not stop at Ctrl-C
     Step(
         "cuda-tests-rest",
         ("tests", "-m", "cuda", *(f"--ignore={folder}" for folder in KERNEL_TESTS)),
@@ -138,12 +143,20 @@ def _signal(process: subprocess.Popen, signal_number: int) -> None:
 
 
 def write_report(step: Step, out: Path) -> bool:
-    """STEP.md (and STEP.png) from STEP.json, when the step measured something; whether it did. A report that fails
-    is said on stderr, and the run goes on."""
+    """STEP.md (and STEP.png) from STEP.json, when the step measured something; whether it did. A step reported with
+    an earlier one is tabled from both steps' results (written to EARLIER+STEP.json): its cases are columns of the
+    earlier one's rows. A report that fails is said on stderr, and the run goes on."""
     results = out / f"{step.name}.json"
     try:
-        if not json.loads(results.read_text(encoding="utf-8"))["benchmarks"]:
+        measured = json.loads(results.read_text(encoding="utf-8"))
+        if not measured["benchmarks"]:
             return False
+        if step.reported_with is not None:
+            with contextlib.suppress(OSError, ValueError, KeyError):  # without them the report says what is missing
+                earlier = json.loads((out / f"{step.reported_with}.json").read_text(encoding="utf-8"))["benchmarks"]
+                measured["benchmarks"] = earlier + measured["benchmarks"]
+            results = out / f"{step.reported_with}+{step.name}.json"
+            results.write_text(json.dumps(measured), encoding="utf-8")
         return report.main([str(results), "--out", str(out / step.name)]) == 0
     except (OSError, ValueError):  # not written, or cut short by SIGKILL
         return False
@@ -192,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="STEP",
         help=f"{', '.join(names)} (default: all but cuda-tests-rest)",
     )
+    parser.add_argument("--archive", type=Path, help="a .tar.gz of the --out folder, rewritten after every step")
     parser.add_argument("--collect", action="store_true", help="only count the cases each step selects")
     args = parser.parse_args(argv)
     if not args.collect and args.out is None:
@@ -209,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr)
         return 2
     if importlib.util.find_spec("fastgan.kernels") is None:
-        message = "error: fastgan.kernels cannot be imported: install the package first (pip install --no-deps -e .)"
+        message = (
+            "error: fastgan.kernels cannot be imported: install the package first "
+            "(pip install --no-deps --no-build-isolation -e .)"
+        )
         print(message, file=sys.stderr)
         return 2
     args.out = args.out.resolve()  # the steps run from the repository root
@@ -224,9 +241,20 @@ def main(argv: list[str] | None = None) -> int:
             limit = f"(limit {step.seconds} s)" + (", reported" * reported)
             print(f"{step.name}: {outcome} after {seconds:.0f} s {limit}", flush=True)
             failed |= status != 0
+            if args.archive is not None:
+                archive(args.out, args.archive)
     finally:
         signal.signal(signal.SIGTERM, on_sigterm)
     return 1 if failed else 0
+
+
+def archive(folder: Path, path: Path) -> None:
+    """Write `folder`'s files to the gzipped tar `path`, under the folder's name, replacing it only once complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with tarfile.open(partial, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    os.replace(partial, path)
 
 
 if __name__ == "__main__":
