@@ -75,6 +75,19 @@ def write_bytes_atomically(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda file: file.write(data))
 
 
+def unwritable_reason(folder: str | Path) -> str | None:
+    """Why files could not be written in `folder` (made if missing), checked before a long job writes there: its
+    nearest existing part is a file, or a folder this process may not write in; None when they could."""
+    existing = Path(folder).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"this process may not write in {existing}"
+    return None
+
+
 def remove_stale_temporaries(path: str | Path) -> list[Path]:
     """Delete the temporaries `atomic_path` left beside `path` for writers that were killed before they could remove
     them (SIGKILL, the out-of-memory killer, a power cut), and return them. Only for a file no other process is

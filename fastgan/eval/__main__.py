@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 import torch
 
-from fastgan.atomic import atomic_path, write_bytes_atomically
+from fastgan.atomic import atomic_path, unwritable_reason, write_bytes_atomically
 from fastgan.cli_types import positive_finite, positive_int
 from fastgan.data.sources import DataSourceError
 from fastgan.data.sr_loader import center_crops, degrade
@@ -154,11 +155,24 @@ def hrgan_table(runs: list[str], args) -> str:
             args.standing_stats,
         )
     table = markdown(rows)
+    print(table)  # before the files: a write that fails loses no scores
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomically(args.out, table.encode())
-        write_bytes_atomically(args.out.with_suffix(".json"), json.dumps(rows, indent=1).encode())
+        markdown_path, json_path = table_paths(args.out)
+        write_bytes_atomically(markdown_path, table.encode())
+        write_bytes_atomically(json_path, json.dumps(rows, indent=1).encode())
+        print(f"wrote {markdown_path} and {json_path}")
     return table
+
+
+def table_paths(out: str) -> tuple[Path, Path]:
+    """Where `table --out OUT` writes the table and the scores: OUT/hrgan_table.md and .json for a folder (one that
+    exists, or a path ending in a separator), else OUT itself and OUT with the other suffix of .md / .json."""
+    path = Path(out).expanduser()
+    if path.is_dir() or out.endswith(("/", os.sep)):
+        path = path / "hrgan_table.md"
+    if path.suffix == ".json":
+        return path.with_suffix(".md"), path
+    return path, path.with_suffix(".json")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     table.add_argument("--seed", type=int, default=0)
     table.add_argument("--batch-size", type=positive_int, default=250)
     table.add_argument("--device", default="auto")
-    table.add_argument("--out", type=Path, help="also write the table (.md) and every score (.json)")
+    table.add_argument(
+        "--out", help="also write the table (.md) and every score (.json) there; a folder gets hrgan_table.md/.json"
+    )
     spread = commands.add_parser(
         "spread", help="LAG runs: spread of samples across z, PSNR of G(y, 0) and bicubic, a sample sheet (PNG)"
     )
@@ -218,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
             f"table: --samples ({args.samples}) must be at least --splits ({args.splits}) and more than the "
             f"{PRECISION_NEIGHBOURS} nearest neighbours of precision/recall"
         )
+    if args.command == "table" and args.out:
+        reason = unwritable_reason(table_paths(args.out)[0].parent)
+        if reason is not None:  # refused now, not after the scoring
+            parser.error(f"table: --out {args.out}: {reason}; choose another output")
     if args.command == "spread" and args.samples < 2:
         parser.error("spread: --samples must be at least 2 (a spread is the samples' standard deviation)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -268,14 +288,14 @@ def _generator_command(args) -> int:
 
     try:
         if args.command == "table":
-            print(hrgan_table(args.runs, args))
+            hrgan_table(args.runs, args)
         else:
             generator, _ = generator_from_checkpoint(args.checkpoint, args.weights, args.standing_stats)
             run = Path(args.checkpoint).expanduser()
             out = args.out or run_directory(run) / "eval"
             for path in write_sheets(generator, out, args.per_class, args.steps, args.seed):
                 print(f"wrote {path}")
-    except (CheckpointError, DataSourceError, EvaluatorWeightsError, InceptionWeightsError, ValueError) as exc:
+    except (CheckpointError, DataSourceError, EvaluatorWeightsError, InceptionWeightsError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

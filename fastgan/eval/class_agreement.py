@@ -14,12 +14,17 @@ import sys
 
 import torch
 
-from fastgan.data.procedural import CLASS_NAMES
 from fastgan.eval.evaluator import Evaluator, EvaluatorWeightsError, default_evaluator_weights, load_evaluator
-from fastgan.eval.generator_eval import as_saved
-from fastgan.eval.trained_generator import GENERATOR_WEIGHTS, STANDING_HELP, WEIGHTS_HELP, generator_from_checkpoint
+from fastgan.eval.generator_eval import as_saved, seeded_noise
+from fastgan.eval.trained_generator import (
+    GENERATOR_WEIGHTS,
+    STANDING_HELP,
+    WEIGHTS_HELP,
+    class_names,
+    generator_from_state,
+)
 from fastgan.models.hrgan import Generator
-from fastgan.train.checkpoint import CheckpointError
+from fastgan.train.checkpoint import CheckpointError, load_checkpoint
 
 
 @torch.no_grad()
@@ -37,12 +42,11 @@ def class_agreement(
         )
     evaluator_device = evaluator.mean.device
     generator_device = next((p.device for p in generator.parameters()), evaluator_device)  # each on its own device
-    noise = torch.Generator().manual_seed(seed)
     labels = torch.arange(generator.num_classes).repeat_interleave(per_class)
+    noise = seeded_noise(len(labels), generator.z_dim, seed)
     hits = torch.zeros(generator.num_classes)
     for start in range(0, len(labels), batch_size):
-        y = labels[start : start + batch_size]
-        z = torch.randn(len(y), generator.z_dim, generator=noise)
+        y, z = labels[start : start + batch_size], noise[start : start + batch_size]
         images = as_saved(generator(z.to(generator_device), y.to(generator_device)))
         predicted = evaluator(images.to(evaluator_device)).argmax(1).cpu()
         hits.index_add_(0, y, (predicted == y).float())
@@ -59,18 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--standing-stats", type=int, default=0, metavar="N", help=STANDING_HELP)
     args = parser.parse_args(argv)
     try:
-        generator, config = generator_from_checkpoint(args.checkpoint, args.weights, args.standing_stats)
+        state = load_checkpoint(args.checkpoint)
+        generator, config = generator_from_state(state, args.checkpoint, args.weights, args.standing_stats)
         weights = default_evaluator_weights(args.evaluator_weights or config.loss.evaluator_weights, config.data.source)
         scores = class_agreement(generator, load_evaluator(weights), args.per_class, args.seed)
     except (CheckpointError, EvaluatorWeightsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    names = CLASS_NAMES if config.data.source == "embedded" else [str(i) for i in range(len(scores))]
+    names = class_names(state, generator.num_classes)
+    width = max(10, *map(len, names))
     for name, score in zip(names, scores.tolist(), strict=True):
-        print(f"{name:>10s}  {score:.3f}")
-    print(
-        f"{'mean':>10s}  {scores.mean().item():.3f}  (chance {1 / len(scores):.3f}, {args.per_class} samples per class)"
-    )
+        print(f"{name:>{width}s}  {score:.3f}")
+    chance = f"chance {1 / len(scores):.3f}, {args.per_class} samples per class"
+    print(f"{'mean':>{width}s}  {scores.mean().item():.3f}  ({chance})")
     return 0
 
 

@@ -53,6 +53,12 @@ def as_saved(images: torch.Tensor) -> torch.Tensor:
     return ((images.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
 
 
+def seeded_noise(count: int, z_dim: int, seed: int) -> torch.Tensor:
+    """(count, z_dim) N(0, 1) latents drawn at once on the CPU from `seed`: sample i's z depends on neither the batch
+    size nor the device."""
+    return torch.randn(count, z_dim, generator=torch.Generator().manual_seed(seed))
+
+
 def generated_batches(
     generator: torch.nn.Module,
     labels: torch.Tensor,
@@ -60,14 +66,13 @@ def generated_batches(
     batch_size: int = 250,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ):
-    """G(z, y) for `labels` in batches, z from a generator seeded by `seed` (the same samples on every device);
-    `transform` post-processes each batch (e.g. the bicubic up-scaling of the baseline), and the result is rounded
-    to 8 bits (`as_saved`)."""
-    noise = torch.Generator().manual_seed(seed)
+    """G(z, y) for `labels` in batches, z = `seeded_noise` (the same samples on every device and for any
+    `batch_size`); `transform` post-processes each batch (e.g. the bicubic up-scaling of the baseline), and the
+    result is rounded to 8 bits (`as_saved`)."""
+    noise = seeded_noise(len(labels), generator.z_dim, seed)
     device = next(generator.parameters()).device
     for start in range(0, len(labels), batch_size):
-        y = labels[start : start + batch_size]
-        z = torch.randn(len(y), generator.z_dim, generator=noise)
+        y, z = labels[start : start + batch_size], noise[start : start + batch_size]
         with torch.no_grad():
             images = generator(z.to(device), y.to(device)).float()
         yield as_saved(images if transform is None else transform(images))
@@ -117,7 +122,10 @@ def intra_class_fid(real: tuple[torch.Tensor, torch.Tensor], fake: tuple[torch.T
         if len(a) >= 2 and len(b) >= 2:
             distances.append(frechet_distance_of_features(a, b))
     if not distances:
-        raise ValueError("intra-class FID needs two real and two generated samples of some class: raise --samples")
+        raise ValueError(
+            "intra-class FID needs two real and two generated samples of some class: raise --samples (to at least "
+            "twice the number of classes)"
+        )
     if len(distances) < len(classes):
         log.warning("intra-class FID over %d of %d classes (the others have < 2 samples)", len(distances), len(classes))
     return sum(distances) / len(distances)
@@ -162,7 +170,10 @@ def score_samples(
                 dims,
             )
         scores[f"fid_{space}"] = frechet_distance_of_features(real_feats, fake_feats)
-        scores[f"intra_fid_{space}"] = intra_class_fid((real_feats, real_labels), (fake_feats, fake_labels))
+        try:
+            scores[f"intra_fid_{space}"] = intra_class_fid((real_feats, real_labels), (fake_feats, fake_labels))
+        except ValueError as error:  # too few samples per class: the other scores stand
+            log.warning("no intra-class FID in the %s space: %s", space, error)
         cap = 5000  # k-NN precision/recall is quadratic: a fixed subset keeps it cheap
         scores[f"precision_{space}"], scores[f"recall_{space}"] = precision_recall(real_feats[:cap], fake_feats[:cap])
     return scores

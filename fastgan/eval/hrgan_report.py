@@ -86,6 +86,13 @@ def _fidelity(generated_evaluator, labels, resolution, evaluator, samples, batch
     return row
 
 
+def _same_file(a: str | Path | None, b: str | Path | None) -> bool:
+    """Whether two weights paths (None: torchvision's cache) name one file, however each is spelt."""
+    if a is None or b is None:
+        return a is b
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
 def evaluate_run(
     run: str | Path,
     samples: int = 50_000,
@@ -116,7 +123,7 @@ def evaluate_run(
             evaluator.spec.num_classes,
             generator.num_classes,
         )
-    elif weights != default_evaluator_weights(config.loss.evaluator_weights, config.data.source):
+    elif not _same_file(weights, default_evaluator_weights(config.loss.evaluator_weights, config.data.source)):
         log.warning("accuracy with %s assumes its classes are the generator's, in the same order", weights)
     fake = extract(generated_batches(generator, labels, seed, batch_size), extractors, device)
     real, real_labels = _real_features(config, samples, batch_size, seed, evaluator, inception, device, cache)

@@ -24,9 +24,15 @@ def generator_from_checkpoint(
     """The generator of a training checkpoint with its EMA (the live weights if EMA had not started) or its live
     weights (`weights`), on `device` in eval mode; with `standing_batches`, its batch-norm statistics re-estimated
     there over that many batches of the run's G batch size (`standing_statistics`)."""
+    return generator_from_state(load_checkpoint(path), path, weights, standing_batches, device)
+
+
+def generator_from_state(
+    state: dict, path: str | Path, weights: str = "ema", standing_batches: int = 0, device: torch.device | str = "cpu"
+) -> tuple[Generator, Config]:
+    """`generator_from_checkpoint` for a checkpoint already loaded from `path` (named in errors)."""
     if weights not in GENERATOR_WEIGHTS:
         raise ValueError(f"unknown generator weights {weights!r}; choose {' or '.join(GENERATOR_WEIGHTS)}")
-    state = load_checkpoint(path)
     config = merge(Config(), state["config"])
     if config.model.name != "hrgan":
         raise CheckpointError(
@@ -45,3 +51,11 @@ def generator_from_checkpoint(
     if standing_batches:
         standing_statistics(generator, standing_batches, config.train.batch_size_g)
     return generator.eval(), config
+
+
+def class_names(state: dict, num_classes: int) -> list[str]:
+    """The names of the classes an HRGAN checkpoint was trained on, in label order: those its data identity keeps
+    (folder names, CIFAR's, the embedded set's), or the labels' numbers for a checkpoint of an older version."""
+    data = state["family"].get("data")
+    names = data["classes"].split("\n") if data else []
+    return names if len(names) == num_classes else [str(label) for label in range(num_classes)]

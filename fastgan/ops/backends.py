@@ -19,6 +19,7 @@ pooled convolution (`fastgan.ops.conv_avgpool`).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import importlib
 import os
@@ -29,7 +30,9 @@ from types import ModuleType
 import torch
 
 BACKENDS = ("torch", "fused-torch", "fused-compiled", "triton")
-_current = "torch"
+_process_backend = "torch"
+#: the innermost `backend(...)` block's choice, per thread and asyncio task (None outside any block)
+_scoped_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastgan_ops_backend", default=None)
 
 
 def _check(name: str) -> str:
@@ -39,25 +42,25 @@ def _check(name: str) -> str:
 
 
 def current_backend() -> str:
-    """The backend the fused ops use now."""
-    return _current
+    """The backend the fused ops use now: the innermost enclosing `backend(...)` block's, else the process's."""
+    return _scoped_backend.get() or _process_backend
 
 
 def set_backend(name: str) -> None:
-    """Select the ops backend for the whole process."""
-    global _current
-    _current = _check(name)
+    """Select the ops backend for the whole process: every thread outside a `backend(...)` block."""
+    global _process_backend
+    _process_backend = _check(name)
 
 
 @contextlib.contextmanager
 def backend(name: str) -> Iterator[str]:
-    """Run the enclosed code with the ops backend `name`, restoring the previous one afterwards."""
-    global _current
-    previous, _current = _current, _check(name)
+    """Run the enclosed code with the ops backend `name`, restoring the previous one afterwards. The choice holds in
+    this thread (or asyncio task) alone: a server's other threads keep theirs while one benchmarks another."""
+    token = _scoped_backend.set(_check(name))
     try:
         yield name
     finally:
-        _current = previous
+        _scoped_backend.reset(token)
 
 
 def traced_by_compile() -> bool:

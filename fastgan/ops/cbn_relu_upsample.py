@@ -390,7 +390,8 @@ class CBNReLUUpsample(nn.Module):
     ) -> torch.Tensor:
         k = conv.kernel_size[0]
         same = conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
-        if not (same and conv.kernel_size == (k, k) and conv.padding == (k // 2, k // 2)):
+        same_padding = conv.padding in ((k // 2, k // 2), "same")
+        if not (same and conv.kernel_size == (k, k) and k % 2 == 1 and same_padding):
             raise ValueError(
                 f"forward_conv fuses only 'same' convolutions (square odd kernel, stride 1, padding k//2, dilation 1, "
                 f"groups 1, zero padding), got {conv}; apply such a conv to forward()'s output instead"

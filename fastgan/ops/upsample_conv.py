@@ -179,13 +179,14 @@ def upsample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     """conv2d(nearest_upsample(x, scale), weight, bias, padding=k // 2): (N, Cin, H, W) -> (N, Cout, sH, sW).
 
     x and bias share the convolution's dtype; the weight may be wider (fp32 under autocast): its phase kernels are
-    summed from it in fp32, then cast. The result keeps x's memory layout.
+    summed from it in fp32, then cast. The result keeps x's memory layout, and is differentiable (when autograd
+    records, the phases are interleaved by slices and stacks instead of copies into one output).
     """
     n, _, h, w = x.shape
     layout = phase_layout(scale, weight.shape[-1])
     phase_bias = None if bias is None else bias.repeat(scale * scale)
     phases = F.conv2d(x, phase_weight(weight, scale).to(x.dtype), phase_bias, padding=layout.padding)
-    if traced_by_compile():
+    if traced_by_compile() or phases.requires_grad:
         return _interleaved(phases, layout, h, w)
     out = torch.empty(
         (n, weight.shape[0], scale * h, scale * w), dtype=x.dtype, device=x.device, memory_format=_memory_format(x)

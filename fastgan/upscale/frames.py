@@ -14,7 +14,6 @@ import dataclasses
 import io
 import logging
 import mimetypes
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -27,7 +26,7 @@ import PIL.Image
 import tifffile
 import torch
 
-from fastgan.atomic import atomic_path, write_bytes_atomically
+from fastgan.atomic import atomic_path, unwritable_reason, write_bytes_atomically
 from fastgan.data.sources import tool_file
 from fastgan.upscale.audio import copy_audio
 from fastgan.upscale.icc import EMBEDS as ICC_EMBEDS
@@ -583,18 +582,11 @@ def open_sink(out: str | Path, source: FrameSource, codec: str | None = None, cr
 
 
 def _check_writable(folder: Path, out: Path) -> None:
-    """Refuse an output whose folder could not be made or written in: the nearest existing part of `folder` is a
-    file, or a folder this process may not write in.
+    """Refuse an output whose folder could not be made or written in (`unwritable_reason`).
 
     Raises:
-        FrameError: naming that part.
+        FrameError: naming the part in the way.
     """
-    existing = folder.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise FrameError(f"{out}: {existing} is a file, not a folder; choose another output")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise FrameError(
-            f"{out}: this process may not write in {existing}; choose another output or fix its permissions"
-        )
+    reason = unwritable_reason(folder)
+    if reason is not None:
+        raise FrameError(f"{out}: {reason}; choose another output (or fix the folder's permissions)")

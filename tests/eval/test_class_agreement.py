@@ -4,6 +4,7 @@ import torch
 from fastgan.data.procedural import render, sample_scenes
 from fastgan.eval import class_agreement as ca
 from fastgan.eval.evaluator import embedded_evaluator_path, load_evaluator
+from fastgan.eval.trained_generator import class_names, generator_from_checkpoint
 from fastgan.train.checkpoint import load_checkpoint
 from fastgan.train.run import train
 
@@ -56,7 +57,7 @@ def test_generator_and_evaluator_each_get_inputs_on_their_own_device():
 
 def test_cli_reads_a_run_and_reports_per_class_scores(tiny_config, capsys):
     run = train(tiny_config).run_dir
-    generator, config = ca.generator_from_checkpoint(run)
+    generator, config = generator_from_checkpoint(run)
     assert not generator.training and config.model.resolution == 64
     assert ca.main([str(run), "--per-class", "3"]) == 0
     out = capsys.readouterr().out
@@ -76,18 +77,24 @@ def test_live_weights_are_the_networks_not_its_average(tiny_config, capsys):
     """--weights live evaluates the trained network itself (the paper keeps no EMA), not the EMA fastgan samples."""
     run = train(tiny_config).run_dir
     family = load_checkpoint(run)["family"]
-    ema, _ = ca.generator_from_checkpoint(run)
-    live, _ = ca.generator_from_checkpoint(run, "live")
+    ema, _ = generator_from_checkpoint(run)
+    live, _ = generator_from_checkpoint(run, "live")
     for name, tensor in live.state_dict().items():
         assert torch.equal(tensor, family["generator"][name]), name
     pairs = zip(ema.state_dict().values(), live.state_dict().values(), strict=True)
     assert any(not torch.equal(a, b) for a, b in pairs)
     with pytest.raises(ValueError, match="ema or live"):
-        ca.generator_from_checkpoint(run, "best")
+        generator_from_checkpoint(run, "best")
     assert ca.main([str(run), "--per-class", "2", "--weights", "live"]) == 0
     assert "chance 0.100" in capsys.readouterr().out
-    standing, _ = ca.generator_from_checkpoint(run, "live", standing_batches=2)
+    standing, _ = generator_from_checkpoint(run, "live", standing_batches=2)
     assert not torch.equal(standing.out_bn.running_var, live.out_bn.running_var)  # re-estimated, weights kept
     assert torch.equal(standing.out_conv.weight, live.out_conv.weight)
     assert ca.main([str(run), "--per-class", "2", "--standing-stats", "2"]) == 0
     assert ca.main([str(run), "--standing-stats", "-1"]) == 2
+
+
+def test_class_names_come_from_the_checkpoints_data_identity():
+    state = {"family": {"data": {"classes": "cat\ndog\nfrog"}}}
+    assert class_names(state, 3) == ["cat", "dog", "frog"]
+    assert class_names({"family": {}}, 2) == ["0", "1"]  # a checkpoint of an older version

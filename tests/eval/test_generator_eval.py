@@ -10,7 +10,7 @@ import torchvision
 
 from fastgan.data.image_set import ImageSet
 from fastgan.eval import __main__ as eval_cli
-from fastgan.eval.generator_eval import extract, intra_class_fid
+from fastgan.eval.generator_eval import as_saved, extract, intra_class_fid
 from fastgan.eval.hrgan_report import _real_batches, evaluate_run, markdown
 from fastgan.eval.inception import InceptionFeatures, InceptionWeightsError, fid_inception_network, load_inception
 from fastgan.eval.precision import PER_OPERATOR, exact_fp32
@@ -233,8 +233,8 @@ def test_runs_on_the_same_data_share_their_real_features(tiny_runs, monkeypatch)
 def test_samples_are_scored_as_8_bit_images_and_accuracy_needs_the_generators_classes(tiny_runs, tmp_path, caplog):
     """Generated images are rounded to 8 bits as saved files are (real ones are 8-bit); an evaluator of other
     classes (an ImageNet MobileNet beside a 10-class generator) gives no accuracy, only scores that stay valid."""
-    from fastgan.eval.class_agreement import generator_from_checkpoint
-    from fastgan.eval.generator_eval import as_saved, generated_batches
+    from fastgan.eval.generator_eval import generated_batches
+    from fastgan.eval.trained_generator import generator_from_checkpoint
 
     generator, _ = generator_from_checkpoint(tiny_runs[0])
     (images,) = generated_batches(generator, torch.arange(20) % 10, batch_size=20)
@@ -266,6 +266,60 @@ def test_table_cli_writes_the_papers_layout_and_sheets(tiny_runs, tmp_path, caps
     assert (tmp_path / "sheets" / "interpolation.png").stat().st_size > 1000
     assert eval_cli.main(["table", str(tiny_runs[0]), "--inception-weights", str(tmp_path / "nope.pth")]) == 2
     assert "pt_inception" in capsys.readouterr().err
+
+
+def test_table_out_takes_a_folder_or_either_suffix_and_is_checked_before_scoring(tiny_runs, tmp_path, capsys, caplog):
+    """An existing folder got IsADirectoryError after the scoring and `--out t.json` overwrote the table with the
+    scores; an --out under a file is refused before anything is scored. Too few samples per class for intra-FID
+    (10 over 10 classes) leave that column empty instead of aborting after every other score."""
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    args = ["table", str(tiny_runs[1]), "--samples", "10", "--splits", "2", "--batch-size", "20"]
+    with caplog.at_level("WARNING"):
+        assert eval_cli.main([*args, "--out", str(folder)]) == 0
+    assert "no intra-class FID in the evaluator space" in caplog.text
+    printed = capsys.readouterr().out
+    table = (folder / "hrgan_table.md").read_text()
+    assert table in printed and "| HRGAN-64 | w/o |" in table
+    assert "intra_fid_evaluator" not in (folder / "hrgan_table.json").read_text()
+    assert eval_cli.main([*args, "--out", str(tmp_path / "scores.json")]) == 0
+    assert (tmp_path / "scores.md").read_text() == table and (tmp_path / "scores.json").read_text().startswith("[")
+    assert eval_cli.main([*args, "--out", f"{tmp_path / 'new'}/"]) == 0
+    assert (tmp_path / "new" / "hrgan_table.md").read_text() == table
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        eval_cli.main([*args, "--out", str(tmp_path / "a-file" / "t.md")])
+    assert exit_info.value.code == 2 and "a-file is a file, not a folder" in capsys.readouterr().err
+
+
+def test_samples_do_not_depend_on_the_batch_size():
+    """z is drawn for all samples at once: drawn per batch, batches of 3 × 5 latents gave other numbers than one
+    draw of 10 × 5 (torch's normal sampler works in blocks of 16), and so other scores per --batch-size."""
+    from fastgan.eval.generator_eval import generated_batches, seeded_noise
+
+    class Echo(torch.nn.Module):
+        z_dim = 5
+
+        def __init__(self):
+            super().__init__()
+            self.gain = torch.nn.Parameter(torch.tensor(0.25))
+
+        def forward(self, z, y):  # (B, 5) -> (B, 3, 5, 5)
+            return (self.gain * z).view(len(z), 1, 1, 5).expand(-1, 3, 5, 5)
+
+    labels = torch.arange(10)
+    by_size = {size: torch.cat(list(generated_batches(Echo(), labels, seed=3, batch_size=size))) for size in (3, 10)}
+    assert torch.equal(by_size[3], by_size[10])
+    assert torch.equal(by_size[10][:, 0, 0], as_saved(0.25 * seeded_noise(10, 5, seed=3)))
+
+
+def test_the_runs_own_evaluator_named_by_path_brings_no_class_order_warning(tiny_runs, caplog):
+    from fastgan.eval.evaluator import embedded_evaluator_path
+
+    with caplog.at_level("WARNING"):
+        own = str(embedded_evaluator_path())
+        evaluate_run(tiny_runs[1], samples=40, splits=2, batch_size=20, evaluator_weights=own)
+    assert "assumes its classes" not in caplog.text
 
 
 def test_real_images_are_a_seeded_draw_across_a_class_sorted_set(monkeypatch, caplog):

@@ -330,7 +330,11 @@ def test_forward_conv_accepts_only_same_convolutions():
     module = CBNReLUUpsample(4)
     x, gain, bias = torch.randn(2, 4, 5, 5), torch.ones(2, 4), torch.zeros(2, 4)
     assert module.forward_conv(x, gain, bias, nn.Conv2d(4, 3, 3, padding=1)).shape == (2, 3, 10, 10)
+    for k in (3, 5):  # padding="same" is k // 2 for an odd kernel
+        conv = nn.Conv2d(4, 3, k, padding="same")
+        torch.testing.assert_close(module.forward_conv(x, gain, bias, conv), conv(module(x, gain, bias)))
     for conv in (
+        nn.Conv2d(4, 3, 4, padding="same"),  # even: padded unevenly
         nn.Conv2d(4, 3, 3, padding=0),
         nn.Conv2d(4, 3, 3, stride=2, padding=1),
         nn.Conv2d(4, 4, 3, padding=1, groups=2),
