@@ -6,7 +6,8 @@ logged once the folder is read. Files are read in Python (bytes only) and fed to
 is caught before DALI sees it, and a batch DALI cannot decode is decoded again file by file to find the culprits.
 Formats DALI's decoder lacks (GIF), and TIFF, whose float and 32-bit samples DALI treats otherwise than `read_rgb`
 (it clips floats that `read_rgb` refuses as of unknown range, and refuses 32-bit integers that `read_rgb` scales), are
-read by the PIL readers, so both loaders keep the same files, with the same pixels.
+read by the PIL readers, so both loaders keep the same files, with the same pixels. The format is the one the file's
+header names, not its suffix: a GIF saved as .png is read, as PIL reads it.
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ from PIL import Image, UnidentifiedImageError
 
 from fastgan.data.dali_pipelines import decoded_images
 from fastgan.data.image_set import ImageSet
-from fastgan.data.sources import class_folder_files, labelled_image_set, load_square, read_or_skip, read_rgb
+from fastgan.data.sources import DataSourceError, class_folder_files, labelled_image_set, load_square, read_rgb
 from fastgan.data.sr_sources import NamedImages, image_files, readable_images
 
 log = logging.getLogger(__name__)
 
 #: Files decoded per pipeline run.
 DECODE_BATCH = 32
-#: Suffixes DALI's image decoder reads as `read_rgb` does (JPEG, PNG, BMP, WebP, PNM); other image files go to PIL.
-DALI_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm"}
+#: Formats (as PIL names them from a file's header) DALI's image decoder reads as `read_rgb` does: JPEG (and a
+#: camera's multi-picture JPEG, MPO, whose first picture both decode), PNG, BMP, WebP and PNM.
+DALI_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "WEBP", "PPM"}
 
 
 def dali_reason(exc: Exception) -> str:
@@ -77,29 +79,31 @@ class _Decoder:
         return [torch.from_numpy(np.array(images[i])).permute(2, 0, 1).contiguous() for i in range(len(images))]
 
 
-def _over_pixel_limit(encoded: np.ndarray) -> str | None:
-    """Why `read_rgb` refuses an image this large (PIL's decompression-bomb limit, from the header alone), or None:
-    both readers keep the same files, and DALI is not handed a bomb. A header PIL cannot parse is DALI's to judge."""
+def _dali_reads(encoded: np.ndarray) -> bool:
+    """Whether DALI decodes this file as `read_rgb` does: its header is one of `DALI_FORMATS`. A file PIL refuses from
+    its header (not an image, over PIL's decompression-bomb limit) is not: `read_rgb` skips it with its reason, so
+    both readers keep the same files and DALI is never handed a bomb."""
     try:
-        with Image.open(io.BytesIO(encoded)):
-            return None
-    except Image.DecompressionBombError as exc:
-        return f"{exc}; downscale it"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return None
+        with Image.open(io.BytesIO(encoded)) as image:
+            return image.format in DALI_FORMATS
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
 
 
 def decode_files(
     paths: list[Path],
+    pil_read: Callable[[Path], torch.Tensor],
     resolution: int | None = None,
     device_id: int | None = None,
     batch_size: int = DECODE_BATCH,
     num_threads: int | None = None,
 ) -> list[torch.Tensor | None]:
-    """Decode image files with DALI, skipping (with a logged warning each) those that cannot be read or decoded.
+    """Decode image files with DALI where it decodes them as `read_rgb` does (`_dali_reads`), the others with
+    `pil_read`, as the torch loader does; skip (with a logged warning each) those that cannot be read or decoded.
 
     Args:
         paths: the image files.
+        pil_read: path -> uint8 (3, H, W), the PIL reader of the same images (raising DataSourceError to skip one).
         resolution: centre-crop each image to a square and resize it to resolution×resolution; None keeps its size.
         device_id: the GPU that decodes ("mixed"), or None for the CPU.
         batch_size: files per pipeline run.
@@ -127,10 +131,13 @@ def decode_files(
                 continue
             if data.size == 0:
                 skip(paths[i], "it is empty")
-            elif (too_large := _over_pixel_limit(data)) is not None:
-                skip(paths[i], too_large)
-            else:
+            elif _dali_reads(data):
                 batch.append((i, data))
+            else:
+                try:
+                    images[i] = pil_read(paths[i])
+                except DataSourceError as exc:
+                    skip(paths[i], str(exc.__cause__ or exc))
         if not batch:
             continue
         try:
@@ -150,21 +157,6 @@ def decode_files(
     return images
 
 
-def _decode_with_fallback(
-    paths: list[Path], resolution: int | None, device_id: int | None, pil_read: Callable[[Path], torch.Tensor]
-) -> list[torch.Tensor | None]:
-    """`decode_files` for the formats DALI decodes as `read_rgb` does; the others (GIF, TIFF) through `pil_read`, as
-    the torch loader's reader does, so that both readers keep the same files."""
-    images: list[torch.Tensor | None] = [None] * len(paths)
-    by_dali = [i for i, path in enumerate(paths) if path.suffix.lower() in DALI_SUFFIXES]
-    by_pil = [i for i, path in enumerate(paths) if path.suffix.lower() not in DALI_SUFFIXES]
-    for index, image in zip(by_dali, decode_files([paths[i] for i in by_dali], resolution, device_id), strict=True):
-        images[index] = image
-    for index, image in zip(by_pil, read_or_skip([paths[i] for i in by_pil], pil_read), strict=True):
-        images[index] = image
-    return images
-
-
 def dali_folder_image_set(root: str | Path, resolution: int = 32, device_id: int | None = None) -> ImageSet:
     """`folder_image_set` decoded by DALI: images under root/<class name>/, centre-cropped and resized to
     `resolution` (linear, anti-aliased), skipping unreadable and corrupt files.
@@ -174,7 +166,7 @@ def dali_folder_image_set(root: str | Path, resolution: int = 32, device_id: int
     """
     class_names, files = class_folder_files(root)
     paths = [path for path, _ in files]
-    decoded = _decode_with_fallback(paths, resolution, device_id, lambda path: load_square(path, resolution))
+    decoded = decode_files(paths, lambda path: load_square(path, resolution), resolution, device_id)
     return labelled_image_set(root, class_names, files, decoded)
 
 
@@ -189,4 +181,4 @@ def dali_folder_images(root: str | Path, device_id: int | None = None) -> NamedI
         DataSourceError: the folder is missing, holds no image files, or none of them can be decoded.
     """
     files = image_files(root)
-    return readable_images(root, files, _decode_with_fallback([path for _, path in files], None, device_id, read_rgb))
+    return readable_images(root, files, decode_files([path for _, path in files], read_rgb, None, device_id))

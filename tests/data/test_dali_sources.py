@@ -127,13 +127,15 @@ def test_a_class_without_a_readable_image_is_an_error(tmp_path):
             reader(tmp_path)
 
 
-def test_gifs_which_dali_cannot_decode_are_read_by_pil(tmp_path):
+def test_gifs_which_dali_cannot_decode_are_read_by_pil_whatever_their_suffix(tmp_path):
+    """The format is the header's: a GIF saved as .png (DALI skipped it, PIL read it) is read by PIL in both."""
     _save(tmp_path / "x" / "a.png", _rgb(32, 32, 0))
     _save(tmp_path / "x" / "b.gif", _rgb(32, 32, 1)[..., 0])  # grey GIF: exact through the palette
+    _save(tmp_path / "x" / "c.png", _rgb(32, 32, 2)[..., 0], format="GIF")
     dali, pil = dali_folder_image_set(tmp_path), folder_image_set(tmp_path)
-    assert len(dali) == len(pil) == 2 and torch.equal(dali.images, pil.images)
+    assert len(dali) == len(pil) == 3 and torch.equal(dali.images, pil.images)
     names = [name for name, _ in dali_folder_images(tmp_path)]
-    assert names == [name for name, _ in folder_images(tmp_path)] == ["x/a", "x/b"]
+    assert names == [name for name, _ in folder_images(tmp_path)] == ["x/a", "x/b", "x/c"]
 
 
 def test_tiffs_keep_the_same_files_and_pixels_as_the_pil_reader(tmp_path, caplog):
