@@ -141,6 +141,22 @@ def frame_to_array(frame: Frame) -> np.ndarray:
     return pixels[..., 0] if pixels.shape[2] == 1 else pixels
 
 
+#: The first bytes of a TIFF (little- or big-endian) and of a BigTIFF.
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _tiff_extra_samples(data: np.ndarray) -> int | None:
+    """How many extra samples (alpha and others) a TIFF's first page declares; None for a file that is not a TIFF
+    tifffile can parse the header of."""
+    if data[:4].tobytes() not in TIFF_SIGNATURES:
+        return None
+    try:
+        with tifffile.TiffFile(io.BytesIO(data.tobytes())) as tiff:
+            return len(tiff.pages.first.extrasamples)
+    except Exception:  # a header tifffile cannot parse: OpenCV's to judge
+        return None
+
+
 def _tiff_with_alpha(data: np.ndarray, name: str) -> np.ndarray | None:
     """A grey or RGB TIFF with alpha, decoded by tifffile in OpenCV's layout with straight alpha: (H, W, 2) grey +
     alpha or (H, W, 4) BGRA, in its stored dtype. None for every other file, which OpenCV decodes.
@@ -151,7 +167,7 @@ def _tiff_with_alpha(data: np.ndarray, name: str) -> np.ndarray | None:
     Raises:
         FrameError: the TIFF declares alpha but its pixels cannot be decoded.
     """
-    if data[:4].tobytes() not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+    if data[:4].tobytes() not in TIFF_SIGNATURES:
         return None
     try:
         tiff = tifffile.TiffFile(io.BytesIO(data.tobytes()))
@@ -207,8 +223,9 @@ def read_image(path: str | Path) -> Frame:
         raise FrameError(f"cannot read {path}: {error}") from error
     # JPEGs (no alpha) are decoded upright as their EXIF orientation says, as viewers show them: the written output
     # carries no orientation tag. Other formats keep every channel as stored.
-    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
-    flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH if jpeg else cv2.IMREAD_UNCHANGED
+    # A TIFF without extra samples holds no alpha: asked for every channel, OpenCV gives a CMYK one an opaque alpha.
+    no_alpha = path.suffix.lower() in (".jpg", ".jpeg") or _tiff_extra_samples(data) == 0
+    flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH if no_alpha else cv2.IMREAD_UNCHANGED
     array = _tiff_with_alpha(data, path.name)
     if array is None:
         try:
@@ -256,8 +273,8 @@ def write_image(path: str | Path, frame: Frame) -> None:
     file in the same folder and renamed, so an interrupted run never leaves a half-written image.
 
     Raises:
-        FrameError: an unknown suffix, or a 16-bit frame to a format that holds 8 bits (jpg, bmp, webp). A frame
-            with alpha written as JPEG loses its alpha, with a warning.
+        FrameError: an unknown suffix. A 16-bit frame written as a format that holds 8 bits (jpg, bmp, webp) is
+            rounded to 8 bits, and a frame with alpha written as JPEG or BMP loses its alpha, each with a warning.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -266,7 +283,10 @@ def write_image(path: str | Path, frame: Frame) -> None:
             f"{path}: cannot write {suffix or 'suffix-less'} images; use one of {', '.join(IMAGE_SUFFIXES)}"
         )
     if frame.bit_depth == 16 and suffix in EIGHT_BIT_ONLY:
-        raise FrameError(f"{path}: {suffix} holds 8 bits; write 16-bit frames as .png or .tif")
+        log.warning(
+            "%s: %s holds 8 bits; the 16-bit frame is rounded to 8 (write .png or .tif to keep 16)", path, suffix
+        )
+        frame = dataclasses.replace(frame, bit_depth=8)
     if frame.alpha is not None and suffix in NO_ALPHA:
         log.warning("%s: %s holds no alpha channel; alpha dropped (write .png, .tif or .webp to keep it)", path, suffix)
         frame = dataclasses.replace(frame, alpha=None)

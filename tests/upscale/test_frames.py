@@ -106,10 +106,20 @@ def test_unsupported_corrupt_and_missing_images_say_so(tmp_path):
         read_image(tmp_path / "missing.png")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         open_frames(tmp_path / "nowhere")
-    with pytest.raises(FrameError, match="png or .tif"):
-        write_image(tmp_path / "x.jpg", Frame(torch.rand(3, 4, 4), bit_depth=16))
     with pytest.raises(FrameError, match="use one of"):
         write_image(tmp_path / "x.xyz", Frame(torch.rand(3, 4, 4)))
+
+
+def test_a_16_bit_frame_written_as_jpeg_is_rounded_to_8_bits_with_a_warning(tmp_path, caplog):
+    """A 16-bit PNG upscaled to .jpg was refused only when written, after the upscaling; it is rounded as 8-bit
+    formats hold it (16-bit level v becomes round(v · 255 / 65535))."""
+    deep = _noise((4, 5, 3), np.uint16)
+    frame = frame_from_array(deep, "deep.png")
+    with caplog.at_level(logging.WARNING):
+        write_image(tmp_path / "x.bmp", frame)
+    assert "holds 8 bits; the 16-bit frame is rounded to 8" in caplog.text
+    expected = np.round(deep.astype(np.float64) * 255 / 65535).astype(np.uint8)
+    assert np.array_equal(cv2.imread(str(tmp_path / "x.bmp"), cv2.IMREAD_UNCHANGED), expected)
 
 
 def test_folder_skips_corrupt_files_with_a_warning(tmp_path, caplog):
@@ -300,6 +310,16 @@ def test_alpha_to_jpeg_is_dropped_with_a_warning(tmp_path, caplog):
         write_image(tmp_path / "x.jpg", Frame(torch.rand(3, 4, 4), torch.rand(1, 4, 4)))
     assert "alpha dropped" in caplog.text
     assert cv2.imread(str(tmp_path / "x.jpg"), cv2.IMREAD_UNCHANGED).shape == (4, 4, 3)
+
+
+def test_a_cmyk_tiff_is_read_as_rgb_without_an_alpha_it_does_not_hold(tmp_path):
+    """OpenCV, asked for every channel, gave a CMYK TIFF an opaque alpha, which the output then carried."""
+    from PIL import Image
+
+    Image.fromarray(_noise((6, 7, 4)), "CMYK").save(tmp_path / "print.tif")
+    frame = read_image(tmp_path / "print.tif")
+    assert frame.alpha is None and frame.rgb.shape == (3, 6, 7) and not frame.grey
+    assert np.array_equal(frame_to_array(frame), cv2.imread(str(tmp_path / "print.tif")))  # OpenCV's CMYK -> BGR
 
 
 def test_a_damaged_tiff_with_alpha_is_skipped_in_a_folder(tmp_path):
