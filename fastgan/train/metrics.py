@@ -25,7 +25,9 @@ class MetricsLog:
     after S (written after the checkpoint, before the interruption) are dropped, so the log matches the state the run
     continues from; with `redo_last`, so is the record at S (a finished run's last one, off the log cadence, whose
     steps the checkpoint's window carries into the next record), so an extended run logs what an uninterrupted one
-    would. A run resumed into another directory thus continues its own history, not a log left there.
+    would. A run resumed into another directory thus continues its own history, not a log left there. A fresh run
+    (step 0) also removes the TensorBoard event files an earlier run left in its directory, whose curves would
+    otherwise be drawn over its own.
     """
 
     def __init__(
@@ -44,6 +46,9 @@ class MetricsLog:
             write_bytes_atomically(self.path, "".join(line + "\n" for line in kept).encode())
         elif self.path.exists():
             self.path.unlink()
+        if not resume_step:  # a fresh run: no curves of an earlier one in this directory
+            for events in (run_dir / "tb").glob("events.out.tfevents.*"):
+                events.unlink()
         self.file = self.path.open("a")
         self.writer = (
             SummaryWriter(str(run_dir / "tb"), purge_step=last_kept + 1 if resume_step else None)
