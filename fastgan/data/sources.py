@@ -167,7 +167,8 @@ def class_folder_files(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Pa
     and tools' files and folders (`tool_file`) are left out."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise DataSourceError(f"image folder {root} does not exist")
+        state = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DataSourceError(f"image folder {root} {state}; point data.path (--data-path) at the class folders' root")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not tool_file(p.name))
     if not class_dirs:
         raise DataSourceError(f"image folder {root} has no class subfolders; put each class's images in root/<class>/")

@@ -80,7 +80,8 @@ def image_files(root: str | Path) -> list[tuple[str, Path]]:
     image is trained on."""
     folder = Path(root).expanduser()
     if not folder.is_dir():
-        raise DataSourceError(f"image folder {folder} does not exist; point sr.images at a folder of images")
+        state = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise DataSourceError(f"image folder {folder} {state}; point sr.images at a folder of images")
     files = sorted(
         p
         for p in folder.rglob("*")

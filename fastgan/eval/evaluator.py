@@ -12,6 +12,7 @@ import torchvision
 from torch import nn
 
 from fastgan.file_hash import sha256_file
+from fastgan.torch_files import load_tensors
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -124,10 +125,12 @@ def load_evaluator(weights: str | Path | None, device: torch.device | str = "cpu
         device: where the evaluator runs.
     """
     path = resolve_evaluator_weights(weights)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a truncated or foreign file
-        raise EvaluatorWeightsError(f"cannot read evaluator weights {path}: {exc}") from exc
+    payload = load_tensors(
+        path,
+        EvaluatorWeightsError,
+        "evaluator weights",
+        f"pass a torchvision MobileNetV3-small state dict ({TORCHVISION_FILENAME}) or a fastgan evaluator file",
+    )
     if isinstance(payload, dict) and payload.get("format") == EVALUATOR_FORMAT:
         state = payload["state_dict"]
         resolution, mean, std = int(payload["resolution"]), tuple(payload["mean"]), tuple(payload["std"])

@@ -14,6 +14,8 @@ import torchvision
 from torch import nn
 from torchvision.models import inception
 
+from fastgan.torch_files import load_tensors
+
 FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
 RESIZE_MODES = ("bilinear", "bicubic", "nearest")
 
@@ -155,8 +157,9 @@ def load_inception(weights: str | Path | None = None, resize: str = "bilinear", 
     """The frozen FID Inception from a weights file or the hub cache."""
     path = fid_weights_path(weights)
     network = fid_inception_network()
+    state = load_tensors(path, InceptionWeightsError, "Inception weights", f"give pytorch-fid's {FID_WEIGHTS}")
     try:
-        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except Exception as error:  # truncated file, foreign state dict
+        network.load_state_dict(state)
+    except Exception as error:  # another network's state dict
         raise InceptionWeightsError(f"{path} is not the FID InceptionV3 state dict ({error})") from error
     return InceptionFeatures(network, resize).to(device)

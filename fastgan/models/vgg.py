@@ -9,6 +9,7 @@ import torchvision
 from torch import nn
 
 from fastgan.eval.evaluator import IMAGENET_MEAN, IMAGENET_STD
+from fastgan.torch_files import load_tensors
 
 TORCHVISION_VGG19_FILENAME = "vgg19-dcbb9e9d.pth"  # torchvision's IMAGENET1K_V1 file name
 #: torchvision `vgg19().features` index of each ReLU, by the paper's names (VGG_i,j = relu i_j).
@@ -81,10 +82,9 @@ class VGGFeatures(nn.Module):
 def load_vgg_features(layer: str, weights: str | Path | None, device: torch.device | str = "cpu") -> VGGFeatures:
     """VGGFeatures from a torchvision VGG19 state dict file (or torchvision's cache when `weights` is None)."""
     path = resolve_vgg19_weights(weights)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a truncated or foreign file
-        raise VGGWeightsError(f"cannot read VGG19 weights {path}: {exc}") from exc
+    state = load_tensors(
+        path, VGGWeightsError, "VGG19 weights", f"pass torchvision's VGG19 state dict ({TORCHVISION_VGG19_FILENAME})"
+    )
     if not isinstance(state, dict):
         raise VGGWeightsError(f"{path} is not a state dict")
     return VGGFeatures(layer, state).to(device)

@@ -148,9 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # after the errors above, some of which are FileNotFoundErrors: disk full, bad --out, ...
+    except OSError as exc:  # after the errors above, some of which are FileNotFoundErrors: disk full, permissions, ...
         print(
-            f"error: {exc}; free disk space or choose another --out (a run's last complete checkpoint is kept)",
+            f"error: {exc}; check that path (free space, permissions, a file where a folder should be); a run's last "
+            "complete checkpoint is kept",
             file=sys.stderr,
         )
         return 1

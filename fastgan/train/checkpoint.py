@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from fastgan.atomic import atomic_write
+from fastgan.torch_files import load_tensors
 
 CHECKPOINT_FORMAT = "fastgan-checkpoint-v1"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -35,13 +36,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; pass the run directory or its {CHECKPOINT_NAME}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(  # torch's own text (e.g. its weights_only advice) is kept in the chained cause
-            f"cannot read checkpoint {path} ({type(exc).__name__}): a truncated file or not a torch checkpoint; "
-            f"pass a fastgan run directory or its {CHECKPOINT_NAME}"
-        ) from exc
+    state = load_tensors(path, CheckpointError, "checkpoint", f"pass a fastgan run directory or its {CHECKPOINT_NAME}")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a fastgan training checkpoint")
     return state

@@ -587,4 +587,22 @@ def load_config(
         return merge(config, changes) if changes else config
 
     named = layered(Config())
-    return layered(family_defaults(named.model.name, named.sr.stage))
+    config = layered(family_defaults(named.model.name, named.sr.stage))
+    _refuse_keys_a_switch_leaves_unread(config, [f"{section}.{key}" for section in changes for key in changes[section]])
+    return config
+
+
+def _refuse_keys_a_switch_leaves_unread(config: Config, given: list[str]) -> None:
+    """Raise ConfigError for settings given with the flags or --set that another setting switches off: an upscaler's
+    progressive.* without progressive.enabled, HRGAN's data.num_images for a data set other than the embedded one.
+    Only the caller's own keys: a preset may hold them (lag-x4 --set progressive.enabled=false trains ungrown)."""
+    unread = {}
+    if config.model.name != "hrgan" and not config.progressive.enabled:
+        reason = "progressive.* apply with progressive.enabled (--progressive)"
+        unread |= {f"progressive.{key}": reason for key in ("stable_images", "fade_images", "batch_sizes", "lr_scales")}
+    if config.model.name == "hrgan" and config.data.source != "embedded":
+        unread["data.num_images"] = f"data.num_images sizes the embedded set; {config.data.source} is used whole"
+    ignored = [key for key in given if key in unread]
+    if ignored:
+        reasons = "; ".join(dict.fromkeys(unread[key] for key in ignored))
+        raise ConfigError(f"{', '.join(ignored)}: not read by this run ({reasons}); leave them unset")

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from fastgan.atomic import unwritable_reason
 from fastgan.data.factory import (
     class_folder_image_set,
     image_folder,
@@ -147,6 +148,7 @@ def build_trainer(
         )
     if checkpoint is None:
         refuse_unused_keys(config)
+    _refuse_unwritable_folders(config)
     device = resolve_device(config.train.device)
     torch.manual_seed(config.train.seed)
     loader_state = None if checkpoint is None else checkpoint["loader"]
@@ -269,6 +271,18 @@ def _lag_family_and_loader(config: Config, device: torch.device, loader_state: d
     return family, _patch_loader(config, kind, train_images, lag.scale, device)
 
 
+def _refuse_unwritable_folders(config: Config) -> None:
+    """Refuse, before any data is read, a run directory or MS_real cache (HRGAN with λ_MS > 0) that could not be
+    written: under a file, or in a folder this process may not write in."""
+    folders = {"output.out_dir (--out)": config.output.out_dir}
+    if config.model.name == "hrgan" and config.loss.lambda_ms > 0:
+        folders["output.cache_dir"] = config.output.cache_dir
+    for key, folder in folders.items():
+        reason = unwritable_reason(Path(folder).expanduser())
+        if reason is not None:
+            raise ConfigError(f"{key} {folder}: {reason}; choose another")
+
+
 def train(config: Config) -> Trainer:
     """Run a fresh training job to completion."""
     return _run(build_trainer(config), config)
@@ -287,6 +301,13 @@ def resume(run_dir: str | Path, updates: dict[str, Any] | None = None) -> Traine
     if target.resolve() != source.resolve() and (target / CHECKPOINT_NAME).exists():
         raise ConfigError(
             f"{target} holds another run's checkpoint: resume {source} into its own directory or a new one (--out)"
+        )
+    current = target / CHECKPOINT_NAME
+    if path.is_file() and current.exists() and not current.samefile(path):
+        raise ConfigError(
+            f"resuming {path} (step {checkpoint['step']}) in {target} would overwrite {current} and cut the run's "
+            f"metrics back to that step: resume it into a new directory (--out), or copy it over {current} first "
+            "to roll the run back on purpose"
         )
     if config.train.iterations < checkpoint["step"]:
         raise ConfigError(

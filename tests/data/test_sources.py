@@ -125,6 +125,9 @@ def test_sixteen_bit_colour_is_rounded_like_grey_and_float_images_are_refused(tm
 def test_folder_errors_name_the_problem(tmp_path):
     with pytest.raises(DataSourceError, match="does not exist"):
         folder_image_set(tmp_path / "missing")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(DataSourceError, match="a-file is a file, not a folder; point data.path"):
+        folder_image_set(tmp_path / "a-file")
     (tmp_path / "empty_root" / ".ipynb_checkpoints").mkdir(parents=True)  # tools' folders are no classes
     (tmp_path / "empty_root" / "__MACOSX").mkdir()
     with pytest.raises(DataSourceError, match="no class subfolders"):

@@ -130,6 +130,9 @@ def test_folder_images_leave_out_hidden_and_tools_copies(tmp_path):
 def test_folder_images_missing_or_empty_folder(tmp_path):
     with pytest.raises(DataSourceError, match="does not exist"):
         folder_images(tmp_path / "nowhere")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(DataSourceError, match="a-file is a file, not a folder"):
+        folder_images(tmp_path / "a-file")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataSourceError, match="holds no images"):
         folder_images(tmp_path / "empty")

@@ -308,6 +308,23 @@ def test_a_new_run_refuses_keys_its_family_does_not_use(tmp_path):
     refuse_unused_keys(load_config(None, ["model.name=srgan", "data.seed=3", "data.color_jitter=[0.1, 0, 0]"]))
 
 
+def test_keys_a_switch_turns_off_are_refused_when_given_but_not_when_a_preset_holds_them():
+    """--set progressive.batch_sizes without --progressive, and data.num_images for CIFAR (used whole), trained
+    without a word; a preset's schedule switched off, or an embedded preset's size beside --data cifar10, pass."""
+    for overrides, named in (
+        (["model.name=lag", "progressive.batch_sizes=[2, 4]"], "progressive.batch_sizes: .*progressive.enabled"),
+        (["model.name=srgan", "sr.scale=4", "progressive.stable_images=5"], "progressive.stable_images"),
+        (["data.source=cifar10", "data.path=/c", "data.num_images=1000"], "data.num_images: .*cifar10 is used whole"),
+    ):
+        with pytest.raises(ConfigError, match=named):
+            load_config(None, overrides)
+    with pytest.raises(ConfigError, match="data.num_images"):
+        load_config(None, updates={"data": {"source": "folder", "path": "/f", "num_images": 10}})
+    assert load_config("lag-x4", ["progressive.enabled=false"]).progressive.stable_images == 8000
+    assert load_config("embedded-64", ["data.source=cifar10", "data.path=/c"]).data.num_images == 20000
+    load_config(None, ["model.name=lag", "progressive.enabled=true", "progressive.batch_sizes=[2, 4]"])
+
+
 def test_a_new_run_refuses_settings_its_data_source_or_lambda_ms_leaves_unread():
     for overrides, named in (
         (["data.path=/data/cifar-10-batches-py"], "data.path: not read .*with data.source cifar10"),  # no --data

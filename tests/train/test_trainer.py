@@ -444,13 +444,22 @@ def test_a_second_signal_stops_at_once_through_the_cleanup(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_unwritable_run_directory_or_ms_real_cache_is_refused_before_any_data_is_read(tiny_config, tmp_path):
+    """A cache_dir under a file failed with "[Errno 20] Not a directory ...; choose another --out", blaming --out."""
+    (tmp_path / "a-file").write_text("")
+    for section, key in (("output", "cache_dir"), ("output", "out_dir")):
+        config = merge(tiny_config, {section: {key: str(tmp_path / "a-file" / "x")}})
+        with pytest.raises(ConfigError, match=f"output.{key}.*a-file is a file, not a folder; choose another"):
+            build_trainer(config)
+
+
 def test_cli_reports_os_errors_and_a_second_signal_without_traceback(monkeypatch, capsys):
     def no_space(config):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(cli, "train", no_space)
     assert cli.main([]) == 1
-    assert "No space left on device; free disk space or choose another --out" in capsys.readouterr().err
+    assert "No space left on device; check that path (free space" in capsys.readouterr().err
     monkeypatch.setattr(cli, "train", lambda config: (_ for _ in ()).throw(KeyboardInterrupt()))
     assert cli.main([]) == 130
     assert "stopped at once" in capsys.readouterr().err
@@ -498,10 +507,16 @@ def test_resume_may_lower_learning_rates_but_not_overwrite_another_run(tiny_conf
     assert load_checkpoint(other)["step"] == 1
     with pytest.raises(ConfigError, match="past train.iterations=1"):
         resume(run, {"train": {"iterations": 1}})
+    snapshot = Path(run) / "step2.pt"
+    shutil.copy(Path(run) / "checkpoint.pt", snapshot)
     resumed = resume(run, {"train": {"iterations": 3, "lr_g": 1e-5, "lr_d": 3e-5}})
     assert [g["lr"] for g in resumed.family.opt_g.param_groups] == [1e-5]
     assert [g["lr"] for g in resumed.family.opt_d.param_groups] == [3e-5]
     assert load_checkpoint(run)["config"]["train"]["lr_g"] == 1e-5
+    metrics = (Path(run) / "metrics.jsonl").read_text()
+    with pytest.raises(ConfigError, match="step2.pt \\(step 2\\) in .* would overwrite .*checkpoint.pt"):
+        resume(snapshot, {"train": {"iterations": 4}})  # once: the step-3 checkpoint and log cut back to step 2
+    assert load_checkpoint(run)["step"] == 3 and (Path(run) / "metrics.jsonl").read_text() == metrics
 
 
 def test_existing_run_is_not_overwritten(tiny_config):
