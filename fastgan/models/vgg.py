@@ -9,6 +9,7 @@ import torchvision
 from torch import nn
 
 from fastgan.eval.evaluator import IMAGENET_MEAN, IMAGENET_STD
+from fastgan.file_hash import sha256_file
 from fastgan.torch_files import load_tensors
 
 TORCHVISION_VGG19_FILENAME = "vgg19-dcbb9e9d.pth"  # torchvision's IMAGENET1K_V1 file name
@@ -51,10 +52,12 @@ class VGGFeatures(nn.Module):
     """Images (N, 3, H, W) in [0, 1] -> VGG19 feature map after `layer` (e.g. relu5_4 for the paper's VGG54).
 
     Frozen and always in eval mode; gradients flow to the input. Only the layers up to `layer` are kept.
+    `fingerprint` names the weights (the sha256 of their file, "" if none), which a resumed SRGAN run must share.
     """
 
-    def __init__(self, layer: str, state_dict: dict[str, torch.Tensor]):
+    def __init__(self, layer: str, state_dict: dict[str, torch.Tensor], fingerprint: str = ""):
         super().__init__()
+        self.fingerprint = fingerprint
         if layer not in VGG19_RELU:
             raise ValueError(f"unknown VGG19 layer {layer!r}; choose one of {', '.join(VGG19_RELU)}")
         with torch.device("meta"):  # not 3 s of random initialisation that the weights replace
@@ -87,4 +90,4 @@ def load_vgg_features(layer: str, weights: str | Path | None, device: torch.devi
     )
     if not isinstance(state, dict):
         raise VGGWeightsError(f"{path} is not a state dict")
-    return VGGFeatures(layer, state).to(device)
+    return VGGFeatures(layer, state, sha256_file(path)).to(device)

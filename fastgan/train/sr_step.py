@@ -217,9 +217,17 @@ class SRFamily:
             state["growing_heads"] = self.growing.heads.state_dict()
         if self.discriminator is not None:
             state.update(discriminator=self.discriminator.state_dict(), opt_d=self.opt_d.state_dict())
+            state["vgg_sha256"] = self.vgg.fingerprint
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved_vgg = state.get("vgg_sha256")  # absent from checkpoints of older versions
+        if self.vgg is not None and saved_vgg is not None and saved_vgg != self.vgg.fingerprint:
+            raise ValueError(
+                f"this checkpoint was trained with other VGG19 weights (sha256 {saved_vgg[:12]}, now "
+                f"{self.vgg.fingerprint[:12]}): its content loss would change; resume with the same sr.vgg_weights "
+                "file, or start a new run"
+            )
         self.generator.load_state_dict(state["generator"])
         load_optimizer_state(self.opt_g, state["opt_g"])
         self.images_seen = int(state.get("images_seen", 0))  # absent from runs before progressive growing

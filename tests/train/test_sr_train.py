@@ -85,6 +85,16 @@ def test_srgan_stage_starts_from_srresnet_and_needs_vgg_weights(sr_config, tmp_p
     }
     run = train(merge(sr_config, stage2))
     assert {"d_loss", "content", "g_adv"} <= set(_metrics(run.run_dir)[0])
+    moved = tmp_path / "elsewhere" / "vgg19.pth"  # the same file, moved: resumes
+    moved.parent.mkdir()
+    vgg.rename(moved)
+    resumed = resume(run.run_dir, {"train": {"iterations": 3}, "sr": {"vgg_weights": str(moved)}})
+    assert resumed.step == 3
+    state = torch.load(moved)
+    state["features.0.bias"] += 1  # other weights: the content loss would change unseen
+    torch.save(state, vgg)
+    with pytest.raises(ValueError, match="trained with other VGG19 weights .*same sr.vgg_weights"):
+        resume(run.run_dir, {"train": {"iterations": 4}, "sr": {"vgg_weights": str(vgg)}})
     missing_vgg = {"sr": stage2["sr"] | {"vgg_weights": str(tmp_path / "none.pth")}}
     with pytest.raises(VGGWeightsError, match="never downloads"):
         train(merge(sr_config, stage2 | missing_vgg | {"output": {"out_dir": str(tmp_path / "a")}}))
