@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import shlex
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from fastgan.atomic import unwritable_reason
 from fastgan.data.factory import (
@@ -29,6 +31,7 @@ from fastgan.train.config import (
     DataConfig,
     SRConfig,
     changed_keys,
+    load_config,
     merge,
     named_by,
     refuse_unused_keys,
@@ -271,6 +274,42 @@ def _lag_family_and_loader(config: Config, device: torch.device, loader_state: d
     return family, _patch_loader(config, kind, train_images, lag.scale, device)
 
 
+def _warn_of_edited_config(path: Path, stored: dict[str, Any], updates: dict[str, Any]) -> None:
+    """Warn when the run's config.yaml (written when it started) says otherwise than its checkpoint about keys this
+    resume does not set: a resumed run reads the checkpoint's config, and writes config.yaml anew from it, so edits
+    there are lost. The warning names each key with the `--set` that changes it, or says that it cannot change."""
+    if not path.is_file():
+        return
+    try:
+        edited = load_config(str(path))
+    except ConfigError as error:
+        log.warning("%s is not read by a resumed run, which reads its checkpoint's config (%s)", path, error)
+        return
+    given = {f"{section}.{key}" for section, values in updates.items() for key in values}
+    saved = merge(edited, stored)  # keys older checkpoints lack take config.yaml's values: no difference
+    differing = [key for key in changed_keys(saved, edited) if key not in given]
+    if not differing:
+        return
+    values = edited.to_dict()
+
+    def setting(key: str) -> str:
+        section, name = key.split(".")
+        value = yaml.safe_dump(values[section][name], default_flow_style=True).removesuffix("...\n").strip()
+        return f"--set {shlex.quote(f'{key}={value}')}"
+
+    resumable = [key for key in differing if named_by(key, RESUMABLE_CHANGES)]
+    frozen = [key for key in differing if key not in resumable]
+    advice = [f"to change {', '.join(resumable)}, resume with {' '.join(map(setting, resumable))}"] if resumable else []
+    advice += [f"{', '.join(frozen)} cannot change in a resumed run (start a new one)"] if frozen else []
+    log.warning(
+        "%s differs from the checkpoint's config in %s and is rewritten from it: a resumed run reads only its "
+        "checkpoint's config and the flags given; %s",
+        path,
+        ", ".join(differing),
+        "; ".join(advice),
+    )
+
+
 def _refuse_unwritable_folders(config: Config) -> None:
     """Refuse, before any data is read, a run directory or MS_real cache (HRGAN with λ_MS > 0) that could not be
     written: under a file, or in a folder this process may not write in."""
@@ -298,6 +337,7 @@ def resume(run_dir: str | Path, updates: dict[str, Any] | None = None) -> Traine
     output.setdefault("profile_steps", 0)  # profiling is per invocation: --profile again to trace a resumed run
     config = resume_config(checkpoint, updates)
     source, target = run_directory(path), Path(config.output.out_dir).expanduser()
+    _warn_of_edited_config(source / "config.yaml", checkpoint["config"], updates)
     if target.resolve() != source.resolve() and (target / CHECKPOINT_NAME).exists():
         raise ConfigError(
             f"{target} holds another run's checkpoint: resume {source} into its own directory or a new one (--out)"

@@ -519,6 +519,24 @@ def test_resume_may_lower_learning_rates_but_not_overwrite_another_run(tiny_conf
     assert load_checkpoint(run)["step"] == 3 and (Path(run) / "metrics.jsonl").read_text() == metrics
 
 
+def test_resume_warns_that_edits_to_config_yaml_are_not_read(tiny_config, caplog):
+    """A resumed run reads its checkpoint's config: an edited config.yaml was ignored and overwritten unmentioned."""
+    import yaml
+
+    run = Path(train(merge(tiny_config, {"train": {"iterations": 2}})).run_dir)
+    edited = yaml.safe_load((run / "config.yaml").read_text())
+    edited["train"] |= {"iterations": 8, "lr_g": 5e-5}
+    edited["model"]["g_widths"] = [16, 16, 16, 16, 8]
+    (run / "config.yaml").write_text(yaml.safe_dump(edited))
+    with caplog.at_level("WARNING", logger="fastgan.train.run"):
+        resume(run, {"train": {"iterations": 3}})
+    warning = next(r.getMessage() for r in caplog.records if "config.yaml differs" in r.getMessage())
+    assert "in model.g_widths, train.lr_g and" in warning and "train.iterations" not in warning  # --iterations given
+    assert "to change train.lr_g, resume with --set train.lr_g=5.0e-05" in warning
+    assert "model.g_widths cannot change in a resumed run" in warning
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["lr_g"] == tiny_config.train.lr_g
+
+
 def test_existing_run_is_not_overwritten(tiny_config):
     train(tiny_config)
     with pytest.raises(ConfigError, match="--resume"):
