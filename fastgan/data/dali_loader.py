@@ -26,7 +26,7 @@ from fastgan.data.color_jitter import NO_JITTER, check_amplitudes, jitter_factor
 from fastgan.data.dali_pipelines import image_batches, patch_batches
 from fastgan.data.image_set import ImageSet
 from fastgan.data.loader import EpochCursor, check_loader_kind, epoch_plan, shard_bounds
-from fastgan.data.sr_loader import check_patch_source, degrade, patch_plan
+from fastgan.data.sr_loader import check_patch_source, check_same_images, degrade, images_identity, patch_plan
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +245,7 @@ class DALIPatchLoader:
         self.device_id = dali_device_id(self.device)
         self._pixels = [image.permute(1, 2, 0).contiguous().numpy() for _, image in images]  # (H, W, 3) each
         self.sizes = [tuple(image.shape[-2:]) for _, image in images]
+        self.images_sha256 = images_identity(images)
         self.batches = 0  # batches delivered
         self._iterator: DALIGenericIterator | None = None
         self._batch_size = 0
@@ -289,10 +290,12 @@ class DALIPatchLoader:
         return degrade(hr, self.scale, self.method), hr
 
     def state_dict(self) -> dict[str, Any]:
-        return {**_identity(self, len(self.sizes)), "batches": self.batches, "lr": "degrade"}
+        state = {**_identity(self, len(self.sizes)), "batches": self.batches, "lr": "degrade"}
+        return state | {"images_sha256": self.images_sha256}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         _check_identity(state, _identity(self, len(self.sizes)))
+        check_same_images(state, self.images_sha256)
         if state.get("lr") != "degrade":
             log.warning(
                 "the checkpoint's LR patches came from DALI's own resampler (before 2026-11-30); this run makes them "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -124,6 +125,24 @@ def patch_plan(seed: int, batch: int, sizes: list[tuple[int, int]], crop: int, b
     return torch.tensor(rows, dtype=torch.int64).view(batch_size, 5)
 
 
+def images_identity(images: list[tuple[str, torch.Tensor]]) -> str:
+    """sha256 of the training images' names and sizes, in order: what decides every crop a patch loader cuts, so a
+    run resumes exactly on images moved to another folder, and not on others of the same count."""
+    listing = "".join(f"{name}\t{image.shape[-2]}x{image.shape[-1]}\n" for name, image in images)
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def check_same_images(state: dict, identity: str) -> None:
+    """Refuse a loader position saved for other images (`images_identity`; absent from checkpoints of older
+    versions, which the image count alone checks)."""
+    saved = state.get("images_sha256", identity)
+    if saved != identity:
+        raise ValueError(
+            f"the checkpoint's loader saw other images (names and sizes sha256 {saved[:12]}, now {identity[:12]}): "
+            "resume with the images it was trained on (sr.images), or start a new run"
+        )
+
+
 class SRPatchLoader:
     """Endless (LR, HR) batches of random `crop`×`crop` HR patches, with flips, 90° turns and optional colour jitter.
 
@@ -161,6 +180,7 @@ class SRPatchLoader:
         self.augment, self.method, self.device = augment, method, torch.device(device)
         self.color_jitter = check_amplitudes(color_jitter)
         self.sizes = [tuple(image.shape[-2:]) for _, image in images]
+        self.images_sha256 = images_identity(images)
         self.batches = 0
 
     def _patch(self, image: int, top: int, left: int, flip: int, turns: int) -> torch.Tensor:
@@ -181,8 +201,13 @@ class SRPatchLoader:
         hr = patches.float().div_(255)
         return degrade(hr, self.scale, self.method), hr
 
-    def state_dict(self) -> dict[str, int]:
-        return {"batches": self.batches, "seed": self.seed, "size": len(self.images)}
+    def state_dict(self) -> dict[str, int | str]:
+        return {
+            "batches": self.batches,
+            "seed": self.seed,
+            "size": len(self.images),
+            "images_sha256": self.images_sha256,
+        }
 
     def load_state_dict(self, state: dict[str, int | str]) -> None:
         check_loader_kind(state, "torch")
@@ -191,4 +216,5 @@ class SRPatchLoader:
                 f"the checkpoint's loader saw {state['size']} images with seed {state['seed']}, this run has "
                 f"{len(self.images)} with seed {self.seed}: resume with the same data and seed"
             )
+        check_same_images(state, self.images_sha256)
         self.batches = state["batches"]

@@ -56,6 +56,7 @@ RESUMABLE_CHANGES = (
     "sr.vgg_weights",  # where the VGG19 file lives (e.g. on another machine)
     "loss.evaluator_weights",  # likewise; the checkpoint's evaluator fingerprint must still match
     "data.path",  # where the data lives; the loader's image count and seed must still match
+    "sr.images",  # a folder or video file moved: the same kind, and the same images' names and sizes
     "train.fused",
     "train.channels_last",
     "train.cuda_graphs",
@@ -109,6 +110,12 @@ def resume_config(checkpoint: dict[str, Any], updates: dict[str, Any]) -> Config
     frozen = [k for k in changed if not named_by(k, RESUMABLE_CHANGES)]
     if frozen:
         raise ConfigError(f"a resumed run cannot change {', '.join(frozen)}; start a new run (--out) instead")
+    moved_from, moved_to = _images_kind(saved.sr.images), _images_kind(config.sr.images)
+    if "sr.images" in changed and not (moved_from == moved_to and moved_to in ("folder", "video")):
+        raise ConfigError(
+            f"a resumed run may move sr.images from one folder (or video file) to another holding the same images, "
+            f"not from {saved.sr.images} ({moved_from}) to {config.sr.images} ({moved_to}); start a new run instead"
+        )
     unread = unread_keys(config, changed)
     if unread:
         raise ConfigError(
@@ -116,6 +123,11 @@ def resume_config(checkpoint: dict[str, Any], updates: dict[str, Any]) -> Config
             "as they were"
         )
     return config
+
+
+def _images_kind(images: str) -> str:
+    """What sr.images names: the bundled photos ("skimage"), ViZDoom frames ("doom"), a "video" file or a "folder"."""
+    return images if images in ("skimage", "doom") else "video" if is_video(images) else "folder"
 
 
 def ops_backend(config: Config) -> str:

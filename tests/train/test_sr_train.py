@@ -151,3 +151,25 @@ def test_the_sample_grid_degrades_as_training_does(sr_config, monkeypatch):
         sr_step, "degrade", lambda hr, scale, method: methods.append(method) or degrade(hr, scale, method)
     )
     assert trainer.family.sample_grid().shape[1] == 3 and methods == ["area"]
+
+
+def test_a_run_on_a_folder_resumes_from_where_the_folder_moved_but_not_on_other_images(sr_config, tmp_path):
+    """sr.images was frozen: a moved folder could not be resumed, though the missing-folder error said to point
+    sr.images at it. Now it may move, to the same images (names and sizes decide every crop), not to others."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        pixels = torch.linspace(0, 255, 48 * 40).reshape(48, 40, 1).expand(48, 40, 3) * (0.5 + i / 8)
+        Image.fromarray(pixels.round().byte().numpy()).save(folder / f"p{i}.png")
+    config = merge(sr_config, {"sr": {"images": str(folder), "held_out": ["p3"]}, "train": {"iterations": 2}})
+    run = train(config).run_dir
+    moved = folder.rename(tmp_path / "moved")
+    resumed = resume(run, {"train": {"iterations": 3}, "sr": {"images": str(moved)}})
+    assert resumed.step == 3 and load_config(str(run / "config.yaml")).sr.images == str(moved)
+    with pytest.raises(ConfigError, match="not from .*moved \\(folder\\) to skimage \\(skimage\\)"):
+        resume(run, {"train": {"iterations": 4}, "sr": {"images": "skimage"}})
+    Image.open(moved / "p0.png").crop((0, 0, 40, 40)).save(moved / "p0.png")  # as many images, one of another size
+    with pytest.raises(ValueError, match="loader saw other images .*resume with the images it was trained on"):
+        resume(run, {"train": {"iterations": 4}})
