@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fastgan.data.sources import DataSourceError, read_rgb
-from fastgan.data.sr_loader import SRPatchLoader, center_crops, degrade
+from fastgan.data.sr_loader import SRPatchLoader, center_crops, degrade, images_identity
 from fastgan.data.sr_sources import (
     DEFAULT_PHOTOS,
     folder_images,
@@ -268,7 +268,7 @@ def test_loader_is_deterministic_and_resumes_exactly():
     interrupted = SRPatchLoader(_images(), crop=16, scale=2, seed=7)
     interrupted.next_batch(4), interrupted.next_batch(4)
     state = interrupted.state_dict()
-    assert state == {"batches": 2, "seed": 7, "size": 3}
+    assert state == {"batches": 2, "seed": 7, "size": 3, "images_sha256": images_identity(_images())}
     resumed = SRPatchLoader(_images(), crop=16, scale=2, seed=7)
     resumed.load_state_dict(state)
     for lr, hr in batches[2:]:
@@ -282,6 +282,11 @@ def test_loader_state_mismatch_is_an_error():
         SRPatchLoader(_images()[:2], crop=16, scale=2, seed=7).load_state_dict(state)
     with pytest.raises(ValueError, match="same data and seed"):
         SRPatchLoader(_images(), crop=16, scale=2, seed=1).load_state_dict(state)
+    renamed = [(f"other-{name}", image) for name, image in _images()]
+    with pytest.raises(ValueError, match="loader saw other images"):
+        SRPatchLoader(renamed, crop=16, scale=2, seed=7).load_state_dict(state)
+    del state["images_sha256"]  # a checkpoint of an older version: the count and seed alone are checked
+    SRPatchLoader(renamed, crop=16, scale=2, seed=7).load_state_dict(state)
 
 
 def test_loader_rejects_small_images_and_bad_crops():
