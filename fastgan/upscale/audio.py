@@ -17,10 +17,12 @@ log = logging.getLogger(__name__)
 
 
 def _packets(
-    container: av.container.InputContainer, streams: list, targets: list, start: Fraction = Fraction(0)
+    container: av.container.InputContainer, streams: list, targets: list, start: Fraction | None = None
 ) -> Iterator[tuple[float, int, Any]]:
-    """(time in seconds, order, packet) for the packets of `streams`, each re-addressed to its target stream and
-    moved `start` seconds earlier (packets before it dropped)."""
+    """(time in seconds, order, packet) for the packets of `streams`, each re-addressed to its target stream; with
+    a `start` (the audio's), moved `start` seconds earlier and those before it dropped, also before 0 (AAC's priming
+    packet, at −21 ms, made the AVI muxer shift every stream and show the first picture for two frames). Without
+    one (the pictures'), every packet is kept: a B-frame stream's first ones are decoded before 0."""
     target_of = {stream.index: target for stream, target in zip(streams, targets, strict=True)}
     time = Fraction(0)
     for order, packet in enumerate(container.demux(*streams)):
@@ -29,14 +31,14 @@ def _packets(
         stamp = packet.dts if packet.dts is not None else packet.pts  # Matroska leaves a B-frame stream's first dts
         if stamp is not None:
             time = stamp * packet.time_base
+        if start is not None and time < start:
+            continue
         if start:
-            if time < start:
-                continue
             shift = round(start / packet.time_base)
             packet.dts = None if packet.dts is None else packet.dts - shift
             packet.pts = None if packet.pts is None else packet.pts - shift
         packet.stream = target_of[packet.stream.index]
-        yield float(time - start), order, packet
+        yield float(time - (start or 0)), order, packet
 
 
 def _first_picture(container: av.container.InputContainer) -> Fraction:
@@ -65,6 +67,8 @@ def copy_audio(pictures: Path, source: Path) -> bool:
                 # opaque: the streams' parameters are copied as they are, not a codec opened by the decoder's name
                 # (an AV1 file's is libdav1d, which is no encoder, and failed the whole copy)
                 picture_out = out.add_stream_from_template(picture_in, opaque=True)
+                # which leaves out the frame rate: Matroska then guessed 30 000 fps from B-frames' missing first dts
+                picture_out.codec_context.framerate = picture_in.average_rate or picture_in.guessed_rate
                 audio_out = [out.add_stream_from_template(stream, opaque=True) for stream in audio_in]
                 merged = heapq.merge(
                     _packets(video, [picture_in], [picture_out]),

@@ -484,6 +484,35 @@ def test_anamorphic_video_keeps_its_pixel_aspect_ratio(tmp_path, out):
     assert open_frames(tmp_path / f"x2{out}").pixel_aspect == Fraction(32, 27)
 
 
+@pytest.mark.parametrize("out", [".mkv", ".avi"])
+def test_pictures_keep_their_rate_and_times_when_aac_audio_is_copied_in(tmp_path, out):
+    """An H.264 + AAC source at 24 fps: the .mkv copy read as 30 000 fps (the remuxed stream had no frame rate), and
+    the .avi one showed its first picture for two frames (AAC's priming packet, at −21 ms, shifted every stream)."""
+    clip = tmp_path / "cfr.mp4"
+    with av.open(str(clip), "w") as container:
+        video = container.add_stream("libx264", rate=24)
+        video.width, video.height, video.pix_fmt = 32, 16, "yuv420p"
+        audio = container.add_stream("aac", rate=48000, layout="mono")
+        for i in range(12):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.full((16, 32, 3), 20 * i, np.uint8), "rgb24")))
+        for start in range(0, 24000, 1024):
+            sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            sound.sample_rate, sound.pts = 48000, start
+            container.mux(audio.encode(sound))
+        container.mux(video.encode())
+        container.mux(audio.encode())
+    frames = open_frames(clip)
+    with open_sink(tmp_path / f"x1{out}", frames) as sink:
+        for frame in frames:
+            sink.write(frame)
+    with av.open(str(tmp_path / f"x1{out}")) as written:
+        stream = written.streams.video[0]
+        assert written.streams.audio and stream.average_rate == 24
+        times = sorted(float(p.pts * p.time_base) for p in written.demux(stream) if p.pts is not None)
+    assert times == pytest.approx([i / 24 for i in range(12)], abs=0.5 / 24)
+    assert len(list(open_frames(tmp_path / f"x1{out}"))) == 12
+
+
 def test_audio_a_container_cannot_hold_is_left_out_with_a_warning(tmp_path, caplog):
     clip = tmp_path / "clip.mkv"
     _video_with_sound(clip, "libopus")
