@@ -188,6 +188,7 @@ def _tiff_with_alpha(data: np.ndarray, name: str) -> np.ndarray | None:
             raise FrameError(f"{name}: a TIFF with alpha whose pixels cannot be decoded ({error})") from error
         if page.axes.startswith("S"):  # planar configuration "separate": (S, H, W)
             pixels = np.moveaxis(pixels, 0, -1)
+        orientation = page.tags.valueof(274, 1)  # Orientation; OpenCV turns the TIFFs it decodes upright too
     if pixels.ndim != 3 or pixels.shape[2] <= colours or pixels.dtype not in PEAK:
         raise FrameError(
             f"{name}: a TIFF with alpha decoded as {pixels.dtype} pixels of shape {pixels.shape}; 8- and 16-bit "
@@ -198,7 +199,21 @@ def _tiff_with_alpha(data: np.ndarray, name: str) -> np.ndarray | None:
         peak = PEAK[pixels.dtype]
         straight = colour * (peak / np.maximum(alpha, 1).astype(np.float64))
         colour = np.where(alpha > 0, straight.round().clip(0, peak), 0).astype(pixels.dtype)
-    return np.concatenate([colour[..., ::-1], alpha], axis=2)  # RGB → BGR, as OpenCV decodes
+    return _upright(np.concatenate([colour[..., ::-1], alpha], axis=2), orientation)  # RGB → BGR, as OpenCV
+
+
+def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) pixels stored under a TIFF/EXIF Orientation (1–8) as they are shown: mirrored, turned or both."""
+    shown = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+        8: lambda a: np.rot90(a, 1),
+    }
+    return np.ascontiguousarray(shown.get(orientation, lambda a: a)(pixels))
 
 
 def _png_grey_alpha(data: np.ndarray) -> bool:

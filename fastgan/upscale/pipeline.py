@@ -19,8 +19,8 @@ ALPHA_MODES = ("model", "bicubic")
 
 def upscale_frame(frame: Frame, upscaler: TiledUpscaler, alpha: str = "model") -> Frame:
     """The frame upscaled ×s, clamped to [0, 1], left on the upscaler's device (writing it quantises it there);
-    alpha (1, H, W) goes through the model as a grey image or is up-sampled bicubically, never mixed into the
-    colour."""
+    alpha (1, H, W) goes through the model as a grey image (`flat_alpha_kept`) or is up-sampled bicubically, never
+    mixed into the colour."""
     if alpha not in ALPHA_MODES:
         raise ValueError(f"unknown alpha mode {alpha!r}; choose {', '.join(ALPHA_MODES)}")
     rgb = upscaler(frame.rgb).clamp(0, 1)
@@ -28,11 +28,25 @@ def upscale_frame(frame: Frame, upscaler: TiledUpscaler, alpha: str = "model") -
     if frame.alpha is not None:
         if alpha == "model":
             upscaled_alpha = upscaler(frame.alpha.expand(3, -1, -1)).mean(dim=0, keepdim=True)
+            upscaled_alpha = flat_alpha_kept(frame.alpha, upscaled_alpha, upscaler.scale, upscaler.receptive_radius)
         else:
             low = frame.alpha[None].to(upscaler.device)
             upscaled_alpha = F.interpolate(low, scale_factor=upscaler.scale, mode="bicubic")[0]
         upscaled_alpha = upscaled_alpha.clamp(0, 1)
     return dataclasses.replace(frame, rgb=rgb, alpha=upscaled_alpha)
+
+
+def flat_alpha_kept(alpha: torch.Tensor, upscaled: torch.Tensor, scale: int, radius: int) -> torch.Tensor:
+    """`upscaled` (1, sH, sW), the model's ×s of `alpha` (1, H, W), with every output pixel whose input neighbourhood
+    (its receptive field, `radius` input pixels each way) holds one alpha value given exactly that value: an opaque
+    image stays opaque and a transparent surround transparent (the model's output of a flat grey is only near it,
+    254 of 255 on one pixel-shuffle phase)."""
+    low = alpha[None].to(upscaled.device)  # (1, 1, H, W)
+    size = 2 * radius + 1
+    highest = F.max_pool2d(low, size, stride=1, padding=radius)
+    lowest = -F.max_pool2d(-low, size, stride=1, padding=radius)
+    flat = F.interpolate((highest == lowest).to(low.dtype), scale_factor=scale)[0] > 0
+    return torch.where(flat, F.interpolate(low, scale_factor=scale)[0], upscaled)
 
 
 @dataclass

@@ -312,6 +312,22 @@ def test_alpha_to_jpeg_is_dropped_with_a_warning(tmp_path, caplog):
     assert cv2.imread(str(tmp_path / "x.jpg"), cv2.IMREAD_UNCHANGED).shape == (4, 4, 3)
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_tiff_with_alpha_is_turned_upright_as_opencv_turns_one_without(tmp_path, orientation):
+    """tifffile, which decodes TIFFs with alpha, ignored the Orientation tag OpenCV applies: an RGBA scan tagged
+    "rotate 90°" came out sideways beside its RGB twin."""
+    import tifffile
+
+    rgba = _noise((10, 20, 4))
+    tag = [(274, "H", 1, orientation, True)]
+    tifffile.imwrite(tmp_path / "rgb.tif", rgba[..., :3], photometric="rgb", extratags=tag)
+    tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=[2], extratags=tag)
+    upright = frame_to_array(read_image(tmp_path / "rgb.tif"))  # OpenCV's
+    with_alpha = frame_to_array(read_image(tmp_path / "rgba.tif"))
+    assert upright.shape[:2] == ((10, 20) if orientation < 5 else (20, 10))
+    assert np.array_equal(with_alpha[..., :3], upright)
+
+
 def test_a_cmyk_tiff_is_read_as_rgb_without_an_alpha_it_does_not_hold(tmp_path):
     """OpenCV, asked for every channel, gave a CMYK TIFF an opaque alpha, which the output then carried."""
     from PIL import Image

@@ -24,7 +24,7 @@ def _graded_nearest(tiles: torch.Tensor) -> torch.Tensor:
 def test_alpha_is_upscaled_apart_from_the_colour():
     """`model`: alpha as a grey image through the model (its channels averaged), `bicubic`: torch's bicubic ×s;
     both clamped to [0, 1], the colour untouched by either."""
-    upscaler = TiledUpscaler(_graded_nearest, 2, 0, tile=16, overlap=2)
+    upscaler = TiledUpscaler(_graded_nearest, 2, 1, tile=16, overlap=2)  # no flat 3×3 alpha neighbourhood below
     rgb = torch.rand(3, 5, 7, generator=torch.Generator().manual_seed(0))
     rows, cols = torch.meshgrid(torch.arange(5), torch.arange(7), indexing="ij")
     ramp = cols / 6
@@ -42,6 +42,20 @@ def test_alpha_is_upscaled_apart_from_the_colour():
     assert (by_model.alpha - by_bicubic.alpha).abs().max() > 0.1
     with pytest.raises(ValueError, match="unknown alpha mode 'blend'"):
         upscale_frame(frame, upscaler, "blend")
+
+
+def test_flat_alpha_stays_exactly_flat_through_a_model_that_does_not_return_it():
+    """An opaque image came out with alpha 254 on a pixel-shuffle phase; here a model that dims alpha to 0.9 keeps
+    1 and 0 wherever the receptive field (radius 1) sees only them, and dims only the pixels near the edge."""
+    upscaler = TiledUpscaler(lambda tiles: _nearest(tiles) * 0.9, 2, 1, tile=16, overlap=2)
+    rgb = torch.rand(3, 4, 6, generator=torch.Generator().manual_seed(0))
+    opaque = upscale_frame(Frame(rgb, torch.ones(1, 4, 6)), upscaler)
+    assert torch.equal(opaque.alpha, torch.ones(1, 8, 12))
+    half = torch.zeros(1, 4, 6)
+    half[..., 3:] = 1  # transparent left, opaque right
+    alpha = upscale_frame(Frame(rgb, half), upscaler).alpha
+    assert torch.equal(alpha[..., :4], torch.zeros(1, 8, 4)) and torch.equal(alpha[..., 8:], torch.ones(1, 8, 4))
+    assert torch.equal(alpha[..., 4:6], torch.zeros(1, 8, 2)) and torch.allclose(alpha[..., 6:8], torch.tensor(0.9))
 
 
 def test_timing_synchronises_only_the_upscalers_own_gpu(monkeypatch):
