@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastgan.atomic import atomic_path
+from fastgan.atomic import atomic_path, unwritable_reason
 from fastgan.cli_types import positive_finite, positive_int
 from fastgan.export.onnx_export import (
     ExportError,
@@ -96,7 +96,8 @@ def export_run(
 
     run = Path(checkpoint).expanduser()
     config = run_config(run)
-    folder = run_directory(run) / "export"
+    family = "upscaler" if config.model.name in ("srgan", "lag") else "generator"
+    out = export_destination(out, run_directory(run) / "export", f"{family}-{precision}.onnx")
     if config.model.name in ("srgan", "lag"):
         from fastgan.train.upscalers import upscaler_from_checkpoint, upscaler_scale
         from fastgan.upscale.receptive_field import receptive_radius
@@ -104,7 +105,6 @@ def export_run(
         model, config = upscaler_from_checkpoint(run)
         scale = upscaler_scale(config)
         radius = receptive_radius(model, scale)
-        out = out or folder / f"upscaler-{precision}.onnx"
         with atomic_path(out, keep_suffix=True) as temporary:  # becomes `out` only if the check passes
             if precision == "int8":
                 fp32 = export_upscaler(model, out.with_name(out.stem + "-fp32-source.onnx"), scale, radius)
@@ -122,13 +122,33 @@ def export_run(
 
     generator, config = generator_from_checkpoint(run)
     num_classes = generator.num_classes
-    out = out or folder / f"generator-{precision}.onnx"
     with atomic_path(out, keep_suffix=True) as temporary:  # becomes `out` only if the check passes
         export_generator(generator, temporary, config.model.z_dim, num_classes, config.model.resolution, precision)
         if precision != "bf16":
             inputs = {"z": torch.randn(4, config.model.z_dim), "y": torch.arange(4) % num_classes}
             _check(temporary, generator, inputs, precision)
     log.info("HRGAN-%d generator (%d classes) → %s", config.model.resolution, num_classes, out)
+    return out
+
+
+def export_destination(out: str | Path | None, folder: Path, name: str) -> Path:
+    """Where `export onnx` writes: `out`, the file `name` in it when it is a folder, or `name` in the run's export
+    `folder`; checked before anything is exported.
+
+    Raises:
+        ValueError: `out` does not end in .onnx (what the upscaler and TensorRT recognise an ONNX file by), or could
+            not be written (under a file, in a folder this process may not write in).
+    """
+    if out is None:
+        return folder / name
+    out = Path(out).expanduser()
+    if out.is_dir():
+        out = out / name
+    if out.suffix.lower() != ".onnx":
+        raise ValueError(f"--out {out}: name the ONNX file with the suffix .onnx, which the upscaler recognises it by")
+    reason = unwritable_reason(out.parent)
+    if reason is not None:
+        raise ValueError(f"--out {out}: {reason}; choose another")
     return out
 
 

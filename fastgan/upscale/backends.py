@@ -155,7 +155,7 @@ def load_upscaler(
         raise ValueError(f"unknown upscale backend {backend_name!r}; choose one of {', '.join(BACKENDS)}")
     path = Path(path).expanduser()
     if backend_name == "torch":
-        if path.suffix == ".onnx":
+        if path.suffix.lower() == ".onnx":
             raise ValueError(
                 f"{path} is an ONNX file: run it with --backend onnxruntime or tensorrt, or give torch a run"
             )
@@ -165,7 +165,7 @@ def load_upscaler(
         target = resolve_device(device)
         tiles = TorchTiles(model, target, precision, fused)
         return Upscaler(tiles, scale, radius, target, f"torch {precision} on {target}{' fused' if fused else ''}")
-    if path.suffix != ".onnx":
+    if path.suffix.lower() != ".onnx":
         raise ValueError(f"backend {backend_name} runs ONNX files; export {path} with `python -m fastgan.export onnx`")
     if z is not None:
         raise ValueError("LAG samples (a noise z) run on the torch backend; ONNX files hold the centre G(y, 0)")

@@ -48,6 +48,27 @@ def test_export_cli_writes_upscaler_with_tiling_metadata(exported, tiny_sr_run):
     assert meta["fastgan.scale"] == "2" and int(meta["fastgan.receptive_radius"]) == torch_model.receptive_radius == 10
 
 
+def test_export_out_is_checked_before_the_export_and_an_uppercase_suffix_is_onnx(
+    exported, tiny_sr_run, tmp_path, caplog, monkeypatch
+):
+    """An existing folder as --out failed with "Is a directory" after the whole export (after calibration for int8);
+    a name without .onnx was written, then refused by the upscaler with advice to export it; UP.ONNX too."""
+    monkeypatch.setattr(export_cli, "export_upscaler", lambda *args, **kwargs: pytest.fail("exported before checks"))
+    (tmp_path / "a-file").write_text("")
+    for out, said in ((tmp_path / "model", "suffix .onnx"), (tmp_path / "a-file" / "m.onnx", "is a file")):
+        with caplog.at_level("ERROR"):
+            assert export_cli.main(["onnx", "--checkpoint", str(tiny_sr_run), "--out", str(out)]) == 1
+        assert said in caplog.text and not out.exists()
+    monkeypatch.undo()
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    assert export_cli.main(["onnx", "--checkpoint", str(tiny_sr_run), "--out", str(folder)]) == 0
+    assert (folder / "upscaler-fp32.onnx").read_bytes() == exported.read_bytes()
+    shouted = folder / "UP.ONNX"
+    (folder / "upscaler-fp32.onnx").rename(shouted)
+    assert load_upscaler(shouted, "onnxruntime", device="cpu").scale == 2
+
+
 def test_folder_upscales_alike_in_torch_and_onnxruntime(exported, tiny_sr_run, frames_folder, tmp_path):
     common = ["--input", str(frames_folder), "--tile", "32", "--batch", "3"]
     assert upscale_cli.main(["--model", str(tiny_sr_run), "--output", str(tmp_path / "torch"), *common]) == 0
