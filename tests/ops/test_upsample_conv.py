@@ -148,22 +148,29 @@ def test_tap_sums_are_built_on_the_weights_device_without_a_host_copy():
     torch.testing.assert_close(phase_weight(cpu, 2), phase_weight(cpu.double(), 2).float())
 
 
+def _autograd_matches_direct(fn, scale, kernel_size, memory_format):
+    """fn(x, weight, bias, scale) on fp64 leaves: its output (in x's layout) and every gradient equal autograd's
+    through interpolate + conv2d."""
+    x, weight, bias = _leaves((2, 3, 5, 7), 4, kernel_size, torch.float64, memory_format)
+    grad_out = torch.randn(2, 4, 5 * scale, 7 * scale, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    results = []
+    for candidate in (_direct, fn):
+        leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
+        out = candidate(*leaves, scale)
+        out.backward(grad_out)
+        results.append([out, *(leaf.grad for leaf in leaves)])
+    assert is_nhwc(results[1][0]) == is_nhwc(x)
+    for actual, expected in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("scale, kernel_size", [(2, 3), (3, 5), (4, 3), (2, 7)])
 def test_compiled_forward_is_differentiated_by_autograd(scale, kernel_size):
     """Under torch.compile the phases are interleaved by slices and stacks that AOTAutograd differentiates: output
     and every gradient as autograd through interpolate + conv2d (fp64, one graph)."""
-    x, weight, bias = _leaves((2, 3, 5, 7), 4, kernel_size, torch.float64, CHANNELS_LAST)
-    grad_out = torch.randn(2, 4, 5 * scale, 7 * scale, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     torch._dynamo.reset()
     compiled = torch.compile(upsample_conv, backend="aot_eager", fullgraph=True)
-    results = []
-    for fn in (_direct, compiled):
-        leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
-        out = fn(*leaves, scale)
-        out.backward(grad_out)
-        results.append([out, *(leaf.grad for leaf in leaves)])
-    for actual, expected in zip(results[1], results[0], strict=True):
-        torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
+    _autograd_matches_direct(compiled, scale, kernel_size, CHANNELS_LAST)
 
 
 @pytest.mark.parametrize("scale", [1, 2, 3, 4])
@@ -173,14 +180,4 @@ def test_eager_call_on_inputs_that_require_grad_is_differentiated_by_autograd(sc
     """Called directly under autograd (x, weight and bias leaves), the output and its gradients are autograd's
     through interpolate + conv2d; the copy per phase into one output failed for (3, 3), (3, 5), (4, 3), (4, 5) and
     (4, 7) ("a leaf Variable that requires grad is being used in an in-place operation")."""
-    x, weight, bias = _leaves((2, 3, 5, 7), 4, kernel_size, torch.float64, memory_format)
-    grad_out = torch.randn(2, 4, 5 * scale, 7 * scale, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    results = []
-    for fn in (_direct, upsample_conv):
-        leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
-        out = fn(*leaves, scale)
-        out.backward(grad_out)
-        results.append([out, *(leaf.grad for leaf in leaves)])
-    assert is_nhwc(results[1][0]) == is_nhwc(x)
-    for actual, expected in zip(results[1], results[0], strict=True):
-        torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
+    _autograd_matches_direct(upsample_conv, scale, kernel_size, memory_format)

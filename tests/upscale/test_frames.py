@@ -469,25 +469,31 @@ def test_a_videos_audio_is_copied_into_the_upscaled_one(tmp_path, source, out, k
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([clip.name, f"x2{out}"])  # no temporary left
 
 
-@pytest.mark.parametrize("out", [".mp4", ".mkv"])
-def test_anamorphic_video_keeps_its_pixel_aspect_ratio(tmp_path, out):
-    """A DVD-style source, 72×48 pixels shown at 16:9 (pixel aspect 32:27), with sound: its upscaled copy is shown
-    at 16:9 too, also after the audio is copied in (which rewrites the file)."""
-    clip = tmp_path / "dvd.mp4"
-    with av.open(str(clip), "w") as container:
-        video = container.add_stream("libx264", rate=10)
-        video.width, video.height, video.pix_fmt = 72, 48, "yuv420p"
-        video.codec_context.sample_aspect_ratio = Fraction(32, 27)
+def _h264_with_silence(path, frames, fps, size, pixel_aspect=None):
+    """An H.264 video of `frames` grey levels of `size` (H, W) at `fps`, with half a second of AAC silence."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        (video.height, video.width), video.pix_fmt = size, "yuv420p"
+        if pixel_aspect is not None:
+            video.codec_context.sample_aspect_ratio = pixel_aspect
         audio = container.add_stream("aac", rate=48000, layout="mono")
-        for i in range(5):
-            picture = av.VideoFrame.from_ndarray(np.full((48, 72, 3), 40 * i, np.uint8), format="rgb24")
+        for i in range(frames):
+            picture = av.VideoFrame.from_ndarray(np.full((*size, 3), 20 * i, np.uint8), format="rgb24")
             container.mux(video.encode(picture))
-        for start in range(0, 24000, 1024):  # half a second of silence in AAC's 1 024-sample frames
+        for start in range(0, 24000, 1024):  # in AAC's 1 024-sample frames
             sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
             sound.sample_rate, sound.pts = 48000, start
             container.mux(audio.encode(sound))
         container.mux(video.encode())
         container.mux(audio.encode())
+
+
+@pytest.mark.parametrize("out", [".mp4", ".mkv"])
+def test_anamorphic_video_keeps_its_pixel_aspect_ratio(tmp_path, out):
+    """A DVD-style source, 72×48 pixels shown at 16:9 (pixel aspect 32:27), with sound: its upscaled copy is shown
+    at 16:9 too, also after the audio is copied in (which rewrites the file)."""
+    clip = tmp_path / "dvd.mp4"
+    _h264_with_silence(clip, 5, 10, (48, 72), Fraction(32, 27))
     frames = open_frames(clip)
     assert frames.pixel_aspect == Fraction(32, 27)
     with open_sink(tmp_path / f"x2{out}", frames) as sink:
@@ -505,18 +511,7 @@ def test_pictures_keep_their_rate_and_times_when_aac_audio_is_copied_in(tmp_path
     """An H.264 + AAC source at 24 fps: the .mkv copy read as 30 000 fps (the remuxed stream had no frame rate), and
     the .avi one showed its first picture for two frames (AAC's priming packet, at −21 ms, shifted every stream)."""
     clip = tmp_path / "cfr.mp4"
-    with av.open(str(clip), "w") as container:
-        video = container.add_stream("libx264", rate=24)
-        video.width, video.height, video.pix_fmt = 32, 16, "yuv420p"
-        audio = container.add_stream("aac", rate=48000, layout="mono")
-        for i in range(12):
-            container.mux(video.encode(av.VideoFrame.from_ndarray(np.full((16, 32, 3), 20 * i, np.uint8), "rgb24")))
-        for start in range(0, 24000, 1024):
-            sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            sound.sample_rate, sound.pts = 48000, start
-            container.mux(audio.encode(sound))
-        container.mux(video.encode())
-        container.mux(audio.encode())
+    _h264_with_silence(clip, 12, 24, (16, 32))
     frames = open_frames(clip)
     with open_sink(tmp_path / f"x1{out}", frames) as sink:
         for frame in frames:
