@@ -122,8 +122,9 @@ def evaluate_sr(
     return table
 
 
-def hrgan_table(runs: list[str], args) -> str:
-    """Score every run (Inception metrics when weights are at hand) and lay out the paper's tables."""
+def hrgan_table(runs: list[str], args) -> None:
+    """Score every run (Inception metrics when weights are at hand), print the paper's tables and write them and
+    every score to `--out` (`table_paths`)."""
     import json
 
     from fastgan.eval.hrgan_report import evaluate_run, markdown
@@ -161,7 +162,6 @@ def hrgan_table(runs: list[str], args) -> str:
         write_bytes_atomically(markdown_path, table.encode())
         write_bytes_atomically(json_path, json.dumps(rows, indent=1).encode())
         print(f"wrote {markdown_path} and {json_path}")
-    return table
 
 
 def table_paths(out: str) -> tuple[Path, Path]:

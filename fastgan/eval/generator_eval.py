@@ -99,6 +99,10 @@ def true_renders(resolution: int, count: int, seed: int = FIDELITY_SEED, batch_s
     return batches(), scenes.labels
 
 
+class TooFewSamplesError(ValueError):
+    """No class has the two real and two generated samples a covariance needs."""
+
+
 def intra_class_fid(real: tuple[torch.Tensor, torch.Tensor], fake: tuple[torch.Tensor, torch.Tensor]) -> float:
     """Mean over classes of the Fréchet distance between the real and generated features of that class, over the
     classes with at least two samples on both sides (a covariance needs two; the others are counted in a warning).
@@ -107,7 +111,8 @@ def intra_class_fid(real: tuple[torch.Tensor, torch.Tensor], fake: tuple[torch.T
         real, fake: (features (N, D), labels (N,)).
 
     Raises:
-        ValueError: no class has two real and two generated samples.
+        ValueError: the pairs are not (features (N, D), labels (N,)).
+        TooFewSamplesError: no class has two real and two generated samples.
     """
     for side, (features, labels) in (("real", real), ("fake", fake)):
         if features.dim() != 2 or labels.shape != features.shape[:1]:
@@ -122,7 +127,7 @@ def intra_class_fid(real: tuple[torch.Tensor, torch.Tensor], fake: tuple[torch.T
         if len(a) >= 2 and len(b) >= 2:
             distances.append(frechet_distance_of_features(a, b))
     if not distances:
-        raise ValueError(
+        raise TooFewSamplesError(
             "intra-class FID needs two real and two generated samples of some class: raise --samples (to at least "
             "twice the number of classes)"
         )
@@ -172,7 +177,7 @@ def score_samples(
         scores[f"fid_{space}"] = frechet_distance_of_features(real_feats, fake_feats)
         try:
             scores[f"intra_fid_{space}"] = intra_class_fid((real_feats, real_labels), (fake_feats, fake_labels))
-        except ValueError as error:  # too few samples per class: the other scores stand
+        except TooFewSamplesError as error:  # the other scores stand
             log.warning("no intra-class FID in the %s space: %s", space, error)
         cap = 5000  # k-NN precision/recall is quadratic: a fixed subset keeps it cheap
         scores[f"precision_{space}"], scores[f"recall_{space}"] = precision_recall(real_feats[:cap], fake_feats[:cap])

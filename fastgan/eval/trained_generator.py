@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from fastgan.data.procedural import CLASS_NAMES
 from fastgan.eval.standing_stats import standing_statistics
 from fastgan.models.hrgan import Generator
 from fastgan.train.checkpoint import CheckpointError, averaged_generator, load_checkpoint
@@ -55,7 +56,10 @@ def generator_from_state(
 
 def class_names(state: dict, num_classes: int) -> list[str]:
     """The names of the classes an HRGAN checkpoint was trained on, in label order: those its data identity keeps
-    (folder names, CIFAR's, the embedded set's), or the labels' numbers for a checkpoint of an older version."""
+    (folder names, CIFAR's, the embedded set's); for a checkpoint of an older version the embedded set's, or the
+    labels' numbers."""
     data = state["family"].get("data")
     names = data["classes"].split("\n") if data else []
+    if not names and state["config"].get("data", {}).get("source", "embedded") == "embedded":
+        names = list(CLASS_NAMES)
     return names if len(names) == num_classes else [str(label) for label in range(num_classes)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ def _check(path: Path, model: torch.nn.Module, inputs: dict[str, torch.Tensor], 
 
 
 def export_run(
-    checkpoint: str, out: Path | None, precision: str, frames: str | None, method: str, tile: int = 64
+    checkpoint: str, out: str | Path | None, precision: str, frames: str | None, method: str, tile: int = 64
 ) -> Path:
     """Export a run's generator: an SRResNet/SRGAN or LAG (its centre G(y, 0)) upscaler (any precision, int8 via
     calibration) or an HRGAN generator (fp32/fp16/bf16); fp32, fp16 and int8 files are checked in onnxruntime
@@ -132,23 +133,23 @@ def export_run(
 
 
 def export_destination(out: str | Path | None, folder: Path, name: str) -> Path:
-    """Where `export onnx` writes: `out`, the file `name` in it when it is a folder, or `name` in the run's export
-    `folder`; checked before anything is exported.
+    """Where `export onnx` writes: `out`, the file `name` in it when it is a folder (one that exists, or a path
+    ending in a separator), or `name` in the run's export `folder`; checked before anything is exported.
 
     Raises:
         ValueError: `out` does not end in .onnx (what the upscaler and TensorRT recognise an ONNX file by), or could
             not be written (under a file, in a folder this process may not write in).
     """
     if out is None:
-        return folder / name
+        out = folder / name
+    elif Path(out).expanduser().is_dir() or str(out).endswith(("/", os.sep)):
+        out = Path(out).expanduser() / name
     out = Path(out).expanduser()
-    if out.is_dir():
-        out = out / name
     if out.suffix.lower() != ".onnx":
         raise ValueError(f"--out {out}: name the ONNX file with the suffix .onnx, which the upscaler recognises it by")
     reason = unwritable_reason(out.parent)
     if reason is not None:
-        raise ValueError(f"--out {out}: {reason}; choose another")
+        raise ValueError(f"cannot write {out}: {reason}; choose another --out")
     return out
 
 
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     onnx_cmd = sub.add_parser("onnx", help="export a run's generator to ONNX")
     onnx_cmd.add_argument("--checkpoint", required=True, help="run directory or checkpoint file")
-    onnx_cmd.add_argument("--out", type=Path, default=None, help="ONNX file (default: <run>/export/...)")
+    onnx_cmd.add_argument("--out", default=None, help="ONNX file, or a folder for it (default: <run>/export/...)")
     onnx_cmd.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp32")
     onnx_cmd.add_argument("--calibration-frames", default=None, help="int8: frames (folder/video) to calibrate on")
     onnx_cmd.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="percentile")

@@ -576,7 +576,12 @@ def load_config(
     """A new run's config: the defaults of the model family that the file and overrides name (`family_defaults`),
     then the YAML file or preset `path`, then `updates` ({section: {key: value}}, e.g. the CLI's flags), then the
     `overrides` strings (a later one wins over an earlier one of the same key), checked together: keys that must
-    agree may change in one call."""
+    agree may change in one call.
+
+    Raises:
+        ConfigError: an unknown key or bad value, or a key given in `updates` or `overrides` that another setting
+            switches off (`_refuse_keys_a_switch_leaves_unread`).
+    """
     if isinstance(overrides, str):
         raise TypeError(f"overrides is a list of 'section.key=value' strings, got the string {overrides!r}")
     loaded = _read_config_file(path) if path is not None else {}
@@ -598,7 +603,7 @@ def _refuse_keys_a_switch_leaves_unread(config: Config, given: list[str]) -> Non
     Only the caller's own keys: a preset may hold them (lag-x4 --set progressive.enabled=false trains ungrown)."""
     unread = {}
     if config.model.name != "hrgan" and not config.progressive.enabled:
-        reason = "progressive.* apply with progressive.enabled (--progressive)"
+        reason = "progressive.* apply with progressive.enabled"
         unread |= {f"progressive.{key}": reason for key in ("stable_images", "fade_images", "batch_sizes", "lr_scales")}
     if config.model.name == "hrgan" and config.data.source != "embedded":
         unread["data.num_images"] = f"data.num_images sizes the embedded set; {config.data.source} is used whole"

@@ -100,7 +100,8 @@ def load_image_set(data: DataConfig, loader: str = "torch", device: torch.device
 
 def resume_config(checkpoint: dict[str, Any], updates: dict[str, Any]) -> Config:
     """The checkpoint's config with `updates` applied; only `RESUMABLE_CHANGES` may differ, and only keys the run
-    reads (an HRGAN run has no learning-rate decay, SRResNet's pixel-loss stage no discriminator rate)."""
+    reads (an HRGAN run has no learning-rate decay, SRResNet's pixel-loss stage no discriminator rate); sr.images
+    only from a folder to a folder or a video file to a video file (whose images the loader then checks)."""
     stored = checkpoint["config"]
     if "channels_last" not in stored.get("train", {}):  # written before train.channels_last existed: NCHW
         stored = {**stored, "train": {**stored.get("train", {}), "channels_last": False}}
@@ -111,7 +112,8 @@ def resume_config(checkpoint: dict[str, Any], updates: dict[str, Any]) -> Config
     if frozen:
         raise ConfigError(f"a resumed run cannot change {', '.join(frozen)}; start a new run (--out) instead")
     moved_from, moved_to = _images_kind(saved.sr.images), _images_kind(config.sr.images)
-    if "sr.images" in changed and not (moved_from == moved_to and moved_to in ("folder", "video")):
+    moved = "sr.images" in changed and config.model.name != "hrgan"  # HRGAN: unread, refused below
+    if moved and not (moved_from == moved_to and moved_to in ("folder", "video")):
         raise ConfigError(
             f"a resumed run may move sr.images from one folder (or video file) to another holding the same images, "
             f"not from {saved.sr.images} ({moved_from}) to {config.sr.images} ({moved_to}); start a new run instead"

@@ -17,12 +17,17 @@ log = logging.getLogger(__name__)
 
 
 def _packets(
-    container: av.container.InputContainer, streams: list, targets: list, start: Fraction | None = None
+    container: av.container.InputContainer,
+    streams: list,
+    targets: list,
+    start: Fraction | None = None,
+    drop_before_zero: bool = False,
 ) -> Iterator[tuple[float, int, Any]]:
     """(time in seconds, order, packet) for the packets of `streams`, each re-addressed to its target stream; with
-    a `start` (the audio's), moved `start` seconds earlier and those before it dropped, also before 0 (AAC's priming
-    packet, at −21 ms, made the AVI muxer shift every stream and show the first picture for two frames). Without
-    one (the pictures'), every packet is kept: a B-frame stream's first ones are decoded before 0."""
+    a `start` (the audio's), moved `start` seconds earlier and those before it dropped. At a start of 0 the packets
+    before it (AAC's priming packet, at −21 ms, the decoder's pre-roll) are kept unless `drop_before_zero`: the AVI
+    muxer shifts every stream by them and showed the first picture for two frames. Without a `start` (the
+    pictures'), every packet is kept: a B-frame stream's first ones are decoded before 0."""
     target_of = {stream.index: target for stream, target in zip(streams, targets, strict=True)}
     time = Fraction(0)
     for order, packet in enumerate(container.demux(*streams)):
@@ -31,7 +36,7 @@ def _packets(
         stamp = packet.dts if packet.dts is not None else packet.pts  # Matroska leaves a B-frame stream's first dts
         if stamp is not None:
             time = stamp * packet.time_base
-        if start is not None and time < start:
+        if start is not None and time < start and (start > 0 or drop_before_zero):
             continue
         if start:
             shift = round(start / packet.time_base)
@@ -72,7 +77,7 @@ def copy_audio(pictures: Path, source: Path) -> bool:
                 audio_out = [out.add_stream_from_template(stream, opaque=True) for stream in audio_in]
                 merged = heapq.merge(
                     _packets(video, [picture_in], [picture_out]),
-                    _packets(sound, audio_in, audio_out, _first_picture(sound)),
+                    _packets(sound, audio_in, audio_out, _first_picture(sound), pictures.suffix.lower() == ".avi"),
                     key=lambda item: item[:2],
                 )
                 for _, _, packet in merged:

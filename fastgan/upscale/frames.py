@@ -162,7 +162,7 @@ def _tiff_with_alpha(data: np.ndarray, name: str) -> np.ndarray | None:
     alpha or (H, W, 4) BGRA, in its stored dtype. None for every other file, which OpenCV decodes.
 
     An associated (pre-multiplied) alpha is divided out; the first extra sample is the alpha, further ones are
-    dropped.
+    dropped. The pixels are turned upright as the Orientation tag says, as OpenCV turns the TIFFs it decodes.
 
     Raises:
         FrameError: the TIFF declares alpha but its pixels cannot be decoded.
@@ -289,7 +289,7 @@ def write_image(path: str | Path, frame: Frame) -> None:
 
     Raises:
         FrameError: an unknown suffix. A 16-bit frame written as a format that holds 8 bits (jpg, bmp, webp) is
-            rounded to 8 bits, and a frame with alpha written as JPEG or BMP loses its alpha, each with a warning.
+            rounded to 8 bits, and a frame with alpha written as JPEG loses its alpha, each with a warning.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -624,4 +624,4 @@ def _check_writable(folder: Path, out: Path) -> None:
     """
     reason = unwritable_reason(folder)
     if reason is not None:
-        raise FrameError(f"{out}: {reason}; choose another output (or fix the folder's permissions)")
+        raise FrameError(f"{out}: {reason}; choose another output")

@@ -43,8 +43,12 @@ def flat_alpha_kept(alpha: torch.Tensor, upscaled: torch.Tensor, scale: int, rad
     254 of 255 on one pixel-shuffle phase)."""
     low = alpha[None].to(upscaled.device)  # (1, 1, H, W)
     size = 2 * radius + 1
-    highest = F.max_pool2d(low, size, stride=1, padding=radius)
-    lowest = -F.max_pool2d(-low, size, stride=1, padding=radius)
+
+    def window_max(plane: torch.Tensor) -> torch.Tensor:  # separable: O(r), not O(r²), per pixel
+        rows = F.max_pool2d(plane, (1, size), stride=1, padding=(0, radius))
+        return F.max_pool2d(rows, (size, 1), stride=1, padding=(radius, 0))
+
+    highest, lowest = window_max(low), -window_max(-low)
     flat = F.interpolate((highest == lowest).to(low.dtype), scale_factor=scale)[0] > 0
     return torch.where(flat, F.interpolate(low, scale_factor=scale)[0], upscaled)
 

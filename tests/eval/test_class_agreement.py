@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fastgan.data.procedural import render, sample_scenes
+from fastgan.data.procedural import CLASS_NAMES, render, sample_scenes
 from fastgan.eval import class_agreement as ca
 from fastgan.eval.evaluator import embedded_evaluator_path, load_evaluator
 from fastgan.eval.trained_generator import class_names, generator_from_checkpoint
@@ -95,6 +95,8 @@ def test_live_weights_are_the_networks_not_its_average(tiny_config, capsys):
 
 
 def test_class_names_come_from_the_checkpoints_data_identity():
-    state = {"family": {"data": {"classes": "cat\ndog\nfrog"}}}
+    state = {"family": {"data": {"classes": "cat\ndog\nfrog"}}, "config": {"data": {"source": "folder"}}}
     assert class_names(state, 3) == ["cat", "dog", "frog"]
-    assert class_names({"family": {}}, 2) == ["0", "1"]  # a checkpoint of an older version
+    older = {"family": {}, "config": {"data": {"source": "cifar10"}}}  # a checkpoint of an older version
+    assert class_names(older, 2) == ["0", "1"]
+    assert class_names(older | {"config": {"data": {"source": "embedded"}}}, 10) == list(CLASS_NAMES)

@@ -10,7 +10,7 @@ import torchvision
 
 from fastgan.data.image_set import ImageSet
 from fastgan.eval import __main__ as eval_cli
-from fastgan.eval.generator_eval import as_saved, extract, intra_class_fid
+from fastgan.eval.generator_eval import TooFewSamplesError, as_saved, extract, intra_class_fid
 from fastgan.eval.hrgan_report import _real_batches, evaluate_run, markdown
 from fastgan.eval.inception import InceptionFeatures, InceptionWeightsError, fid_inception_network, load_inception
 from fastgan.eval.precision import PER_OPERATOR, exact_fp32
@@ -345,7 +345,7 @@ def test_intra_class_fid_skips_classes_without_two_samples(caplog):
     fake = features + 0.1, torch.tensor([0, 0, 0, 1, 1, 1, 2])
     only_two = intra_class_fid((real[0][:6], real[1][:6]), (fake[0][:6], fake[1][:6]))
     assert intra_class_fid(real, fake) == pytest.approx(only_two) and "over 2 of 3 classes" in caplog.text
-    with pytest.raises(ValueError, match="--samples"):
+    with pytest.raises(TooFewSamplesError, match="--samples"):
         intra_class_fid((features[:2], torch.tensor([0, 1])), (features[:2], torch.tensor([0, 1])))
 
 

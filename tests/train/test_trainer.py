@@ -444,8 +444,11 @@ def test_a_second_signal_stops_at_once_through_the_cleanup(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_unwritable_run_directory_or_ms_real_cache_is_refused_before_any_data_is_read(tiny_config, tmp_path):
+def test_an_unwritable_run_directory_or_ms_real_cache_is_refused_before_any_data_is_read(
+    tiny_config, tmp_path, monkeypatch
+):
     """A cache_dir under a file failed with "[Errno 20] Not a directory ...; choose another --out", blaming --out."""
+    monkeypatch.setattr("fastgan.train.run.load_image_set", lambda *args: pytest.fail("data read before the check"))
     (tmp_path / "a-file").write_text("")
     for section, key in (("output", "cache_dir"), ("output", "out_dir")):
         config = merge(tiny_config, {section: {key: str(tmp_path / "a-file" / "x")}})

@@ -64,6 +64,8 @@ def test_export_out_is_checked_before_the_export_and_an_uppercase_suffix_is_onnx
     folder.mkdir()
     assert export_cli.main(["onnx", "--checkpoint", str(tiny_sr_run), "--out", str(folder)]) == 0
     assert (folder / "upscaler-fp32.onnx").read_bytes() == exported.read_bytes()
+    assert export_cli.main(["onnx", "--checkpoint", str(tiny_sr_run), "--out", f"{tmp_path / 'new'}/"]) == 0
+    assert (tmp_path / "new" / "upscaler-fp32.onnx").is_file()  # a folder to make, named by its trailing slash
     shouted = folder / "UP.ONNX"
     (folder / "upscaler-fp32.onnx").rename(shouted)
     assert load_upscaler(shouted, "onnxruntime", device="cpu").scale == 2
@@ -160,8 +162,9 @@ def test_clear_errors(exported, tiny_sr_run, tmp_path, caplog):
     (tmp_path / "a-file").write_text("in the way")
     cv2.imwrite(str(unreadable / "fine.png"), _smooth(8, 8, 3))
     assert upscale_cli.main([*model, "--input", str(unreadable), "--output", str(tmp_path / "a-file")]) == 1
-    (tmp_path / "a-folder.onnx").mkdir()
-    assert export_cli.main(["onnx", "--checkpoint", str(tiny_sr_run), "--out", str(tmp_path / "a-folder.onnx")]) == 1
+    (tmp_path / "a-folder.onnx").mkdir()  # a folder, whatever its name: the file goes in it
+    assert export_cli.main(["onnx", "--checkpoint", str(tiny_sr_run), "--out", str(tmp_path / "a-folder.onnx")]) == 0
+    assert (tmp_path / "a-folder.onnx" / "upscaler-fp32.onnx").is_file()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary files left
 
 
