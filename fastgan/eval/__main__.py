@@ -240,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"table: --out {args.out}: {reason}; choose another output")
     if args.command == "spread" and args.samples < 2:
         parser.error("spread: --samples must be at least 2 (a spread is the samples' standard deviation)")
+    if args.command in ("sr", "spread", "sheets"):  # where they write, checked before the work, not after it
+        args.out = args.out or run_directory(args.checkpoint) / "eval"
+        reason = unwritable_reason(args.out)
+        if reason is not None:
+            parser.error(f"{args.command}: --out {args.out}: {reason}; choose another output")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "sr" and not args.onnx and args.tile != sr.get_default("tile"):
         logging.getLogger("fastgan.eval").warning("--tile applies to the --onnx files; without them it is not used")
@@ -247,11 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         return _spread_command(args)
     if args.command != "sr":
         return _generator_command(args)
-    checkpoint = Path(args.checkpoint).expanduser()
-    out = args.out or run_directory(checkpoint) / "eval"
+    checkpoint, out = Path(args.checkpoint).expanduser(), args.out
     try:
         print(evaluate_sr(str(checkpoint), args.images, out, args.device, tuple(args.onnx), args.tile))
-    except (CheckpointError, DataSourceError, FileNotFoundError, ValueError) as exc:  # also a missing --onnx
+    except (CheckpointError, DataSourceError, OSError, ValueError) as exc:  # also a missing --onnx
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out / 'sr_eval.md'} and {out / 'sr_comparison.png'}")
@@ -262,14 +266,13 @@ def _spread_command(args) -> int:
     from fastgan.eval.sample_spread import draw_samples, markdown, sample_spread, spread_sheet
     from fastgan.train.lag_step import lag_generator_from_checkpoint
 
-    run = Path(args.checkpoint).expanduser()
-    out = args.out or run_directory(run) / "eval"
+    run, out = Path(args.checkpoint).expanduser(), args.out
     try:
         generator, config = lag_generator_from_checkpoint(run, resolve_device(args.device))
         images = _images(args.images, config)
         draws = draw_samples(generator, images, args.samples, args.seed, config.sr.degrade, args.noise_scale)
         results = sample_spread(draws, config.lag.scale)
-    except (CheckpointError, DataSourceError, FileNotFoundError, ValueError) as exc:
+    except (CheckpointError, DataSourceError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     table = markdown(results, config.lag.scale, args.samples, args.noise_scale)
@@ -291,9 +294,7 @@ def _generator_command(args) -> int:
             hrgan_table(args.runs, args)
         else:
             generator, _ = generator_from_checkpoint(args.checkpoint, args.weights, args.standing_stats)
-            run = Path(args.checkpoint).expanduser()
-            out = args.out or run_directory(run) / "eval"
-            for path in write_sheets(generator, out, args.per_class, args.steps, args.seed):
+            for path in write_sheets(generator, args.out, args.per_class, args.steps, args.seed):
                 print(f"wrote {path}")
     except (CheckpointError, DataSourceError, EvaluatorWeightsError, InceptionWeightsError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -119,15 +119,18 @@ def evaluate(
                 shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                 raise ValueError(f"upscaler {method!r} returned {shape} for image {name!r}, expected {tuple(hr.shape)}")
             pred = quantize(out.detach().float().cpu().reshape(target.shape))
-            row = {
-                "image": name,
-                "method": method,
-                "psnr_rgb": psnr(pred, target, border=scale).item(),
-                "ssim_rgb": ssim(pred, target, border=scale).item(),
-                "psnr_y": psnr(pred, target, border=scale, y_channel=True).item(),
-                "ssim_y": ssim(pred, target, border=scale, y_channel=True).item(),
-                "scale": scale,
-            }
+            try:
+                row = {
+                    "image": name,
+                    "method": method,
+                    "psnr_rgb": psnr(pred, target, border=scale).item(),
+                    "ssim_rgb": ssim(pred, target, border=scale).item(),
+                    "psnr_y": psnr(pred, target, border=scale, y_channel=True).item(),
+                    "ssim_y": ssim(pred, target, border=scale, y_channel=True).item(),
+                    "scale": scale,
+                }
+            except ValueError as error:  # e.g. too small for SSIM's window: name the image, as cropped here
+                raise ValueError(f"image {name!r} (HR crop {hr.shape[-2]}×{hr.shape[-1]}): {error}") from error
             rows.append(row)
             per_method[method].append(row)
     for method, method_rows in per_method.items():

@@ -75,6 +75,8 @@ def _prepare(
         raise ValueError(f"{name} expects floating-point images in [0, 1], got {pred.dtype}; divide uint8 by 255")
     if pred.device != target.device:
         raise ValueError(f"{name}: pred is on {pred.device} but target on {target.device}; move them to one device")
+    if check_range and target.numel() and target.isnan().any():
+        raise ValueError(f"{name}: target holds NaN; score images of finite values in [0, 1]")
     if check_range and target.numel() and (target.amin() < 0 or target.amax() > 1):
         raise ValueError(
             f"{name}: target values lie in [{target.amin().item():g}, {target.amax().item():g}], not [0, 1]; scale "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -20,9 +21,11 @@ import torch.nn.functional as F
 import torchvision
 from tqdm import tqdm
 
-from fastgan.atomic import atomic_write
+from fastgan.atomic import atomic_write, unwritable_reason
+from fastgan.cli_types import positive_finite, positive_int
 from fastgan.data.procedural import CLASS_NAMES, NUM_CLASSES, render, sample_scenes
 from fastgan.eval.evaluator import EVALUATOR_FORMAT, IMAGENET_MEAN, IMAGENET_STD
+from fastgan.train.config import ConfigError
 from fastgan.train.run import resolve_device
 
 log = logging.getLogger("fastgan.eval.train_evaluator")
@@ -118,18 +121,25 @@ def train(
         return network.cpu(), scores
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="evaluator file to write")
-    parser.add_argument("--resolution", type=int, default=64, help="side of the renders the evaluator judges")
-    parser.add_argument("--train-images", type=int, default=20000)
-    parser.add_argument("--heldout-images", type=int, default=2000)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--resolution", type=positive_int, default=64, help="side of the renders the evaluator judges")
+    parser.add_argument("--train-images", type=positive_int, default=20000)
+    parser.add_argument("--heldout-images", type=positive_int, default=2000)
+    parser.add_argument("--epochs", type=positive_int, default=6)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--lr", type=positive_finite, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
+    reason = unwritable_reason(args.out.expanduser().parent)  # checked before the training, not after it
+    if reason is not None:
+        parser.error(f"--out {args.out}: {reason}; choose another")
+    try:
+        device = resolve_device(args.device)
+    except ConfigError as error:
+        parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     started = time.time()
     network, scores = train(
@@ -140,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         args.batch_size,
         args.lr,
         args.seed,
-        resolve_device(args.device),
+        device,
     )
     payload = {
         "format": EVALUATOR_FORMAT,
@@ -154,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         "training": {k: v for k, v in vars(args).items() if k not in ("out", "device")},
         **scores,
     }
-    atomic_write(args.out, lambda file: torch.save(payload, file))
+    atomic_write(args.out.expanduser(), lambda file: torch.save(payload, file))
     log.info(
         "wrote %s in %.0f s: held-out accuracy %.4f (sharp %d×%d renders), %.4f (32×32 renders up-sampled)",
         args.out,
@@ -164,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
         args.resolution,
         scores["heldout_accuracy_from_32"],
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

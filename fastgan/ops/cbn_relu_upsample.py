@@ -34,12 +34,21 @@ def cbn_relu_upsample_ref(
     scale: int = 2,
 ) -> torch.Tensor:
     """Eager reference: `F.batch_norm` (no affine), gain/bias, `F.relu`, nearest up-sampling; in x's dtype."""
-    if gain.stride(0) == 0 and bias.stride(0) == 0:  # one affine for the whole batch (plain BN): ATen applies it
+    if _one_affine_aten_takes(x, gain, bias, running_mean, running_var):  # plain BN: ATen applies it
         out = F.relu(F.batch_norm(x, running_mean, running_var, gain[0], bias[0], training, momentum, eps))
     else:
         normalised = F.batch_norm(x, running_mean, running_var, None, None, training, momentum, eps)
         out = F.relu(normalised * gain[:, :, None, None] + bias[:, :, None, None])
     return nearest_upsample(out.to(x.dtype), scale)
+
+
+def _one_affine_aten_takes(x, gain, bias, running_mean, running_var) -> bool:
+    """Whether gain and bias are one (C,) affine broadcast over the batch (stride 0) in dtypes `F.batch_norm` takes
+    as its weight and bias: the same as the running buffers', and x's or fp32 (its CPU kernel refuses others)."""
+    if gain.stride(0) != 0 or bias.stride(0) != 0:
+        return False
+    dtypes = {gain.dtype, bias.dtype} | {b.dtype for b in (running_mean, running_var) if b is not None}
+    return len(dtypes) == 1 and dtypes <= {x.dtype, torch.float32}
 
 
 def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
@@ -247,8 +256,11 @@ def _validate(x, gain, bias, running_mean, running_var, training, scale, eps) ->
         )
     if not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {x.dtype}; convert it with x.float()")
-    if x.numel() == 0:
-        raise ValueError(f"x {tuple(x.shape)} is empty: batch norm needs at least one value per channel")
+    if x.numel() == 0 and training:
+        raise ValueError(
+            f"x {tuple(x.shape)} is empty: batch statistics need at least one value per channel (eval mode, on the "
+            "running statistics, takes an empty batch)"
+        )
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
     if not eps > 0:
@@ -291,7 +303,7 @@ def cbn_relu_upsample(
     """
     _validate(x, gain, bias, running_mean, running_var, training, scale, eps)
     name = current_backend()
-    if name == "torch" or traced_by_compile():
+    if name == "torch" or traced_by_compile() or x.numel() == 0:  # an empty eval batch: nothing to fuse
         return cbn_relu_upsample_ref(x, gain, bias, running_mean, running_var, training, momentum, eps, scale)
     return _CBNReluUpsample.apply(
         x,
@@ -343,8 +355,8 @@ def cbn_relu_upsample_conv(
     if weight.device != x.device:
         raise ValueError(f"weight is on {weight.device} and x on {x.device}: move them to one device")
     name = current_backend()
-    if name == "torch" or traced_by_compile():
-        by_phases = name != "torch" and _by_phases(x, weight, scale)
+    if name == "torch" or traced_by_compile() or x.numel() == 0:
+        by_phases = name != "torch" and x.numel() > 0 and _by_phases(x, weight, scale)
         h = cbn_relu_upsample_ref(
             x, gain, bias, running_mean, running_var, training, momentum, eps, 1 if by_phases else scale
         )

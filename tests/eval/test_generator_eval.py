@@ -292,6 +292,16 @@ def test_table_out_takes_a_folder_or_either_suffix_and_is_checked_before_scoring
     assert exit_info.value.code == 2 and "a-file is a file, not a folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["sr", "spread", "sheets"])
+def test_an_unwritable_out_is_refused_before_the_checkpoint_is_read(tmp_path, capsys, command):
+    """`sr` and `spread` evaluated everything, then failed on an --out under a file with a traceback; the check
+    comes first now (the checkpoint named here does not even exist)."""
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        eval_cli.main([command, "--checkpoint", str(tmp_path / "no-run"), "--out", str(tmp_path / "a-file" / "e")])
+    assert exit_info.value.code == 2 and "a-file is a file, not a folder" in capsys.readouterr().err
+
+
 def test_samples_do_not_depend_on_the_batch_size():
     """z is drawn for all samples at once: drawn per batch, batches of 3 × 5 latents gave other numbers than one
     draw of 10 × 5 (torch's normal sampler works in blocks of 16), and so other scores per --batch-size."""

@@ -233,6 +233,10 @@ def test_evaluate_rejects_wrong_output_size():
         evaluate({"bad": lambda lr: baseline_upscale(lr, 3, "bicubic")}, [pair], 2)
     with pytest.raises(ValueError, match="multiple of the scale"):
         evaluate(_upscalers(3), [pair], 3)
+    name, lr, hr = pair
+    small = ("tiny", lr[..., :7, :7], hr[..., :14, :14])  # SSIM's 11×11 window does not fit inside the border
+    with pytest.raises(ValueError, match=r"image 'tiny' \(HR crop 14×14\): ssim: .* fewer than the 11x11"):
+        evaluate(_upscalers(2), [pair, small], 2)
 
 
 def test_markdown_table_has_caption_and_every_method():
@@ -281,6 +285,9 @@ def test_images_on_another_scale_than_0_to_1_are_refused():
     for metric in (psnr, ssim):
         with pytest.raises(ValueError, match=r"not \[0, 1\]; scale the images"):
             metric(target.clone(), target)
+        holed = torch.where(target > 100, target / 255, torch.nan)  # NaN passed the range check: a NaN score
+        with pytest.raises(ValueError, match="target holds NaN"):
+            metric(holed.nan_to_num(), holed)
 
 
 def test_the_logged_psnr_reads_nothing_back_to_the_host():

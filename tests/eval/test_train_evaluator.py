@@ -1,5 +1,6 @@
 """The evaluator trainer: a tiny run writes an evaluator file that loads; its pixel work follows the images' device."""
 
+import pytest
 import torch
 
 from fastgan.eval import train_evaluator
@@ -24,3 +25,25 @@ def test_a_tiny_run_writes_a_loadable_evaluator(tmp_path):
     evaluator = load_evaluator(out)
     assert evaluator.spec.resolution == 32 and evaluator(torch.rand(2, 3, 32, 32) * 2 - 1).shape == (2, 10)
     assert [p.name for p in out.parent.iterdir()] == ["tiny.pt"]  # written atomically: no temporary file left
+
+
+def test_bad_arguments_are_refused_before_any_training(tmp_path, capsys, monkeypatch):
+    """--heldout-images 0 divided by zero after the training, an --out under a file failed after it and lost it;
+    --epochs 0, --batch-size 0 and a missing GPU gave tracebacks."""
+    monkeypatch.setattr(train_evaluator, "train", lambda *args: pytest.fail("trained before the checks"))
+    (tmp_path / "a-file").write_text("")
+    out = ["--out", str(tmp_path / "e.pt")]
+    for bad, said in (
+        (["--heldout-images", "0"], "must be a positive integer"),
+        (["--epochs", "0"], "must be a positive integer"),
+        (["--batch-size", "-3"], "must be a positive integer"),
+        (["--lr", "nan"], "--lr"),
+        (["--out", str(tmp_path / "a-file" / "e.pt")], "a-file is a file, not a folder"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            train_evaluator.main([*out, *bad])
+        assert exit_info.value.code == 2 and said in capsys.readouterr().err, bad
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            train_evaluator.main([*out, "--device", "cuda"])
+        assert "no CUDA device is available" in capsys.readouterr().err

@@ -429,6 +429,34 @@ def test_bad_arguments_are_refused_before_they_touch_the_running_statistics(name
     assert torch.equal(mean, torch.zeros(3)) and torch.equal(var, torch.ones(3))
 
 
+@pytest.mark.parametrize("name", ["torch", "fused-torch", "fused-compiled", "triton"])
+def test_an_empty_batch_in_eval_mode_gives_an_empty_output(name):
+    """Eval mode normalises by the running statistics, which an empty batch leaves alone (as F.batch_norm does); it
+    was refused as if it needed batch statistics."""
+    x, gain, bias = torch.randn(0, 3, 4, 4), torch.ones(0, 3), torch.zeros(0, 3)
+    stats = {"running_mean": torch.zeros(3), "running_var": torch.ones(3), "training": False}
+    with backend(name):
+        assert cbn_relu_upsample(x, gain, bias, **stats).shape == (0, 3, 8, 8)
+        weight = torch.randn(5, 3, 3, 3)
+        assert cbn_relu_upsample_conv(x, gain, bias, weight, None, **stats).shape == (0, 5, 8, 8)
+
+
+@pytest.mark.parametrize(("x_dtype", "affine_dtype"), [(torch.float16, torch.float16), (torch.float32, torch.bfloat16)])
+def test_one_broadcast_affine_in_another_dtype_than_the_buffers_runs_on_every_backend(x_dtype, affine_dtype):
+    """The eager path handed a broadcast (stride-0) gain to F.batch_norm as its weight, whose CPU kernel refused
+    fp16 weights beside fp32 running buffers ("expected scalar type Half but found Float"); the fused path took it."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 6, 4, 4, generator=generator).to(x_dtype)
+    gain = (1 + 0.1 * torch.randn(6, generator=generator)).to(affine_dtype).expand(3, 6)
+    bias = (0.1 * torch.randn(6, generator=generator)).to(affine_dtype).expand(3, 6)
+    results = {}
+    for name in ("torch", "fused-torch"):
+        with backend(name):
+            results[name] = cbn_relu_upsample(x, gain, bias, torch.zeros(6), torch.ones(6), True)
+    assert results["torch"].dtype == x_dtype
+    torch.testing.assert_close(results["torch"].float(), results["fused-torch"].float(), atol=2e-2, rtol=2e-2)
+
+
 def test_triton_launcher_rejects_unsupported_dtype():
     x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
     with backend("triton"), pytest.raises(ValueError, match="fp32, fp16 or bf16"):
