@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 from fastgan.atomic import atomic_path, unwritable_reason, write_bytes_atomically
-from fastgan.cli_types import positive_finite, positive_int
+from fastgan.cli_types import names_folder, positive_finite, positive_int
 from fastgan.data.sources import DataSourceError
 from fastgan.data.sr_loader import center_crops, degrade
 from fastgan.data.sr_sources import folder_images, game_frames, held_out_game_frames, skimage_photos
@@ -168,7 +167,7 @@ def table_paths(out: str) -> tuple[Path, Path]:
     """Where `table --out OUT` writes the table and the scores: OUT/hrgan_table.md and .json for a folder (one that
     exists, or a path ending in a separator), else OUT itself and OUT with the other suffix of .md / .json."""
     path = Path(out).expanduser()
-    if path.is_dir() or out.endswith(("/", os.sep)):
+    if names_folder(out):
         path = path / "hrgan_table.md"
     if path.suffix == ".json":
         return path.with_suffix(".md"), path

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from fastgan.atomic import atomic_path, unwritable_reason
-from fastgan.cli_types import positive_finite, positive_int
+from fastgan.cli_types import names_folder, positive_finite, positive_int
 from fastgan.export.onnx_export import (
     ExportError,
     error_vs_torch,
@@ -142,7 +141,7 @@ def export_destination(out: str | Path | None, folder: Path, name: str) -> Path:
     """
     if out is None:
         out = folder / name
-    elif Path(out).expanduser().is_dir() or str(out).endswith(("/", os.sep)):
+    elif names_folder(str(out)):
         out = Path(out).expanduser() / name
     out = Path(out).expanduser()
     if out.suffix.lower() != ".onnx":

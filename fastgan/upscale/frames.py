@@ -141,25 +141,11 @@ def frame_to_array(frame: Frame) -> np.ndarray:
     return pixels[..., 0] if pixels.shape[2] == 1 else pixels
 
 
-#: The first bytes of a TIFF (little- or big-endian) and of a BigTIFF.
-TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-
-
-def _tiff_extra_samples(data: np.ndarray) -> int | None:
-    """How many extra samples (alpha and others) a TIFF's first page declares; None for a file that is not a TIFF
-    tifffile can parse the header of."""
-    if data[:4].tobytes() not in TIFF_SIGNATURES:
-        return None
-    try:
-        with tifffile.TiffFile(io.BytesIO(data.tobytes())) as tiff:
-            return len(tiff.pages.first.extrasamples)
-    except Exception:  # a header tifffile cannot parse: OpenCV's to judge
-        return None
-
-
-def _tiff_with_alpha(data: np.ndarray, name: str) -> np.ndarray | None:
-    """A grey or RGB TIFF with alpha, decoded by tifffile in OpenCV's layout with straight alpha: (H, W, 2) grey +
-    alpha or (H, W, 4) BGRA, in its stored dtype. None for every other file, which OpenCV decodes.
+def _decoded_tiff(data: np.ndarray, name: str) -> np.ndarray | None:
+    """A TIFF in OpenCV's layout, by its one parsed header: a grey or RGB one with alpha decoded by tifffile with
+    straight alpha, (H, W, 2) grey + alpha or (H, W, 4) BGRA in its stored dtype; one without extra samples by
+    OpenCV asked for its colours alone (asked for every channel, it gives a CMYK TIFF an opaque alpha it does not
+    hold). None for every other file, which OpenCV decodes as stored.
 
     An associated (pre-multiplied) alpha is divided out; the first extra sample is the alpha, further ones are
     dropped. The pixels are turned upright as the Orientation tag says, as OpenCV turns the TIFFs it decodes.
@@ -167,7 +153,7 @@ def _tiff_with_alpha(data: np.ndarray, name: str) -> np.ndarray | None:
     Raises:
         FrameError: the TIFF declares alpha but its pixels cannot be decoded.
     """
-    if data[:4].tobytes() not in TIFF_SIGNATURES:
+    if data[:4].tobytes() not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return None
     try:
         tiff = tifffile.TiffFile(io.BytesIO(data.tobytes()))
@@ -180,7 +166,9 @@ def _tiff_with_alpha(data: np.ndarray, name: str) -> np.ndarray | None:
             associated = bool(page.extrasamples) and page.extrasamples[0] == tifffile.EXTRASAMPLE.ASSOCALPHA
         except Exception:  # a header tifffile cannot parse: OpenCV's to judge
             return None
-        if not page.extrasamples or colours is None:
+        if not page.extrasamples:
+            return cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+        if colours is None:
             return None
         try:  # tifffile's and imagecodecs' errors for damaged data are of many types
             pixels = page.asarray()
@@ -238,10 +226,9 @@ def read_image(path: str | Path) -> Frame:
         raise FrameError(f"cannot read {path}: {error}") from error
     # JPEGs (no alpha) are decoded upright as their EXIF orientation says, as viewers show them: the written output
     # carries no orientation tag. Other formats keep every channel as stored.
-    # A TIFF without extra samples holds no alpha: asked for every channel, OpenCV gives a CMYK one an opaque alpha.
-    no_alpha = path.suffix.lower() in (".jpg", ".jpeg") or _tiff_extra_samples(data) == 0
-    flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH if no_alpha else cv2.IMREAD_UNCHANGED
-    array = _tiff_with_alpha(data, path.name)
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH if jpeg else cv2.IMREAD_UNCHANGED
+    array = _decoded_tiff(data, path.name)
     if array is None:
         try:
             array = cv2.imdecode(data, flags)
